@@ -1,0 +1,53 @@
+"""adapterlab: parameter-efficient fine-tuning with the API of Hugging Face PEFT.
+
+The public names are resolved lazily (PEP 562) so that ``import adapterlab.registry`` and the
+``adapters`` CLI start without importing torch or transformers; the first access to, say,
+``adapterlab.LoraConfig`` imports the module that defines it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY_EXPORTS: dict[str, str] = {
+    "PeftConfig": "adapterlab.config",
+    "PeftType": "adapterlab.config",
+    "TaskType": "adapterlab.config",
+    "LoraConfig": "adapterlab.tuners.lora.config",
+    "LoraModel": "adapterlab.tuners.lora.model",
+    "PromptTuningConfig": "adapterlab.tuners.prompt.config",
+    "PromptTuningInit": "adapterlab.tuners.prompt.config",
+    "PromptEncoderConfig": "adapterlab.tuners.prompt.config",
+    "PromptEncoderReparameterizationType": "adapterlab.tuners.prompt.config",
+    "PrefixTuningConfig": "adapterlab.tuners.prompt.config",
+    "get_peft_model": "adapterlab.mapping",
+    "get_peft_model_state_dict": "adapterlab.checkpoint",
+    "set_peft_model_state_dict": "adapterlab.checkpoint",
+    "PeftModel": "adapterlab.peft_model",
+    "PeftModelForSequenceClassification": "adapterlab.peft_model",
+    "PeftModelForSeq2SeqLM": "adapterlab.peft_model",
+    "PeftModelForCausalLM": "adapterlab.peft_model",
+    "PeftModelForTokenClassification": "adapterlab.peft_model",
+    "PeftModelForQuestionAnswering": "adapterlab.peft_model",
+    "PeftModelForFeatureExtraction": "adapterlab.peft_model",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'adapterlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+

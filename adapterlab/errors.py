@@ -1,0 +1,60 @@
+"""The exception hierarchy shared by every part of adapterlab.
+
+Each domain error also inherits the built-in it refines, so code written against Hugging Face
+PEFT (``except ValueError``) or plain Python (``except LookupError``) keeps working. This module
+imports nothing heavy: the registry and the CLI use it without torch.
+"""
+
+from __future__ import annotations
+
+
+class AdapterlabError(Exception):
+    """Root of all errors raised on purpose by adapterlab. The CLI shows these as one line."""
+
+
+class InvalidConfig(AdapterlabError, ValueError):
+    """A configuration value is out of range, unknown or inconsistent."""
+
+
+class TargetModuleNotFound(InvalidConfig):
+    """``target_modules`` matched nothing (or not everything) in the base model."""
+
+
+class UnsupportedModule(AdapterlabError, TypeError):
+    """A targeted module has a type that the method cannot wrap."""
+
+
+class AdapterNotFound(AdapterlabError, LookupError):
+    """No adapter (or adapter version, alias, file) of that name exists."""
+
+
+class AdapterExists(AdapterlabError, ValueError):
+    """An adapter of that name already exists where a new one was asked for."""
+
+
+class CheckpointError(AdapterlabError, ValueError):
+    """An adapter checkpoint is missing, unreadable, corrupt or unsafe."""
+
+
+class ShapeMismatch(CheckpointError):
+    """A checkpoint's tensors do not fit the model they are loaded into."""
+
+
+class BaseModelMismatch(AdapterlabError, ValueError):
+    """An adapter is used with a base model other than the one it was trained on."""
+
+
+class ChecksumMismatch(AdapterlabError, ValueError):
+    """A stored artifact's content differs from the checksum recorded for it."""
+
+
+class PromotionRefused(AdapterlabError, ValueError):
+    """A promotion's requirements (``--require``) are not met."""
+
+
+class RegistryUnavailable(AdapterlabError, ConnectionError):
+    """The registry database (or tracking server) cannot be reached or is out of date."""
+
+
+class TrainingError(AdapterlabError, RuntimeError):
+    """Training cannot start or could not finish."""

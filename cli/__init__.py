@@ -1,0 +1,1 @@
+"""The ``adapters`` command line: a thin click layer over the library (see ``main``)."""

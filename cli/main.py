@@ -1,0 +1,70 @@
+"""Entry point of the ``adapters`` console script.
+
+Commands are imported only when they run (``LazyGroup``), so ``adapters --version`` and
+``adapters list`` never pay for torch, transformers or mlflow. Every ``AdapterlabError`` becomes
+one line on stderr and exit code 1 here, in one place; click's usage errors keep exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from adapterlab import __version__
+from adapterlab.cli.context import CliState
+from adapterlab.errors import AdapterlabError
+
+# command name -> "module:attribute" of its click command; add a line here to add a command
+COMMANDS: dict[str, str] = {}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command is needed."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self._lazy_commands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AdapterlabError as exc:
+            if ctx.params.get("debug"):
+                raise
+            message = " ".join(str(exc).split())  # always one line, even for multi-line causes
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS)
+@click.version_option(__version__, prog_name="adapters")
+@click.option(
+    "--registry-url",
+    envvar="ADAPTERLAB_REGISTRY_URL",
+    default=None,
+    help="SQLAlchemy URL of the adapter registry (default: sqlite under $ADAPTERLAB_HOME).",
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, registry_url: str | None, debug: bool) -> None:
+    """Train, register, compare and promote parameter-efficient adapters.
+
+    \b
+    Example:
+        adapters train
+        adapters list --base bigscience/mt0-large
+        adapters promote quickstart-complaints:3 --alias production
+    """
+    ctx.obj = CliState(registry_url=registry_url, debug=debug)

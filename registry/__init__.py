@@ -1,0 +1,1 @@
+"""The adapter registry: versions adapters against fingerprints of their base models."""
