@@ -1,0 +1,182 @@
+"""Opening the registry database: engines, sessions, the schema check, SQLite's write lock.
+
+SQLite serialises writers with ``BEGIN IMMEDIATE`` (taken by write sessions only, so readers in
+WAL mode never wait) and a long busy timeout; PostgreSQL locks the adapter's row with
+``SELECT ... FOR UPDATE``. A new embedded SQLite file is created at the head revision on first
+use; any other database whose revision differs from this code's is refused, naming the
+command that upgrades it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapterlab.errors import RegistryUnavailable
+from adapterlab.registry import settings
+
+# The Alembic head this code expects (a test checks it against migrations/versions).
+SCHEMA_REVISION = "0001_initial"
+UPGRADE_HINT = "run `adapters db upgrade`"
+_WRITE_OPTION = "adapterlab_write"
+
+_lock = threading.Lock()
+_registries: dict[str, Registry] = {}
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An opened, schema-checked registry database."""
+
+    url: str
+    engine: Engine
+    read: sessionmaker[Session]  # ``with registry.read.begin() as session:``
+    write: sessionmaker[Session]  # takes SQLite's write lock at BEGIN
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+
+def display_url(url: str) -> str:
+    """The URL with its password masked, safe to print."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def create_registry_engine(url: str) -> Engine:
+    """An engine for ``url``; plain ``postgresql://`` URLs use psycopg 3, the driver we ship."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise RegistryUnavailable(f"invalid registry URL {url!r}: expected e.g. sqlite:///path/registry.db") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed)
+        return create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise RegistryUnavailable(f"unsupported registry URL {display_url(url)}: {exc}") from exc
+
+
+def _sqlite_engine(url) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite would defer it)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def open_registry(url: str | None = None) -> Registry:
+    """The registry at ``url`` (or the configured one), checked to be reachable and up to date."""
+    resolved = settings.registry_url(url)
+    with _lock:
+        registry = _registries.get(resolved)
+        if registry is None:
+            engine = create_registry_engine(resolved)
+            _check_schema(resolved, engine)
+            registry = Registry(
+                url=resolved,
+                engine=engine,
+                read=sessionmaker(engine, expire_on_commit=False),
+                write=sessionmaker(engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False),
+            )
+            _registries[resolved] = registry
+        return registry
+
+
+def forget_registries() -> None:
+    """Dispose every cached engine (tests, and after ``db upgrade``/``downgrade``)."""
+    with _lock:
+        for registry in _registries.values():
+            registry.engine.dispose()
+        _registries.clear()
+
+
+def unreachable(url: str, exc: Exception) -> RegistryUnavailable:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RegistryUnavailable(
+        f"cannot reach the registry database at {display_url(url)}: {reason} "
+        "(check --registry-url / ADAPTERLAB_REGISTRY_URL)"
+    )
+
+
+def current_revision(engine: Engine, url: str) -> str | None:
+    """The Alembic revision stamped in the database, or None when it has no registry tables."""
+    try:
+        with engine.connect() as connection:
+            if not engine.dialect.has_table(connection, "alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError as exc:
+        raise unreachable(url, exc) from exc
+
+
+def _check_schema(url: str, engine: Engine) -> None:
+    revision = current_revision(engine, url)
+    if revision is None and engine.dialect.name == "sqlite":
+        revision = _create_embedded(url, engine)
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is None:
+        raise RegistryUnavailable(f"the registry database at {display_url(url)} has no registry schema; {UPGRADE_HINT}")
+    raise RegistryUnavailable(
+        f"the registry database at {display_url(url)} is at schema revision {revision}, "
+        f"this adapterlab needs {SCHEMA_REVISION}; {UPGRADE_HINT} (or upgrade adapterlab)"
+    )
+
+
+def _create_embedded(url: str, engine: Engine) -> str | None:
+    """Create a new SQLite registry at head; concurrent first users wait for the first one."""
+    from adapterlab.registry.migrate import upgrade_engine
+
+    database = engine.url.database
+    if not database or database == ":memory:":
+        upgrade_engine(engine)
+        return current_revision(engine, url)
+    with file_lock(Path(database + ".lock")):
+        if current_revision(engine, url) is None:
+            with engine.connect() as connection:
+                if inspect(connection).get_table_names():
+                    return None  # not ours, or half-made: leave it to `adapters db upgrade`
+            upgrade_engine(engine)
+        return current_revision(engine, url)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if needed), held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
