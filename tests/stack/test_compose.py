@@ -126,7 +126,9 @@ def test_clients_reach_the_stack_with_the_settings_the_readme_promises(compose, 
     services = compose["services"]
     exports = readme_exports(teams_section)
     assert set(exports) == {"ADAPTERLAB_REGISTRY_URL", "MLFLOW_TRACKING_URI"}
-    postgres_env = {key: with_defaults(str(value)) for key, value in services["postgres"]["environment"].items()}
+    postgres_env = {
+        key: with_defaults(str(value)) for key, value in services["postgres"]["environment"].items()
+    }
     for name in ("adapters", "migrate"):
         inside = {key: with_defaults(str(value)) for key, value in services[name]["environment"].items()}
         assert set(exports) <= set(inside)
