@@ -17,7 +17,10 @@ from adapterlab.cli.context import CliState
 from adapterlab.errors import AdapterlabError
 
 # command name -> "module:attribute" of its click command; add a line here to add a command
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "export": "adapterlab.cli.export_command:export_command",
+    "predict": "adapterlab.cli.predict_command:predict_command",
+}
 
 
 class LazyGroup(click.Group):

@@ -1,0 +1,47 @@
+"""``adapters export``: write a registered adapter (or base + adapter merged) to a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from adapterlab.cli.context import cli_state
+
+
+@click.command("export")
+@click.argument("ref")
+@click.option(
+    "--to",
+    "to_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new (or empty) folder to write to.",
+)
+@click.option(
+    "--merged",
+    is_flag=True,
+    help="Fold the adapter into the base weights: a plain transformers model (LoRA only).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def export_command(ref: str, to_dir: Path, merged: bool, as_json: bool) -> None:
+    """Export adapter REF (NAME, NAME:VERSION or NAME@ALIAS) for use outside adapterlab.
+
+    Without --merged: the adapter in the Hugging Face PEFT format (checksum-verified) with a model
+    card (README.md) ready to upload to a hub. With --merged: the base model with the adapter
+    merged in, loadable by transformers alone, with the base's tokenizer.
+
+    \b
+    Example:
+        adapters export quickstart-complaints@production --to ./export
+        adapters export quickstart-complaints:3 --to ./merged --merged
+    """
+    from adapterlab.registry.export import export_adapter
+
+    result = export_adapter(ref, to_dir, merged=merged, registry_url=cli_state().registry_url)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    shape = "merged model" if merged else "adapter (HF PEFT format)"
+    click.echo(f"Exported {result.ref} as {shape} to {result.path}: {', '.join(result.files)}")

@@ -1,0 +1,42 @@
+"""``adapters predict``: run a registered adapter on one text."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from adapterlab.cli.context import cli_state
+
+
+@click.command("predict")
+@click.argument("ref")
+@click.option("--text", required=True, help="The input text.")
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Language-model tasks: how many tokens to generate at most.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the prediction as JSON.")
+def predict_command(ref: str, text: str, max_new_tokens: int, as_json: bool) -> None:
+    """Run adapter REF (NAME, NAME:VERSION or NAME@ALIAS) on one text.
+
+    Classification adapters print the most probable label and its probability; language-model
+    adapters print the generated text. The base model's fingerprint is checked first.
+
+    \b
+    Example:
+        adapters predict quickstart-complaints@production --text "My parcel never arrived"
+        adapters predict quickstart-complaints:2 --text "Thanks, all good" --json
+    """
+    from adapterlab.registry.predict import predict
+
+    prediction = predict(ref, text, max_new_tokens=max_new_tokens, registry_url=cli_state().registry_url)
+    if as_json:
+        click.echo(json.dumps(prediction.to_dict(), indent=2))
+    elif prediction.label is not None:
+        click.echo(f"{prediction.label}\t{prediction.probability:.4f}")
+    else:
+        click.echo(prediction.generated_text)

@@ -1,0 +1,105 @@
+"""Exporting a registered adapter for use outside adapterlab.
+
+Two shapes, both written to a staging folder beside the destination and renamed into place, so
+a failed export never leaves a half-written folder behind:
+
+- the adapter as it is stored (the Hugging Face PEFT format, checksum-verified by ``pull``),
+  plus a model card (``README.md`` with hub metadata) ready to upload;
+- ``merged``: the base model with a LoRA adapter folded into its weights (``merge_and_unload``),
+  saved by ``save_pretrained`` with the base's tokenizer, so plain transformers (and serving
+  engines without adapter support) can load it.
+
+torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapterlab.errors import AdapterExists, InvalidConfig
+from adapterlab.registry.model_card import render_model_card
+from adapterlab.registry.records import AdapterVersion
+
+MODEL_CARD_NAME = "README.md"
+MERGEABLE_PEFT_TYPES = ("LORA",)  # prompt methods add virtual tokens at run time: nothing to fold in
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    ref: str  # the exact version exported, NAME:N
+    path: Path
+    merged: bool
+    files: tuple[str, ...]  # relative paths, sorted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "path": str(self.path), "merged": self.merged, "files": list(self.files)}
+
+
+def export_adapter(
+    ref: str, to_dir: str | Path, *, merged: bool = False, registry_url: str | None = None
+) -> ExportResult:
+    """Write the adapter ``ref`` (or, with ``merged``, base + adapter as one model) to ``to_dir``."""
+    from adapterlab.registry import describe
+
+    destination = Path(to_dir).expanduser().absolute()
+    check_destination(destination)
+    version = describe(ref, registry_url=registry_url)
+    if merged and version.peft_type not in MERGEABLE_PEFT_TYPES:
+        raise InvalidConfig(
+            f"{version.ref} is a {version.peft_type} adapter, which adds virtual tokens at run time and "
+            "cannot be merged into the base weights; export it without --merged"
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.export-", dir=destination.parent))
+    try:
+        if merged:
+            write_merged_model(version, staging, registry_url=registry_url)
+        else:
+            write_adapter(version.ref, staging, registry_url=registry_url)
+        (staging / MODEL_CARD_NAME).write_text(render_model_card(version, merged=merged), encoding="utf-8")
+        publish(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    files = tuple(
+        sorted(p.relative_to(destination).as_posix() for p in destination.rglob("*") if p.is_file())
+    )
+    return ExportResult(ref=version.ref, path=destination, merged=merged, files=files)
+
+
+def check_destination(destination: Path) -> None:
+    """Exports never overwrite: the destination must not exist, or be an empty folder."""
+    if destination.is_dir() and not any(destination.iterdir()):
+        return
+    if destination.exists():
+        raise AdapterExists(f"{destination} already exists and is not empty; pass a new folder to --to")
+
+
+def publish(staging: Path, destination: Path) -> None:
+    if destination.is_dir():  # the empty folder check_destination allowed
+        destination.rmdir()
+    staging.rename(destination)
+
+
+def write_adapter(ref: str, folder: Path, *, registry_url: str | None) -> None:
+    """The stored adapter files, verified against the registry's checksums by ``pull``."""
+    from adapterlab.registry import pull
+
+    pull(ref, folder, registry_url=registry_url)
+
+
+def write_merged_model(version: AdapterVersion, folder: Path, *, registry_url: str | None) -> None:
+    """Base + adapter as one plain transformers model (safetensors), with the base's tokenizer."""
+    from adapterlab.registry import load
+    from adapterlab.registry.predict import load_tokenizer
+
+    model = load(version.ref, registry_url=registry_url)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(folder)
+    tokenizer = load_tokenizer(version)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)

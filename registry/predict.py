@@ -1,0 +1,113 @@
+"""Running a registered adapter on one text: a label with its probability, or generated text.
+
+The model comes from ``registry.load`` (the base's weight fingerprint is checked against the one
+the adapter was registered with), pinned to the exact version the reference resolved to, so an
+alias moved meanwhile cannot mix two versions. The tokenizer is the base model's.
+
+torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapterlab.errors import InvalidConfig
+from adapterlab.registry.records import AdapterVersion
+
+CLASSIFICATION = ("SEQ_CLS",)
+GENERATION = ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    ref: str  # the exact version that ran, NAME:N
+    task_type: str
+    label: str | None = None  # classification: the most probable label
+    probability: float | None = None
+    probabilities: dict[str, float] | None = None  # classification: every label
+    generated_text: str | None = None  # language-model tasks
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str | None = None) -> Prediction:
+    """Run the adapter ``ref`` on ``text``: classify it, or continue it (LM tasks)."""
+    from adapterlab.registry import load
+    from adapterlab.registry.queries import show
+
+    if not text.strip():
+        raise InvalidConfig("the text to predict on is empty; pass some text with --text")
+    version = show(ref, registry_url=registry_url)
+    if version.task_type not in CLASSIFICATION + GENERATION:
+        raise InvalidConfig(
+            f"{version.ref} is a {version.task_type or 'task-less'} adapter; predict runs "
+            f"{', '.join(CLASSIFICATION + GENERATION)} adapters"
+        )
+    tokenizer = load_tokenizer(version)
+    if tokenizer is None:
+        raise InvalidConfig(
+            f"the base model of {version.ref} ({version.base.name}) has no tokenizer at {version.base.source}; "
+            "register the base from a folder that holds its tokenizer files"
+        )
+    model = load(version.ref, registry_url=registry_url)
+    model.eval()
+    if version.task_type in CLASSIFICATION:
+        return classify(model, tokenizer, text, version)
+    return generate(model, tokenizer, text, version, max_new_tokens)
+
+
+def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> Prediction:
+    import torch
+
+    inputs = tokenizer(text, return_tensors="pt", truncation=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]  # (num_labels,)
+    probabilities = torch.softmax(logits.float(), dim=-1).tolist()
+    names = label_names(model, len(probabilities))
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return Prediction(
+        ref=version.ref,
+        task_type=version.task_type or "",
+        label=names[best],
+        probability=probabilities[best],
+        probabilities=dict(zip(names, probabilities, strict=True)),
+    )
+
+
+def generate(
+    model: Any, tokenizer: Any, text: str, version: AdapterVersion, max_new_tokens: int
+) -> Prediction:
+    import torch
+
+    inputs = tokenizer(text, return_tensors="pt")
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.no_grad():
+        output = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_token_id
+        )
+    if version.task_type == "CAUSAL_LM":
+        output = output[:, inputs["input_ids"].shape[1] :]  # decoder-only models echo the prompt
+    text_out = tokenizer.decode(output[0], skip_special_tokens=True)
+    return Prediction(ref=version.ref, task_type=version.task_type or "", generated_text=text_out.strip())
+
+
+def label_names(model: Any, count: int) -> list[str]:
+    """The classifier's label names, as training saved them in the model config (``id2label``)."""
+    id2label = getattr(model.config, "id2label", None) or {}
+    return [str(id2label.get(index, id2label.get(str(index), f"LABEL_{index}"))) for index in range(count)]
+
+
+def load_tokenizer(version: AdapterVersion) -> Any | None:
+    """The base model's tokenizer, from the folder it was registered from (None when it has none)."""
+    from transformers import AutoTokenizer
+
+    source = version.base.source
+    if not source or not Path(source).is_dir():
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError):  # a weights-only folder: transformers' ways of saying so
+        return None
