@@ -1,0 +1,1 @@
+"""Prompt-learning methods: prompt tuning, P-tuning and prefix tuning (configs in ``.config``)."""
