@@ -1,0 +1,188 @@
+"""Adapter checkpoints in Hugging Face PEFT's format.
+
+A folder holds ``adapter_config.json`` and ``adapter_model.safetensors``; the adapter named
+``default`` is saved in the folder itself, any other in ``<folder>/<adapter_name>/``. Tensor keys
+carry no adapter name (it is put back on load, so one file loads under any name). Which tensors
+belong to an adapter is the method's business (its ``adapter_state_dict`` hook); the
+``modules_to_save`` copies are added here, the same way for every method. Files are written to a
+temporary name in the target folder and renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+
+from adapterlab.config import CONFIG_NAME
+from adapterlab.errors import AdapterNotFound, CheckpointError, ShapeMismatch
+from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+
+if TYPE_CHECKING:
+    from adapterlab.peft_model import PeftModel
+
+SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
+WEIGHTS_NAME = "adapter_model.bin"
+
+
+class LoadResult(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _modules_to_save(peft_model: PeftModel, adapter_name: str) -> Iterable[tuple[str, dict[str, torch.Tensor]]]:
+    """(module path, the adapter's copy's tensors) of every modules_to_save wrapper holding the adapter."""
+    for path, module in peft_model.named_modules():
+        if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
+            yield path, module.modules_to_save[adapter_name].state_dict(keep_vars=True)
+
+
+def get_peft_model_state_dict(model: PeftModel, adapter_name: str = "default") -> dict[str, torch.Tensor]:
+    """The adapter's tensors under HF PEFT's checkpoint keys (no adapter name), detached."""
+    if adapter_name not in model.peft_config:
+        raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(model.peft_config)}")
+    state = dict(model.method_for(adapter_name).adapter_state_dict(model, adapter_name))
+    for path, tensors in _modules_to_save(model, adapter_name):
+        state.update({f"{path}.{key}": value for key, value in tensors.items()})
+    return {key: value.detach() for key, value in state.items()}
+
+
+def set_peft_model_state_dict(
+    model: PeftModel, peft_model_state_dict: dict[str, torch.Tensor], adapter_name: str = "default"
+) -> LoadResult:
+    """Load a checkpoint state dict (HF keys) into adapter ``adapter_name`` of ``model``.
+
+    Raises ShapeMismatch on the first tensor whose shape differs and CheckpointError when the file
+    lacks a tensor the adapter has or holds one it cannot place.
+    """
+    if adapter_name not in model.peft_config:
+        raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(model.peft_config)}")
+    remaining = dict(peft_model_state_dict)
+    save_targets: dict[str, torch.Tensor] = {}
+    for path, tensors in _modules_to_save(model, adapter_name):
+        for key, target in tensors.items():
+            if f"{path}.{key}" in remaining:
+                save_targets[f"{path}.{key}"] = target
+    load_into_model(save_targets, {k: remaining.pop(k) for k in save_targets}, required=list(save_targets))
+    model.method_for(adapter_name).load_adapter_state_dict(model, remaining, adapter_name)
+    return LoadResult(missing_keys=[], unexpected_keys=[])
+
+
+@torch.no_grad()
+def load_into_model(
+    targets: dict[str, torch.Tensor | None], state_dict: dict[str, torch.Tensor], required: list[str]
+) -> None:
+    """Copy ``state_dict`` into the ``targets`` tensors (same keys), checking every shape first."""
+    missing = [key for key in required if key not in state_dict]
+    if missing:
+        raise CheckpointError(
+            f"the adapter file lacks {len(missing)} tensor(s) its config needs, first {missing[0]!r}; "
+            f"the file does not belong to this config (re-save the adapter)"
+        )
+    unplaced = [key for key in state_dict if targets.get(key) is None]
+    if unplaced:
+        raise CheckpointError(
+            f"the adapter file holds {unplaced[0]!r}, which matches nothing in the model; "
+            f"the adapter was made for another base model or config"
+        )
+    for key, value in state_dict.items():
+        target = targets[key]
+        if target.shape != value.shape:
+            raise ShapeMismatch(
+                f"{key}: checkpoint shape {tuple(value.shape)} != model shape {tuple(target.shape)}; "
+                f"the adapter was trained on a base model with other dimensions"
+            )
+    for key, value in state_dict.items():
+        target = targets[key]
+        if target.is_meta:
+            continue
+        target.copy_(value.to(device=target.device, dtype=target.dtype))
+
+
+def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
+                  selected_adapters: list[str] | None = None) -> None:
+    """Write each selected adapter (default: all) in HF PEFT's folder layout."""
+    from safetensors.torch import save as safetensors_bytes
+
+    folder = Path(save_directory)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file; save_pretrained needs a folder path")
+    names = list(peft_model.peft_config) if selected_adapters is None else list(selected_adapters)
+    for name in names:
+        if name not in peft_model.peft_config:
+            raise AdapterNotFound(f"no adapter named {name!r} to save; loaded: {', '.join(peft_model.peft_config)}")
+    for name in names:
+        target = folder if name == "default" else folder / name
+        target.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous().clone().cpu() for k, v in get_peft_model_state_dict(peft_model, name).items()}
+        write_atomically(target / SAFETENSORS_WEIGHTS_NAME, safetensors_bytes(tensors, metadata={"format": "pt"}))
+        config = peft_model.peft_config[name]
+        saved_mode = config.inference_mode
+        config.inference_mode = True  # a saved adapter loads frozen unless asked otherwise
+        try:
+            config.save_pretrained(target)
+        finally:
+            config.inference_mode = saved_mode
+
+
+def read_adapter_weights(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of ``adapter_model.safetensors`` (or a legacy ``adapter_model.bin``) in ``folder``."""
+    folder = Path(folder)
+    path = folder / SAFETENSORS_WEIGHTS_NAME
+    if path.is_file():
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(f"{path} is corrupt or not a safetensors file ({exc}); re-save the adapter") from None
+    legacy = folder / WEIGHTS_NAME
+    if legacy.is_file():
+        return _read_legacy_pickle(legacy)
+    raise CheckpointError(
+        f"no {SAFETENSORS_WEIGHTS_NAME} (or {WEIGHTS_NAME}) in {folder}; point at a folder written by save_pretrained"
+    )
+
+
+def _read_legacy_pickle(path: Path) -> dict[str, torch.Tensor]:
+    # A .bin is a pickle, and unpickling can run arbitrary code: only torch's tensor-only loader may read it.
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({str(exc).splitlines()[0]}); "
+            f"convert it to safetensors from a trusted source"
+        ) from None
+    except Exception as exc:
+        raise CheckpointError(f"{path} is corrupt ({exc.__class__.__name__}); re-save the adapter") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a dict of tensors; re-save the adapter")
+    return state
+
+
+def adapter_folder(model_id: str | os.PathLike[str], subfolder: str | None = None) -> Path:
+    folder = Path(model_id) / subfolder if subfolder else Path(model_id)
+    if not folder.is_dir():
+        raise CheckpointError(f"adapter folder {folder} does not exist; give the folder save_pretrained wrote")
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{folder / CONFIG_NAME} not found; give the folder save_pretrained wrote")
+    return folder

@@ -1,0 +1,187 @@
+"""Adapter configurations: the base dataclass every PEFT method's config extends.
+
+A config is what ``adapter_config.json`` holds, field for field, with Hugging Face PEFT's names
+and values, so that files move freely between the two libraries. ``PeftConfig.from_pretrained``
+reads any method's file and returns the right subclass, chosen by ``peft_type`` through the
+method table (:mod:`adapterlab.methods`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from adapterlab.errors import CheckpointError, InvalidConfig
+
+CONFIG_NAME = "adapter_config.json"
+
+
+class PeftType(str, enum.Enum):
+    """The PEFT methods, with Hugging Face PEFT's string values."""
+
+    LORA = "LORA"
+    PROMPT_TUNING = "PROMPT_TUNING"
+    P_TUNING = "P_TUNING"
+    PREFIX_TUNING = "PREFIX_TUNING"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TaskType(str, enum.Enum):
+    """The task a PEFT model is built for; it picks the ``PeftModelFor...`` class."""
+
+    SEQ_CLS = "SEQ_CLS"
+    SEQ_2_SEQ_LM = "SEQ_2_SEQ_LM"
+    CAUSAL_LM = "CAUSAL_LM"
+    TOKEN_CLS = "TOKEN_CLS"
+    QUESTION_ANS = "QUESTION_ANS"
+    FEATURE_EXTRACTION = "FEATURE_EXTRACTION"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def coerce_enum(enum_cls: type[enum.Enum], value: Any, field_name: str) -> Any:
+    """Accept an enum member or its string value; anything else is an InvalidConfig naming the choices."""
+    if value is None or isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(str(value).upper() if isinstance(value, str) else value)
+    except ValueError:
+        valid = ", ".join(member.value for member in enum_cls)
+        raise InvalidConfig(f"unknown {field_name} {value!r}; valid values are: {valid}") from None
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return [_to_json_value(v) for v in value]
+    if isinstance(value, list):
+        return [_to_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json_value(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class PeftConfig:
+    """Fields shared by every method's config (the base of ``adapter_config.json``)."""
+
+    # which method; set by each subclass, never by the user
+    peft_type: PeftType | str | None = None
+    # the task: picks the PeftModelFor... class and the heads that are trained along
+    task_type: TaskType | str | None = None
+    # the base model the adapter was trained on (a hub name or a folder)
+    base_model_name_or_path: str | None = None
+    # the base model's revision (a git ref on the hub), if any
+    revision: str | None = None
+    # True: adapter weights are frozen (how adapters are loaded for serving)
+    inference_mode: bool = False
+    # HF PEFT's hook for custom auto classes; kept for round trips
+    auto_mapping: dict[str, Any] | None = None
+
+    # HF PEFT fields that adapterlab does not implement, with the value at which they do nothing;
+    # a file that sets one of them otherwise is refused rather than silently misread.
+    inert_foreign_fields: ClassVar[dict[str, Any]] = {"peft_version": None}
+
+    def __post_init__(self) -> None:
+        self.peft_type = coerce_enum(PeftType, self.peft_type, "peft_type")
+        self.task_type = coerce_enum(TaskType, self.task_type, "task_type")
+
+    @property
+    def is_prompt_learning(self) -> bool:
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
+        """Write ``adapter_config.json`` into ``save_directory`` (created if needed), atomically."""
+        from adapterlab.checkpoint import write_atomically
+
+        folder = Path(save_directory)
+        if folder.exists() and not folder.is_dir():
+            raise CheckpointError(f"{folder} is a file; save_pretrained needs a folder path")
+        folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        write_atomically(folder / CONFIG_NAME, text.encode("utf-8"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeftConfig:
+        """Build the config for ``data["peft_type"]`` (any method) or for ``cls`` when it is concrete."""
+        from adapterlab.methods import get_method
+
+        target = cls
+        peft_type = data.get("peft_type")
+        if peft_type is not None:
+            method_config = get_method(coerce_enum(PeftType, peft_type, "peft_type")).config_class
+            if not issubclass(method_config, cls):
+                raise InvalidConfig(f"the config is for {peft_type}, not for {cls.__name__}")
+            target = method_config
+        elif cls is PeftConfig:
+            raise InvalidConfig("the config has no peft_type; add e.g. \"peft_type\": \"LORA\"")
+        return target(**target._known_fields(data))
+
+    @classmethod
+    def _known_fields(cls, data: dict[str, Any]) -> dict[str, Any]:
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        inert = {**PeftConfig.inert_foreign_fields, **cls.inert_foreign_fields}
+        unknown = []
+        for key, value in data.items():
+            if key in names:
+                continue
+            if key in inert:
+                if key != "peft_version" and value not in (inert[key], None, {}, [], False):
+                    raise InvalidConfig(
+                        f"{key}={value!r} is a Hugging Face PEFT feature adapterlab does not support; "
+                        f"remove it from the config"
+                    )
+            else:
+                unknown.append(key)
+        if unknown:
+            warnings.warn(
+                f"ignoring unknown {cls.__name__} keys (written by a newer tool?): {', '.join(sorted(unknown))}",
+                stacklevel=3,
+            )
+        return {key: value for key, value in data.items() if key in names}
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike[str], subfolder: str | None = None, **kwargs: Any
+    ) -> PeftConfig:
+        """Read ``adapter_config.json`` from a folder; ``kwargs`` override fields of the file."""
+        folder = Path(pretrained_model_name_or_path)
+        if subfolder:
+            folder = folder / subfolder
+        path = folder / CONFIG_NAME
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path} not found; point at a folder written by save_pretrained (it holds {CONFIG_NAME})"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
+        data.update(kwargs)
+        return cls.from_dict(data)
+
+
+def validate_choice(value: Any, choices: tuple[Any, ...], field_name: str) -> None:
+    """Raise InvalidConfig unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise InvalidConfig(f"{field_name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def default_field(value: Any) -> Any:
+    """A dataclass field with a fresh copy of a mutable default."""
+    return field(default_factory=lambda: type(value)(value))

@@ -1,0 +1,300 @@
+"""``PeftModel``: a transformers model with one or more adapters, and its task-specific classes.
+
+Method-specific work goes through the method table (:mod:`adapterlab.methods`); this class owns
+what every method shares: the adapters' configs, which adapter is active, task heads trained in
+full (``modules_to_save``), mixed batches, counting parameters and checkpoints. It forwards only
+the calls it names -- there is no catch-all ``__getattr__`` to the base model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from adapterlab import checkpoint
+from adapterlab.config import PeftConfig, TaskType
+from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
+from adapterlab.methods import PeftMethod, get_method
+from adapterlab.tuners.mixed_batch import adapter_layers, make_plan, mixed_batch
+from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
+
+
+class PeftModel(nn.Module):
+    """A base model plus adapters. Build it with :func:`adapterlab.get_peft_model` or ``from_pretrained``."""
+
+    # task heads trained and saved along with the adapter (names as transformers uses them)
+    head_modules: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default") -> None:
+        super().__init__()
+        self.peft_type = peft_config.peft_type
+        self.peft_config: dict[str, PeftConfig] = {}
+        self.active_adapter: str = adapter_name
+        self.base_model = get_method(peft_config.peft_type).wrap_base_model(model, self.peft_config)
+        self.add_adapter(adapter_name, peft_config)
+        self.set_adapter(adapter_name)
+
+    # -- adapters -------------------------------------------------------------------------
+
+    def method_for(self, adapter_name: str) -> PeftMethod:
+        return get_method(self.peft_config[adapter_name].peft_type)
+
+    @property
+    def active_peft_config(self) -> PeftConfig:
+        return self.peft_config[self.active_adapter]
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return [self.active_adapter]
+
+    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False) -> None:
+        """Add a new (inactive, unless it is the first) adapter; ``set_adapter`` switches to it."""
+        if adapter_name in self.peft_config:
+            raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+        if peft_config.peft_type != self.peft_type:
+            raise InvalidConfig(
+                f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; use one method per model"
+            )
+        config = copy.deepcopy(peft_config)
+        if self.head_modules and hasattr(config, "modules_to_save"):
+            config.modules_to_save = list(dict.fromkeys([*(config.modules_to_save or []), *self.head_modules]))
+        self.peft_config[adapter_name] = config
+        try:
+            self.method_for(adapter_name).add_adapter(self, config, adapter_name)
+            attach_modules_to_save(self.get_base_model(), getattr(config, "modules_to_save", None), adapter_name)
+        except Exception:
+            del self.peft_config[adapter_name]
+            raise
+        if adapter_name != self.active_adapter:
+            self.set_adapter(self.active_adapter)  # keep the active adapter's training state
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Make ``adapter_name`` the adapter forward and generate use (and the only one that trains)."""
+        if adapter_name not in self.peft_config:
+            raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(self.peft_config)}")
+        self.method_for(adapter_name).set_adapter(self, adapter_name)
+        trainable = not self.peft_config[adapter_name].inference_mode
+        for module in self.modules():
+            if isinstance(module, ModulesToSaveWrapper):
+                module.set_adapter(adapter_name, trainable)
+        self.active_adapter = adapter_name
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        if adapter_name not in self.peft_config:
+            raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(self.peft_config)}")
+        self.method_for(adapter_name).delete_adapter(self, adapter_name)
+        for module in self.modules():
+            if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
+                module.delete_adapter(adapter_name)
+        del self.peft_config[adapter_name]
+        if self.active_adapter == adapter_name and self.peft_config:
+            self.set_adapter(next(iter(self.peft_config)))
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Run the base model alone inside the ``with`` block (merged adapters are unmerged)."""
+        layers = adapter_layers(self)
+        for layer in layers:
+            layer.disable_adapters = True
+        self.adapters_disabled = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.disable_adapters = False
+            self.adapters_disabled = False
+
+    adapters_disabled: bool = False
+
+    @property
+    def modules_to_save(self) -> set[str] | None:
+        names = {n for c in self.peft_config.values() for n in (getattr(c, "modules_to_save", None) or [])}
+        return names or None
+
+    # -- running ----------------------------------------------------------------------------
+
+    def forward(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
+        """Run the model; ``adapter_names`` (one per row, ``"__base__"`` for none) mixes adapters in one batch."""
+        with self._mixed_batch(adapter_names, repeats=1):
+            return self.method_for(self.active_adapter).forward(self, *args, **kwargs)
+
+    def generate(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
+        """``transformers`` generation through the adapters (``adapter_names`` as in ``forward``)."""
+        generation_config = kwargs.get("generation_config") or getattr(self.get_base_model(), "generation_config", None)
+        beams = kwargs.get("num_beams") or getattr(generation_config, "num_beams", 1) or 1
+        returns = kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1
+        with self._mixed_batch(adapter_names, repeats=max(beams, returns)):
+            return self.method_for(self.active_adapter).generate(self, *args, **kwargs)
+
+    def _mixed_batch(self, adapter_names: list[str] | None, repeats: int) -> Any:
+        if adapter_names is None:
+            return nullcontext()
+        method = self.method_for(self.active_adapter)
+        if method.is_prompt_learning:
+            raise InvalidConfig("adapter_names (mixed batches) works with LoRA adapters, not prompt-learning ones")
+        layers = adapter_layers(self)
+        if any(getattr(layer, "merged", False) for layer in layers):
+            raise InvalidConfig("adapter_names cannot be used while adapters are merged; call unmerge_adapter() first")
+        if any(getattr(self.peft_config.get(n), "use_dora", False) for n in adapter_names):
+            raise InvalidConfig("adapter_names (mixed batches) does not support DoRA adapters")
+        return mixed_batch(layers, make_plan(adapter_names, set(self.peft_config), repeats))
+
+    # -- the base model ---------------------------------------------------------------------
+
+    def get_base_model(self) -> nn.Module:
+        """The transformers model (with the adapter layers in it)."""
+        return getattr(self.base_model, "model", self.base_model) if self._is_tuner() else self.base_model
+
+    def _is_tuner(self) -> bool:
+        return not self.method_for(self.active_adapter).is_prompt_learning
+
+    @property
+    def config(self) -> Any:
+        return self.get_base_model().config
+
+    @property
+    def generation_config(self) -> Any:
+        return getattr(self.get_base_model(), "generation_config", None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.get_base_model().dtype
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.get_base_model().get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.get_base_model().get_output_embeddings()
+
+    def can_generate(self) -> bool:
+        base = self.get_base_model()
+        return bool(getattr(base, "can_generate", lambda: False)())
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        self.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def enable_input_require_grads(self) -> None:
+        self.get_base_model().enable_input_require_grads()
+
+    # -- injection-method operations (LoRA) -------------------------------------------------
+
+    def _tuner(self, operation: str) -> Any:
+        if not self._is_tuner() or not hasattr(self.base_model, operation):
+            raise InvalidConfig(f"{operation} is not available for {self.peft_type} adapters")
+        return getattr(self.base_model, operation)
+
+    def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        self._tuner("merge_adapter")(adapter_names=adapter_names, safe_merge=safe_merge)
+
+    def unmerge_adapter(self) -> None:
+        self._tuner("unmerge_adapter")()
+
+    def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False,
+                         adapter_names: list[str] | None = None) -> nn.Module:
+        """Merge the adapters into the base weights and return the plain transformers model."""
+        return self._tuner("merge_and_unload")(progressbar=progressbar, safe_merge=safe_merge,
+                                               adapter_names=adapter_names)
+
+    def unload(self) -> nn.Module:
+        """Take the adapter layers out (unmerged) and return the plain transformers model."""
+        return self._tuner("unload")()
+
+    def add_weighted_adapter(self, adapters: list[str], weights: list[float], adapter_name: str,
+                             combination_type: str = "svd", svd_rank: int | None = None) -> None:
+        """Add ``adapter_name``: a weighted combination (``linear``, ``cat`` or ``svd``) of existing adapters."""
+        self._tuner("add_weighted_adapter")(adapters, weights, adapter_name, combination_type, svd_rank)
+        attach_modules_to_save(self.get_base_model(), None, adapter_name)
+        self.set_adapter(self.active_adapter)
+
+    # -- counting ---------------------------------------------------------------------------
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, all) parameters of the whole model, each shared tensor counted once."""
+        trainable = total = 0
+        for _, param in self.named_parameters():
+            total += param.numel()
+            if param.requires_grad:
+                trainable += param.numel()
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.get_nb_trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], selected_adapters: list[str] | None = None,
+                        safe_serialization: bool = True, is_main_process: bool = True, **kwargs: Any) -> None:
+        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders)."""
+        if not safe_serialization:
+            raise InvalidConfig("adapterlab writes safetensors only; drop safe_serialization=False")
+        if is_main_process:
+            checkpoint.save_adapters(self, save_directory, selected_adapters)
+
+    @classmethod
+    def from_pretrained(cls, model: nn.Module, model_id: str | os.PathLike[str], adapter_name: str = "default",
+                        is_trainable: bool = False, config: PeftConfig | None = None,
+                        subfolder: str | None = None, **kwargs: Any) -> PeftModel:
+        """Load a saved adapter onto ``model``; frozen unless ``is_trainable``."""
+        folder = checkpoint.adapter_folder(model_id, subfolder)
+        config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
+        config.inference_mode = not is_trainable
+        target_cls = cls
+        if cls is PeftModel and config.task_type is not None:
+            from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
+
+            target_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING[TaskType(config.task_type)]
+        weights = checkpoint.read_adapter_weights(folder)
+        peft_model = target_cls(model, config, adapter_name)
+        checkpoint.set_peft_model_state_dict(peft_model, weights, adapter_name)
+        return peft_model
+
+    def load_adapter(self, model_id: str | os.PathLike[str], adapter_name: str, is_trainable: bool = False,
+                     subfolder: str | None = None, **kwargs: Any) -> checkpoint.LoadResult:
+        """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active)."""
+        if adapter_name in self.peft_config:
+            raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+        folder = checkpoint.adapter_folder(model_id, subfolder)
+        config = PeftConfig.from_pretrained(folder)
+        config.inference_mode = not is_trainable
+        weights = checkpoint.read_adapter_weights(folder)
+        self.add_adapter(adapter_name, config)
+        try:
+            return checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
+        except Exception:
+            self.delete_adapter(adapter_name)
+            raise
+
+
+class PeftModelForSequenceClassification(PeftModel):
+    head_modules = ("classifier", "score")
+
+
+class PeftModelForTokenClassification(PeftModel):
+    head_modules = ("classifier", "score")
+
+
+class PeftModelForQuestionAnswering(PeftModel):
+    head_modules = ("qa_outputs",)
+
+
+class PeftModelForCausalLM(PeftModel):
+    pass
+
+
+class PeftModelForSeq2SeqLM(PeftModel):
+    pass
+
+
+class PeftModelForFeatureExtraction(PeftModel):
+    pass

@@ -1,0 +1,91 @@
+"""LoRA's entry in the method table (:mod:`adapterlab.methods`): how the core builds, switches and saves it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from adapterlab.config import PeftType
+from adapterlab.methods import PeftMethod
+from adapterlab.tuners.lora.config import LoraConfig
+from adapterlab.tuners.lora.layer import LoraLayer
+from adapterlab.tuners.lora.model import LoraModel
+
+if TYPE_CHECKING:
+    from adapterlab.peft_model import PeftModel
+
+
+def remove_adapter_name(key: str, adapter_name: str) -> str:
+    """``x.lora_A.default.weight`` -> ``x.lora_A.weight``; ``x.lora_embedding_A.default`` -> ``x.lora_embedding_A``."""
+    if key.endswith(f".{adapter_name}"):
+        return key[: -len(adapter_name) - 1]
+    return key.replace(f".{adapter_name}.", ".")
+
+
+def _layer_tensors(layer: LoraLayer, adapter_name: str) -> dict[str, nn.Parameter]:
+    """One layer's tensors of ``adapter_name``, under the checkpoint suffixes."""
+    if adapter_name in layer.lora_A:
+        tensors = {"lora_A.weight": layer.lora_A[adapter_name].weight, "lora_B.weight": layer.lora_B[adapter_name].weight}
+    else:
+        tensors = {"lora_embedding_A": layer.lora_embedding_A[adapter_name],
+                   "lora_embedding_B": layer.lora_embedding_B[adapter_name]}
+    if adapter_name in layer.lora_magnitude_vector:
+        tensors["lora_magnitude_vector"] = layer.lora_magnitude_vector[adapter_name]
+    return tensors
+
+
+class LoraMethod(PeftMethod):
+    peft_type = PeftType.LORA
+    config_class = LoraConfig
+
+    def wrap_base_model(self, model: nn.Module, peft_config: dict[str, Any]) -> nn.Module:
+        return LoraModel(model, peft_config)
+
+    def add_adapter(self, peft_model: PeftModel, config: LoraConfig, adapter_name: str) -> None:
+        try:
+            peft_model.base_model.inject_adapter(config, adapter_name)
+        except Exception:
+            peft_model.base_model.delete_adapter(adapter_name)  # leave no half-built adapter behind
+            raise
+
+    def set_adapter(self, peft_model: PeftModel, adapter_name: str | list[str]) -> None:
+        peft_model.base_model.set_adapter(adapter_name)
+
+    def delete_adapter(self, peft_model: PeftModel, adapter_name: str) -> None:
+        peft_model.base_model.delete_adapter(adapter_name)
+
+    def adapter_state_dict(self, peft_model: PeftModel, adapter_name: str) -> dict[str, torch.Tensor]:
+        config = peft_model.peft_config[adapter_name]
+        result: dict[str, torch.Tensor] = {}
+        for path, layer in peft_model.named_modules():
+            if isinstance(layer, LoraLayer) and adapter_name in layer.r:
+                result.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
+                if config.bias == "lora_only" and getattr(layer.base_layer, "bias", None) is not None:
+                    result[f"{path}.base_layer.bias"] = layer.base_layer.bias
+        if config.bias == "all":
+            others = [n for n in peft_model.peft_config if n != adapter_name]
+            for key, value in peft_model.state_dict(keep_vars=True).items():
+                if key.endswith(".bias") and not any(f".{n}." in key for n in others):
+                    result.setdefault(remove_adapter_name(key, adapter_name), value)
+        return result
+
+    def load_adapter_state_dict(
+        self, peft_model: PeftModel, state_dict: dict[str, torch.Tensor], adapter_name: str
+    ) -> None:
+        from adapterlab.checkpoint import load_into_model
+
+        targets: dict[str, torch.Tensor] = {}
+        for path, layer in peft_model.named_modules():
+            if isinstance(layer, LoraLayer) and adapter_name in layer.r:
+                targets.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
+        params = dict(peft_model.named_parameters(remove_duplicate=False))
+        for key in state_dict:
+            if key not in targets:  # biases (bias="all"/"lora_only"), by their plain path or with the name put back
+                named = f"{key.rpartition('.')[0]}.{adapter_name}.{key.rpartition('.')[2]}"
+                targets[key] = params.get(key, params.get(named))
+        load_into_model(targets, state_dict, required=[k for k in targets if "lora_" in k])
+
+
+LORA = LoraMethod()

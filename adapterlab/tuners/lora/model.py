@@ -1,0 +1,181 @@
+"""``LoraModel``: puts LoRA layers into a transformers model and manages the adapters on them.
+
+The transformers model stays reachable as ``.model`` (so checkpoint keys read
+``base_model.model.<module path>.lora_A.weight``); each targeted module is replaced in place by a
+:mod:`~adapterlab.tuners.lora.layer` wrapper holding the original as ``base_layer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from adapterlab.errors import AdapterNotFound
+from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
+from adapterlab.tuners.lora.layer import LoraLayer, make_lora_layer
+from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+from adapterlab.tuners.targeting import (
+    check_all_targets_found,
+    is_target,
+    pattern_value,
+    resolve_target_modules,
+)
+
+
+class LoraModel(nn.Module):
+    prefix = "lora_"
+
+    def __init__(self, model: nn.Module, peft_config: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.peft_config = peft_config  # shared with the PeftModel: adapter name -> config
+        self.active_adapters: list[str] = []
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def lora_layers(self) -> list[LoraLayer]:
+        return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+
+    def adapter_aware_layers(self) -> list[nn.Module]:
+        return [m for m in self.model.modules() if isinstance(m, (LoraLayer, ModulesToSaveWrapper))]
+
+    # -- adding and removing adapters -------------------------------------------------------
+
+    def inject_adapter(self, config: LoraConfig, adapter_name: str) -> None:
+        """Create adapter ``adapter_name`` on every module ``config`` targets."""
+        targets = resolve_target_modules(config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type)
+        config.target_modules = targets
+        names = [name for name, _ in self.model.named_modules()]
+        inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
+        matched = []
+        for key in names:
+            if not key or any(key.startswith(p) for p in inside_lora) or not is_target(config, targets, key):
+                continue
+            self._adapt_module(key, config, adapter_name)
+            matched.append(key)
+        check_all_targets_found(targets, names, matched)
+
+    def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
+        module = self.model.get_submodule(key)
+        if not isinstance(module, LoraLayer):
+            module = make_lora_layer(key, module)
+            parent_name, _, child_name = key.rpartition(".")
+            setattr(self.model.get_submodule(parent_name), child_name, module)
+            if module.fan_in_fan_out:
+                config.fan_in_fan_out = True  # HF PEFT records that Conv1D layers store (in, out)
+        module.add_adapter(
+            adapter_name,
+            r=pattern_value(config.rank_pattern, key, config.r),
+            alpha=pattern_value(config.alpha_pattern, key, config.lora_alpha),
+            dropout=config.lora_dropout,
+            use_rslora=config.use_rslora,
+            init_lora_weights=config.init_lora_weights,
+            use_dora=config.use_dora,
+        )
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        for layer in self.adapter_aware_layers():
+            if adapter_name in getattr(layer, "r", getattr(layer, "modules_to_save", {})):
+                layer.delete_adapter(adapter_name)
+
+    # -- which adapters run -----------------------------------------------------------------
+
+    def set_adapter(self, adapter_names: str | list[str]) -> None:
+        """Make ``adapter_names`` the active adapter(s); only active adapters train."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        self.active_adapters = names
+        for layer in self.lora_layers():
+            layer.active_adapters = [n for n in names if n in layer.r]
+        self.refresh_trainable()
+
+    def refresh_trainable(self) -> None:
+        """Base frozen; active adapters (not in inference mode) and the chosen biases train."""
+        trainable = {n for n in self.active_adapters if not self.peft_config[n].inference_mode}
+        for name, param in self.model.named_parameters():
+            if self.prefix not in name:
+                param.requires_grad_(False)
+        for layer in self.lora_layers():
+            for container in (layer.lora_A, layer.lora_B, layer.lora_embedding_A, layer.lora_embedding_B,
+                              layer.lora_magnitude_vector):
+                for adapter, part in container.items():
+                    part.requires_grad_(adapter in trainable)
+        for config_name in trainable:
+            self._train_biases(self.peft_config[config_name].bias)
+
+    def _train_biases(self, bias: str) -> None:
+        if bias == "all":
+            for name, param in self.model.named_parameters():
+                if name == "bias" or name.endswith(".bias"):
+                    param.requires_grad_(True)
+        elif bias == "lora_only":
+            for layer in self.lora_layers():
+                if getattr(layer.base_layer, "bias", None) is not None:
+                    layer.base_layer.bias.requires_grad_(True)
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        layers = self.adapter_aware_layers()
+        for layer in layers:
+            layer.disable_adapters = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.disable_adapters = False
+
+    # -- merging ----------------------------------------------------------------------------
+
+    def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        """Add the adapters' updates into the base weights (they stay removable with unmerge_adapter)."""
+        self._check_names(adapter_names)
+        for layer in self.lora_layers():
+            layer.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unmerge_adapter(self) -> None:
+        for layer in self.lora_layers():
+            layer.unmerge()
+
+    def merge_and_unload(
+        self, progressbar: bool = False, safe_merge: bool = False, adapter_names: list[str] | None = None
+    ) -> nn.Module:
+        """Merge the adapters into the base weights and return the plain transformers model."""
+        self._check_names(adapter_names)
+        return self._unload(merge=True, safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unload(self) -> nn.Module:
+        """Remove every LoRA layer without merging: the base model as it was."""
+        return self._unload(merge=False)
+
+    def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+        for key, module in list(self.model.named_modules()):
+            if isinstance(module, LoraLayer):
+                if merge:
+                    module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+                else:
+                    module.unmerge()
+                replacement = module.base_layer
+            elif isinstance(module, ModulesToSaveWrapper):
+                replacement = module.active_module  # the trained head is kept either way, as in HF PEFT
+            else:
+                continue
+            parent_name, _, child_name = key.rpartition(".")
+            setattr(self.model.get_submodule(parent_name), child_name, replacement)
+        return self.model
+
+    def _check_names(self, adapter_names: list[str] | None) -> None:
+        for name in adapter_names or []:
+            if name not in self.peft_config:
+                raise AdapterNotFound(f"no adapter named {name!r}; loaded: {', '.join(self.peft_config)}")
+
+    @torch.no_grad()
+    def add_weighted_adapter(self, adapters: list[str], weights: list[float], adapter_name: str,
+                             combination_type: str = "svd", svd_rank: int | None = None) -> None:
+        """Combine existing adapters into a new one (see adapterlab.tuners.lora.merge)."""
+        from adapterlab.tuners.lora.merge import add_weighted_adapter
+
+        add_weighted_adapter(self, adapters, weights, adapter_name, combination_type, svd_rank)

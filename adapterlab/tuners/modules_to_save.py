@@ -1,0 +1,91 @@
+"""``modules_to_save``: modules trained in full next to the adapter (task heads such as ``classifier``).
+
+The original module stays, frozen, as ``original_module``; each adapter gets its own trainable copy
+in ``modules_to_save[adapter_name]``. Checkpoints store the copy under the module's plain path
+(``base_model.model.classifier.weight``), as Hugging Face PEFT does. Works with every method.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from adapterlab.errors import TargetModuleNotFound
+
+
+class ModulesToSaveWrapper(nn.Module):
+    def __init__(self, module: nn.Module, adapter_name: str) -> None:
+        super().__init__()
+        self.original_module = module
+        self.modules_to_save = nn.ModuleDict()
+        self.active_adapter: str | None = None
+        self.disable_adapters = False
+        self.batch_plan = None  # a mixed_batch.BatchPlan while a mixed batch runs
+        self.add_adapter(adapter_name)
+
+    def add_adapter(self, adapter_name: str) -> None:
+        self.original_module.requires_grad_(False)
+        if adapter_name not in self.modules_to_save:
+            self.modules_to_save[adapter_name] = copy.deepcopy(self.original_module)
+
+    def set_adapter(self, adapter_name: str | None, trainable: bool) -> None:
+        """Use ``adapter_name``'s copy (None: the original); only that copy trains, if ``trainable``."""
+        self.active_adapter = adapter_name if adapter_name in self.modules_to_save else None
+        self.original_module.requires_grad_(False)
+        for name, module in self.modules_to_save.items():
+            module.requires_grad_(trainable and name == self.active_adapter)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        del self.modules_to_save[adapter_name]
+        if self.active_adapter == adapter_name:
+            self.active_adapter = None
+
+    @property
+    def active_module(self) -> nn.Module:
+        if self.disable_adapters or self.active_adapter is None:
+            return self.original_module
+        return self.modules_to_save[self.active_adapter]
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.batch_plan is not None and not self.disable_adapters:
+            result = self.original_module(x, *args, **kwargs)
+            for name, rows in self.batch_plan.rows_for(self.modules_to_save, x):
+                sub = self.modules_to_save[name](x.index_select(0, rows), *args, **kwargs)
+                result = result.index_copy(0, rows, sub)
+            return result
+        return self.active_module(x, *args, **kwargs)
+
+
+def attach_modules_to_save(model: nn.Module, module_names: list[str] | None, adapter_name: str) -> None:
+    """Give ``adapter_name`` a copy of every module whose path ends with one of ``module_names`` (HF's rule).
+
+    The copies stay inactive until ``set_adapter`` is called on the wrappers.
+    """
+    if not module_names:
+        return
+    found = set()
+    for key, module in list(model.named_modules(remove_duplicate=False)):
+        name = next((n for n in module_names if key.endswith(n)), None)
+        if name is None or ".original_module" in key or ".modules_to_save." in key:
+            continue
+        parent_name, _, child_name = key.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        if isinstance(module, ModulesToSaveWrapper):
+            module.add_adapter(adapter_name)
+        elif not isinstance(parent, ModulesToSaveWrapper):
+            module = ModulesToSaveWrapper(module, adapter_name)
+            setattr(parent, child_name, module)
+        else:
+            continue
+        found.add(name)
+    missing = [n for n in module_names if n not in found]
+    # Task heads are added for every model of a task type, under each name a head may have
+    # (classifier / score); only names the user gave must exist.
+    if missing and not found:
+        raise TargetModuleNotFound(
+            f"modules_to_save {', '.join(map(repr, missing))} not found in the base model; "
+            f"give module names that exist, e.g. the task head"
+        )
