@@ -1,0 +1,74 @@
+"""Adapter files in MLflow's artifact store, content-addressed and verified on every download.
+
+Files go to ``<artifact root>/adapters/<name>/<sha256>``: uploading is idempotent and happens
+before the version is allocated, so the database transaction stays short and a failed upload
+leaves no version behind. mlflow is imported only here, inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable
+from adapterlab.registry import settings
+from adapterlab.registry.adapter_folder import AdapterFolder, folder_files, manifest_digest
+
+
+def _repository(uri: str):
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())  # mlflow-artifacts: URIs go through it
+    return get_artifact_repository(uri)
+
+
+def upload_adapter(folder: AdapterFolder, name: str) -> str:
+    """Store the folder's files; returns their artifact URI."""
+    uri = f"{settings.artifact_root()}/adapters/{name}/{folder.sha256}"
+    try:
+        repository = _repository(uri)
+        for file in folder.files:
+            parent = str(Path(file.path).parent)
+            repository.log_artifact(str(folder.path / file.path), None if parent == "." else parent)
+    except Exception as exc:  # every artifact backend raises its own errors
+        raise RegistryUnavailable(f"cannot store the adapter files at {uri}: {_first_line(exc)}") from exc
+    return uri
+
+
+def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:
+    """Download into ``to_dir`` (absent or empty) and verify; on any failure nothing is left there."""
+    to_dir = Path(to_dir)
+    if to_dir.exists() and (not to_dir.is_dir() or any(to_dir.iterdir())):
+        raise AdapterExists(f"{to_dir} exists and is not an empty folder; pull into a new folder")
+    to_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=to_dir.parent))
+    try:
+        try:
+            _repository(uri).download_artifacts("", dst_path=str(staging))
+        except Exception as exc:
+            raise RegistryUnavailable(f"cannot download {uri}: {_first_line(exc)}") from exc
+        verify_folder(staging, sha256, uri)
+        if to_dir.exists():
+            to_dir.rmdir()
+        staging.rename(to_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return to_dir
+
+
+def verify_folder(folder: Path, sha256: str, source: str) -> None:
+    actual = manifest_digest(folder_files(folder))
+    if actual != sha256:
+        raise ChecksumMismatch(
+            f"the files at {source} do not match their recorded sha256 ({actual[:12]}... != {sha256[:12]}...); "
+            "the artifact was altered or corrupted: re-register the adapter"
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

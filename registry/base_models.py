@@ -1,0 +1,100 @@
+"""Which base model an adapter belongs to: a local folder (fingerprinted) or a registered name."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from adapterlab.errors import InvalidConfig
+from adapterlab.registry.database import open_registry
+from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.names import not_found
+from adapterlab.registry.schema import BASE_NAME_LENGTH, BaseModelRow
+
+# .../models--<org>--<name>/snapshots/<revision>/ in a Hugging Face Hub cache
+_HUB_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<revision>[^/]+)/?$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """A base model as the store records it."""
+
+    name: str
+    fingerprint: str
+    revision: str | None
+    model_type: str | None
+    parameter_count: int
+    tensor_count: int
+    size_bytes: int
+    source: str | None
+
+
+def resolve_base(base: str | Path, base_name: str | None = None, registry_url: str | None = None) -> BaseSpec:
+    """A local model folder (fingerprinted now) or the name of a base already in the registry."""
+    folder = Path(base)
+    if folder.is_dir():
+        return describe_folder(folder, base_name)
+    return registered_base(str(base), registry_url)
+
+
+def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
+    folder = folder.absolute()
+    config = _model_config(folder)
+    hub_name, revision = _hub_identity(folder, config)
+    name = base_name or hub_name or folder.name
+    if not name or len(name) > BASE_NAME_LENGTH or any(ord(char) < 32 for char in name):
+        raise InvalidConfig(f"invalid base model name {name!r}; pass --base-name NAME")
+    weights = fingerprint_checkpoint(folder)
+    return BaseSpec(
+        name=name,
+        fingerprint=weights.fingerprint,
+        revision=revision,
+        model_type=config.get("model_type"),
+        parameter_count=weights.parameter_count,
+        tensor_count=weights.tensor_count,
+        size_bytes=weights.size_bytes,
+        source=str(folder),
+    )
+
+
+def _model_config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}  # a folder of bare weights is still a base; it just has no model_type
+    return config if isinstance(config, dict) else {}
+
+
+def _hub_identity(folder: Path, config: dict) -> tuple[str | None, str | None]:
+    snapshot = _HUB_SNAPSHOT.search(folder.as_posix())
+    if snapshot:
+        return snapshot["repo"].replace("--", "/", 1), snapshot["revision"]
+    named = config.get("_name_or_path")
+    if isinstance(named, str) and _HUB_ID.fullmatch(named) and not Path(named).exists():
+        return named, None
+    return None, None
+
+
+def registered_base(name: str, registry_url: str | None = None) -> BaseSpec:
+    with open_registry(registry_url).read.begin() as session:
+        rows = session.scalars(
+            select(BaseModelRow).where(BaseModelRow.name == name).order_by(BaseModelRow.created_at.desc())
+        ).all()
+        if not rows:
+            error = not_found("base model", name, session.scalars(select(BaseModelRow.name).distinct()))
+            raise type(error)(f"{error} (or pass the model's folder)")
+        if len(rows) > 1:
+            raise InvalidConfig(
+                f"{len(rows)} different base models are named {name!r}; pass the model's folder to say which"
+            )
+        row = rows[0]
+        return BaseSpec(
+            name=row.name, fingerprint=row.fingerprint, revision=row.revision, model_type=row.model_type,
+            parameter_count=row.parameter_count, tensor_count=row.tensor_count, size_bytes=row.size_bytes,
+            source=row.source,
+        )  # fmt: skip

@@ -1,0 +1,166 @@
+"""The MLflow mirror: every version is also an MLflow model version, every alias an MLflow alias.
+
+The registry database stays the source of truth; MLflow numbers its model versions itself, so
+the registry records which MLflow version mirrors each of its own. Creating model versions goes
+through ``MlflowClient`` (imported here, lazily). Moving an alias must stay fast (``adapters
+promote`` imports no mlflow), so it talks to a tracking server's REST API, or writes the one
+alias row of an SQLite tracking store directly, and only falls back to the client otherwise.
+A mirror that fails is reported as a warning: the registry's own change is already committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from adapterlab.registry import settings
+from adapterlab.registry.database import file_lock
+from adapterlab.registry.records import AdapterVersion
+
+log = logging.getLogger("adapterlab.registry")
+_ATTEMPTS = 5
+
+
+def _client():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow import MlflowClient
+
+    uri = settings.mlflow_tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    sqlite_file = _sqlite_path(uri)
+    if sqlite_file is not None:
+        # MLflow creates its tables on first use; concurrent first users must not race to do it
+        with file_lock(sqlite_file.with_name(sqlite_file.name + ".lock")):
+            client.search_registered_models(max_results=1)
+    return client
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def mirror_version(version: AdapterVersion) -> int | None:
+    """Create the MLflow model version of ``version``; returns its MLflow version number."""
+    if not settings.mlflow_mirror_enabled():
+        return None
+    try:
+        return _retry(lambda: _create_model_version(_client(), version))
+    except Exception as exc:  # MLflow raises many types; the registry's version already exists
+        log.warning("Warning: %s:%s was not mirrored to MLflow: %s", version.name, version.version, _first_line(exc))
+        return None
+
+
+def _create_model_version(client, version: AdapterVersion) -> int:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(version.name, tags={"adapterlab": "adapter"})
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {
+        "base": version.base.name,
+        "fingerprint": version.base.fingerprint,
+        "task": version.task_type or "",
+        "method": version.peft_type,
+        "sha256": version.sha256,
+        "adapterlab.version": str(version.version),
+    }
+    created = client.create_model_version(
+        version.name,
+        source=version.artifact_uri,
+        run_id=version.mlflow_run_id,
+        tags=tags,
+        description=version.description,
+    )
+    return int(created.version)
+
+
+def mirror_alias(name: str, alias: str, mlflow_version: int | None) -> None:
+    """Point MLflow's ``alias`` at ``mlflow_version`` (None: remove it)."""
+    if not settings.mlflow_mirror_enabled():
+        return
+    uri = settings.mlflow_tracking_uri()
+    try:
+        if uri.startswith(("http://", "https://")):
+            _retry(lambda: _rest_alias(uri, name, alias, mlflow_version))
+        elif _sqlite_path(uri) is not None:
+            _retry(lambda: _sqlite_alias(uri, name, alias, mlflow_version))
+        else:
+            _retry(lambda: _client_alias(name, alias, mlflow_version))
+    except Exception as exc:
+        log.warning("Warning: MLflow alias @%s of %s was not updated: %s", alias, name, _first_line(exc))
+
+
+def _rest_alias(uri: str, name: str, alias: str, version: int | None) -> None:
+    endpoint = f"{uri.rstrip('/')}/api/2.0/mlflow/registered-models/alias"
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if version is None:
+        request = urllib.request.Request(
+            f"{endpoint}?{urllib.parse.urlencode({'name': name, 'alias': alias})}", method="DELETE", headers=headers
+        )
+    else:
+        body = json.dumps({"name": name, "alias": alias, "version": str(version)}).encode()
+        request = urllib.request.Request(endpoint, data=body, method="POST", headers=headers)
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def _sqlite_alias(uri: str, name: str, alias: str, version: int | None) -> None:
+    """The row MLflow's own ``set_registered_model_alias`` writes, written without importing mlflow."""
+    from sqlalchemy import MetaData, create_engine, delete, insert, select, update
+
+    engine = create_engine(uri, connect_args={"timeout": 60})
+    try:
+        tables = MetaData()
+        tables.reflect(engine, only=["registered_models", "registered_model_aliases"])
+        models, aliases = tables.tables["registered_models"], tables.tables["registered_model_aliases"]
+        with engine.begin() as connection:
+            model = connection.execute(select(models).where(models.c.name == name)).mappings().first()
+            if model is None:
+                raise LookupError(f"MLflow has no registered model {name!r}")
+            key = {"name": name, "alias": alias}
+            if "workspace" in aliases.c:
+                key["workspace"] = model["workspace"]
+            connection.execute(delete(aliases).filter_by(**key))
+            if version is not None:
+                connection.execute(insert(aliases).values(**key, version=version))
+            scope = {k: v for k, v in key.items() if k != "alias"}
+            connection.execute(update(models).filter_by(**scope).values(last_updated_time=int(time.time() * 1000)))
+    finally:
+        engine.dispose()
+
+
+def _client_alias(name: str, alias: str, version: int | None) -> None:
+    client = _client()
+    if version is None:
+        client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, str(version))
+
+
+def _retry(action):
+    """Run ``action``, retrying a few times: SQLite tracking stores report lock contention as errors."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return action()
+        except Exception:
+            if attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,123 @@
+"""Moving aliases: ``promote`` (with requirements on metrics) and ``demote``, each in one transaction.
+
+Every move is written to the promotion history together with the alias change, so the history
+is exactly the sequence of states the alias went through.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
+from adapterlab.registry import settings
+from adapterlab.registry.database import open_registry
+from adapterlab.registry.mlflow_mirror import mirror_alias
+from adapterlab.registry.names import parse_ref, validate_alias, validate_name
+from adapterlab.registry.queries import find_adapter, resolve_ref
+from adapterlab.registry.records import Promotion, iso_time
+from adapterlab.registry.schema import AliasRow, MetricRow, PromotionRow, VersionRow, utc_now
+
+_COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
+_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9._/-]*)\s*(>=|<=|==|>|<|=)\s*([-+0-9.eE]+|inf|-inf)\s*")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    metric: str
+    comparison: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.comparison}{self.value:g}"
+
+
+def parse_requirement(text: str) -> Requirement:
+    """``'eval_accuracy>=0.9'`` -> Requirement."""
+    match = _REQUIREMENT.fullmatch(text)
+    if match is None:
+        raise InvalidConfig(f"invalid requirement {text!r}: use METRIC>=VALUE (or >, <=, <, ==), e.g. eval_accuracy>=0.9")
+    try:
+        value = float(match[3])
+    except ValueError as exc:
+        raise InvalidConfig(f"invalid number in requirement {text!r}") from exc
+    return Requirement(match[1], match[2], value)
+
+
+def promote(
+    ref: str,
+    *,
+    alias: str,
+    reason: str | None = None,
+    require: Iterable[str | Requirement] = (),
+    registry_url: str | None = None,
+) -> Promotion:
+    """Point ``alias`` of the adapter at the version ``ref`` names, if every requirement holds."""
+    parsed, alias = parse_ref(ref), validate_alias(alias)
+    requirements = [item if isinstance(item, Requirement) else parse_requirement(item) for item in require]
+    registry = open_registry(registry_url)
+    with registry.write.begin() as session:
+        adapter, version = resolve_ref(session, parsed)
+        metrics = dict(session.execute(select(MetricRow.key, MetricRow.value).where(MetricRow.version_id == version.id)).all())
+        _check_requirements(f"{adapter.name}:{version.version}", metrics, requirements)
+        current = session.scalar(
+            select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias).with_for_update()
+        )
+        previous = session.get(VersionRow, current.version_id).version if current is not None else None
+        if current is None:
+            session.add(AliasRow(adapter_id=adapter.id, alias=alias, version_id=version.id))
+        else:
+            current.version_id, current.updated_at = version.id, utc_now()
+        event = _record(session, adapter.id, alias, previous, version.version, reason)
+        mlflow_version = version.mlflow_version
+        promotion = _promotion(adapter.name, event)
+    if mlflow_version is not None:  # never mirrored (mirror off or failed): nothing to point at
+        mirror_alias(adapter.name, alias, mlflow_version)
+    return promotion
+
+
+def demote(name: str, *, alias: str, reason: str | None = None, registry_url: str | None = None) -> Promotion:
+    """Remove ``alias`` from adapter ``name``."""
+    validate_name(name)
+    alias = validate_alias(alias)
+    with open_registry(registry_url).write.begin() as session:
+        adapter = find_adapter(session, name)
+        current = session.scalar(select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias))
+        if current is None:
+            raise AdapterNotFound(f"{name} has no alias @{alias}; see `adapters show {name}`")
+        previous = session.get(VersionRow, current.version_id).version
+        session.delete(current)
+        promotion = _promotion(name, _record(session, adapter.id, alias, previous, None, reason))
+    mirror_alias(name, alias, None)
+    return promotion
+
+
+def _check_requirements(label: str, metrics: dict[str, float], requirements: list[Requirement]) -> None:
+    for requirement in requirements:
+        if requirement.metric not in metrics:
+            known = ", ".join(sorted(metrics)) or "none"
+            raise PromotionRefused(f"{label} has no metric {requirement.metric!r} (it has: {known}); nothing changed")
+        value = metrics[requirement.metric]
+        if not _COMPARISONS[requirement.comparison](value, requirement.value):
+            raise PromotionRefused(f"{label} fails {requirement}: {requirement.metric} is {value:g}; nothing changed")
+
+
+def _record(session, adapter_id: int, alias: str, previous: int | None, target: int | None, reason: str | None) -> PromotionRow:
+    event = PromotionRow(
+        adapter_id=adapter_id, alias=alias, from_version=previous, to_version=target,
+        actor=settings.current_user(), reason=reason, created_at=utc_now(),
+    )  # fmt: skip
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _promotion(name: str, event: PromotionRow) -> Promotion:
+    return Promotion(
+        name=name, alias=event.alias, from_version=event.from_version, to_version=event.to_version,
+        actor=event.actor, reason=event.reason, created_at=iso_time(event.created_at),
+    )  # fmt: skip

@@ -1,0 +1,82 @@
+"""``register_adapter``: validate a folder, store its files, allocate the next version, mirror it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from adapterlab.errors import InvalidConfig
+from adapterlab.registry import settings
+from adapterlab.registry.adapter_folder import read_adapter_folder
+from adapterlab.registry.artifacts import upload_adapter
+from adapterlab.registry.base_models import resolve_base
+from adapterlab.registry.database import open_registry
+from adapterlab.registry.mlflow_mirror import mirror_version
+from adapterlab.registry.names import validate_key, validate_name
+from adapterlab.registry.queries import show
+from adapterlab.registry.records import AdapterVersion
+from adapterlab.registry.store import NewVersion, add_version, existing_version, record_mlflow_version
+
+
+def register_adapter(
+    path: Path | str,
+    *,
+    name: str,
+    base: Path | str,
+    base_name: str | None = None,
+    task_type: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+    mlflow_run_id: str | None = None,
+    registry_url: str | None = None,
+) -> AdapterVersion:
+    """Register the adapter folder ``path`` as the next version of ``name``.
+
+    ``base`` is the base model's local folder (fingerprinted) or the name of a registered base.
+    Registering content identical to an existing version of ``name`` returns that version.
+    """
+    validate_name(name)
+    clean_metrics = _metrics(metrics or {})
+    clean_tags = {validate_key(key, "tag"): str(value) for key, value in (tags or {}).items()}
+    folder = read_adapter_folder(path)
+    registry = open_registry(registry_url)
+    known = existing_version(registry, name, folder.sha256)
+    if known is not None:
+        return show(f"{name}:{known}", registry.url)
+    spec = resolve_base(base, base_name, registry.url)
+    new = NewVersion(
+        name=name,
+        base=spec,
+        task_type=task_type or folder.config.get("task_type"),
+        folder=folder,
+        artifact_uri=upload_adapter(folder, name),
+        metrics=clean_metrics,
+        tags=clean_tags,
+        description=description,
+        mlflow_run_id=mlflow_run_id,
+        created_by=settings.current_user(),
+    )
+    number, created = add_version(registry, new)
+    record = show(f"{name}:{number}", registry.url)
+    if created:
+        mlflow_version = mirror_version(record)
+        if mlflow_version is not None:
+            record_mlflow_version(registry, name, number, mlflow_version)
+            record = show(f"{name}:{number}", registry.url)
+    return record
+
+
+def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    clean = {}
+    for key, value in metrics.items():
+        validate_key(key, "metric")
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidConfig(f"metric {key} must be a number, got {value!r}") from exc
+        if not math.isfinite(number):
+            raise InvalidConfig(f"metric {key} must be a finite number, got {value!r}")
+        clean[key] = number
+    return clean
