@@ -20,6 +20,17 @@ from adapterlab.errors import AdapterlabError
 COMMANDS: dict[str, str] = {
     "export": "adapterlab.cli.export_command:export_command",
     "predict": "adapterlab.cli.predict_command:predict_command",
+    "register": "adapterlab.cli.registry_commands:register_command",
+    "list": "adapterlab.cli.registry_commands:list_command",
+    "show": "adapterlab.cli.registry_commands:show_command",
+    "bases": "adapterlab.cli.registry_commands:bases_command",
+    "diff": "adapterlab.cli.diff_command:diff_command",
+    "promote": "adapterlab.cli.registry_commands:promote_command",
+    "demote": "adapterlab.cli.registry_commands:demote_command",
+    "history": "adapterlab.cli.registry_commands:history_command",
+    "pull": "adapterlab.cli.registry_commands:pull_command",
+    "base": "adapterlab.cli.base_commands:base_group",
+    "db": "adapterlab.cli.db_commands:db_group",
 }
 
 

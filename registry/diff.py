@@ -1,0 +1,78 @@
+"""``diff``: what changed between two versions (config, metrics, sizes, per-module LoRA deltas)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapterlab.registry.adapter_folder import read_adapter_weights
+from adapterlab.registry.artifacts import download_adapter
+from adapterlab.registry.lora_deltas import ModuleComparison, compare_deltas, lora_deltas, plot_comparison
+from adapterlab.registry.queries import show
+from adapterlab.registry.records import AdapterVersion
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    a: str
+    b: str
+    config: dict[str, dict[str, Any]]  # field -> {"a": ..., "b": ...}, differing fields only
+    metrics: dict[str, dict[str, float | None]]  # key -> {"a", "b", "delta"}
+    size_bytes: dict[str, int]
+    trainable_params: dict[str, int]
+    same_base: bool
+    modules: list[ModuleComparison] | None  # None unless both are LoRA on the same base
+    note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["modules"] = None if self.modules is None else [row.to_dict() for row in self.modules]
+        return data
+
+
+def diff(ref_a: str, ref_b: str, *, plot: Path | str | None = None, registry_url: str | None = None) -> VersionDiff:
+    first, second = show(ref_a, registry_url), show(ref_b, registry_url)
+    same_base = first.base.fingerprint == second.base.fingerprint
+    modules, note = None, None
+    if first.peft_type != "LORA" or second.peft_type != "LORA":
+        note = "per-module deltas are compared for two LoRA versions only"
+    elif not same_base:
+        note = "the versions have different base models: their deltas are not comparable"
+    else:
+        modules = _compare_modules(first, second)
+        if plot is not None:
+            plot_comparison(modules, (first.ref, second.ref), Path(plot))
+    return VersionDiff(
+        a=first.ref,
+        b=second.ref,
+        config=_config_changes(first.config, second.config),
+        metrics=_metric_changes(first.metrics, second.metrics),
+        size_bytes={"a": first.size_bytes, "b": second.size_bytes},
+        trainable_params={"a": first.trainable_params, "b": second.trainable_params},
+        same_base=same_base,
+        modules=modules,
+        note=note,
+    )
+
+
+def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {key: {"a": a.get(key), "b": b.get(key)} for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def _metric_changes(a: dict[str, float], b: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    changes = {}
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        changes[key] = {"a": x, "b": y, "delta": y - x if x is not None and y is not None else None}
+    return changes
+
+
+def _compare_modules(first: AdapterVersion, second: AdapterVersion) -> list[ModuleComparison]:
+    with tempfile.TemporaryDirectory(prefix="adapterlab-diff-") as scratch:
+        deltas = []
+        for label, version in (("a", first), ("b", second)):
+            folder = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / label)
+            deltas.append(lora_deltas(version.config, read_adapter_weights(folder)))
+        return compare_deltas(*deltas)

@@ -1,0 +1,119 @@
+"""Per-module LoRA weight deltas, ``delta = B @ A * scaling``, compared without forming them.
+
+For A (r x in) and B (out x r) the Frobenius inner product of two deltas is
+``<B1 A1, B2 A2> = trace((B1^T B2)(A2 A1^T))``: only r x r products, so comparing adapters of
+a large model stays cheap. Tensors are read from safetensors files with numpy (no torch).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapterlab.registry.adapter_layout import PREFIX
+from adapterlab.registry.checkpoint_files import TensorEntry
+
+_PAIR = re.compile(r"(?P<module>.+)\.(?:lora_A\.weight|lora_embedding_A)")
+
+
+@dataclass(frozen=True)
+class LowRankDelta:
+    a: Any  # numpy (r, in), float64
+    b: Any  # numpy (out, r), float64
+    scaling: float
+
+
+@dataclass(frozen=True)
+class ModuleComparison:
+    module: str
+    norm_a: float | None  # Frobenius norm of the first adapter's delta (None: module absent)
+    norm_b: float | None
+    cosine: float | None  # of the two deltas (None unless both have the module)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def read_array(entry: TensorEntry):
+    """A tensor as a float64 numpy array (bf16 widened by hand: numpy has no bf16)."""
+    import numpy as np
+
+    if entry.buffer is not None:
+        raw = np.frombuffer(entry.buffer, dtype=np.uint8)
+    else:
+        raw = np.fromfile(entry.path, dtype=np.uint8, count=entry.length, offset=entry.offset)
+    if entry.dtype == "BF16":
+        widened = raw.view("<u2").astype(np.uint32) << 16
+        return widened.view("<f4").astype(np.float64).reshape(entry.shape)
+    numpy_types = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}
+    return raw.view(numpy_types[entry.dtype]).astype(np.float64).reshape(entry.shape)
+
+
+def lora_deltas(config: dict[str, Any], tensors: list[TensorEntry]) -> dict[str, LowRankDelta]:
+    """module path -> its low-rank delta, for every LoRA module of an adapter."""
+    by_name = {entry.name: entry for entry in tensors}
+    deltas = {}
+    for name in by_name:
+        match = _PAIR.fullmatch(name)
+        if not match:
+            continue
+        a_key = name
+        b_key = name.replace("lora_A.weight", "lora_B.weight") if name.endswith("lora_A.weight") else name.replace(
+            "lora_embedding_A", "lora_embedding_B"
+        )
+        a, b = read_array(by_name[a_key]), read_array(by_name[b_key])
+        module = match["module"].removeprefix(PREFIX)
+        deltas[module] = LowRankDelta(a=a, b=b, scaling=_scaling(config, module, a.shape[0]))
+    return deltas
+
+
+def _scaling(config: dict[str, Any], module: str, rank: int) -> float:
+    alpha = config.get("lora_alpha", 8)
+    for pattern, value in (config.get("alpha_pattern") or {}).items():
+        if module == pattern or module.endswith(f".{pattern}") or re.fullmatch(pattern, module):
+            alpha = value
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def inner(x: LowRankDelta, y: LowRankDelta) -> float:
+    import numpy as np
+
+    return float(np.trace((x.b.T @ y.b) @ (y.a @ x.a.T)) * x.scaling * y.scaling)
+
+
+def compare_deltas(first: dict[str, LowRankDelta], second: dict[str, LowRankDelta]) -> list[ModuleComparison]:
+    rows = []
+    for module in sorted(set(first) | set(second)):
+        x, y = first.get(module), second.get(module)
+        norm_x = math.sqrt(max(inner(x, x), 0.0)) if x is not None else None
+        norm_y = math.sqrt(max(inner(y, y), 0.0)) if y is not None else None
+        cosine = None
+        if x is not None and y is not None and x.a.shape[1] == y.a.shape[1] and x.b.shape[0] == y.b.shape[0]:
+            cosine = inner(x, y) / (norm_x * norm_y) if norm_x and norm_y else 0.0
+        rows.append(ModuleComparison(module=module, norm_a=norm_x, norm_b=norm_y, cosine=cosine))
+    return rows
+
+
+def plot_comparison(rows: list[ModuleComparison], labels: tuple[str, str], path: Path) -> None:
+    """Bar chart of the delta norms per module, with the cosine similarity below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    positions = range(len(rows))
+    figure, (norms, cosines) = plt.subplots(2, 1, figsize=(max(6, len(rows) * 0.5), 7), sharex=True)
+    norms.bar([p - 0.2 for p in positions], [row.norm_a or 0 for row in rows], width=0.4, label=labels[0])
+    norms.bar([p + 0.2 for p in positions], [row.norm_b or 0 for row in rows], width=0.4, label=labels[1])
+    norms.set_ylabel("||B A|| * scaling (Frobenius)")
+    norms.legend()
+    cosines.plot(list(positions), [row.cosine if row.cosine is not None else float("nan") for row in rows], "o-")
+    cosines.set_ylabel("cosine similarity")
+    cosines.set_ylim(-1.05, 1.05)
+    cosines.set_xticks(list(positions), [row.module for row in rows], rotation=90, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
