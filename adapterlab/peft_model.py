@@ -57,9 +57,10 @@ class PeftModel(nn.Module):
         """Add a new (inactive, unless it is the first) adapter; ``set_adapter`` switches to it."""
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
-        if peft_config.peft_type != self.peft_type:
+        if get_method(peft_config.peft_type).is_prompt_learning != get_method(self.peft_type).is_prompt_learning:
             raise InvalidConfig(
-                f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; use one method per model"
+                f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; "
+                f"prompt-learning and LoRA adapters need separate models"
             )
         config = copy.deepcopy(peft_config)
         if self.head_modules and hasattr(config, "modules_to_save"):
