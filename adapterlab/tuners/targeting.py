@@ -95,8 +95,11 @@ def pattern_value(patterns: dict[str, Any], key: str, default: Any) -> Any:
     return default
 
 
-def check_all_targets_found(target_modules: list[str] | str, module_names: list[str], matched: list[str]) -> None:
-    """Raise TargetModuleNotFound when nothing matched or a listed name exists nowhere in the model."""
+def check_all_targets_found(
+    target_modules: list[str] | str, modules: dict[str, nn.Module], matched: list[str]
+) -> None:
+    """Raise TargetModuleNotFound when nothing matched or a listed name exists nowhere in ``modules``."""
+    module_names = list(modules)
     if isinstance(target_modules, str):
         missing = [] if matched else [target_modules]
     else:
@@ -105,8 +108,12 @@ def check_all_targets_found(target_modules: list[str] | str, module_names: list[
             missing = list(target_modules)
     if not missing:
         return
-    leaf_names = sorted({n.rsplit(".", 1)[-1] for n in module_names if n and not n.rsplit(".", 1)[-1].isdigit()})
-    shown = ", ".join(leaf_names[:15]) + (", ..." if len(leaf_names) > 15 else "")
+    # the layer kinds LoRA can adapt come first: they are what the user most likely meant
+    kinds = (nn.Linear, Conv1D, nn.Embedding)
+    adaptable = {n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(getattr(m, "base_layer", m), kinds)}
+    others = {n.rsplit(".", 1)[-1] for n in module_names if n and not n.rsplit(".", 1)[-1].isdigit()} - adaptable
+    leaf_names = sorted(adaptable) + sorted(others)
+    shown = ", ".join(leaf_names[:20]) + (", ..." if len(leaf_names) > 20 else "")
     raise TargetModuleNotFound(
         f"target_modules {', '.join(map(repr, missing))} not found in the base model (or excluded); "
         f"module names that exist: {shown}"

@@ -251,13 +251,17 @@ def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
     return base_dtype
 
 
-def make_lora_layer(name: str, module: nn.Module) -> LoraLayer:
-    """Wrap ``module`` (found at ``name``) in the LoRA layer for its type."""
-    if isinstance(module, (nn.Linear, Conv1D)):
-        return Linear(module)
-    if isinstance(module, nn.Embedding):
-        return Embedding(module)
+def check_adaptable(name: str, module: nn.Module) -> None:
+    """Raise UnsupportedModule unless LoRA can wrap ``module`` (found at ``name``)."""
+    if isinstance(module, (LoraLayer, nn.Linear, Conv1D, nn.Embedding)):
+        return
     raise UnsupportedModule(
         f"LoRA cannot adapt module {name!r} of type {type(module).__name__}; "
         f"supported types: nn.Linear, transformers Conv1D, nn.Embedding"
     )
+
+
+def make_lora_layer(name: str, module: nn.Module) -> LoraLayer:
+    """Wrap ``module`` (found at ``name``) in the LoRA layer for its type."""
+    check_adaptable(name, module)
+    return Embedding(module) if isinstance(module, nn.Embedding) else Linear(module)

@@ -16,7 +16,7 @@ from torch import nn
 
 from adapterlab.errors import AdapterNotFound
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
-from adapterlab.tuners.lora.layer import LoraLayer, make_lora_layer
+from adapterlab.tuners.lora.layer import LoraLayer, check_adaptable, make_lora_layer
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
@@ -50,15 +50,17 @@ class LoraModel(nn.Module):
         """Create adapter ``adapter_name`` on every module ``config`` targets."""
         targets = resolve_target_modules(config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type)
         config.target_modules = targets
-        names = [name for name, _ in self.model.named_modules()]
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
-        matched = []
-        for key in names:
-            if not key or any(key.startswith(p) for p in inside_lora) or not is_target(config, targets, key):
-                continue
+        candidates = {
+            key: module for key, module in self.model.named_modules()
+            if key and not any(key.startswith(prefix) for prefix in inside_lora)
+        }
+        matched = [key for key in candidates if is_target(config, targets, key)]
+        check_all_targets_found(targets, candidates, matched)  # before any change to the model
+        for key in matched:
+            check_adaptable(key, candidates[key])
+        for key in matched:
             self._adapt_module(key, config, adapter_name)
-            matched.append(key)
-        check_all_targets_found(targets, names, matched)
 
     def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
         module = self.model.get_submodule(key)
