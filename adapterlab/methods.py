@@ -83,6 +83,9 @@ class PeftMethod:
 # peft_type -> "module:attribute" of the method's PeftMethod instance (imported on first use)
 _METHODS: dict[PeftType, str] = {
     PeftType.LORA: "adapterlab.tuners.lora.method:LORA",
+    PeftType.PROMPT_TUNING: "adapterlab.tuners.prompt.method:PROMPT_TUNING",
+    PeftType.P_TUNING: "adapterlab.tuners.prompt.method:P_TUNING",
+    PeftType.PREFIX_TUNING: "adapterlab.tuners.prompt.method:PREFIX_TUNING",
 }
 
 

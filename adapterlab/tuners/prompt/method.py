@@ -113,7 +113,9 @@ class PromptLearningMethod(PeftMethod):
     fitted_sizes: tuple[str, ...] = ("token_dim",)
 
     def set_adapter(self, peft_model: PeftModel, adapter_name: str) -> None:
-        """Nothing to switch: forward reads the active adapter's encoder."""
+        """Forward reads the active adapter's encoder; only it trains (unless loaded frozen)."""
+        for name, encoder in peft_model.prompt_encoder.items():
+            encoder.requires_grad_(name == adapter_name and not peft_model.peft_config[name].inference_mode)
 
     def delete_adapter(self, peft_model: PeftModel, adapter_name: str) -> None:
         del peft_model.prompt_encoder[adapter_name]
@@ -131,6 +133,12 @@ class PromptLearningMethod(PeftMethod):
         if SAVED_KEY not in state_dict:
             raise CheckpointError(
                 f"the checkpoint has no {SAVED_KEY!r} tensor; it is not a {config.peft_type} adapter"
+            )
+        unplaced = sorted(set(state_dict) - {SAVED_KEY})
+        if unplaced:
+            raise CheckpointError(
+                f"the adapter file holds {unplaced[0]!r}, which matches nothing in the model; "
+                f"the adapter was made for another base model or config"
             )
         rows = state_dict[SAVED_KEY]
         expected = self.saved_shape(config)
