@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -36,6 +37,29 @@ def _layer_tensors(layer: LoraLayer, adapter_name: str) -> dict[str, nn.Paramete
     return tensors
 
 
+EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
+
+
+def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dict[str, torch.Tensor]:
+    """HF PEFT saves the full base tables of targeted input/output embeddings (vocabularies may be resized)."""
+    targets = config.target_modules
+    if isinstance(targets, str):
+        names = [n for n, _ in peft_model.get_base_model().named_modules()]
+        targeted = any(re.fullmatch(targets, n) and re.match(rf"(.*\.)?({'|'.join(EMBEDDING_LAYER_NAMES)})$", n)
+                       for n in names)
+    else:
+        targeted = any(name in (targets or []) for name in EMBEDDING_LAYER_NAMES)
+    if not targeted:
+        return {}
+    base = peft_model.get_base_model()
+    tables = [base.get_input_embeddings(), base.get_output_embeddings()]
+    result = {}
+    for path, module in peft_model.named_modules():
+        if isinstance(module, LoraLayer) and any(module is table for table in tables):
+            result.update({f"{path}.base_layer.{k}": v for k, v in module.base_layer.state_dict(keep_vars=True).items()})
+    return result
+
+
 class LoraMethod(PeftMethod):
     peft_type = PeftType.LORA
     config_class = LoraConfig
@@ -64,6 +88,7 @@ class LoraMethod(PeftMethod):
                 result.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
                 if config.bias == "lora_only" and getattr(layer.base_layer, "bias", None) is not None:
                     result[f"{path}.base_layer.bias"] = layer.base_layer.bias
+        result.update(_targeted_embedding_tables(peft_model, config))
         if config.bias == "all":
             others = [n for n in peft_model.peft_config if n != adapter_name]
             for key, value in peft_model.state_dict(keep_vars=True).items():
