@@ -58,3 +58,7 @@ class RegistryUnavailable(AdapterlabError, ConnectionError):
 
 class TrainingError(AdapterlabError, RuntimeError):
     """Training cannot start or could not finish."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training was stopped (Ctrl-C, SIGTERM) after saving a checkpoint that ``--resume`` continues."""

@@ -19,6 +19,7 @@ from adapterlab.errors import AdapterlabError
 # command name -> "module:attribute" of its click command; add a line here to add a command
 COMMANDS: dict[str, str] = {
     "export": "adapterlab.cli.export_command:export_command",
+    "train": "adapterlab.cli.train_command:train_command",
     "predict": "adapterlab.cli.predict_command:predict_command",
     "register": "adapterlab.cli.registry_commands:register_command",
     "list": "adapterlab.cli.registry_commands:list_command",

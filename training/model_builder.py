@@ -1,0 +1,126 @@
+"""Build the model to train: the base for the task, wrapped by the chosen PEFT method.
+
+``check_base`` reads only the base's ``config.json``, so a missing base or a task the base's
+architecture has no head for fails before any weights are loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from adapterlab.errors import InvalidConfig
+from adapterlab.training.config import TrainConfig
+
+# task -> (transformers auto class, its model_type table, the PEFT TaskType value)
+TASK_MODELS = {
+    "seq-cls": ("AutoModelForSequenceClassification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", "SEQ_CLS"),
+    "token-cls": ("AutoModelForTokenClassification", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES", "TOKEN_CLS"),
+    "seq2seq": ("AutoModelForSeq2SeqLM", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "SEQ_2_SEQ_LM"),
+    "causal-lm": ("AutoModelForCausalLM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "CAUSAL_LM"),
+}
+# method -> the adapterlab config class (same names as HF PEFT)
+METHOD_CONFIGS = {
+    "lora": "LoraConfig",
+    "prompt-tuning": "PromptTuningConfig",
+    "p-tuning": "PromptEncoderConfig",
+    "prefix-tuning": "PrefixTuningConfig",
+}
+# what a method gets when the user sets nothing; LoRA's r/alpha suit small encoders like MiniLM
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
+    "prompt-tuning": {"num_virtual_tokens": 20},
+    "p-tuning": {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
+    "prefix-tuning": {"num_virtual_tokens": 20},
+}
+# pairs that cannot train: token labels are per input position, and virtual tokens prepended by
+# the prompt methods shift (prompt/p-tuning) or are invisible to (prefix) that alignment
+UNSUPPORTED_PAIRS = {
+    ("prompt-tuning", "token-cls"): "prompt tuning prepends virtual tokens that have no word labels",
+    ("p-tuning", "token-cls"): "p-tuning prepends virtual tokens that have no word labels",
+    ("prefix-tuning", "token-cls"): "prefix tuning is not wired for per-token heads",
+}
+
+
+def check_method_task(config: TrainConfig) -> None:
+    reason = UNSUPPORTED_PAIRS.get((config.method, config.task))
+    if reason:
+        raise InvalidConfig(f"method {config.method} cannot train task {config.task}: {reason}; use --method lora")
+    if config.gradient_checkpointing and config.method != "lora":
+        raise InvalidConfig(f"gradient checkpointing is supported with LoRA only, not {config.method}")
+
+
+def check_base(config: TrainConfig) -> Any:
+    """The base's transformers config; a clear error if it is missing or has no head for the task."""
+    from transformers import AutoConfig
+    from transformers.models.auto import modeling_auto
+
+    base = config.base
+    if not Path(base).expanduser().exists() and base.startswith((".", "/", "~")):
+        raise InvalidConfig(f"base model folder {base} does not exist")
+    try:
+        base_config = AutoConfig.from_pretrained(str(Path(base).expanduser()) if Path(base).expanduser().exists() else base)
+    except Exception as exc:  # OSError, ValueError, connection errors: all mean "cannot use this base"
+        raise InvalidConfig(
+            f"base model {base} is neither a local model folder nor reachable on the Hub: {' '.join(str(exc).split())[:200]}"
+        ) from exc
+    _, table_name, _ = TASK_MODELS[config.task]
+    if base_config.model_type not in getattr(modeling_auto, table_name):
+        raise InvalidConfig(f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another base or task")
+    return base_config
+
+
+def load_tokenizer(config: TrainConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    tokenizer.padding_side = "right"  # labels are padded on the right too
+    if tokenizer.pad_token is None:  # decoder-only tokenizers (GPT-2, Llama) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_peft_config(config: TrainConfig, base_config: Any, tokenizer: Any) -> Any:
+    """The method's config from its defaults, the task, and ``config.peft`` (unknown field: an error)."""
+    import adapterlab
+
+    config_class = getattr(adapterlab, METHOD_CONFIGS[config.method])
+    values = {**METHOD_DEFAULTS[config.method], "task_type": TASK_MODELS[config.task][2], **config.peft}
+    if values.get("prompt_tuning_init") == "TEXT":
+        values.setdefault("tokenizer_name_or_path", config.base)
+    known = {item.name for item in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InvalidConfig(f"{config_class.__name__} has no field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return config_class(**values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfig(f"invalid --peft options for {config.method}: {' '.join(str(exc).split())}") from exc
+
+
+def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None, tokenizer: Any) -> Any:
+    """The base model for the task, wrapped by ``adapterlab.get_peft_model``."""
+    import transformers
+
+    import adapterlab
+
+    auto_class = getattr(transformers, TASK_MODELS[config.task][0])
+    kwargs: dict[str, Any] = {}
+    if labels is not None:
+        kwargs = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: index for index, name in enumerate(labels)},
+        }
+    model = auto_class.from_pretrained(config.base, **kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id  # sequence heads find the last token by it
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        return adapterlab.get_peft_model(model, peft_config)
+    except InvalidConfig:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {' '.join(str(exc).split())}") from exc

@@ -1,0 +1,227 @@
+"""``train(config)``: check everything, train, log to MLflow, register the adapter on success.
+
+Order matters for "bad input fails before anything happens": the config, the data, the base and
+the method are checked, then the tracking store and the registry are reached, and only then is
+an MLflow run opened and the model trained. In a multi-process launch every process runs this
+function; only the main process talks to MLflow and the registry, and it shares the outcome of
+its checks so that all processes fail (or go on) together.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapterlab.errors import AdapterlabError, TrainingError, TrainingInterrupted
+from adapterlab.training.config import TrainConfig, resolve, to_yaml
+from adapterlab.training.data import TrainingData, load_training_data
+from adapterlab.training.labels import write_labels
+from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
+from adapterlab.training.model_builder import TASK_MODELS, check_base, check_method_task
+from adapterlab.training.parts import build_parts, make_accelerator
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    name: str  # adapter name
+    version: int | None  # registered version; None with --no-register
+    run_id: str  # MLflow run id
+    tracking_uri: str
+    adapter_path: Path  # the final (best) adapter folder
+    metrics: dict[str, float]  # eval metrics of the best checkpoint
+    best_step: int | None
+    steps: int
+    seconds: float
+    samples_per_second: float
+    train_rows: int
+    eval_rows: int
+    trainable_parameters: int
+    total_parameters: int
+    is_main_process: bool  # False in the other processes of a multi-process launch
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train an adapter as ``config`` says; see the module docstring for the order of events."""
+    config = resolve(config)
+    check_method_task(config)
+    base_config = check_base(config)
+    data = load_training_data(config)
+    accelerator = make_accelerator(config)
+    base = describe_base(config) if accelerator.is_main_process else None
+    tracker = share_outcome(accelerator, lambda: open_tracking(config) if accelerator.is_main_process else None)
+    parts, counts = build_parts(config, base_config, data, accelerator)
+    with stop_on_signals() as stop:
+        outcome = run_tracked(config, data, parts, accelerator, tracker, base, stop)
+    return finish(config, data, accelerator, tracker, base, outcome, counts)
+
+
+def describe_base(config: TrainConfig) -> Any:
+    """The base's registry name and fingerprint (used for tags and registration)."""
+    from adapterlab.registry.base_models import describe_folder
+
+    folder = Path(config.base).expanduser()
+    if not folder.is_dir():
+        return None  # a Hub id: the registry resolves it by name when registering
+    return describe_folder(folder, config.base_name)
+
+
+def open_tracking(config: TrainConfig) -> Any:
+    """Reach MLflow (and the registry when registering) before any training happens."""
+    from adapterlab.registry.database import open_registry
+    from adapterlab.registry.settings import mlflow_tracking_uri
+    from adapterlab.training.tracking import RunTracker, check_tracking_reachable, default_artifact_location
+
+    uri = mlflow_tracking_uri()
+    check_tracking_reachable(uri, config.experiment)
+    if config.register:
+        open_registry(config.registry_url)
+    return RunTracker(uri, config.experiment, default_artifact_location(uri))
+
+
+def share_outcome(accelerator: Any, action: Any) -> Any:
+    """Run ``action`` (meaningful on the main process); if it fails there, fail on every process."""
+    from accelerate.utils import broadcast_object_list
+
+    result, error = None, None
+    try:
+        result = action()
+    except AdapterlabError as exc:
+        error = exc
+    if accelerator.num_processes > 1:
+        shared = broadcast_object_list([str(error) if error else None])
+        if shared[0] and error is None:
+            raise TrainingError(f"the main process failed its checks: {shared[0]}")
+    if error is not None:
+        raise error
+    return result
+
+
+@contextmanager
+def stop_on_signals():
+    """Ctrl-C and SIGTERM ask the loop to stop at the next step boundary (and checkpoint there)."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: requested.set())
+    try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator: Any, tracker: Any, base: Any,
+                stop: threading.Event) -> LoopResult:
+    """The loop inside an MLflow run; the run ends FAILED on any error."""
+    run_file = Path(config.output) / "run.json"
+    if tracker is not None:
+        resume_id = json.loads(run_file.read_text())["mlflow_run_id"] if config.resume and run_file.exists() else None
+        tracker.start(config.name, resume_id, run_tags(config, base))
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps({"mlflow_run_id": tracker.run_id}))
+        log_run_inputs(config, data, parts, tracker)
+    hooks = LoopHooks(
+        log_metrics=tracker.log_metrics if tracker else lambda metrics, step: None,
+        on_best=lambda model, metrics: save_adapter(model, Path(config.output) / "best", data.labels),
+        stop_requested=stop.is_set,
+    )
+    try:
+        return run_loop(config, parts, accelerator, hooks)
+    except BaseException:
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
+
+
+def run_tags(config: TrainConfig, base: Any) -> dict[str, str]:
+    tags = {"adapterlab.task": config.task, "adapterlab.method": config.method, "adapterlab.adapter_name": config.name,
+            "adapterlab.base_name": base.name if base else config.base}
+    if base is not None:
+        tags["adapterlab.base_fingerprint"] = base.fingerprint
+    return tags
+
+
+def log_run_inputs(config: TrainConfig, data: TrainingData, parts: Any, tracker: Any) -> None:
+    from adapterlab.training.tracking import flatten_params
+
+    peft_config = parts.model.peft_config["default"]
+    params = flatten_params({key: value for key, value in config.to_dict().items() if key != "peft"})
+    params.update(flatten_params(peft_config.to_dict(), "peft."))
+    tracker.log_params(params)
+    target = config.label_column if config.task in ("seq-cls", "token-cls") else config.target_column
+    tracker.log_dataset(data.train, data.source, f"{Path(data.source).name}:train", "training", target)
+    tracker.log_dataset(data.eval, config.eval_data or data.source, f"{Path(data.source).name}:eval", "evaluation", target)
+
+
+def save_adapter(model: Any, folder: Path, labels: list[str] | None) -> None:
+    """Write the adapter (and its label names) to a fresh folder, replacing ``folder`` whole."""
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    if labels is not None:
+        write_labels(staging, labels)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+def finish(config: TrainConfig, data: TrainingData, accelerator: Any, tracker: Any, base: Any,
+           outcome: LoopResult, counts: tuple[int, int]) -> TrainResult:
+    """Close the run as it ended; on success publish the best adapter and register it."""
+    output = Path(config.output)
+    if outcome.interrupted:
+        if tracker is not None:
+            tracker.end("KILLED")
+        raise TrainingInterrupted(
+            f"training stopped at step {outcome.state.global_step}; checkpoint saved in {outcome.checkpoint}; "
+            f"nothing was registered. Resume with the same options plus --resume (output {output})"
+        )
+    version = None
+    adapter = output / "adapter"
+    if accelerator.is_main_process:
+        try:
+            version = publish(config, data, tracker, base, outcome, adapter)
+        except BaseException:
+            tracker.end("FAILED")
+            raise
+        tracker.end("FINISHED")
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        name=config.name, version=version, run_id=tracker.run_id if tracker else "", tracking_uri=tracker.uri if tracker else "",
+        adapter_path=adapter, metrics=outcome.state.best_metrics or {}, best_step=outcome.state.best_step,
+        steps=outcome.state.global_step, seconds=outcome.seconds, samples_per_second=outcome.samples_per_second,
+        train_rows=len(data.train), eval_rows=len(data.eval), trainable_parameters=counts[0], total_parameters=counts[1],
+        is_main_process=accelerator.is_main_process,
+    )
+
+
+def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, outcome: LoopResult,
+            adapter: Path) -> int | None:
+    """Copy the best adapter to ``<output>/adapter``, log it as an artifact, register it."""
+    best = Path(config.output) / "best"
+    if not best.is_dir():
+        raise TrainingError(f"no evaluated adapter was saved under {best}")
+    shutil.rmtree(adapter, ignore_errors=True)
+    shutil.copytree(best, adapter)
+    config_yaml = to_yaml(config)
+    (Path(config.output) / "train_config.yaml").write_text(config_yaml)
+    tracker.log_artifacts(adapter, config_yaml)
+    if not config.register:
+        return None
+    from adapterlab.registry import register_adapter
+
+    registered = register_adapter(
+        adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
+        task_type=TASK_MODELS[config.task][2], metrics=outcome.state.best_metrics,
+        tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
+        mlflow_run_id=tracker.run_id, registry_url=config.registry_url,
+    )
+    return registered.version

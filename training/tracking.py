@@ -1,0 +1,129 @@
+"""The MLflow side of a training run: one run with params, metrics, inputs, tags and artifacts.
+
+Only the main process creates a ``RunTracker``. The run is opened after every pre-flight check
+has passed, so bad input never leaves an empty run behind, and it is closed with the status the
+training really ended with (FINISHED, FAILED, KILLED). A resumed training reopens the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from adapterlab.errors import RegistryUnavailable
+
+PARAM_VALUE_LIMIT = 6000  # MLflow's limit on a param's length
+SECRET_KEYS = re.compile(r"password|passwd|secret|token|api[_-]?key|credential", re.IGNORECASE)
+URI_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+):[^@/\s]+@", re.IGNORECASE)
+SYSTEM_METRICS_INTERVAL_S = 5
+
+
+def redact(value: str) -> str:
+    """``postgresql://user:pw@host/db`` -> ``postgresql://user:***@host/db``."""
+    return URI_PASSWORD.sub(r"\g<head>:***@", value)
+
+
+def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts as ``a.b`` keys; secrets hidden; values cut to MLflow's length limit."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_params(value, f"{name}."))
+            continue
+        shown = param_text(value)
+        flat[name] = "***" if SECRET_KEYS.search(key) and value else redact(shown)[:PARAM_VALUE_LIMIT]
+    return flat
+
+
+def param_text(value: Any) -> str:
+    """Enums by value, sets sorted, lists/dicts as JSON, the rest as ``str``."""
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, sort_keys=True, default=param_text)
+    return str(value)
+
+
+def check_tracking_reachable(uri: str, experiment: str) -> None:
+    """Fail before training when the tracking store cannot be reached (a wrong URI, a down server)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail in seconds, not minutes
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
+    except (MlflowException, OSError, ConnectionError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise RegistryUnavailable(
+            f"cannot reach the MLflow tracking store at {redact(uri)}: {reason} (check MLFLOW_TRACKING_URI)"
+        ) from exc
+    except Exception as exc:  # sqlalchemy/requests errors surface under many types
+        raise RegistryUnavailable(
+            f"cannot reach the MLflow tracking store at {redact(uri)}: {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]} (check MLFLOW_TRACKING_URI)"
+        ) from exc
+
+
+class RunTracker:
+    """One MLflow run; ``run_id`` is set once started."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=artifact_location)
+        self.experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+        self.uri = uri
+        self.run_id: str | None = None
+
+    def start(self, run_name: str, resume_run_id: str | None, tags: dict[str, str]) -> str:
+        mlflow = self._mlflow
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.set_system_metrics_samples_before_logging(1)
+        run = mlflow.start_run(run_id=resume_run_id, experiment_id=None if resume_run_id else self.experiment_id,
+                               run_name=None if resume_run_id else run_name, tags=tags, log_system_metrics=True)
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def log_params(self, params: dict[str, str]) -> None:
+        existing = self._mlflow.get_run(self.run_id).data.params
+        # a resumed run may not re-log a param with a new value (MLflow refuses); `resume` itself differs
+        self._mlflow.log_params({key: value for key, value in params.items() if key not in existing})
+
+    def log_dataset(self, table: Any, source: str, name: str, context: str, target: str | None) -> None:
+        import mlflow.data
+
+        dataset = mlflow.data.from_pandas(table.to_pandas(), source=source, name=name, targets=target)
+        self._mlflow.log_input(dataset, context=context)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self._mlflow.log_metrics(metrics, step=step)
+
+    def log_artifacts(self, adapter_dir: Path, config_yaml: str) -> None:
+        self._mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
+        self._mlflow.log_text(config_yaml, "config/train_config.yaml")
+
+    def end(self, status: str) -> None:
+        self._mlflow.end_run(status=status)
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """New experiments keep their artifacts under the adapterlab home (never ``./mlruns``),
+    unless the tracking server proxies artifacts itself."""
+    if uri.startswith(("http://", "https://")):
+        return None
+    from adapterlab.registry.settings import artifact_root
+
+    return f"{artifact_root()}/mlflow"
