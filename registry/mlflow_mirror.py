@@ -16,6 +16,8 @@ import os
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from adapterlab.registry import settings
@@ -24,20 +26,35 @@ from adapterlab.registry.records import AdapterVersion
 
 log = logging.getLogger("adapterlab.registry")
 _ATTEMPTS = 5
+_clients: dict[str, object] = {}  # tracking URI -> a client whose store is initialised
 
 
 def _client():
+    uri = settings.mlflow_tracking_uri()
+    if uri not in _clients:
+        _clients[uri] = _new_client(uri)
+    return _clients[uri]
+
+
+def _new_client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
-    uri = settings.mlflow_tracking_uri()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    sqlite_file = _sqlite_path(uri)
-    if sqlite_file is not None:
-        # MLflow creates its tables on first use; concurrent first users must not race to do it
-        with file_lock(sqlite_file.with_name(sqlite_file.name + ".lock")):
-            client.search_registered_models(max_results=1)
+    with _writer_turn(uri):  # MLflow creates its tables on first use: one process at a time
+        client.search_registered_models(max_results=1)
     return client
+
+
+@contextmanager
+def _writer_turn(uri: str) -> Iterator[None]:
+    """Serialise writers of an SQLite tracking store: SQLite turns their collisions into errors."""
+    sqlite_file = _sqlite_path(uri)
+    if sqlite_file is None:
+        yield
+        return
+    with file_lock(sqlite_file.with_name(sqlite_file.name + ".lock")):
+        yield
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -52,7 +69,9 @@ def mirror_version(version: AdapterVersion) -> int | None:
     if not settings.mlflow_mirror_enabled():
         return None
     try:
-        return _retry(lambda: _create_model_version(_client(), version))
+        client, uri = _client(), settings.mlflow_tracking_uri()
+        with _writer_turn(uri):
+            return _retry(lambda: _create_model_version(client, version))
     except Exception as exc:  # MLflow raises many types; the registry's version already exists
         log.warning("Warning: %s:%s was not mirrored to MLflow: %s", version.name, version.version, _first_line(exc))
         return None
@@ -93,7 +112,8 @@ def mirror_alias(name: str, alias: str, mlflow_version: int | None) -> None:
         if uri.startswith(("http://", "https://")):
             _retry(lambda: _rest_alias(uri, name, alias, mlflow_version))
         elif _sqlite_path(uri) is not None:
-            _retry(lambda: _sqlite_alias(uri, name, alias, mlflow_version))
+            with _writer_turn(uri):
+                _retry(lambda: _sqlite_alias(uri, name, alias, mlflow_version))
         else:
             _retry(lambda: _client_alias(name, alias, mlflow_version))
     except Exception as exc:
@@ -158,7 +178,7 @@ def _retry(action):
         except Exception:
             if attempt == _ATTEMPTS - 1:
                 raise
-            time.sleep(0.2 * 2**attempt)
+            time.sleep(0.05 * 2**attempt)
 
 
 def _first_line(exc: Exception) -> str:

@@ -111,6 +111,7 @@ def registry_env(registry_url: str, tmp_path: Path, mlflow_template: Path, monke
     monkeypatch.setenv("ADAPTERLAB_REGISTRY_URL", registry_url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.setenv("ADAPTERLAB_USER", "tester")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here
     monkeypatch.delenv("ADAPTERLAB_ARTIFACT_ROOT", raising=False)
     monkeypatch.delenv("ADAPTERLAB_MLFLOW_MIRROR", raising=False)
     return registry_url
