@@ -20,7 +20,9 @@ How a method plugs in (``peft_model`` is the :class:`adapterlab.peft_model.PeftM
 - ``forward(peft_model, *args, **kwargs)`` / ``generate(peft_model, *args, **kwargs)`` run the
   model. The default calls ``peft_model.base_model`` unchanged; prompt methods override them to
   prepend virtual tokens to ``inputs_embeds`` (or pass ``past_key_values``) according to
-  ``peft_model.active_peft_config.task_type``.
+  ``peft_model.active_peft_config.task_type``. Inside ``with peft_model.disable_adapter():`` the
+  core calls this base class's ``forward``/``generate`` instead, for every method, so the base
+  model runs as is; methods need not handle that case.
 - ``adapter_state_dict(peft_model, adapter_name)`` returns the adapter's tensors under the
   checkpoint keys (adapter name removed), e.g. ``{"prompt_embeddings": ...}``;
   ``load_adapter_state_dict(peft_model, state_dict, adapter_name)`` takes such a dict (core keys
@@ -89,11 +91,18 @@ _METHODS: dict[PeftType, str] = {
 }
 
 
+_loaded: dict[PeftType, PeftMethod] = {}
+
+
 def get_method(peft_type: PeftType | str) -> PeftMethod:
     """The registered method for ``peft_type``; InvalidConfig names the ones available."""
-    spec = _METHODS.get(coerce_enum(PeftType, peft_type, "peft_type"))
-    if spec is None:
-        known = ", ".join(str(t) for t in _METHODS)
-        raise InvalidConfig(f"PEFT method {peft_type} is not available; adapterlab supports: {known}")
-    module_name, attribute = spec.split(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    key = coerce_enum(PeftType, peft_type, "peft_type")
+    method = _loaded.get(key)
+    if method is None:
+        spec = _METHODS.get(key)
+        if spec is None:
+            known = ", ".join(str(t) for t in _METHODS)
+            raise InvalidConfig(f"PEFT method {peft_type} is not available; adapterlab supports: {known}")
+        module_name, attribute = spec.split(":")
+        method = _loaded[key] = getattr(importlib.import_module(module_name), attribute)
+    return method

@@ -30,6 +30,8 @@ class PeftModel(nn.Module):
 
     # task heads trained and saved along with the adapter (names as transformers uses them)
     head_modules: ClassVar[tuple[str, ...]] = ()
+    # True inside ``with model.disable_adapter():``
+    adapters_disabled: bool = False
 
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default") -> None:
         super().__init__()
@@ -111,8 +113,6 @@ class PeftModel(nn.Module):
                 layer.disable_adapters = False
             self.adapters_disabled = False
 
-    adapters_disabled: bool = False
-
     @property
     def modules_to_save(self) -> set[str] | None:
         names = {n for c in self.peft_config.values() for n in (getattr(c, "modules_to_save", None) or [])}
@@ -123,7 +123,7 @@ class PeftModel(nn.Module):
     def forward(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
         """Run the model; ``adapter_names`` (one per row, ``"__base__"`` for none) mixes adapters in one batch."""
         with self._mixed_batch(adapter_names, repeats=1):
-            return self.method_for(self.active_adapter).forward(self, *args, **kwargs)
+            return self._running_method().forward(self, *args, **kwargs)
 
     def generate(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
         """``transformers`` generation through the adapters (``adapter_names`` as in ``forward``)."""
@@ -131,7 +131,12 @@ class PeftModel(nn.Module):
         beams = kwargs.get("num_beams") or getattr(generation_config, "num_beams", 1) or 1
         returns = kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1
         with self._mixed_batch(adapter_names, repeats=max(beams, returns)):
-            return self.method_for(self.active_adapter).generate(self, *args, **kwargs)
+            return self._running_method().generate(self, *args, **kwargs)
+
+    def _running_method(self) -> PeftMethod:
+        # Inside disable_adapter() every method runs the base model as is: PeftMethod's own
+        # forward/generate call base_model directly, and adapter layers are switched off.
+        return _BASE_ONLY if self.adapters_disabled else self.method_for(self.active_adapter)
 
     def _mixed_batch(self, adapter_names: list[str] | None, repeats: int) -> Any:
         if adapter_names is None:
@@ -214,7 +219,6 @@ class PeftModel(nn.Module):
                              combination_type: str = "svd", svd_rank: int | None = None) -> None:
         """Add ``adapter_name``: a weighted combination (``linear``, ``cat`` or ``svd``) of existing adapters."""
         self._tuner("add_weighted_adapter")(adapters, weights, adapter_name, combination_type, svd_rank)
-        attach_modules_to_save(self.get_base_model(), None, adapter_name)
         self.set_adapter(self.active_adapter)
 
     # -- counting ---------------------------------------------------------------------------
@@ -275,6 +279,9 @@ class PeftModel(nn.Module):
         except Exception:
             self.delete_adapter(adapter_name)
             raise
+
+
+_BASE_ONLY = PeftMethod()
 
 
 class PeftModelForSequenceClassification(PeftModel):
