@@ -140,6 +140,18 @@ def read_bin_tensors(path: Path) -> list[TensorEntry]:
     return [_tensor_entry(name, tensor) for name, tensor in state.items()]
 
 
+def state_dict_entries(state: dict, *, drop_tied: bool) -> list[TensorEntry]:
+    """Tensors of an in-memory state dict; ``drop_tied`` keeps one name per shared storage."""
+    entries, seen = [], set()
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if drop_tied and key in seen:
+            continue
+        seen.add(key)
+        entries.append(_tensor_entry(name, tensor))
+    return entries
+
+
 def _tensor_entry(name: str, tensor) -> TensorEntry:
     import torch
 

@@ -38,7 +38,12 @@ class Fingerprint:
 
 def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None) -> Fingerprint:
     """Fingerprint a model folder or weights file; ``progress`` None means "on a terminal"."""
-    entries = checkpoint_tensors(Path(location))
+    return fingerprint_entries(checkpoint_tensors(Path(location)), progress=progress)
+
+
+def fingerprint_entries(entries: list[TensorEntry], *, progress: bool | None = None) -> Fingerprint:
+    """Fingerprint tensors, wherever they are (files or memory)."""
+    entries = sorted(entries, key=lambda entry: entry.name)
     total = sum(entry.length for entry in entries)
     show = sys.stderr.isatty() if progress is None else progress
     digests = _tensor_digests(entries, total, show)

@@ -1,12 +1,29 @@
-"""Getting adapters back out: ``pull`` (verified files) and ``load`` (a ready ``PeftModel``)."""
+"""Getting adapters back out: ``pull`` (verified files) and ``load`` (a ready ``PeftModel``).
+
+``load`` refuses a base model whose weights differ from the ones the adapter was registered
+against (by fingerprint): an adapter on the wrong base runs without error and gives wrong
+answers, so the check is on by default and skipped only with ``allow_base_mismatch=True``.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
+from adapterlab.errors import BaseModelMismatch
 from adapterlab.registry.artifacts import download_adapter
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
+
+# task type -> the transformers auto class that builds its base model
+AUTO_CLASSES = {
+    "SEQ_CLS": "AutoModelForSequenceClassification",
+    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
+    "CAUSAL_LM": "AutoModelForCausalLM",
+    "TOKEN_CLS": "AutoModelForTokenClassification",
+    "QUESTION_ANS": "AutoModelForQuestionAnswering",
+}
 
 
 def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> AdapterVersion:
@@ -14,3 +31,64 @@ def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> Adapt
     version = show(ref, registry_url)
     download_adapter(version.artifact_uri, version.sha256, Path(to_dir))
     return version
+
+
+def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False, registry_url: str | None = None):
+    """The adapter ``ref`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
+
+    ``base_model`` defaults to the base loaded from the folder it was registered from (or its
+    Hub name); a given model must have the registered weights unless ``allow_base_mismatch``.
+    """
+    from adapterlab import PeftModel
+
+    version = show(ref, registry_url)
+    if base_model is None:
+        base_model = load_base(version, check=not allow_base_mismatch)
+    elif not allow_base_mismatch:
+        check_base(version, base_model)
+    with tempfile.TemporaryDirectory(prefix="adapterlab-load-") as scratch:
+        folder = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / "adapter")
+        model = PeftModel.from_pretrained(base_model, folder)
+    return model.eval()
+
+
+def load_base(version: AdapterVersion, *, check: bool):
+    """The registered base, from its recorded folder when it still exists, else from its name."""
+    import transformers
+
+    source = version.base.source
+    local = source is not None and Path(source).is_dir()
+    if check and local:
+        _compare(version, _folder_fingerprint(Path(source)), f"the folder {source}")
+    auto = getattr(transformers, AUTO_CLASSES.get(version.task_type or "", "AutoModel"))
+    model = auto.from_pretrained(source if local else version.base.name, revision=None if local else version.base.revision)
+    if check and not local:
+        check_base(version, model)
+    return model
+
+
+def check_base(version: AdapterVersion, model) -> None:
+    """Raise BaseModelMismatch unless ``model`` holds the weights the adapter was registered on."""
+    from adapterlab.registry.checkpoint_files import state_dict_entries
+    from adapterlab.registry.fingerprint import fingerprint_entries
+
+    state = model.state_dict()
+    # checkpoints store a tied weight once; the module's state dict names it twice
+    candidates = [state_dict_entries(state, drop_tied=False), state_dict_entries(state, drop_tied=True)]
+    found = [fingerprint_entries(entries, progress=False).fingerprint for entries in candidates]
+    if version.base.fingerprint not in found:
+        _compare(version, found[-1], f"the given {type(model).__name__}")
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    from adapterlab.registry.fingerprint import fingerprint_checkpoint
+
+    return fingerprint_checkpoint(folder).fingerprint
+
+
+def _compare(version: AdapterVersion, fingerprint: str, what: str) -> None:
+    if fingerprint != version.base.fingerprint:
+        raise BaseModelMismatch(
+            f"{version.ref} was registered on base {version.base.name} ({version.base.fingerprint[:12]}), "
+            f"but {what} has other weights ({fingerprint[:12]}); pass the right base or allow_base_mismatch=True"
+        )

@@ -1,0 +1,29 @@
+"""``load``: the registered adapter on its base, refused on other weights unless allowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from adapterlab.errors import BaseModelMismatch
+from adapterlab.registry import load, register_adapter
+
+
+def test_load_builds_the_adapter_on_its_recorded_base(registry_env, tiny_base, make_lora) -> None:
+    register_adapter(make_lora(seed=1), name="a", base=tiny_base)
+    model = load("a")
+    assert not model.training
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        adapted = model(input_ids=ids).last_hidden_state
+        plain = AutoModel.from_pretrained(tiny_base)(input_ids=ids).last_hidden_state
+    assert not torch.allclose(adapted, plain)  # the (random, non-zero) LoRA deltas are applied
+    assert load("a", AutoModel.from_pretrained(tiny_base)) is not None  # same weights in memory pass
+
+
+def test_load_refuses_a_base_with_other_weights(registry_env, tiny_base, other_base, make_lora) -> None:
+    register_adapter(make_lora(seed=1), name="a", base=tiny_base)
+    with pytest.raises(BaseModelMismatch, match="allow_base_mismatch"):
+        load("a", AutoModel.from_pretrained(other_base))
+    assert load("a", AutoModel.from_pretrained(other_base), allow_base_mismatch=True) is not None
