@@ -43,11 +43,11 @@ def export_adapter(
     ref: str, to_dir: str | Path, *, merged: bool = False, registry_url: str | None = None
 ) -> ExportResult:
     """Write the adapter ``ref`` (or, with ``merged``, base + adapter as one model) to ``to_dir``."""
-    from adapterlab.registry import describe
+    from adapterlab.registry import show
 
     destination = Path(to_dir).expanduser().absolute()
     check_destination(destination)
-    version = describe(ref, registry_url=registry_url)
+    version = show(ref, registry_url=registry_url)
     if merged and version.peft_type not in MERGEABLE_PEFT_TYPES:
         raise InvalidConfig(
             f"{version.ref} is a {version.peft_type} adapter, which adds virtual tokens at run time and "
