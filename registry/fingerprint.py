@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from adapterlab.registry.checkpoint_files import TensorEntry, checkpoint_tensors
 
 CHUNK_BYTES = 16 * 1024 * 1024  # part of the fingerprint's definition: never change it
 FINGERPRINT_VERSION = b"adapterlab-fingerprint-v1\n"
+_thread_buffers = threading.local()
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,19 @@ def _chunk_starts(length: int) -> Iterator[int]:
     yield from range(CHUNK_BYTES, length, CHUNK_BYTES)
 
 
-def _chunk_bytes(entry: TensorEntry, start: int, descriptors: dict[Path, int]) -> bytes | memoryview:
+def _chunk_bytes(entry: TensorEntry, start: int, descriptors: dict[Path, int]) -> memoryview:
     size = min(CHUNK_BYTES, entry.length - start)
     if entry.buffer is not None:
         return entry.buffer[start : start + size]
-    data = os.pread(descriptors[entry.path], size, entry.offset + start)
-    if len(data) != size:
+    # one reusable buffer per thread: allocating a fresh one per chunk lets the allocator keep
+    # them all, and memory would grow with the checkpoint
+    buffer = getattr(_thread_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _thread_buffers.buffer = bytearray(CHUNK_BYTES)
+    view = memoryview(buffer)[:size]
+    if os.preadv(descriptors[entry.path], [view], entry.offset + start) != size:
         raise OSError(f"{entry.path} ended early while reading tensor {entry.name!r}")
-    return data
+    return view
 
 
 def _tensor_digest(entry: TensorEntry, chunk_digests: list[bytes]) -> bytes:

@@ -1,0 +1,78 @@
+"""The models and the migrations agree; migrations go both ways; schemas are checked on open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect
+
+from adapterlab.cli.main import cli
+from adapterlab.errors import RegistryUnavailable
+from adapterlab.registry.database import SCHEMA_REVISION, forget_registries, open_registry
+from adapterlab.registry.migrate import alembic_config, downgrade, revision, upgrade
+from adapterlab.registry.schema import Base
+
+
+def test_autogenerate_finds_no_difference(registry_url: str) -> None:
+    engine = create_engine(registry_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_code_expects_the_head_revision() -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
+
+
+def test_upgrade_downgrade_upgrade(registry_url: str) -> None:
+    assert revision(registry_url) == SCHEMA_REVISION
+    assert downgrade("base", registry_url=registry_url) is None
+    engine = create_engine(registry_url)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+    assert upgrade(registry_url=registry_url) == SCHEMA_REVISION
+    assert open_registry(registry_url).dialect in {"sqlite", "postgresql"}
+
+
+def test_db_commands(registry_url: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--registry-url", registry_url, "db", "current"]).stdout.strip() == SCHEMA_REVISION
+    result = runner.invoke(cli, ["--registry-url", registry_url, "db", "downgrade", "--revision", "base", "--json"])
+    assert result.exit_code == 0 and '"revision": null' in result.stdout
+    result = runner.invoke(cli, ["--registry-url", registry_url, "db", "upgrade"])
+    assert result.exit_code == 0 and SCHEMA_REVISION in result.stdout
+
+
+def test_new_embedded_sqlite_is_created_at_head(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'registry.db'}"
+    assert open_registry(url).dialect == "sqlite"
+    assert revision(url) == SCHEMA_REVISION
+    forget_registries()
+
+
+def test_other_database_without_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE unrelated (id INTEGER)")
+    engine.dispose()
+    with pytest.raises(RegistryUnavailable, match="adapters db upgrade"):
+        open_registry(f"sqlite:///{path}")
+
+
+def test_unknown_revision_is_refused(registry_url: str) -> None:
+    engine = create_engine(registry_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
+    engine.dispose()
+    with pytest.raises(RegistryUnavailable, match="9999_future.*adapters db upgrade"):
+        open_registry(registry_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{SCHEMA_REVISION}'")
+    engine.dispose()
