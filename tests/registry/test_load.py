@@ -27,3 +27,16 @@ def test_load_refuses_a_base_with_other_weights(registry_env, tiny_base, other_b
     with pytest.raises(BaseModelMismatch, match="allow_base_mismatch"):
         load("a", AutoModel.from_pretrained(other_base))
     assert load("a", AutoModel.from_pretrained(other_base), allow_base_mismatch=True) is not None
+
+
+def test_adapter_saved_by_adapterlab_round_trips(registry_env, tiny_base, tmp_path) -> None:
+    from adapterlab import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModel.from_pretrained(tiny_base), LoraConfig(r=2, target_modules=["query"], init_lora_weights=False))
+    model.save_pretrained(tmp_path / "ours")
+    register_adapter(tmp_path / "ours", name="ours", base=tiny_base)
+    ids = torch.tensor([[5, 6, 7]])
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(load("ours")(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
