@@ -4,16 +4,16 @@ Each tensor is hashed as its name, dtype and shape followed by the SHA-256 of ea
 chunk of its bytes; the fingerprint hashes the tensor digests in name order. Chunk digests make
 the work parallel (hashlib releases the GIL, so threads use every core) while the result stays
 the same whether the weights sit in one safetensors file, in shards, or in a legacy ``.bin``.
-Only a few chunks are in memory at a time.
+Only the chunks being hashed are mapped at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -24,7 +24,6 @@ from adapterlab.registry.checkpoint_files import TensorEntry, checkpoint_tensors
 
 CHUNK_BYTES = 16 * 1024 * 1024  # part of the fingerprint's definition: never change it
 FINGERPRINT_VERSION = b"adapterlab-fingerprint-v1\n"
-_thread_buffers = threading.local()
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,7 @@ def _tensor_digests(entries: list[TensorEntry], total: int, show_progress: bool)
 
         def hash_chunk(job: tuple[int, int]) -> tuple[int, bytes, int]:
             index, start = job
-            entry = entries[index]
-            data = _chunk_bytes(entry, start, descriptors)
-            return index, hashlib.sha256(data).digest(), len(data)
+            return index, *_chunk_digest(entries[index], start, descriptors)
 
         bar = _progress_bar(total) if show_progress else None
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
@@ -92,19 +89,22 @@ def _chunk_starts(length: int) -> Iterator[int]:
     yield from range(CHUNK_BYTES, length, CHUNK_BYTES)
 
 
-def _chunk_bytes(entry: TensorEntry, start: int, descriptors: dict[Path, int]) -> memoryview:
+def _chunk_digest(entry: TensorEntry, start: int, descriptors: dict[Path, int]) -> tuple[bytes, int]:
+    """SHA-256 of one chunk, hashed in place: file chunks through a short-lived memory map, so
+    nothing is copied and the pages leave the process as soon as the chunk is done."""
     size = min(CHUNK_BYTES, entry.length - start)
     if entry.buffer is not None:
-        return entry.buffer[start : start + size]
-    # one reusable buffer per thread: allocating a fresh one per chunk lets the allocator keep
-    # them all, and memory would grow with the checkpoint
-    buffer = getattr(_thread_buffers, "buffer", None)
-    if buffer is None:
-        buffer = _thread_buffers.buffer = bytearray(CHUNK_BYTES)
-    view = memoryview(buffer)[:size]
-    if os.preadv(descriptors[entry.path], [view], entry.offset + start) != size:
-        raise OSError(f"{entry.path} ended early while reading tensor {entry.name!r}")
-    return view
+        return hashlib.sha256(entry.buffer[start : start + size]).digest(), size
+    if size == 0:
+        return hashlib.sha256(b"").digest(), 0
+    position = entry.offset + start
+    aligned = position - position % mmap.ALLOCATIONGRANULARITY
+    window = mmap.mmap(descriptors[entry.path], position - aligned + size, offset=aligned, access=mmap.ACCESS_READ)
+    try:
+        with memoryview(window) as view:
+            return hashlib.sha256(view[position - aligned :]).digest(), size
+    finally:
+        window.close()
 
 
 def _tensor_digest(entry: TensorEntry, chunk_digests: list[bytes]) -> bytes:
