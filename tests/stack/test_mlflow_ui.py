@@ -2,95 +2,58 @@
 
 from __future__ import annotations
 
-import re
-from html.parser import HTMLParser
+import shutil
 from pathlib import Path
 
-VOID_ELEMENTS = {
-    "area",
-    "base",
-    "br",
-    "col",
-    "embed",
-    "hr",
-    "img",
-    "input",
-    "link",
-    "meta",
-    "source",
-    "track",
-    "wbr",
-}
+import pytest
 
 
-class VersionRows(HTMLParser):
-    """Collects the text of each table row (``role="row"``) of the rendered MLflow app."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[str] = []
-        self._depth = 0  # element depth inside the current row; 0 = outside any row
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._depth:
-            self._depth += tag not in VOID_ELEMENTS  # void elements never get an end tag
-            title = dict(attrs).get("title")
-            if title:
-                self.rows[-1] += f" [{title}] "
-        elif dict(attrs).get("role") == "row":
-            self.rows.append("")
-            self._depth = 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._depth and tag not in VOID_ELEMENTS:
-            self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._depth:
-            self.rows[-1] += f" {data}"
-
-
-def version_row(dom: str, version: int) -> str:
-    """The model page's table row of one version, as text (alias tags appear as ``@ alias``)."""
-    parser = VersionRows()
-    parser.feed(dom)
-    rows = [" ".join(row.replace("\xa0", " ").split()) for row in parser.rows]
-    matching = [row for row in rows if re.search(rf"\bVersion {version}\b", row)]
-    assert matching, f"no row for version {version} in the rendered page; rows: {rows}"
-    return matching[0]
-
-
-def assert_model_page_shows(
-    chromium, server_url: str, model: str, version: int, alias: str, shot: Path
+def test_model_page_shows_the_version_and_its_alias(
+    postgres_database,
+    mlflow_server,
+    mlflow_model_page,
+    tiny_checkpoints,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    page = f"{server_url}/#/models/{model}"
-    dom = chromium(page, screenshot=shot)
-    assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
-    row = version_row(dom, version)
-    assert f"@ {alias}" in row, row
+    """The registry's own flow (register, register, promote) mirrored into MLflow, seen in its UI."""
+    from adapterlab.registry import promote, register_adapter
+    from adapterlab.registry.database import forget_registries
+    from adapterlab.registry.migrate import upgrade
+
+    registry_url = postgres_database().url
+    monkeypatch.setenv("ADAPTERLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ADAPTERLAB_REGISTRY_URL", registry_url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    second = shutil.copytree(tiny_checkpoints.cls_adapter, tmp_path / "second")
+    (second / "NOTES.txt").write_text("same weights, other files: another version")
+    try:
+        upgrade(registry_url=registry_url)
+        versions = [register_adapter(folder, name="ui-check", base=tiny_checkpoints.cls_base)
+                    for folder in (tiny_checkpoints.cls_adapter, second)]  # fmt: skip
+        promote("ui-check:1", alias="production")
+    finally:
+        forget_registries()
+    assert [version.mlflow_version for version in versions] == [1, 2], "the registry did not mirror to MLflow"
+
+    rows = mlflow_model_page(mlflow_server.url, "ui-check")
+    assert "@ production" in rows[1], rows
+    # The alias is on version 1 only: a page that printed it everywhere would not pass.
+    assert "production" not in rows[2], rows
+    # The files went through the server's proxy into the stand-in object store.
+    assert len(list(mlflow_server.artifacts.rglob("adapter_config.json"))) == 2
 
 
-def test_model_page_shows_the_version_and_its_alias(mlflow_server, chromium, tmp_path: Path) -> None:
-    import mlflow
+def test_browser_check_reads_versions_and_aliases_set_in_mlflow_directly(mlflow_server, mlflow_model_page) -> None:
+    """A control for the test above: the same page check, with the model made by MLflow's own client."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
-    run = client.create_run(client.create_experiment("ui-check"))
-    client.log_metric(run.info.run_id, "accuracy", 0.9)
-    (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
-    client.log_artifacts(run.info.run_id, str(tmp_path / "adapter"), "adapter")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model("ui-check")
+    run = client.create_run(client.create_experiment("control"))
+    client.log_text(run.info.run_id, "{}", "adapter/adapter_config.json")
+    client.create_registered_model("control")
     for _ in range(2):
-        client.create_model_version("ui-check", f"runs:/{run.info.run_id}/adapter", run_id=run.info.run_id)
-    client.set_registered_model_alias("ui-check", "production", "1")
-    assert mlflow.get_tracking_uri() != mlflow_server.url  # the client, not global state, was pointed
-
-    assert_model_page_shows(chromium, mlflow_server.url, "ui-check", 1, "production", tmp_path / "model.png")
-    # The alias is on version 1 only: a page that printed it everywhere would not pass.
-    parser_row = version_row(chromium(f"{mlflow_server.url}/#/models/ui-check"), 2)
-    assert "production" not in parser_row
-    # The artifact went through the server's proxy into the stand-in object store.
-    stored = list(mlflow_server.artifacts.rglob("adapter_config.json"))
-    assert len(stored) == 1 and run.info.run_id in str(stored[0])
+        client.create_model_version("control", f"runs:/{run.info.run_id}/adapter", run_id=run.info.run_id)
+    client.set_registered_model_alias("control", "staging", "2")
+    rows = mlflow_model_page(mlflow_server.url, "control")
+    assert "@ staging" in rows[2] and "staging" not in rows[1], rows

@@ -1,0 +1,148 @@
+"""Faults of the team stack: secrets that must not leak, a database that restarts under us.
+
+Both run the real topology: the registry on PostgreSQL and an ``mlflow server`` on PostgreSQL
+with proxied artifacts, driven through the ``adapters`` console script in fresh processes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def rest(server_url: str, endpoint: str, **query: str) -> dict:
+    url = f"{server_url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def file_texts(folder: Path) -> dict[Path, str]:
+    """Every file under ``folder`` as text (binary files decoded leniently: a secret is still found)."""
+    return {
+        path: path.read_bytes().decode("utf-8", "replace") for path in folder.rglob("*") if path.is_file()
+    }
+
+
+def test_a_database_password_never_appears_in_output_logs_or_mlflow(
+    tmp_path: Path, password_databases, start_mlflow, adapters_cli, tiny_checkpoints
+) -> None:
+    secret = password_databases.password
+    server = start_mlflow(password_databases.url(password_databases.mlflow))
+    registry_url = password_databases.url(password_databases.registry)
+    env = {"ADAPTERLAB_HOME": str(tmp_path / "home"), "ADAPTERLAB_REGISTRY_URL": registry_url,
+           "MLFLOW_TRACKING_URI": server.url}  # fmt: skip
+    ok = [
+        ("db", "upgrade"),
+        ("db", "current"),
+        ("register", str(tiny_checkpoints.cls_adapter), "--name", "pw-check", "--base", str(tiny_checkpoints.cls_base),
+         "--metric", "eval_accuracy=0.5"),
+        ("list",),
+        ("show", "pw-check", "--json"),
+        ("promote", "pw-check", "--alias", "production"),
+        ("pull", "pw-check@production", "--to", str(tmp_path / "pulled")),
+        ("predict", "pw-check@production", "--text", "where is my parcel", "--json"),
+        ("export", "pw-check", "--to", str(tmp_path / "exported")),
+    ]  # fmt: skip
+    failing = [
+        ("show", "no-such-adapter"),
+        ("promote", "pw-check", "--alias", "production", "--require", "eval_accuracy>=0.9"),
+        ("--registry-url", password_databases.url("no_such_database"), "list"),
+        ("--registry-url", password_databases.url(password_databases.registry, host="127.0.0.1:1"), "list"),
+        (
+            "--registry-url",
+            password_databases.url(password_databases.registry, host="127.0.0.1:notaport"),
+            "list",
+        ),
+        ("--registry-url", registry_url.replace("+psycopg", "+nosuchdriver"), "list"),
+    ]
+    results = [adapters_cli(*args, env=env) for args in ok]
+    with ThreadPoolExecutor(max_workers=3) as pool:  # independent of each other: save the start-up time
+        results += list(pool.map(lambda args: adapters_cli(*args, env=env), failing))
+    problems = [f"{r.command}: {r.stderr}" for r in results[: len(ok)] if r.returncode != 0]
+    for result in results[len(ok) :]:
+        error = result.stderr.strip()
+        if result.returncode != 1 or not error.startswith("Error: ") or len(error.splitlines()) != 1:
+            problems.append(
+                f"{result.command}: expected one 'Error: ' line and exit 1, got {result.returncode}: {error}"
+            )
+    problems += [f"{r.command} printed the password" for r in results if secret in r.stdout + r.stderr]
+    assert problems == []
+
+    leaks = [str(path) for path, text in file_texts(tmp_path).items() if secret in text]
+    assert leaks == [], f"the password was written to {leaks}"  # includes the MLflow server's log
+    model = rest(server.url, "registered-models/get", name="pw-check")["registered_model"]
+    version = rest(server.url, "model-versions/get", name="pw-check", version="1")["model_version"]
+    assert secret not in json.dumps(model) + json.dumps(version)
+    assert model["aliases"] == [{"alias": "production", "version": "1"}]
+
+
+def restart_postgres() -> None:
+    """Restarts the shared server (other people's connections drop too: run this once, at the end)."""
+    cluster = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def wait_for_postgres(timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("PostgreSQL did not come back after the restart")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def postgres_comes_back():
+    """Whatever happens in the test, the shared server is up afterwards."""
+    if not Path("/etc/postgresql").is_dir() or subprocess.run(["which", "pg_ctlcluster"]).returncode != 0:
+        pytest.skip("restarting PostgreSQL needs pg_ctlcluster (Debian's postgresql-common)")
+    yield restart_postgres
+    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode != 0:
+        cluster = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"], timeout=120)
+    wait_for_postgres()
+
+
+def test_postgres_restarted_between_two_commands(
+    tmp_path: Path, postgres_database, start_mlflow, adapters_cli, tiny_checkpoints, postgres_comes_back
+) -> None:
+    """The registry and the MLflow server both hold pooled connections that the restart kills."""
+    from adapterlab.registry import show
+    from adapterlab.registry.database import forget_registries
+
+    registry = postgres_database()
+    server = start_mlflow(postgres_database().url)
+    env = {"ADAPTERLAB_HOME": str(tmp_path / "home"), "ADAPTERLAB_REGISTRY_URL": registry.url,
+           "MLFLOW_TRACKING_URI": server.url}  # fmt: skip
+    assert adapters_cli("db", "upgrade", env=env).returncode == 0
+    first = adapters_cli("register", str(tiny_checkpoints.cls_adapter), "--name", "restart-check",
+                         "--base", str(tiny_checkpoints.cls_base), env=env)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert (
+        show("restart-check", registry_url=registry.url).version == 1
+    )  # this process pools a connection too
+
+    try:
+        postgres_comes_back()  # the restart
+        wait_for_postgres()
+        second = adapters_cli("promote", "restart-check:1", "--alias", "production", env=env)
+        assert second.returncode == 0, second.stderr
+        assert "Warning" not in second.stderr, second.stderr  # the MLflow mirror went through as well
+        assert show("restart-check@production", registry_url=registry.url).version == 1
+        model = rest(server.url, "registered-models/get", name="restart-check")["registered_model"]
+        assert model["aliases"] == [{"alias": "production", "version": "1"}]
+    finally:
+        forget_registries()
