@@ -74,6 +74,8 @@ def load_table(source: str, split: str) -> Any:
     except InvalidConfig:
         raise
     except Exception as exc:  # datasets raises many types (FileNotFound, ConnectionError, ValueError, ...)
+        if "corresponds to no data" in str(exc):  # a file with a header and no rows
+            raise InvalidConfig(f"dataset {source} is empty") from exc
         raise InvalidConfig(f"cannot load dataset {source!r}: {' '.join(str(exc).split())[:300]}") from exc
     if len(table) == 0:
         raise InvalidConfig(f"dataset {source} is empty")

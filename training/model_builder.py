@@ -34,19 +34,22 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "p-tuning": {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
     "prefix-tuning": {"num_virtual_tokens": 20},
 }
-# pairs that cannot train: token labels are per input position, and virtual tokens prepended by
-# the prompt methods shift (prompt/p-tuning) or are invisible to (prefix) that alignment
-UNSUPPORTED_PAIRS = {
-    ("prompt-tuning", "token-cls"): "prompt tuning prepends virtual tokens that have no word labels",
-    ("p-tuning", "token-cls"): "p-tuning prepends virtual tokens that have no word labels",
-    ("prefix-tuning", "token-cls"): "prefix tuning is not wired for per-token heads",
-}
+# method -> its PeftType value, to ask the core's method table what the method supports
+METHOD_PEFT_TYPES = {"lora": "LORA", "prompt-tuning": "PROMPT_TUNING", "p-tuning": "P_TUNING",
+                     "prefix-tuning": "PREFIX_TUNING"}
 
 
 def check_method_task(config: TrainConfig) -> None:
-    reason = UNSUPPORTED_PAIRS.get((config.method, config.task))
-    if reason:
-        raise InvalidConfig(f"method {config.method} cannot train task {config.task}: {reason}; use --method lora")
+    """Refuse a method/task pair the core cannot train, before anything is loaded."""
+    from adapterlab.methods import get_method
+
+    supported = getattr(get_method(METHOD_PEFT_TYPES[config.method]), "supported_tasks", None)
+    task_type = TASK_MODELS[config.task][2]
+    if supported is not None and task_type not in {str(getattr(task, "value", task)) for task in supported}:
+        raise InvalidConfig(
+            f"method {config.method} cannot train task {config.task} (per-token outputs would be shifted by its "
+            "virtual tokens); use --method lora or prefix-tuning"
+        )
     if config.gradient_checkpointing and config.method != "lora":
         raise InvalidConfig(f"gradient checkpointing is supported with LoRA only, not {config.method}")
 

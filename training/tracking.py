@@ -81,18 +81,18 @@ class RunTracker:
         import mlflow
 
         self._mlflow = mlflow
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(experiment) is None:
-            mlflow.create_experiment(experiment, artifact_location=artifact_location)
-        self.experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
-        self.uri = uri
+        self.uri, self.experiment, self.artifact_location = uri, experiment, artifact_location
         self.run_id: str | None = None
 
     def start(self, run_name: str, resume_run_id: str | None, tags: dict[str, str]) -> str:
         mlflow = self._mlflow
+        mlflow.set_tracking_uri(self.uri)
+        experiment = mlflow.get_experiment_by_name(self.experiment)
+        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
+            self.experiment, artifact_location=self.artifact_location)
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
-        run = mlflow.start_run(run_id=resume_run_id, experiment_id=None if resume_run_id else self.experiment_id,
+        run = mlflow.start_run(run_id=resume_run_id, experiment_id=None if resume_run_id else experiment_id,
                                run_name=None if resume_run_id else run_name, tags=tags, log_system_metrics=True)
         self.run_id = run.info.run_id
         return self.run_id
