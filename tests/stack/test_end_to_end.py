@@ -177,8 +177,8 @@ def test_mlflow_server_killed_mid_training(team, tmp_path: Path, adapters_cli, s
     """Training finishes anyway, keeps the adapter, exits non-zero and says how to register it later."""
     server, env = team["server"], team["env"]
     output = tmp_path / "run"
-    command = [str(Path(sys.executable).with_name("adapters")), "train", "--max-steps", "30", "--eval-steps", "30",
-               "--save-steps", "30", "--logging-steps", "1", "--output", str(output)]  # fmt: skip
+    command = [str(Path(sys.executable).with_name("adapters")), "train", "--max-steps", "12", "--eval-steps", "12",
+               "--save-steps", "12", "--logging-steps", "1", "--output", str(output)]  # fmt: skip
     training = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

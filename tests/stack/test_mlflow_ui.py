@@ -44,7 +44,9 @@ def test_model_page_shows_the_version_and_its_alias(
     assert len(list(mlflow_server.artifacts.rglob("adapter_config.json"))) == 2
 
 
-def test_browser_check_reads_versions_and_aliases_set_in_mlflow_directly(mlflow_server, mlflow_model_page) -> None:
+def test_browser_check_reads_versions_and_aliases_set_in_mlflow_directly(
+    mlflow_server, mlflow_model_page
+) -> None:
     """A control for the test above: the same page check, with the model made by MLflow's own client."""
     from mlflow import MlflowClient
 
