@@ -303,9 +303,7 @@ def save_tiny_base(folder: Path, task_type: str) -> Path:
             num_hidden_layers=2,
             num_attention_heads=2,
             intermediate_size=64,
-            id2label=dict(enumerate(LABELS)),
-            label2id={label: index for index, label in enumerate(LABELS)},
-        )
+        )  # no label names, like MiniLM: they travel in the adapter's labels.json
         model = BertForSequenceClassification(config)
     else:
         # special tokens of MiniLM's vocabulary ([CLS], [SEP], [PAD]), not GPT-2's defaults
@@ -340,8 +338,8 @@ def save_trained_adapter(base: Path, folder: Path, task_type: str) -> Path:
 
 @dataclass(frozen=True)
 class TinyCheckpoints:
-    cls_base: Path  # BERT sequence classifier, labels LABELS
-    cls_adapter: Path  # LoRA SEQ_CLS adapter on it, with labels.json as training writes it
+    cls_base: Path  # BERT sequence classifier (2 classes, no label names)
+    cls_adapter: Path  # LoRA SEQ_CLS adapter on it, with labels.json (LABELS) as training writes it
     lm_base: Path  # GPT-2 causal LM
     lm_adapter: Path  # LoRA CAUSAL_LM adapter on it
 
