@@ -84,7 +84,8 @@ def generate(
 ) -> Prediction:
     import torch
 
-    inputs = tokenizer(text, return_tensors="pt")
+    # only ids and mask: segment ids (BERT-style tokenizers) are no input of generative models
+    inputs = tokenizer(text, return_tensors="pt", return_token_type_ids=False)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():
         output = model.generate(

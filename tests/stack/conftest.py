@@ -290,27 +290,30 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 LABELS = ("no_complaint", "complaint")
 
 
-def save_tiny_base(folder: Path, task_type: str) -> Path:
-    """A tiny randomly initialised base (BERT classifier or GPT-2 LM) with MiniLM's real tokenizer."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+# task type -> (transformers auto class, config class, config of a tiny model using MiniLM's vocabulary)
+TINY_MODELS = {
+    "SEQ_CLS": ("AutoModelForSequenceClassification", "BertConfig",
+                # no label names, like MiniLM: they travel in the adapter's labels.json
+                dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)),
+    # special tokens of MiniLM's vocabulary ([CLS], [SEP], [PAD]), not the models' own defaults
+    "CAUSAL_LM": ("AutoModelForCausalLM", "GPT2Config",
+                  dict(n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=101, eos_token_id=102,
+                       pad_token_id=0)),
+    "SEQ_2_SEQ_LM": ("AutoModelForSeq2SeqLM", "T5Config",
+                     dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, eos_token_id=102, pad_token_id=0,
+                          decoder_start_token_id=0)),
+}  # fmt: skip
 
+
+def save_tiny_base(folder: Path, task_type: str) -> Path:
+    """A tiny randomly initialised base for ``task_type``, with MiniLM's real tokenizer."""
+    import torch
+    import transformers
+
+    auto_class, config_class, values = TINY_MODELS[task_type]
     torch.manual_seed(0)
-    if task_type == "SEQ_CLS":
-        config = BertConfig(
-            vocab_size=30522,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )  # no label names, like MiniLM: they travel in the adapter's labels.json
-        model = BertForSequenceClassification(config)
-    else:
-        # special tokens of MiniLM's vocabulary ([CLS], [SEP], [PAD]), not GPT-2's defaults
-        config = GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                            bos_token_id=101, eos_token_id=102, pad_token_id=0)  # fmt: skip
-        model = GPT2LMHeadModel(config)
-    model.save_pretrained(folder)
+    config = getattr(transformers, config_class)(vocab_size=30522, **values)
+    getattr(transformers, auto_class).from_config(config).save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copy(MINILM / name, folder / name)
     return folder
@@ -319,11 +322,11 @@ def save_tiny_base(folder: Path, task_type: str) -> Path:
 def save_trained_adapter(base: Path, folder: Path, task_type: str) -> Path:
     """A LoRA adapter on ``base`` whose weights are non-zero, so it changes the base's outputs."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    import transformers
 
     from adapterlab import LoraConfig, get_peft_model
 
-    auto_class = AutoModelForSequenceClassification if task_type == "SEQ_CLS" else AutoModelForCausalLM
+    auto_class = getattr(transformers, TINY_MODELS[task_type][0])
     model = get_peft_model(
         auto_class.from_pretrained(base), LoraConfig(task_type=task_type, r=4, lora_alpha=8)
     )
@@ -342,6 +345,8 @@ class TinyCheckpoints:
     cls_adapter: Path  # LoRA SEQ_CLS adapter on it, with labels.json (LABELS) as training writes it
     lm_base: Path  # GPT-2 causal LM
     lm_adapter: Path  # LoRA CAUSAL_LM adapter on it
+    seq2seq_base: Path  # T5
+    seq2seq_adapter: Path  # LoRA SEQ_2_SEQ_LM adapter on it
 
 
 @pytest.fixture(scope="session")
@@ -354,7 +359,9 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint
     write_labels(cls_adapter, list(LABELS))
     lm_base = save_tiny_base(root / "tiny-gpt2", "CAUSAL_LM")
     lm_adapter = save_trained_adapter(lm_base, root / "lm-adapter", "CAUSAL_LM")
-    return TinyCheckpoints(cls_base, cls_adapter, lm_base, lm_adapter)
+    seq2seq_base = save_tiny_base(root / "tiny-t5", "SEQ_2_SEQ_LM")
+    seq2seq_adapter = save_trained_adapter(seq2seq_base, root / "seq2seq-adapter", "SEQ_2_SEQ_LM")
+    return TinyCheckpoints(cls_base, cls_adapter, lm_base, lm_adapter, seq2seq_base, seq2seq_adapter)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoints) -> It
         )
         promote(cls.ref, alias="production")
         lm = register_adapter(tiny_checkpoints.lm_adapter, name="tiny-lm", base=tiny_checkpoints.lm_base)
+        register_adapter(tiny_checkpoints.seq2seq_adapter, name="tiny-t5", base=tiny_checkpoints.seq2seq_base)
         yield {"home": home, "cls": cls, "lm": lm, "checkpoints": tiny_checkpoints}
         forget_registries()
 
@@ -179,20 +180,25 @@ def test_predict_prints_the_label_and_its_probability(registered) -> None:
     )
 
 
-def test_predict_generates_text_for_language_model_adapters(registered) -> None:
+@pytest.mark.parametrize(("name", "echoes_prompt"), [("tiny-lm", True), ("tiny-t5", False)])
+def test_predict_generates_text_for_language_model_adapters(
+    registered, name: str, echoes_prompt: bool
+) -> None:
     from transformers import AutoTokenizer
 
     from adapterlab.registry import load, show
 
-    code, out, err = run_cli("predict", "tiny-lm", "--text", "hello world", "--max-new-tokens", "5", "--json")
+    code, out, err = run_cli("predict", name, "--text", "hello world", "--max-new-tokens", "5", "--json")
     assert code == 0, err
     prediction = json.loads(out)
-    tokenizer = AutoTokenizer.from_pretrained(show("tiny-lm").base.source)
-    inputs = tokenizer("hello world", return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(show(name).base.source)
+    inputs = tokenizer("hello world", return_tensors="pt", return_token_type_ids=False)
     with torch.no_grad():
-        output = load("tiny-lm").eval().generate(**inputs, max_new_tokens=5, do_sample=False)
-    expected = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-    assert prediction["generated_text"] == expected and prediction["label"] is None
+        output = load(name).eval().generate(**inputs, max_new_tokens=5, do_sample=False)
+    new_tokens = output[0, inputs["input_ids"].shape[1] :] if echoes_prompt else output[0]
+    expected = tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+    assert prediction["generated_text"] == expected and expected
+    assert prediction["label"] is None and prediction["task_type"] == show(name).task_type
 
 
 @pytest.mark.parametrize(
@@ -239,3 +245,17 @@ def test_merged_export_refuses_prompt_methods(registered, tmp_path: Path) -> Non
     assert code == 1 and "cannot be merged" in err and "without --merged" in err
     assert not (tmp_path / "merged").exists()
     assert run_cli("export", "tiny-prompt", "--to", str(tmp_path / "plain"))[0] == 0
+
+
+def test_predict_and_export_import_nothing_heavy_until_they_run() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.testing import CliRunner; from adapterlab.cli.main import cli\n"
+        "for name in ('predict', 'export'):\n"
+        "    assert CliRunner().invoke(cli, [name, '--help']).exit_code == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'mlflow', 'safetensors'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
