@@ -156,3 +156,19 @@ def test_a_training_step_updates_only_the_adapter() -> None:
         if name in frozen:
             assert torch.equal(param, frozen[name]), name
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_lora_dropout_drops_p_and_keeps_the_mean() -> None:
+    from adapterlab.tuners.lora.layer import LoraDropout
+
+    dropout = LoraDropout(0.1).train()
+    torch.manual_seed(0)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = dropout(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient passes exactly where the input did
+    assert dropout.eval()(x) is x
+    layer = get_peft_model(make_base("bert"), LoraConfig(r=2, lora_dropout=0.0))
+    assert isinstance(next(iter(_lora_layers(layer).values())).lora_dropout["default"], torch.nn.Identity)

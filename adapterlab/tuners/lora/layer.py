@@ -26,6 +26,38 @@ from adapterlab.errors import InvalidConfig, UnsupportedModule
 from adapterlab.tuners.lora import dora
 
 
+class LoraDropout(nn.Module):
+    """Dropout on the input of the low-rank path (nn.Dropout's semantics).
+
+    On CPU, ``nn.Dropout`` spends most of its time drawing one random number per element
+    (``bernoulli_``); here each 64-bit draw yields four 16-bit uniforms, about 5x faster. ``p`` is
+    thereby rounded to a multiple of 1/65536 and the kept values are scaled by the exact
+    1 / (1 - rounded p), so the output stays unbiased. Other devices use the fused ``F.dropout``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        dropped = round(p * 65536)
+        self.threshold = dropped - 32768  # int16 values below this are dropped
+        self.scale = 65536 / (65536 - dropped)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        draws = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        uniform16 = draws.view(torch.int16)[:n].view(x.shape)
+        # one float mask (0 or scale) multiplied in: cheaper on CPU than masked_fill or a bool mul
+        mask = (uniform16 >= self.threshold).to(x.dtype).mul_(self.scale)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LoraLayer(nn.Module):
     """Bookkeeping shared by every LoRA layer: adapters by name, which are active, which merged."""
 
@@ -63,7 +95,7 @@ class LoraLayer(nn.Module):
         self.r[name] = r
         self.lora_alpha[name] = alpha
         self.scaling[name] = alpha / math.sqrt(r) if use_rslora else alpha / r
-        self.lora_dropout[name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout[name] = LoraDropout(dropout) if dropout > 0 else nn.Identity()
         self.use_dora[name] = False
 
     def set_scale(self, name: str, scale: float) -> None:
@@ -168,12 +200,11 @@ class Linear(LoraLayer):
         if self.use_dora[name]:
             return result + dora.forward_delta(self, name, dropout(x), result, dropout).to(result.dtype)
         hidden = lora_a(dropout(x))  # (..., r)
-        # scaling folded into the tiny B, and the add fused into one GEMM: no pass over (..., out)
-        scaled_b = self.lora_B[name].weight * self.scaling[name]
-        if result.dtype != hidden.dtype:
-            return result + F.linear(hidden, scaled_b).to(result.dtype)
-        flat = torch.addmm(result.reshape(-1, self.out_features), hidden.reshape(-1, hidden.shape[-1]), scaled_b.T)
-        return flat.view(result.shape)
+        # Scaling is folded into the tiny B (out x r) instead of a pass over the (..., out) output.
+        # hidden @ B.T rather than F.linear: autograd then forms B's gradient as (hidden.T @ grad).T,
+        # which CPU BLAS runs several times faster than linear's grad.T @ hidden (a copy + a skinny GEMM).
+        update = hidden @ (self.lora_B[name].weight * self.scaling[name]).T
+        return result + (update if update.dtype == result.dtype else update.to(result.dtype))
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         result = self._forward_base(x, *args, **kwargs)
