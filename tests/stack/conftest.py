@@ -199,18 +199,11 @@ def chromium(tmp_path: Path) -> Callable[..., str]:
 
     def render(url: str, *, screenshot: Path | None = None, budget_ms: int = 20000) -> str:
         profile = tmp_path / f"chromium-profile-{uuid.uuid4().hex[:8]}"
-        base = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}"]
-        if screenshot is not None:
-            subprocess.run(
-                [*base, "--window-size=1400,1000", f"--screenshot={screenshot}", url],
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-        dom = subprocess.run(
-            [*base, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120
-        )
-        return dom.stdout
+        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}"]
+        if screenshot is not None:  # one run does both: the DOM and the picture of the same render
+            command += ["--window-size=1400,1000", f"--screenshot={screenshot}"]
+        done = subprocess.run([*command, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
+        return done.stdout
 
     return render
 
