@@ -2,7 +2,10 @@
 
 Files go to ``<artifact root>/adapters/<name>/<sha256>``: uploading is idempotent and happens
 before the version is allocated, so the database transaction stays short and a failed upload
-leaves no version behind. mlflow is imported only here, inside the functions.
+leaves no version behind. Behind an ``mlflow server`` that proxies artifacts
+(``mlflow-artifacts:`` root), the server accepts a model version's source only inside a run's
+artifacts, so there the files go into the adapter's MLflow run (or a registration run made for
+it). mlflow is imported only here, inside the functions.
 """
 
 from __future__ import annotations
@@ -26,17 +29,54 @@ def _repository(uri: str):
     return get_artifact_repository(uri)
 
 
-def upload_adapter(folder: AdapterFolder, name: str) -> str:
-    """Store the folder's files; returns their artifact URI."""
-    uri = f"{settings.artifact_root()}/adapters/{name}/{folder.sha256}"
+REGISTRATION_EXPERIMENT = "adapterlab-registrations"
+
+
+def upload_adapter(folder: AdapterFolder, name: str, run_id: str | None = None) -> tuple[str, str | None]:
+    """Store the folder's files; returns their artifact URI and the MLflow run that holds them."""
+    root = settings.artifact_root()
     try:
-        repository = _repository(uri)
-        for file in folder.files:
-            parent = str(Path(file.path).parent)
-            repository.log_artifact(str(folder.path / file.path), None if parent == "." else parent)
+        if root.startswith("mlflow-artifacts:"):
+            return _upload_to_run(folder, name, run_id)
+        uri = f"{root}/adapters/{name}/{folder.sha256}"
+        _log_files(_repository(uri), folder, None)
+        return uri, run_id
     except Exception as exc:  # every artifact backend raises its own errors
-        raise RegistryUnavailable(f"cannot store the adapter files at {uri}: {_first_line(exc)}") from exc
-    return uri
+        raise RegistryUnavailable(f"cannot store the adapter files under {root}: {_first_line(exc)}") from exc
+
+
+def _log_files(repository, folder: AdapterFolder, prefix: str | None) -> None:
+    for file in folder.files:
+        parent = "/".join(part for part in (prefix, str(Path(file.path).parent)) if part and part != ".")
+        repository.log_artifact(str(folder.path / file.path), parent or None)
+
+
+def _upload_to_run(folder: AdapterFolder, name: str, run_id: str | None) -> tuple[str, str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    created = run_id is None
+    if created:
+        run_id = client.create_run(_registration_experiment(client), run_name=f"register {name}",
+                                   tags={"adapterlab.adapter": name}).info.run_id  # fmt: skip
+    run_uri = client.get_run(run_id).info.artifact_uri
+    path = f"adapterlab/{name}/{folder.sha256}"
+    _log_files(_repository(run_uri), folder, path)
+    if created:
+        client.set_terminated(run_id)
+    return f"{run_uri}/{path}", run_id
+
+
+def _registration_experiment(client) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(REGISTRATION_EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(REGISTRATION_EXPERIMENT)
+    except MlflowException:  # a concurrent registration created it first
+        return client.get_experiment_by_name(REGISTRATION_EXPERIMENT).experiment_id
 
 
 def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:

@@ -46,12 +46,13 @@ def register_adapter(
     if known is not None:
         return show(f"{name}:{known}", registry.url)
     spec = resolve_base(base, base_name, registry.url)
+    artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
     new = NewVersion(
         name=name,
         base=spec,
         task_type=task_type or folder.config.get("task_type"),
         folder=folder,
-        artifact_uri=upload_adapter(folder, name),
+        artifact_uri=artifact_uri,
         metrics=clean_metrics,
         tags=clean_tags,
         description=description,
