@@ -55,7 +55,7 @@ class PeftModel(nn.Module):
     def active_adapters(self) -> list[str]:
         return [self.active_adapter]
 
-    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False) -> None:
+    def add_adapter(self, adapter_name: str, peft_config: PeftConfig) -> None:
         """Add a new (inactive, unless it is the first) adapter; ``set_adapter`` switches to it."""
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
@@ -239,7 +239,7 @@ class PeftModel(nn.Module):
     # -- checkpoints ------------------------------------------------------------------------
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], selected_adapters: list[str] | None = None,
-                        safe_serialization: bool = True, is_main_process: bool = True, **kwargs: Any) -> None:
+                        safe_serialization: bool = True, is_main_process: bool = True) -> None:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders)."""
         if not safe_serialization:
             raise InvalidConfig("adapterlab writes safetensors only; drop safe_serialization=False")
@@ -249,7 +249,7 @@ class PeftModel(nn.Module):
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | os.PathLike[str], adapter_name: str = "default",
                         is_trainable: bool = False, config: PeftConfig | None = None,
-                        subfolder: str | None = None, **kwargs: Any) -> PeftModel:
+                        subfolder: str | None = None) -> PeftModel:
         """Load a saved adapter onto ``model``; frozen unless ``is_trainable``."""
         folder = checkpoint.adapter_folder(model_id, subfolder)
         config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
@@ -265,7 +265,7 @@ class PeftModel(nn.Module):
         return peft_model
 
     def load_adapter(self, model_id: str | os.PathLike[str], adapter_name: str, is_trainable: bool = False,
-                     subfolder: str | None = None, **kwargs: Any) -> checkpoint.LoadResult:
+                     subfolder: str | None = None) -> checkpoint.LoadResult:
         """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active)."""
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
