@@ -62,21 +62,29 @@ class Database:
         return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}"
 
 
+def create_database() -> Database:
+    name = f"stack_{uuid.uuid4().hex[:12]}"
+    postgres_execute(f'CREATE DATABASE "{name}"')
+    return Database(name)
+
+
+def drop_database(name: str) -> None:
+    postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def postgres_database() -> Iterator[Callable[[], Database]]:
     """Creates fresh, uniquely named databases on demand; drops them afterwards."""
     require_postgres()
-    created: list[str] = []
+    created: list[Database] = []
 
     def create() -> Database:
-        name = f"stack_{uuid.uuid4().hex[:12]}"
-        postgres_execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        return Database(name)
+        created.append(create_database())
+        return created[-1]
 
     yield create
-    for name in created:
-        postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for database in created:
+        drop_database(database.name)
 
 
 def free_port() -> int:
@@ -182,12 +190,17 @@ def start_mlflow(
         server.stop()
 
 
-@pytest.fixture
-def mlflow_server(
-    start_mlflow: Callable[[str], MlflowServer], postgres_database: Callable[[], Database]
-) -> MlflowServer:
-    """A real MLflow tracking server on PostgreSQL with proxied artifacts, for one test."""
-    return start_mlflow(postgres_database().url)
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server on PostgreSQL with proxied artifacts, shared by a module's tests."""
+    require_postgres()
+    database = create_database()
+    try:
+        server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"), database.url)
+        yield server
+        server.stop()
+    finally:
+        drop_database(database.name)
 
 
 @pytest.fixture
@@ -199,10 +212,17 @@ def chromium(tmp_path: Path) -> Callable[..., str]:
 
     def render(url: str, *, screenshot: Path | None = None, budget_ms: int = 20000) -> str:
         profile = tmp_path / f"chromium-profile-{uuid.uuid4().hex[:8]}"
-        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}"]
+        command = [
+            binary,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+        ]
         if screenshot is not None:  # one run does both: the DOM and the picture of the same render
             command += ["--window-size=1400,1000", f"--screenshot={screenshot}"]
-        done = subprocess.run([*command, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*command, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120
+        )
         return done.stdout
 
     return render
