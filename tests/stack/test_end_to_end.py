@@ -98,7 +98,7 @@ def test_train_promote_then_mlflow_browser_and_pull_agree(
     run_files = artifact_paths(server.url, run_id, "adapter")
     assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= run_files
     # ... stored through the server's proxy in the object store, not on the client
-    (run_adapter,) = [p.parent for p in server.artifacts.rglob("adapter_config.json") if run_id in str(p)]
+    (run_adapter,) = server.artifacts.rglob(f"{run_id}/artifacts/adapter")
 
     # pull: checksum-verified files, identical to the run's artifact, that load and predict
     pulled = adapters_cli("pull", f"{NAME}@production", "--to", str(tmp_path / "pulled"), env=env)

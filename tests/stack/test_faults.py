@@ -76,7 +76,7 @@ def test_a_database_password_never_appears_in_output_logs_or_mlflow(
                 f"{result.command}: expected one 'Error: ' line and exit 1, got {result.returncode}: {error}"
             )
     problems += [f"{r.command} printed the password" for r in results if secret in r.stdout + r.stderr]
-    assert problems == []
+    assert [problem.replace(secret, "***") for problem in problems] == []  # the report itself leaks nothing
 
     leaks = [str(path) for path, text in file_texts(tmp_path).items() if secret in text]
     assert leaks == [], f"the password was written to {leaks}"  # includes the MLflow server's log
