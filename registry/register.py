@@ -18,6 +18,9 @@ from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.store import NewVersion, add_version, existing_version, record_mlflow_version
 
+# HF PEFT's TaskType values (kept here so registering needs no torch)
+TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")
+
 
 def register_adapter(
     path: Path | str,
@@ -38,6 +41,8 @@ def register_adapter(
     Registering content identical to an existing version of ``name`` returns that version.
     """
     validate_name(name)
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise InvalidConfig(f"unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
     clean_metrics = _metrics(metrics or {})
     clean_tags = {validate_key(key, "tag"): str(value) for key, value in (tags or {}).items()}
     folder = read_adapter_folder(path)

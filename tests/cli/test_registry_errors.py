@@ -163,3 +163,10 @@ def test_invalid_alias_and_requirement(registry_env, tiny_base, make_lora) -> No
     assert "invalid alias" in fails("promote", "a:1", "--alias", "has space")
     assert "invalid requirement" in fails("promote", "a:1", "--alias", "production", "--require", "accuracy>>1")
     assert list_versions()[0].aliases == []
+
+
+def test_unknown_task_type_and_non_numeric_metric(registry_env, tiny_base, make_lora) -> None:
+    folder = str(make_lora())
+    assert "SEQ_CLS" in fails("register", folder, "--name", "a", "--base", str(tiny_base), "--task", "CLASSIFY")
+    assert "must be a number" in fails("register", folder, "--name", "a", "--base", str(tiny_base), "--metric", "acc=high")
+    nothing_written()
