@@ -34,7 +34,7 @@ def seed(url: str, versions: int, adapters: int, bases: int) -> None:
     now = datetime.now(timezone.utc)
     per_adapter = versions // adapters
     registry = open_registry(url)
-    with registry.write.begin() as session:
+    with registry.writing() as session:
         session.execute(insert(BaseModelRow), [
             dict(id=b + 1, name=f"org/base-{b}", fingerprint=f"{b:064x}", parameter_count=10**9, tensor_count=300,
                  size_bytes=4 * 10**9, model_type="t5", created_at=now) for b in range(bases)

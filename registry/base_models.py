@@ -81,7 +81,7 @@ def _hub_identity(folder: Path, config: dict) -> tuple[str | None, str | None]:
 
 
 def registered_base(name: str, registry_url: str | None = None) -> BaseSpec:
-    with open_registry(registry_url).read.begin() as session:
+    with open_registry(registry_url).reading() as session:
         rows = session.scalars(
             select(BaseModelRow).where(BaseModelRow.name == name).order_by(BaseModelRow.created_at.desc())
         ).all()

@@ -11,23 +11,33 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapterlab.errors import RegistryUnavailable
+from adapterlab.errors import AdapterExists, RegistryUnavailable
 from adapterlab.registry import settings
 
 # The Alembic head this code expects (a test checks it against migrations/versions).
 SCHEMA_REVISION = "0001_initial"
 UPGRADE_HINT = "run `adapters db upgrade`"
 _WRITE_OPTION = "adapterlab_write"
+_WRITE_ATTEMPTS = 8
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _registries: dict[str, Registry] = {}
@@ -39,12 +49,47 @@ class Registry:
 
     url: str
     engine: Engine
-    read: sessionmaker[Session]  # ``with registry.read.begin() as session:``
+    read: sessionmaker[Session]  # use ``reading()`` / ``writing()``, which translate lost connections
     write: sessionmaker[Session]  # takes SQLite's write lock at BEGIN
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """One read transaction; a lost connection becomes RegistryUnavailable."""
+        with _connection_errors(self.url), self.read.begin() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """One write transaction (SQLite: holds the write lock from its start)."""
+        with _connection_errors(self.url), self.write.begin() as session:
+            yield session
+
+    def write_retrying(self, action: Callable[[Session], T], what: str) -> T:
+        """Run ``action`` in a write transaction, again from the start if it loses a race.
+
+        Unique constraints are the last line of defence against concurrent writers (two first
+        versions of one new adapter, two first settings of one alias): the loser retries.
+        """
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self.writing() as session:
+                    return action(session)
+            except IntegrityError as exc:
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise AdapterExists(f"could not {what}: {str(exc.orig).splitlines()[0]}") from exc
+        raise AssertionError("unreachable")
+
+
+@contextmanager
+def _connection_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise unreachable(url, exc) from exc
 
 
 def display_url(url: str) -> str:

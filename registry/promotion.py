@@ -60,31 +60,35 @@ def promote(
     parsed, alias = parse_ref(ref), validate_alias(alias)
     requirements = [item if isinstance(item, Requirement) else parse_requirement(item) for item in require]
     registry = open_registry(registry_url)
-    with registry.write.begin() as session:
-        adapter, version = resolve_ref(session, parsed)
-        metrics = dict(session.execute(select(MetricRow.key, MetricRow.value).where(MetricRow.version_id == version.id)).all())
-        _check_requirements(f"{adapter.name}:{version.version}", metrics, requirements)
-        current = session.scalar(
-            select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias).with_for_update()
-        )
-        previous = session.get(VersionRow, current.version_id).version if current is not None else None
-        if current is None:
-            session.add(AliasRow(adapter_id=adapter.id, alias=alias, version_id=version.id))
-        else:
-            current.version_id, current.updated_at = version.id, utc_now()
-        event = _record(session, adapter.id, alias, previous, version.version, reason)
-        mlflow_version = version.mlflow_version
-        promotion = _promotion(adapter.name, event)
+    promotion, mlflow_version = registry.write_retrying(
+        lambda session: _move_alias(session, parsed, alias, reason, requirements), f"move alias @{alias}"
+    )
     if mlflow_version is not None:  # never mirrored (mirror off or failed): nothing to point at
-        mirror_alias(adapter.name, alias, mlflow_version)
+        mirror_alias(promotion.name, alias, mlflow_version)
     return promotion
+
+
+def _move_alias(session, ref, alias: str, reason: str | None, requirements: list[Requirement]) -> tuple[Promotion, int | None]:
+    adapter, version = resolve_ref(session, ref)
+    metrics = dict(session.execute(select(MetricRow.key, MetricRow.value).where(MetricRow.version_id == version.id)).all())
+    _check_requirements(f"{adapter.name}:{version.version}", metrics, requirements)
+    current = session.scalar(
+        select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias).with_for_update()
+    )
+    previous = session.get(VersionRow, current.version_id).version if current is not None else None
+    if current is None:
+        session.add(AliasRow(adapter_id=adapter.id, alias=alias, version_id=version.id))
+    else:
+        current.version_id, current.updated_at = version.id, utc_now()
+    event = _record(session, adapter.id, alias, previous, version.version, reason)
+    return _promotion(adapter.name, event), version.mlflow_version
 
 
 def demote(name: str, *, alias: str, reason: str | None = None, registry_url: str | None = None) -> Promotion:
     """Remove ``alias`` from adapter ``name``."""
     validate_name(name)
     alias = validate_alias(alias)
-    with open_registry(registry_url).write.begin() as session:
+    with open_registry(registry_url).writing() as session:
         adapter = find_adapter(session, name)
         current = session.scalar(select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias))
         if current is None:

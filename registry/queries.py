@@ -152,18 +152,18 @@ def _aliases(session: Session, ids: list[int]) -> dict[int, list[str]]:
 def show(ref: str, registry_url: str | None = None) -> AdapterVersion:
     """Everything about one version; ``ref`` is ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
     parsed = parse_ref(ref)
-    with open_registry(registry_url).read.begin() as session:
+    with open_registry(registry_url).reading() as session:
         return version_record(session, *resolve_ref(session, parsed))
 
 
 def history(name: str, registry_url: str | None = None) -> list[Promotion]:
     validate_name(name)
-    with open_registry(registry_url).read.begin() as session:
+    with open_registry(registry_url).reading() as session:
         return promotion_history(session, find_adapter(session, name))
 
 
 def list_bases(registry_url: str | None = None) -> list[BaseModelInfo]:
-    with open_registry(registry_url).read.begin() as session:
+    with open_registry(registry_url).reading() as session:
         counts = dict(session.execute(select(AdapterRow.base_model_id, func.count()).group_by(AdapterRow.base_model_id)).all())
         rows = session.scalars(select(BaseModelRow).order_by(BaseModelRow.name, BaseModelRow.created_at))
         return [base_info(row, counts.get(row.id, 0)) for row in rows]
@@ -203,7 +203,7 @@ def list_versions(
         query = query.order_by(AdapterRow.name, VersionRow.version.desc())
     if limit is not None:
         query = query.limit(limit)
-    with open_registry(registry_url).read.begin() as session:
+    with open_registry(registry_url).reading() as session:
         rows = session.execute(query).all()
         ids = [row[0] for row in rows]
         metrics, aliases = _pairs(session, MetricRow, ids), _aliases(session, ids)

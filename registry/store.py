@@ -4,7 +4,8 @@ The adapter row carries the last version handed out. A writer locks that row (Po
 ``SELECT ... FOR UPDATE``; SQLite: the database write lock taken at ``BEGIN IMMEDIATE``), bumps
 it and inserts the version in the same transaction, so concurrent writers queue instead of
 colliding. The unique constraints stay as the last line of defence: a writer that loses a race
-(two first versions of one new adapter, two copies of one new base) retries from the start.
+(two first versions of one new adapter, two copies of one new base) retries from the start
+(``Registry.write_retrying``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ import json
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapterlab.errors import AdapterExists, BaseModelMismatch, InvalidConfig
+from adapterlab.errors import BaseModelMismatch, InvalidConfig
 from adapterlab.registry.adapter_folder import AdapterFolder
 from adapterlab.registry.base_models import BaseSpec
 from adapterlab.registry.database import Registry
 from adapterlab.registry.schema import AdapterRow, BaseModelRow, MetricRow, TagRow, VersionRow
-
-_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -44,19 +42,12 @@ def add_version(registry: Registry, new: NewVersion) -> tuple[int, bool]:
 
     Identical content (same sha256) under the same name returns the existing version.
     """
-    for attempt in range(_ATTEMPTS):
-        try:
-            with registry.write.begin() as session:
-                return _add_version(session, new)
-        except IntegrityError as exc:
-            if attempt == _ATTEMPTS - 1:
-                raise AdapterExists(f"could not register {new.name}: {str(exc.orig).splitlines()[0]}") from exc
-    raise AssertionError("unreachable")
+    return registry.write_retrying(lambda session: _add_version(session, new), f"register {new.name}")
 
 
 def existing_version(registry: Registry, name: str, sha256: str) -> int | None:
     """The version of ``name`` with exactly this content, if any (a cheap read before uploading)."""
-    with registry.read.begin() as session:
+    with registry.reading() as session:
         return session.scalar(
             select(VersionRow.version).join(AdapterRow).where(AdapterRow.name == name, VersionRow.sha256 == sha256)
         )
@@ -122,7 +113,7 @@ def check_compatible(session: Session, adapter: AdapterRow, base: BaseModelRow, 
 
 
 def record_mlflow_version(registry: Registry, name: str, version: int, mlflow_version: int) -> None:
-    with registry.write.begin() as session:
+    with registry.writing() as session:
         adapter_id = select(AdapterRow.id).where(AdapterRow.name == name).scalar_subquery()
         session.execute(
             update(VersionRow)

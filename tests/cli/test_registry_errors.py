@@ -152,7 +152,7 @@ def test_alias_rows_cannot_point_at_another_adapters_version(registry_env, tiny_
     register_adapter(make_lora(seed=1), name="a", base=tiny_base)
     register_adapter(make_lora(seed=2), name="b", base=tiny_base)
     registry = open_registry()
-    with pytest.raises(IntegrityError), registry.write.begin() as session:
+    with pytest.raises(IntegrityError), registry.writing() as session:
         a = session.scalar(select(AdapterRow.id).where(AdapterRow.name == "a"))
         b_version = session.scalar(select(VersionRow.id).join(AdapterRow).where(AdapterRow.name == "b"))
         session.add(AliasRow(adapter_id=a, alias="production", version_id=b_version))

@@ -13,17 +13,17 @@ from adapterlab.registry import register_adapter
 ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 HEAVY = ("torch", "transformers", "mlflow", "safetensors")
 # runs the CLI in-process, then reports which heavy top-level modules got imported
-PROBE = """
+PROBE = f"""
 import json, sys
 from adapterlab.cli.main import cli
 try:
     cli(sys.argv[1:])
 except SystemExit as exit:
     code = exit.code
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
 print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
 sys.exit(code)
-""" % (HEAVY,)
+"""
 
 
 def adapters(*args: str, code: int = 0) -> subprocess.CompletedProcess:

@@ -1,0 +1,25 @@
+"""Opening registries: lost connections and concurrent first settings of an alias."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from adapterlab.errors import RegistryUnavailable
+from adapterlab.registry.database import display_url, open_registry
+
+
+def test_a_connection_lost_mid_operation_is_registry_unavailable(registry_url: str) -> None:
+    registry = open_registry(registry_url)
+    with pytest.raises(RegistryUnavailable, match="cannot reach the registry database"), registry.reading():
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+
+def test_display_url_masks_the_password() -> None:
+    assert display_url("postgresql+psycopg://u:pw@db:5432/r") == "postgresql+psycopg://u:***@db:5432/r"
+    assert display_url("not a url") == "<unparseable URL>"
+
+
+def test_invalid_registry_url_is_a_one_line_error() -> None:
+    with pytest.raises(RegistryUnavailable, match="invalid registry URL"):
+        open_registry("::nonsense::")
