@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,6 +78,7 @@ def parse_ref(text: str) -> Ref:
 
 def not_found(what: str, wanted: str, known: Iterable[str]) -> AdapterNotFound:
     """An AdapterNotFound that suggests the closest known names."""
+    import difflib  # only on this error path: keeps `adapters list` starting fast
     matches = difflib.get_close_matches(wanted, list(known), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(matches)}?" if matches else "; see `adapters list`"
     return AdapterNotFound(f"no {what} {wanted!r}{hint}")

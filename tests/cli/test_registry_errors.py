@@ -170,3 +170,12 @@ def test_unknown_task_type_and_non_numeric_metric(registry_env, tiny_base, make_
     assert "SEQ_CLS" in fails("register", folder, "--name", "a", "--base", str(tiny_base), "--task", "CLASSIFY")
     assert "must be a number" in fails("register", folder, "--name", "a", "--base", str(tiny_base), "--metric", "acc=high")
     nothing_written()
+
+
+def test_pull_into_a_non_empty_folder_is_refused(registry_env, tiny_base, make_lora, tmp_path: Path) -> None:
+    register_adapter(make_lora(), name="a", base=tiny_base)
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    assert "not an empty folder" in fails("pull", "a:1", "--to", str(target))
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]

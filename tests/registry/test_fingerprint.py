@@ -98,3 +98,11 @@ def test_memory_stays_far_below_the_checkpoint_size(tmp_path: Path) -> None:
     peak_kib = int(subprocess.run([sys.executable, "-c", code, str(folder)], check=True, capture_output=True,
                                   text=True).stdout)  # fmt: skip
     assert peak_kib * 1024 < size / 2, f"peak RSS {peak_kib} KiB for a {size >> 20} MiB checkpoint"
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path: Path, capsys) -> None:
+    folder = save(tmp_path / "m", TENSORS)
+    fingerprint_checkpoint(folder)  # stderr is captured, not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    fingerprint_checkpoint(folder, progress=True)
+    assert "fingerprint" in capsys.readouterr().err
