@@ -112,17 +112,6 @@ def test_train_promote_then_mlflow_browser_and_pull_agree(
     assert prediction["label"] == label and prediction["probability"] == pytest.approx(probability, abs=1e-5)
     assert label in ("complaint", "no_complaint")
 
-    # the database password is in no output, no file (logs included) and no MLflow param or tag
-    secret = team["databases"].password
-    outputs = [trained, promoted, pulled, predicted]
-    assert not [result.command for result in outputs if secret in result.stdout + result.stderr]
-    assert not [
-        str(path) for path in tmp_path.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()
-    ]
-    assert secret not in json.dumps(run["data"])
-    params = {param["key"]: param["value"] for param in run["data"]["params"]}
-    assert params["name"] == NAME  # the params are there, only the secret is not
-
     # the registry's mirror: the MLflow model version carries the alias and points back at the run
     mirror_warnings = [line for line in (trained.stderr + promoted.stderr).splitlines()
                        if "not mirrored" in line or "was not updated" in line]  # fmt: skip
@@ -135,6 +124,17 @@ def test_train_promote_then_mlflow_browser_and_pull_agree(
     # the UI, in a real browser: the model's page lists version 1 with its alias
     rows = mlflow_model_page(server.url, NAME)
     assert "@ production" in rows[1], rows
+
+    # the database password is in no output, no file (logs included) and no MLflow param or tag
+    secret = team["databases"].password
+    outputs = [trained, promoted, pulled, predicted]
+    assert not [result.command for result in outputs if secret in result.stdout + result.stderr]
+    assert not [
+        str(path) for path in tmp_path.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+    assert secret not in json.dumps(run["data"])
+    params = {param["key"]: param["value"] for param in run["data"]["params"]}
+    assert params["name"] == NAME  # the params are there, only the secret is not
 
 
 def predict_from_files(folder: Path, text: str) -> tuple[str, float]:
