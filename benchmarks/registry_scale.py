@@ -81,6 +81,21 @@ def timed(args: list[str], runs: int) -> tuple[float, float, int]:
     return min(walls), statistics.median(walls), len(result.stdout)
 
 
+def in_process(url: str) -> None:
+    """The database work alone, without the interpreter's start and imports."""
+    from adapterlab.registry.promotion import promote
+    from adapterlab.registry.queries import list_versions, show
+
+    for label, action in (
+        ("list_versions(base='org/base-7')", lambda: list_versions(base="org/base-7", registry_url=url)),
+        ("show('adapter-0421:57')", lambda: show("adapter-0421:57", url)),
+        ("promote('adapter-0421:98', alias='staging')", lambda: promote("adapter-0421:98", alias="staging", registry_url=url)),
+    ):  # fmt: skip
+        start = time.perf_counter()
+        action()
+        print(f"in process: {label:<52} {time.perf_counter() - start:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=100_000)
@@ -111,6 +126,7 @@ def main() -> None:
         "adapters promote adapter-0421:99 --alias production": [ADAPTERS, "promote", "adapter-0421:99", "--alias", "production"],
         "adapters promote real:1 --alias production (MLflow alias too)": [ADAPTERS, "promote", "real:1", "--alias", "production"],
     }  # fmt: skip
+    in_process(url)
     print(f"{'command':<78} {'min s':>7} {'median s':>9} {'stdout':>10}")
     for label, args in commands.items():
         best, median, size = timed(args, options.runs)
