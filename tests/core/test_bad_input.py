@@ -209,3 +209,35 @@ def test_save_onto_a_file_path(tmp_path) -> None:
     with pytest.raises(CheckpointError) as excinfo:
         model.save_pretrained(tmp_path / "file")
     assert "is a file" in one_line(excinfo)
+
+
+def test_dora_on_an_embedding_is_refused_clearly() -> None:
+    with pytest.raises(UnsupportedModule) as excinfo:
+        get_peft_model(make_base("llama"), LoraConfig(target_modules=["embed_tokens"], use_dora=True))
+    assert "DoRA" in one_line(excinfo) and "nn.Embedding" in str(excinfo.value)
+
+
+def test_mixed_batch_refuses_dora_adapters() -> None:
+    model = get_peft_model(make_base("bert"), LoraConfig(r=2, use_dora=True))
+    with pytest.raises(InvalidConfig) as excinfo:
+        model(input_ids=torch.randint(2, 60, (2, 5)), adapter_names=["default", "__base__"])
+    assert "DoRA" in one_line(excinfo)
+
+
+def test_safe_merge_refuses_a_broken_adapter_and_keeps_the_weights() -> None:
+    model = get_peft_model(make_base("bert"), LoraConfig(r=2))
+    layer = model.get_base_model().bert.encoder.layer[0].attention.self.query
+    before = layer.base_layer.weight.clone()
+    with torch.no_grad():
+        layer.lora_B["default"].weight.fill_(float("nan"))
+    with pytest.raises(InvalidConfig) as excinfo:
+        model.merge_adapter(safe_merge=True)
+    assert "NaN" in one_line(excinfo)
+    assert torch.equal(layer.base_layer.weight, before) and not layer.merged
+
+
+def test_merging_an_unknown_adapter() -> None:
+    model = get_peft_model(make_base("bert"), LoraConfig(r=2))
+    with pytest.raises(AdapterNotFound) as excinfo:
+        model.merge_and_unload(adapter_names=["nope"])
+    assert "'nope'" in one_line(excinfo)
