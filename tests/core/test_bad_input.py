@@ -226,7 +226,8 @@ def test_mixed_batch_refuses_dora_adapters() -> None:
 
 def test_safe_merge_refuses_a_broken_adapter_and_keeps_the_weights() -> None:
     model = get_peft_model(make_base("bert"), LoraConfig(r=2))
-    layer = model.get_base_model().bert.encoder.layer[0].attention.self.query
+    first = model.get_base_model().bert.encoder.layer[0].attention.self.query
+    layer = model.get_base_model().bert.encoder.layer[1].attention.self.value
     before = layer.base_layer.weight.clone()
     with torch.no_grad():
         layer.lora_B["default"].weight.fill_(float("nan"))
@@ -234,6 +235,7 @@ def test_safe_merge_refuses_a_broken_adapter_and_keeps_the_weights() -> None:
         model.merge_adapter(safe_merge=True)
     assert "NaN" in one_line(excinfo)
     assert torch.equal(layer.base_layer.weight, before) and not layer.merged
+    assert not first.merged  # layers merged before the failure were unmerged again
 
 
 def test_merging_an_unknown_adapter() -> None:

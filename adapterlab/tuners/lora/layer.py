@@ -144,9 +144,10 @@ class LoraLayer(nn.Module):
             weight.data = new_weight
             self.merged_adapters.append(name)
 
-    def unmerge(self) -> None:
+    def unmerge(self, keep: int = 0) -> None:
+        """Take merged adapters back out of the base weight, newest first, until ``keep`` remain."""
         weight = self.base_layer.weight
-        while self.merged_adapters:
+        while len(self.merged_adapters) > keep:
             name = self.merged_adapters.pop()
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:

@@ -135,8 +135,15 @@ class LoraModel(nn.Module):
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Add the adapters' updates into the base weights (they stay removable with unmerge_adapter)."""
         self._check_names(adapter_names)
-        for layer in self.lora_layers():
-            layer.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        layers = self.lora_layers()
+        already = [len(layer.merged_adapters) for layer in layers]
+        try:
+            for layer in layers:
+                layer.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        except Exception:
+            for layer, keep in zip(layers, already, strict=True):  # all or nothing
+                layer.unmerge(keep)
+            raise
 
     def unmerge_adapter(self) -> None:
         for layer in self.lora_layers():
