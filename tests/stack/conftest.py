@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -427,3 +428,49 @@ def adapters_cli() -> Callable[..., CommandResult]:
         return CommandResult(done.returncode, done.stdout, done.stderr, " ".join(["adapters", *args]))
 
     return run
+
+
+@dataclass(frozen=True)
+class PrivateCluster:
+    """A PostgreSQL server of this test's own: restarting it disturbs nobody else's connections."""
+
+    folder: Path
+    port: int
+    pg_ctl: list[str]  # the command prefix, run as the ``postgres`` user when we are root
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"stack_{uuid.uuid4().hex[:12]}"
+        info = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(info, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def control(self, *args: str) -> None:
+        subprocess.run([*self.pg_ctl, "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"), "-w",
+                        *args], check=True, capture_output=True, timeout=120)  # fmt: skip
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivateCluster]:
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not binaries or not (binaries[-1] / "initdb").is_file():
+        pytest.skip("needs PostgreSQL's server binaries (/usr/lib/postgresql/<version>/bin)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    folder = Path(tempfile.mkdtemp(prefix="adapterlab-pg-"))  # not under pytest's root-only tmp folders
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    subprocess.run([*as_postgres, str(binaries[-1] / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    cluster = PrivateCluster(folder, port, [*as_postgres, str(binaries[-1] / "pg_ctl")])
+    cluster.control("-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        yield cluster
+    finally:
+        cluster.control("-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
