@@ -159,31 +159,31 @@ def predict_from_files(folder: Path, text: str) -> tuple[str, float]:
     return id2label[best], float(probabilities[best])
 
 
-def wait_for_metrics(server_url: str, timeout: float = 300) -> str:
-    """The run id, once the training run has logged its first training metrics."""
+def wait_for_training_loop(server_url: str, timeout: float = 300) -> None:
+    """Returns once the run has logged its inputs (params, datasets): the training loop starts next."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             runs = runs_of(server_url)
-        except OSError:
+        except OSError:  # the experiment does not exist yet
             runs = []
-        if runs and any(m["key"] == "train_loss" for m in runs[0]["data"].get("metrics", [])):
-            return runs[0]["info"]["run_id"]
-        time.sleep(1)
-    raise AssertionError("training logged no metrics in time")
+        if runs and len(runs[0].get("inputs", {}).get("dataset_inputs", [])) == 2:  # train + eval
+            return
+        time.sleep(0.2)
+    raise AssertionError("the training run never logged its inputs")
 
 
 def test_mlflow_server_killed_mid_training(team, tmp_path: Path, adapters_cli, start_mlflow) -> None:
     """Training finishes anyway, keeps the adapter, exits non-zero and says how to register it later."""
     server, env = team["server"], team["env"]
     output = tmp_path / "run"
-    command = [str(Path(sys.executable).with_name("adapters")), "train", "--max-steps", "12", "--eval-steps", "12",
-               "--save-steps", "12", "--logging-steps", "1", "--output", str(output)]  # fmt: skip
+    command = [str(Path(sys.executable).with_name("adapters")), "train", "--max-steps", "10", "--eval-steps", "10",
+               "--save-steps", "10", "--logging-steps", "1", "--batch-size", "8", "--output", str(output)]  # fmt: skip
     training = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_for_metrics(server.url)
+        wait_for_training_loop(server.url)
         server.kill()
         stdout, stderr = training.communicate(timeout=900)
     finally:
