@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.registry.database import open_registry
 from adapterlab.registry.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.names import not_found
@@ -35,11 +36,30 @@ class BaseSpec:
 
 
 def resolve_base(base: str | Path, base_name: str | None = None, registry_url: str | None = None) -> BaseSpec:
-    """A local model folder (fingerprinted now) or the name of a base already in the registry."""
+    """A local model folder (fingerprinted now), a registered base's name, or a Hub id in the local cache."""
     folder = Path(base)
     if folder.is_dir():
         return describe_folder(folder, base_name)
-    return registered_base(str(base), registry_url)
+    try:
+        return registered_base(str(base), registry_url)
+    except AdapterNotFound:
+        snapshot = _hub_cache_snapshot(str(base))
+        if snapshot is None:
+            raise
+        return describe_folder(snapshot, base_name)
+
+
+def _hub_cache_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of a Hub model id, without touching the network."""
+    if not _HUB_ID.fullmatch(repo_id):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        # the cache folder is read now, not when huggingface_hub was first imported
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE")))
+    except Exception:  # not cached (or no huggingface_hub): the caller reports the name as unknown
+        return None
 
 
 def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
@@ -86,8 +106,8 @@ def registered_base(name: str, registry_url: str | None = None) -> BaseSpec:
             select(BaseModelRow).where(BaseModelRow.name == name).order_by(BaseModelRow.created_at.desc())
         ).all()
         if not rows:
-            error = not_found("base model", name, session.scalars(select(BaseModelRow.name).distinct()))
-            raise type(error)(f"{error} (or pass the model's folder)")
+            known = session.scalars(select(BaseModelRow.name).distinct())
+            raise not_found("base model", name, known, listing="`adapters bases`, or pass the model's folder")
         if len(rows) > 1:
             raise InvalidConfig(
                 f"{len(rows)} different base models are named {name!r}; pass the model's folder to say which"

@@ -76,9 +76,9 @@ def parse_ref(text: str) -> Ref:
     return Ref(validate_name(text))
 
 
-def not_found(what: str, wanted: str, known: Iterable[str]) -> AdapterNotFound:
+def not_found(what: str, wanted: str, known: Iterable[str], listing: str = "`adapters list`") -> AdapterNotFound:
     """An AdapterNotFound that suggests the closest known names."""
     import difflib  # only on this error path: keeps `adapters list` starting fast
     matches = difflib.get_close_matches(wanted, list(known), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(matches)}?" if matches else "; see `adapters list`"
+    hint = f"; did you mean {', '.join(matches)}?" if matches else f"; see {listing}"
     return AdapterNotFound(f"no {what} {wanted!r}{hint}")

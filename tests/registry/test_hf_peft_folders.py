@@ -56,3 +56,15 @@ def test_hub_snapshot_folder_names_its_base(registry_env, tiny_base, make_lora, 
     version = register_adapter(make_lora(), name="from-hub", base=snapshot)
     assert (version.base.name, version.base.revision) == ("org/tiny-bert", "abc123")
     assert show("from-hub").base.fingerprint == version.base.fingerprint
+
+
+def test_hub_id_found_in_the_local_cache(registry_env, tiny_base, make_lora, tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "hf-cache"
+    snapshot = cache / "models--org--cached-bert" / "snapshots" / "rev42"
+    shutil.copytree(tiny_base, snapshot)
+    (cache / "models--org--cached-bert" / "refs").mkdir()
+    (cache / "models--org--cached-bert" / "refs" / "main").write_text("rev42")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    version = register_adapter(make_lora(), name="cached", base="org/cached-bert")
+    assert (version.base.name, version.base.revision) == ("org/cached-bert", "rev42")
