@@ -32,13 +32,15 @@ from adapterlab.training.progress import ProgressBar, ThroughputMeter
 
 
 class EpochShuffle:
-    """A sampler whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    """A sampler whose order depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    The loop sets ``epoch``. There is deliberately no ``set_epoch``: accelerate calls that with
+    its own count of loader iterations, which restarts at 0 in the loader that skips the
+    batches a resumed epoch had already done.
+    """
 
     def __init__(self, size: int, seed: int) -> None:
         self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.size
@@ -92,6 +94,7 @@ def run_loop(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Loo
     if config.resume and (found := latest_checkpoint(checkpoints)) is not None:
         state = load_checkpoint(found, accelerator.unwrap_model(parts.model), parts.optimizer, parts.scheduler,
                                 accelerator.process_index)
+    parts.model.train()  # from_pretrained returns eval mode; dropout must be on from the first step
     boundary_rng = rng_snapshot()
     bar = ProgressBar(parts.total_steps, initial=state.global_step, enabled=accelerator.is_local_main_process)
     meter = ThroughputMeter(accelerator.num_processes)
@@ -119,7 +122,7 @@ def run_epoch(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Lo
     """
     import torch
 
-    parts.sampler.set_epoch(state.epoch)
+    parts.sampler.epoch = state.epoch
     batches = len(parts.train_loader)
     loader = parts.train_loader
     if state.batches_done:

@@ -10,6 +10,7 @@ its checks so that all processes fail (or go on) together.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import signal
 import threading
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import AdapterlabError, TrainingError, TrainingInterrupted
+from adapterlab.errors import InvalidConfig, RegistryUnavailable, TrainingError, TrainingInterrupted
+from adapterlab.training.checkpointing import latest_checkpoint
 from adapterlab.training.config import TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.labels import write_labels
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
 from adapterlab.training.model_builder import TASK_MODELS, check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator
+from adapterlab.training.tracking import redact
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,29 @@ def train(config: TrainConfig) -> TrainResult:
     check_method_task(config)
     base_config = check_base(config)
     data = load_training_data(config)
+    check_output(config)
     accelerator = make_accelerator(config)
+    if accelerator.is_main_process and not config.resume:
+        clear_previous_run(Path(config.output))
+    accelerator.wait_for_everyone()
     base = describe_base(config) if accelerator.is_main_process else None
     tracker = share_outcome(accelerator, lambda: open_tracking(config) if accelerator.is_main_process else None)
     parts, counts = build_parts(config, base_config, data, accelerator)
     with stop_on_signals() as stop:
         outcome = run_tracked(config, data, parts, accelerator, tracker, base, stop)
     return finish(config, data, accelerator, tracker, base, outcome, counts)
+
+
+def check_output(config: TrainConfig) -> None:
+    if config.resume and latest_checkpoint(Path(config.output) / "checkpoints") is None:
+        raise InvalidConfig(f"nothing to resume: no checkpoint under {config.output}/checkpoints; drop --resume")
+
+
+def clear_previous_run(output: Path) -> None:
+    """A fresh run must not resume, pick or re-log anything a previous run left in ``output``."""
+    for leftover in ("checkpoints", "best"):
+        shutil.rmtree(output / leftover, ignore_errors=True)
+    (output / "run.json").unlink(missing_ok=True)
 
 
 def describe_base(config: TrainConfig) -> Any:
@@ -91,7 +110,7 @@ def share_outcome(accelerator: Any, action: Any) -> Any:
     result, error = None, None
     try:
         result = action()
-    except AdapterlabError as exc:
+    except Exception as exc:  # re-raised below, after the other processes have heard of it
         error = exc
     if accelerator.num_processes > 1:
         shared = broadcast_object_list([str(error) if error else None])
@@ -125,10 +144,17 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
     run_file = Path(config.output) / "run.json"
     if tracker is not None:
         resume_id = json.loads(run_file.read_text())["mlflow_run_id"] if config.resume and run_file.exists() else None
-        tracker.start(config.name, resume_id, run_tags(config, base))
+        try:
+            tracker.start(config.name, resume_id, run_tags(config, base))
+            log_run_inputs(config, data, parts, tracker)
+        except Exception as exc:  # the store answered the pre-flight check but not now
+            if tracker.run_id:
+                tracker.end("FAILED")
+            raise RegistryUnavailable(
+                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            ) from exc
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps({"mlflow_run_id": tracker.run_id}))
-        log_run_inputs(config, data, parts, tracker)
     hooks = LoopHooks(
         log_metrics=tracker.log_metrics if tracker else lambda metrics, step: None,
         on_best=lambda model, metrics: save_adapter(model, Path(config.output) / "best", data.labels),
@@ -184,16 +210,20 @@ def finish(config: TrainConfig, data: TrainingData, accelerator: Any, tracker: A
             f"training stopped at step {outcome.state.global_step}; checkpoint saved in {outcome.checkpoint}; "
             f"nothing was registered. Resume with the same options plus --resume (output {output})"
         )
-    version = None
     adapter = output / "adapter"
-    if accelerator.is_main_process:
+
+    def publish_on_main() -> int | None:
+        if not accelerator.is_main_process:
+            return None
         try:
             version = publish(config, data, tracker, base, outcome, adapter)
         except BaseException:
             tracker.end("FAILED")
             raise
         tracker.end("FINISHED")
-    accelerator.wait_for_everyone()
+        return version
+
+    version = share_outcome(accelerator, publish_on_main)
     return TrainResult(
         name=config.name, version=version, run_id=tracker.run_id if tracker else "", tracking_uri=tracker.uri if tracker else "",
         adapter_path=adapter, metrics=outcome.state.best_metrics or {}, best_step=outcome.state.best_step,
@@ -213,7 +243,16 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
     shutil.copytree(best, adapter)
     config_yaml = to_yaml(config)
     (Path(config.output) / "train_config.yaml").write_text(config_yaml)
-    tracker.log_artifacts(adapter, config_yaml)
+    if not tracker.lost:
+        try:
+            tracker.log_artifacts(adapter, config_yaml)
+        except Exception as exc:  # the store went away at the very end
+            tracker.lost = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    if tracker.lost:
+        raise TrainingError(
+            f"training finished but MLflow stopped answering ({tracker.lost}); the adapter is saved in {adapter} "
+            f"and was not registered; once MLflow is back, register it with: {register_command(config, base, outcome, adapter, tracker.run_id)}"
+        )
     if not config.register:
         return None
     from adapterlab.registry import register_adapter
@@ -225,3 +264,17 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
         mlflow_run_id=tracker.run_id, registry_url=config.registry_url,
     )
     return registered.version
+
+
+def register_command(config: TrainConfig, base: Any, outcome: LoopResult, adapter: Path, run_id: str | None) -> str:
+    """The ``adapters register`` line that records this adapter as training would have."""
+    words = ["adapters", "register", str(adapter), "--name", config.name, "--base", config.base]
+    base_name = base.name if base else config.base_name
+    if base_name:
+        words += ["--base-name", base_name]
+    for key, value in sorted((outcome.state.best_metrics or {}).items()):
+        words += ["--metric", f"{key}={value:.6g}"]
+    words += ["--tag", f"method={config.method}"]
+    if run_id:
+        words += ["--run-id", run_id]
+    return shlex.join(words)

@@ -6,6 +6,7 @@ the sub-tokens after a word's first one, the prompt of a causal-LM example).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,13 @@ def encode_dataset(table: Any, tokenizer: Any, config: TrainConfig, labels: list
     def encode(batch: dict[str, list]) -> dict[str, list]:
         return encoders[config.task](batch, tokenizer, config, label_ids)
 
-    return table.map(encode, batched=True, keep_in_memory=True, remove_columns=table.column_names, desc=f"tokenizing ({config.task})")
+    # an explicit fingerprint: otherwise `datasets` pickles the closure (tokenizer included) to
+    # hash it, which costs seconds per run; nothing is cached on disk (keep_in_memory)
+    fingerprint = hashlib.sha256(
+        f"{table._fingerprint}|{config.task}|{config.max_length}|{config.base}|{labels}".encode()
+    ).hexdigest()[:16]
+    return table.map(encode, batched=True, keep_in_memory=True, remove_columns=table.column_names,
+                     new_fingerprint=fingerprint, desc=f"tokenizing ({config.task})")
 
 
 def encode_classification(batch: dict, tokenizer: Any, config: TrainConfig, label_ids: dict[str, int]) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,12 @@ def check_tracking_reachable(uri: str, experiment: str) -> None:
 
 
 class RunTracker:
-    """One MLflow run; ``run_id`` is set once started."""
+    """One MLflow run; ``run_id`` is set once started.
+
+    Once the run has started, losing the tracking store must not lose the training: a failed
+    metric write is reported once, later writes are skipped, and ``lost`` records why, so the
+    caller can keep the adapter and say how to register it by hand.
+    """
 
     def __init__(self, uri: str, experiment: str, artifact_location: str | None) -> None:
         import mlflow
@@ -83,6 +89,7 @@ class RunTracker:
         self._mlflow = mlflow
         self.uri, self.experiment, self.artifact_location = uri, experiment, artifact_location
         self.run_id: str | None = None
+        self.lost: str | None = None  # why the tracking store stopped answering mid-run
 
     def start(self, run_name: str, resume_run_id: str | None, tags: dict[str, str]) -> str:
         mlflow = self._mlflow
@@ -109,14 +116,25 @@ class RunTracker:
         self._mlflow.log_input(dataset, context=context)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self._mlflow.log_metrics(metrics, step=step)
+        if self.lost:
+            return
+        try:
+            self._mlflow.log_metrics(metrics, step=step)
+        except Exception as exc:  # any transport/store error: training goes on without tracking
+            self.lost = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            print(f"Warning: MLflow at {redact(self.uri)} stopped answering ({self.lost}); "
+                  "training continues without logging", file=sys.stderr)
 
     def log_artifacts(self, adapter_dir: Path, config_yaml: str) -> None:
         self._mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
         self._mlflow.log_text(config_yaml, "config/train_config.yaml")
 
     def end(self, status: str) -> None:
-        self._mlflow.end_run(status=status)
+        """Close the run; when the store is gone, only the local state is cleared."""
+        try:
+            self._mlflow.end_run(status=status)
+        except Exception as exc:  # the store already failed us; the caller reports `lost`
+            self.lost = self.lost or f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def default_artifact_location(uri: str) -> str | None:
