@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-_CELL_WIDTH = 48
+_CELL_WIDTH = 64  # a full SHA-256 fits
 
 
 def jsonable(value: Any) -> Any:
@@ -58,23 +58,25 @@ def _columns_of(rows: list[dict[str, Any]]) -> list[str]:
     return list(rows[0]) if rows else []
 
 
-def cell(value: Any) -> str:
+def cell(value: Any, width: int | None = None) -> str:
+    """One value as text; tables cut long ones to ``width``, field views show them whole."""
     if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{key}={cell(item)}" for key, item in value.items())
-    if isinstance(value, list):
-        return ", ".join(cell(item) for item in value)
-    text = str(value)
-    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 3] + "..."
+        text = ""
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, dict):
+        text = ", ".join(f"{key}={cell(item)}" for key, item in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(cell(item) for item in value)
+    else:
+        text = str(value)
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def render_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
-    cells = [[cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[cell(row.get(column), _CELL_WIDTH) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     lines = ["  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True))]
     lines += ["  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)) for line in cells]
