@@ -5,7 +5,7 @@ parameters train, train with a plain torch loop, evaluate on held-out messages, 
 then load the adapter in a fresh process and predict. Runs offline in a minute or two on two CPU
 cores.
 
-    python examples/quickstart.py [--output ./quickstart-adapter] [--steps 300]
+    python examples/quickstart.py [--output ./quickstart-adapter] [--steps 200]
     python examples/quickstart.py --predict ./quickstart-adapter --text "My parcel never arrived."
 """
 
@@ -153,7 +153,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, default=Path("./quickstart-adapter"), help="where to save the adapter"
     )
-    parser.add_argument("--steps", type=int, default=300, help="training steps")
+    parser.add_argument("--steps", type=int, default=200, help="training steps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-fraction", type=float, default=0.2, help="share of the messages held out")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from transformers import (
 )
 
 import adapterlab
+from adapterlab.errors import InvalidConfig
 
 peft = pytest.importorskip("peft")
 
@@ -302,3 +304,48 @@ def test_named_adapter_lands_in_its_subfolder_and_loads_across(
     loaded.load_adapter(str(tmp_path / "second"), adapter_name="second")
     loaded.set_adapter("second")
     torch.testing.assert_close(_outputs(loaded.eval(), "decoder")[0], expected[0], atol=1e-5, rtol=0)
+
+
+def test_legacy_bin_checkpoint_from_peft_loads(
+    templates: Callable[[str], torch.nn.Module], tmp_path: Path
+) -> None:
+    model = _wrap(peft, templates("bert-cls"), {"task_type": "SEQ_CLS"})
+    _randomize_adapter(model)
+    model.eval().save_pretrained(str(tmp_path), safe_serialization=False)
+    assert (tmp_path / "adapter_model.bin").is_file() and not (
+        tmp_path / "adapter_model.safetensors"
+    ).exists()
+    loaded = adapterlab.PeftModel.from_pretrained(templates("bert-cls"), str(tmp_path)).eval()
+    torch.testing.assert_close(
+        _outputs(loaded, "encoder")[0], _outputs(model, "encoder")[0], atol=1e-5, rtol=0
+    )
+
+
+def test_config_keys_from_a_newer_writer_warn_and_are_dropped(
+    templates: Callable[[str], torch.nn.Module], tmp_path: Path
+) -> None:
+    model = _wrap(peft, templates("bert-cls"), {"task_type": "SEQ_CLS"})
+    _randomize_adapter(model)
+    model.eval().save_pretrained(str(tmp_path))
+    config_path = tmp_path / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "lora_future_knob": 3}))
+    with pytest.warns(UserWarning, match="lora_future_knob"):
+        loaded = adapterlab.PeftModel.from_pretrained(templates("bert-cls"), str(tmp_path)).eval()
+    torch.testing.assert_close(
+        _outputs(loaded, "encoder")[0], _outputs(model, "encoder")[0], atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize(
+    "feature",
+    [{"lora_bias": True}, {"trainable_token_indices": [1, 2]}, {"layer_replication": [[0, 2], [1, 2]]}],
+)
+def test_peft_features_we_lack_are_refused_not_silently_dropped(
+    feature: dict[str, Any], templates: Callable[[str], torch.nn.Module], tmp_path: Path
+) -> None:
+    with warnings.catch_warnings():  # HF PEFT warns about some of these itself; only our refusal matters
+        warnings.simplefilter("ignore")
+        _wrap(peft, templates("bert-cls"), {"task_type": "SEQ_CLS", **feature}).save_pretrained(str(tmp_path))
+    name = next(iter(feature))
+    with pytest.raises(InvalidConfig, match=name):
+        adapterlab.PeftModel.from_pretrained(templates("bert-cls"), str(tmp_path))
