@@ -63,6 +63,9 @@ class PromptLearningMethod(PeftMethod):
         TaskType.FEATURE_EXTRACTION,
     )
 
+    # sizes a saved adapter must share with the model it is loaded on
+    fitted_sizes: tuple[str, ...] = ("token_dim",)
+
     def build_encoder(self, config: PromptLearningConfig, model: nn.Module) -> nn.Module:
         raise NotImplementedError
 
@@ -110,8 +113,6 @@ class PromptLearningMethod(PeftMethod):
                     f"{getattr(expected, name)}: it was made for another base model; load it on that model"
                 )
 
-    fitted_sizes: tuple[str, ...] = ("token_dim",)
-
     def set_adapter(self, peft_model: PeftModel, adapter_name: str) -> None:
         """Forward reads the active adapter's encoder; only it trains (unless loaded frozen)."""
         for name, encoder in peft_model.prompt_encoder.items():
@@ -121,9 +122,16 @@ class PromptLearningMethod(PeftMethod):
         del peft_model.prompt_encoder[adapter_name]
 
     def adapter_state_dict(self, peft_model: PeftModel, adapter_name: str) -> dict[str, torch.Tensor]:
-        # the encoder's output, so the file means the same to any reader (P-tuning's MLP is not kept)
-        with torch.no_grad():
-            rows = peft_model.prompt_encoder[adapter_name]()
+        # the encoder's output, so the file means the same to any reader (P-tuning's MLP is not kept),
+        # computed without dropout: what inference will see
+        encoder = peft_model.prompt_encoder[adapter_name]
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            with torch.no_grad():
+                rows = encoder()
+        finally:
+            encoder.train(was_training)
         return {SAVED_KEY: rows.detach().float().cpu().contiguous()}
 
     def load_adapter_state_dict(
