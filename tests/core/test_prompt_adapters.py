@@ -207,7 +207,10 @@ def test_add_set_delete_and_save_several_prompt_adapters(tmp_path):
 
 def test_p_tuning_loads_as_its_output_and_keeps_training(tmp_path):
     config = adapterlab.PromptEncoderConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=3, encoder_reparameterization_type="LSTM", encoder_dropout=0.5
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=3,
+        encoder_reparameterization_type="LSTM",
+        encoder_dropout=0.5,
     )
     model = adapterlab.get_peft_model(gpt2(), config).eval()
     with torch.no_grad():
