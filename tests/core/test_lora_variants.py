@@ -172,3 +172,18 @@ def test_lora_dropout_drops_p_and_keeps_the_mean() -> None:
     assert dropout.eval()(x) is x
     layer = get_peft_model(make_base("bert"), LoraConfig(r=2, lora_dropout=0.0))
     assert isinstance(next(iter(_lora_layers(layer).values())).lora_dropout["default"], torch.nn.Identity)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_the_low_rank_autograd_function_has_the_plain_gradients(with_mask) -> None:
+    from adapterlab.tuners.lora.low_rank import low_rank_update
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 6, dtype=torch.double, requires_grad=True)
+    result = torch.randn(3, 5, 4, dtype=torch.double, requires_grad=True)
+    a = torch.randn(2, 6, dtype=torch.double, requires_grad=True)
+    b = torch.randn(4, 2, dtype=torch.double, requires_grad=True)
+    mask = (torch.rand(3, 5, 6, dtype=torch.double) > 0.3).double() / 0.7 if with_mask else None
+    assert torch.autograd.gradcheck(lambda r, x, a, b: low_rank_update(r, x, mask, a, b), (result, x, a, b))
+    plain = result + ((x if mask is None else x * mask) @ a.T) @ b.T
+    torch.testing.assert_close(low_rank_update(result, x, mask, a, b), plain)

@@ -24,6 +24,7 @@ from transformers.pytorch_utils import Conv1D
 
 from adapterlab.errors import InvalidConfig, UnsupportedModule
 from adapterlab.tuners.lora import dora
+from adapterlab.tuners.lora.low_rank import low_rank_update
 
 
 class LoraDropout(nn.Module):
@@ -47,12 +48,19 @@ class LoraDropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
+        return x * self.keep_mask(x)
+
+    def keep_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """What forward multiplies ``x`` by: 0 or 1 / (1 - p) per element; None when not training."""
+        if not self.training:
+            return None
+        if x.device.type != "cpu":
+            return torch.empty_like(x).bernoulli_(1 - self.p).div_(1 - self.p)
         n = x.numel()
         draws = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
         uniform16 = draws.view(torch.int16)[:n].view(x.shape)
         # one float mask (0 or scale) multiplied in: cheaper on CPU than masked_fill or a bool mul
-        mask = (uniform16 >= self.threshold).to(x.dtype).mul_(self.scale)
-        return x * mask
+        return (uniform16 >= self.threshold).to(x.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -200,10 +208,12 @@ class Linear(LoraLayer):
         dropout = self.lora_dropout[name]
         if self.use_dora[name]:
             return result + dora.forward_delta(self, name, dropout(x), result, dropout).to(result.dtype)
-        hidden = lora_a(dropout(x))  # (..., r)
         # scaling folded into the tiny B (out x r) instead of a pass over the (..., out) output
-        update = F.linear(hidden, self.lora_B[name].weight * self.scaling[name])  # (..., out)
-        return result + (update if update.dtype == result.dtype else update.to(result.dtype))
+        scaled_b = self.lora_B[name].weight * self.scaling[name]
+        if result.dtype != x.dtype:
+            return result + F.linear(lora_a(dropout(x)), scaled_b).to(result.dtype)
+        mask = dropout.keep_mask(x) if isinstance(dropout, LoraDropout) else None
+        return low_rank_update(result, x, mask, lora_a.weight, scaled_b)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         result = self._forward_base(x, *args, **kwargs)
