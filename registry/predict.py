@@ -19,6 +19,9 @@ from adapterlab.registry.records import AdapterVersion
 
 CLASSIFICATION = ("SEQ_CLS",)
 GENERATION = ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+# a folder holds a tokenizer when it has one of these (fast, WordPiece, BPE, SentencePiece)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
+                   "sentencepiece.bpe.model")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str 
     tokenizer = load_tokenizer(version)
     if tokenizer is None:
         raise InvalidConfig(
-            f"the base model of {version.ref} ({version.base.name}) has no tokenizer at {version.base.source}; "
-            "register the base from a folder that holds its tokenizer files"
+            f"no tokenizer found for the base of {version.ref} ({version.base.name}, registered from "
+            f"{version.base.source or 'its name'}); register the base from a folder that holds its tokenizer files"
         )
     model = load(version.ref, registry_url=registry_url)
     model.eval()
@@ -116,13 +119,17 @@ def label_names(model: Any, count: int, labels: dict[int, str] | None) -> list[s
 
 
 def load_tokenizer(version: AdapterVersion) -> Any | None:
-    """The base model's tokenizer, from the folder it was registered from (None when it has none)."""
+    """The base model's tokenizer: from the folder it was registered from, else by its (Hub) name."""
     from transformers import AutoTokenizer
 
     source = version.base.source
-    if not source or not Path(source).is_dir():
-        return None
+    local = source is not None and Path(source).is_dir()
     try:
-        return AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, TypeError):  # a weights-only folder: transformers' ways of saying so
+        if local:
+            # transformers builds an empty tokenizer (special tokens only) for a folder without one
+            if not any((Path(source) / name).is_file() for name in TOKENIZER_FILES):
+                return None
+            return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(version.base.name, revision=version.base.revision)
+    except (OSError, ValueError, TypeError):  # no tokenizer files there: transformers' ways of saying so
         return None

@@ -177,8 +177,10 @@ def test_mlflow_server_killed_mid_training(team, tmp_path: Path, adapters_cli, s
     """Training finishes anyway, keeps the adapter, exits non-zero and says how to register it later."""
     server, env = team["server"], team["env"]
     output = tmp_path / "run"
-    command = [str(Path(sys.executable).with_name("adapters")), "train", "--max-steps", "10", "--eval-steps", "10",
-               "--save-steps", "10", "--logging-steps", "1", "--batch-size", "8", "--output", str(output)]  # fmt: skip
+    command = [str(Path(sys.executable).with_name("adapters")), "train", "--output", str(output),
+               # the kill comes before the first step, so a few small steps and a small eval split do
+               "--max-steps", "3", "--eval-steps", "3", "--save-steps", "3", "--logging-steps", "1",
+               "--batch-size", "4", "--max-length", "32", "--eval-split", "0.05"]  # fmt: skip
     training = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -259,3 +259,16 @@ def test_predict_and_export_import_nothing_heavy_until_they_run() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_predict_without_a_tokenizer_says_what_to_do(registered, tmp_path: Path) -> None:
+    from adapterlab.registry import register_adapter
+
+    checkpoints = registered["checkpoints"]
+    weights_only = tmp_path / "weights-only-base"
+    weights_only.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(checkpoints.cls_base / name, weights_only / name)
+    register_adapter(checkpoints.cls_adapter, name="tiny-cls-no-tokenizer", base=weights_only)
+    code, _, err = run_cli("predict", "tiny-cls-no-tokenizer", "--text", TEXT)
+    assert code == 1 and "no tokenizer found" in err and "tokenizer files" in err
