@@ -39,7 +39,7 @@ class TrainConfig:
     text_column: str = "text"  # seq-cls/seq2seq: input text; token-cls: list of words; causal-lm: prompt
     label_column: str = "label"  # seq-cls: class name; token-cls: list of word labels
     target_column: str = "target"  # seq2seq: target text; causal-lm: response
-    epochs: float = 6.0
+    epochs: float = 5.0
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
     lr: float = 2e-3
     batch_size: int = 16  # per process, per micro-batch

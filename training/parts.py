@@ -24,8 +24,10 @@ def make_accelerator(config: TrainConfig) -> Any:
             precision = "no"  # CPU autocast to bf16 is slower than fp32 on most CPUs
     if precision == "fp16" and not torch.cuda.is_available():
         raise InvalidConfig("mixed precision fp16 needs a CUDA GPU; use --mixed-precision bf16 or no on CPU")
-    # the schedule is stepped by hand once per optimizer step, whatever the number of processes
-    return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False)
+    # the schedule is stepped by hand once per optimizer step, whatever the number of processes;
+    # cpu=True without CUDA: only then does accelerate join a torchrun/launch group over gloo
+    return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
+                       cpu=not torch.cuda.is_available())
 
 
 def build_parts(config: TrainConfig, base_config: Any, data: TrainingData, accelerator: Any) -> tuple[LoopParts, tuple[int, int]]:

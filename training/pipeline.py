@@ -146,7 +146,7 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
         resume_id = json.loads(run_file.read_text())["mlflow_run_id"] if config.resume and run_file.exists() else None
         try:
             tracker.start(config.name, resume_id, run_tags(config, base))
-            log_run_inputs(config, data, parts, tracker)
+            log_run_inputs(config, data, accelerator, parts, tracker)
         except Exception as exc:  # the store answered the pre-flight check but not now
             if tracker.run_id:
                 tracker.end("FAILED")
@@ -176,12 +176,14 @@ def run_tags(config: TrainConfig, base: Any) -> dict[str, str]:
     return tags
 
 
-def log_run_inputs(config: TrainConfig, data: TrainingData, parts: Any, tracker: Any) -> None:
+def log_run_inputs(config: TrainConfig, data: TrainingData, accelerator: Any, parts: Any, tracker: Any) -> None:
     from adapterlab.training.tracking import flatten_params
 
-    peft_config = parts.model.peft_config["default"]
+    peft_config = accelerator.unwrap_model(parts.model).peft_config["default"]
     params = flatten_params({key: value for key, value in config.to_dict().items() if key != "peft"})
     params.update(flatten_params(peft_config.to_dict(), "peft."))
+    params.update(num_processes=str(accelerator.num_processes), total_steps=str(parts.total_steps),
+                  effective_batch_size=str(config.batch_size * config.grad_accum * accelerator.num_processes))
     tracker.log_params(params)
     target = config.label_column if config.task in ("seq-cls", "token-cls") else config.target_column
     tracker.log_dataset(data.train, data.source, f"{Path(data.source).name}:train", "training", target)
