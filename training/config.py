@@ -60,7 +60,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_steps: int | None = None  # evaluate every N optimizer steps; None: after every epoch
-    save_steps: int | None = 50  # checkpoint every N optimizer steps (and at each eval); None: only at evals
+    save_steps: int | None = 50  # checkpoint every N optimizer steps; None: none (a stop request still saves one)
     logging_steps: int = 5  # log train metrics every N optimizer steps
     gradient_checkpointing: bool = False  # LoRA only: trade compute for activation memory
     mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU that has it, else fp32

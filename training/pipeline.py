@@ -57,12 +57,13 @@ def train(config: TrainConfig) -> TrainResult:
     data = load_training_data(config)
     check_output(config)
     accelerator = make_accelerator(config)
-    if accelerator.is_main_process and not config.resume:
+    base, tracker = share_outcome(
+        accelerator, lambda: (describe_base(config), open_tracking(config)) if accelerator.is_main_process else (None, None)
+    )
+    parts, counts = build_parts(config, base_config, data, accelerator)
+    if accelerator.is_main_process and not config.resume:  # only now: a failed check above keeps the old run
         clear_previous_run(Path(config.output))
     accelerator.wait_for_everyone()
-    base = describe_base(config) if accelerator.is_main_process else None
-    tracker = share_outcome(accelerator, lambda: open_tracking(config) if accelerator.is_main_process else None)
-    parts, counts = build_parts(config, base_config, data, accelerator)
     with stop_on_signals() as stop:
         outcome = run_tracked(config, data, parts, accelerator, tracker, base, stop)
     return finish(config, data, accelerator, tracker, base, outcome, counts)
