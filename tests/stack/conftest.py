@@ -107,8 +107,8 @@ class MlflowServer:
         if self.process.poll() is None:
             # The server forks uvicorn workers: signal the whole group it leads.
             os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=20)
+            try:  # uvicorn drains keep-alive connections on SIGTERM: a few seconds, then no more waiting
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
