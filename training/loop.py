@@ -105,7 +105,8 @@ def run_loop(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Loo
         if state.global_step < parts.total_steps and not stopped:
             state.epoch, state.batches_done = state.epoch + 1, 0
     if not stopped and state.last_eval_step != state.global_step:
-        evaluate_and_keep_best(config, parts, accelerator, hooks, state)
+        with meter.paused():
+            evaluate_and_keep_best(config, parts, accelerator, hooks, state)
     saved = None
     if stopped:
         saved = save_checkpoint(checkpoints, parts.model, parts.optimizer, parts.scheduler, state, boundary_rng,
@@ -155,17 +156,19 @@ def run_epoch(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Lo
             train_loss = accelerator.reduce(window_loss / window_batches, reduction="mean").item()
             window_loss, window_batches = torch.zeros((), device=accelerator.device), 0
             log_train_metrics(parts, accelerator, hooks, state, bar, meter, train_loss, float(grad_norm))
-        if config.eval_steps and state.global_step % config.eval_steps == 0:
-            evaluate_and_keep_best(config, parts, accelerator, hooks, state)
-        if config.save_steps and state.global_step % config.save_steps == 0:
-            save_checkpoint(Path(config.output) / "checkpoints", parts.model, parts.optimizer, parts.scheduler,
-                            state, boundary_rng, accelerator)
+        with meter.paused():
+            if config.eval_steps and state.global_step % config.eval_steps == 0:
+                evaluate_and_keep_best(config, parts, accelerator, hooks, state)
+            if config.save_steps and state.global_step % config.save_steps == 0:
+                save_checkpoint(Path(config.output) / "checkpoints", parts.model, parts.optimizer, parts.scheduler,
+                                state, boundary_rng, accelerator)
         if any_process_stopping(accelerator, hooks):
             return boundary_rng, True
         if state.global_step >= parts.total_steps:
             break
     if config.eval_steps is None:
-        evaluate_and_keep_best(config, parts, accelerator, hooks, state)
+        with meter.paused():
+            evaluate_and_keep_best(config, parts, accelerator, hooks, state)
     return boundary_rng, any_process_stopping(accelerator, hooks)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -27,16 +29,28 @@ class ProgressBar:
 
 
 class ThroughputMeter:
-    """Training samples per second over the whole run, counting every process's samples."""
+    """Training samples per second, counting every process's samples.
+
+    Time spent in ``paused()`` blocks (evaluation, checkpoints) is left out: the figure is the
+    speed of training itself, comparable across eval and save settings.
+    """
 
     def __init__(self, processes: int) -> None:
-        self.processes, self.samples, self.started = processes, 0, time.perf_counter()
+        self.processes, self.samples, self.started, self.excluded = processes, 0, time.perf_counter(), 0.0
 
     def count(self, batch_size: int) -> None:
         self.samples += batch_size * self.processes
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - began
+
     def rate(self) -> float:
-        return self.samples / max(time.perf_counter() - self.started, 1e-9)
+        return self.samples / max(time.perf_counter() - self.started - self.excluded, 1e-9)
 
 
 def summary_table(rows: list[tuple[str, Any]]) -> str:
