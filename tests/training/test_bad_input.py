@@ -30,6 +30,8 @@ CASES = {
     "method/task pair": (["--method", "prompt-tuning", "--task", "token-cls"], "cannot train task token-cls", {}),
     "task the base has no head for": (["--task", "seq2seq"], "has no head for task seq2seq", {}),
     "unknown peft field": (["--peft.rank=4"], "LoraConfig has no field(s) rank", {}),
+    "checkpointing a prompt method": (["--method", "p-tuning", "--gradient-checkpointing"], "LoRA only", {}),
+    "metric the task lacks": (["--metric-for-best", "eval_exact_match"], "is not computed for seq-cls", {}),
     "mlflow unreachable": ([], "cannot reach the MLflow tracking store at http://127.0.0.1:9",
                            {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     "registry unreachable": ([], "cannot reach the registry database",

@@ -36,3 +36,12 @@ def test_each_task_trains_and_the_loss_falls(task: str, tiny_models: dict, task_
     assert config_file["peft_type"] == "LORA" and config_file["r"] == 4
     if "cls" in task:
         assert read_labels(result.adapter_path)["num_labels"] == (2 if task == "seq-cls" else 3)
+
+
+def test_accumulation_checkpointing_and_bf16_train(tiny_models: dict, task_data: dict, train_home: Path) -> None:
+    config = TrainConfig(base=str(tiny_models["seq-cls"]), data=str(task_data["seq-cls"]), name="options",
+                         max_steps=3, batch_size=4, grad_accum=2, gradient_checkpointing=True, mixed_precision="bf16",
+                         scheduler="cosine", register=False)
+    result = train(config)
+    assert result.steps == 3 and result.samples_per_second > 0
+    assert result.metrics["eval_loss"] == result.metrics["eval_loss"]  # not NaN
