@@ -96,7 +96,7 @@ def display_url(url: str) -> str:
     """The URL with its password masked, safe to print."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         return "<unparseable URL>"
 
 
@@ -104,8 +104,12 @@ def create_registry_engine(url: str) -> Engine:
     """An engine for ``url``; plain ``postgresql://`` URLs use psycopg 3, the driver we ship."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise RegistryUnavailable(f"invalid registry URL {url!r}: expected e.g. sqlite:///path/registry.db") from exc
+    except (ArgumentError, ValueError) as exc:
+        # never echo the URL itself: an unparseable one may still hold a password
+        raise RegistryUnavailable(
+            "invalid registry URL (check ADAPTERLAB_REGISTRY_URL or --registry-url): "
+            "expected e.g. sqlite:///path/registry.db or postgresql://user@host:5432/db"
+        ) from exc
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:

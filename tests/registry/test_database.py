@@ -23,3 +23,12 @@ def test_display_url_masks_the_password() -> None:
 def test_invalid_registry_url_is_a_one_line_error() -> None:
     with pytest.raises(RegistryUnavailable, match="invalid registry URL"):
         open_registry("::nonsense::")
+
+
+def test_unparseable_url_with_a_password_is_a_one_line_error_without_the_password() -> None:
+    url = "postgresql://admin:sekrit-pw@127.0.0.1:notaport/registry"
+    assert display_url(url) == "<unparseable URL>"
+    with pytest.raises(RegistryUnavailable, match="invalid registry URL") as caught:
+        open_registry(url)
+    assert "sekrit-pw" not in str(caught.value)
+    assert "\n" not in str(caught.value)
