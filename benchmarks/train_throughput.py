@@ -68,11 +68,12 @@ def main() -> None:
     args = parser.parse_args()
     ours, theirs = 0.0, 0.0
     started = time.perf_counter()
-    for round_index in range(args.rounds):
-        with tempfile.TemporaryDirectory() as scratch:
+    # one home for every round: MLflow caches its store per process, so it must outlive the rounds
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_index in range(args.rounds):
             ours = max(ours, adapterlab_samples_per_second(args.steps, args.batch_size, os.path.join(scratch, "home")))
             theirs = max(theirs, hf_trainer_samples_per_second(args.steps, args.batch_size, os.path.join(scratch, "hf")))
-        print(f"round {round_index + 1}: best so far ours {ours:.1f}, HF {theirs:.1f} samples/s", flush=True)
+            print(f"round {round_index + 1}: best so far ours {ours:.1f}, HF {theirs:.1f} samples/s", flush=True)
     print(f"\n{args.steps} steps x batch {args.batch_size}, MiniLM + LoRA r=8, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, {time.perf_counter() - started:.0f} s in all")
     print(f"adapterlab loop        {ours:8.1f} samples/s")
