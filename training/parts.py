@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from adapterlab.errors import InvalidConfig
@@ -15,6 +16,7 @@ from adapterlab.training.tokenization import BatchCollator, encode_dataset
 def make_accelerator(config: TrainConfig) -> Any:
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     precision = config.mixed_precision
     if precision == "auto":
@@ -24,6 +26,9 @@ def make_accelerator(config: TrainConfig) -> Any:
             precision = "no"  # CPU autocast to bf16 is slower than fp32 on most CPUs
     if precision == "fp16" and not torch.cuda.is_available():
         raise InvalidConfig("mixed precision fp16 needs a CUDA GPU; use --mixed-precision bf16 or no on CPU")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one state per process; a library caller's second train() may want other settings
+        AcceleratorState._reset_state(reset_partial_state=True)
     # the schedule is stepped by hand once per optimizer step, whatever the number of processes;
     # cpu=True without CUDA: only then does accelerate join a torchrun/launch group over gloo
     return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
