@@ -193,4 +193,9 @@ def quickstart_data_path() -> Path:
 
 
 def to_yaml(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    """The resolved config as YAML, with passwords in URLs masked: this text is printed, written
+    beside the adapter and logged to MLflow, none of which may hold a secret."""
+    from adapterlab.training.tracking import redact
+
+    shown = {key: redact(value) if isinstance(value, str) else value for key, value in config.to_dict().items()}
+    return yaml.safe_dump(shown, sort_keys=False)

@@ -83,3 +83,12 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(train_home: P
 def test_cli_usage_errors_exit_2(args: list[str], train_home: Path) -> None:
     result = CliRunner().invoke(cli, ["train", *args])
     assert result.exit_code == 2
+
+
+def test_resolved_config_yaml_never_holds_a_database_password() -> None:
+    from adapterlab.training.config import to_yaml
+
+    config = TrainConfig(registry_url="postgresql://alice:sekrit-pw@db:5432/registry")
+    text = to_yaml(config)
+    assert "sekrit-pw" not in text
+    assert yaml.safe_load(text)["registry_url"] == "postgresql://alice:***@db:5432/registry"
