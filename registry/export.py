@@ -95,14 +95,11 @@ def write_adapter(ref: str, folder: Path, *, registry_url: str | None) -> None:
 def write_merged_model(version: AdapterVersion, folder: Path, *, registry_url: str | None) -> None:
     """Base + adapter as one plain transformers model (safetensors), with the base's tokenizer."""
     from adapterlab.registry import load
-    from adapterlab.registry.predict import load_tokenizer, stored_labels
+    from adapterlab.registry.predict import load_tokenizer
 
     model = load(version.ref, registry_url=registry_url)
     merged = model.merge_and_unload()
-    labels = stored_labels(version, registry_url)
-    if labels:  # the base's config knows nothing of the classes the adapter was trained on
-        merged.config.id2label = dict(labels)
-        merged.config.label2id = {name: index for index, name in labels.items()}
+    # the class names came with registry.load (from the adapter's labels.json) and stay in config.json
     merged.save_pretrained(folder)
     tokenizer = load_tokenizer(version)
     if tokenizer is not None:

@@ -26,6 +26,10 @@ AUTO_CLASSES = {
 }
 
 
+# tasks whose head is sized by the number of classes
+LABELLED_TASKS = ("SEQ_CLS", "TOKEN_CLS")
+
+
 def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> AdapterVersion:
     """Download the files of ``ref`` into ``to_dir`` (absent or empty), verified against their sha256."""
     version = show(ref, registry_url)
@@ -40,20 +44,25 @@ def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False,
     Hub name); a given model must have the registered weights unless ``allow_base_mismatch``.
     """
     from adapterlab import PeftModel
+    from adapterlab.labels import read_labels
 
     version = show(ref, registry_url)
-    if base_model is None:
-        base_model = load_base(version, check=not allow_base_mismatch)
-    elif not allow_base_mismatch:
+    if base_model is not None and not allow_base_mismatch:
         check_base(version, base_model)
     with tempfile.TemporaryDirectory(prefix="adapterlab-load-") as scratch:
         folder = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / "adapter")
+        if base_model is None:
+            base_model = load_base(version, check=not allow_base_mismatch, labels=read_labels(folder))
         model = PeftModel.from_pretrained(base_model, folder)
     return model.eval()
 
 
-def load_base(version: AdapterVersion, *, check: bool):
-    """The registered base, from its recorded folder when it still exists, else from its name."""
+def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | None = None):
+    """The registered base, from its recorded folder when it still exists, else from its name.
+
+    ``labels`` (the adapter's ``labels.json``) sizes a classification head for the adapter's
+    classes and names them; the base's own config knows nothing of them.
+    """
     import transformers
 
     source = version.base.source
@@ -61,7 +70,10 @@ def load_base(version: AdapterVersion, *, check: bool):
     if check and local:
         _compare(version, _folder_fingerprint(Path(source)), f"the folder {source}")
     auto = getattr(transformers, AUTO_CLASSES.get(version.task_type or "", "AutoModel"))
-    model = auto.from_pretrained(source if local else version.base.name, revision=None if local else version.base.revision)
+    head = labels if labels and version.task_type in LABELLED_TASKS else {}
+    model = auto.from_pretrained(
+        source if local else version.base.name, revision=None if local else version.base.revision, **head
+    )
     if check and not local:
         check_base(version, model)
     return model

@@ -9,7 +9,6 @@ torch and transformers are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,20 +57,18 @@ def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str 
     model = load(version.ref, registry_url=registry_url)
     model.eval()
     if version.task_type in CLASSIFICATION:
-        return classify(model, tokenizer, text, version, stored_labels(version, registry_url))
+        return classify(model, tokenizer, text, version)
     return generate(model, tokenizer, text, version, max_new_tokens)
 
 
-def classify(
-    model: Any, tokenizer: Any, text: str, version: AdapterVersion, labels: dict[int, str] | None
-) -> Prediction:
+def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> Prediction:
     import torch
 
     inputs = tokenizer(text, return_tensors="pt", truncation=True)
     with torch.no_grad():
         logits = model(**inputs).logits[0]  # (num_labels,)
     probabilities = torch.softmax(logits.float(), dim=-1).tolist()
-    names = label_names(model, len(probabilities), labels)
+    names = label_names(model, len(probabilities))
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     return Prediction(
         ref=version.ref,
@@ -100,21 +97,9 @@ def generate(
     return Prediction(ref=version.ref, task_type=version.task_type or "", generated_text=text_out.strip())
 
 
-def stored_labels(version: AdapterVersion, registry_url: str | None) -> dict[int, str] | None:
-    """``id2label`` from the ``labels.json`` training stores beside the adapter (None without one)."""
-    from adapterlab.registry import pull
-    from adapterlab.training import read_labels  # the file's format belongs to training, its writer
-
-    with tempfile.TemporaryDirectory(prefix="adapterlab-predict-") as scratch:
-        folder = Path(scratch) / "adapter"
-        pull(version.ref, folder, registry_url=registry_url)
-        labels = read_labels(folder)
-    return labels["id2label"] if labels else None
-
-
-def label_names(model: Any, count: int, labels: dict[int, str] | None) -> list[str]:
-    """The stored label names, else the model config's ``id2label``, else ``LABEL_<i>``."""
-    id2label = labels or getattr(model.config, "id2label", None) or {}
+def label_names(model: Any, count: int) -> list[str]:
+    """The class names ``registry.load`` gave the model (from the adapter's ``labels.json``), else ``LABEL_<i>``."""
+    id2label = getattr(model.config, "id2label", None) or {}
     return [str(id2label.get(index, f"LABEL_{index}")) for index in range(count)]
 
 

@@ -13,7 +13,7 @@ _LAZY_EXPORTS = {
     "TrainConfig": "adapterlab.training.config",
     "train": "adapterlab.training.pipeline",
     "TrainResult": "adapterlab.training.pipeline",
-    "read_labels": "adapterlab.training.labels",
+    "read_labels": "adapterlab.labels",
 }
 
 __all__ = list(_LAZY_EXPORTS)

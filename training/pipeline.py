@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import InvalidConfig, RegistryUnavailable, TrainingError, TrainingInterrupted
+from adapterlab.labels import write_labels
 from adapterlab.training.checkpointing import latest_checkpoint
 from adapterlab.training.config import TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
-from adapterlab.training.labels import write_labels
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
 from adapterlab.training.model_builder import TASK_MODELS, check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator

@@ -40,3 +40,28 @@ def test_adapter_saved_by_adapterlab_round_trips(registry_env, tiny_base, tmp_pa
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(load("ours")(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
+
+
+def test_a_classifier_with_three_classes_loads_with_its_label_names(registry_env, tiny_base, tmp_path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from adapterlab import LoraConfig, TaskType, get_peft_model
+    from adapterlab.labels import write_labels
+
+    names = ["billing", "delivery", "praise"]
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3)
+    model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=2, target_modules=["query"]))
+    model.save_pretrained(tmp_path / "three")
+    write_labels(tmp_path / "three", names)
+    register_adapter(tmp_path / "three", name="three", base=tiny_base, task_type="SEQ_CLS")
+
+    loaded = load("three")
+    ids = torch.tensor([[5, 6, 7]])
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        got = loaded(input_ids=ids).logits
+    assert got.shape == (1, 3)
+    torch.testing.assert_close(got, expected)
+    assert [loaded.config.id2label[i] for i in range(3)] == names

@@ -365,7 +365,7 @@ class TinyCheckpoints:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
-    from adapterlab.training.labels import write_labels
+    from adapterlab.labels import write_labels
 
     root = tmp_path_factory.mktemp("stack-models")
     cls_base = save_tiny_base(root / "tiny-bert-cls", "SEQ_CLS")
