@@ -49,3 +49,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "pytest" in command and "ruff check" in command and "torch==2.13.0" in command
     assert command.index("torch==2.13.0") < command.index("-e '.[dev]'")
     assert "Set up and run the tests" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_main_job_is_the_offline_quickstart_training() -> None:
+    readme = (ROOT / "README.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(readme) if line.startswith("Set up and run the main job"))
+    command = next(line.strip() for line in readme[header + 1 :] if line.startswith("    "))
+    assert command.index("torch==2.13.0") < command.index("-e '.[quickstart]'")
+    assert command.endswith(".venv/bin/adapters train")
