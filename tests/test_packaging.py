@@ -57,3 +57,10 @@ def test_readme_main_job_is_the_offline_quickstart_training() -> None:
     command = next(line.strip() for line in readme[header + 1 :] if line.startswith("    "))
     assert command.index("torch==2.13.0") < command.index("-e '.[quickstart]'")
     assert command.endswith(".venv/bin/adapters train")
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest's default import mode puts each test folder on sys.path: two test_x.py files in
+    # different folders collide at collection time (a stale __pycache__ hides this locally)
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({name for name in names if names.count(name) > 1})
