@@ -173,6 +173,18 @@ class LoraLayer(nn.Module):
             return self.base_layer(x, *args, **kwargs)
         return None
 
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result = self._forward_base(x, *args, **kwargs)
+        if result is not None:
+            return result
+        result = self.base_layer(x, *args, **kwargs)
+        if self.batch_plan is not None:
+            return mixed_batch_forward(self, x, result, self.held_adapters)
+        for name in self.active_adapters:
+            if name in self.held_adapters:  # adapters with other targets have no entry here
+                result = self.lora_delta(x, result, name)
+        return result
+
 
 class Linear(LoraLayer):
     """LoRA around ``nn.Linear`` or transformers' ``Conv1D`` (GPT-2, weight stored as (in, out))."""
@@ -215,17 +227,9 @@ class Linear(LoraLayer):
         mask = dropout.keep_mask(x) if isinstance(dropout, LoraDropout) else None
         return low_rank_update(result, x, mask, lora_a.weight, scaled_b)
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        result = self._forward_base(x, *args, **kwargs)
-        if result is not None:
-            return result
-        result = self.base_layer(x, *args, **kwargs)
-        if self.batch_plan is not None:
-            return mixed_batch_forward(self, x, result, self.lora_A)
-        for name in self.active_adapters:
-            if name in self.lora_A:
-                result = self.lora_delta(x, result, name)
-        return result
+    @property
+    def held_adapters(self) -> nn.ModuleDict:
+        return self.lora_A
 
 
 class Embedding(LoraLayer):
@@ -263,17 +267,9 @@ class Embedding(LoraLayer):
         update = F.linear(hidden, self.lora_embedding_B[name] * self.scaling[name])
         return result + update.to(result.dtype)
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        result = self._forward_base(x, *args, **kwargs)
-        if result is not None:
-            return result
-        result = self.base_layer(x, *args, **kwargs)
-        if self.batch_plan is not None:
-            return mixed_batch_forward(self, x, result, self.lora_embedding_A)
-        for name in self.active_adapters:
-            if name in self.lora_embedding_A:
-                result = self.lora_delta(x, result, name)
-        return result
+    @property
+    def held_adapters(self) -> nn.ParameterDict:
+        return self.lora_embedding_A
 
 
 def mixed_batch_forward(layer: LoraLayer, x: torch.Tensor, result: torch.Tensor, held: Any) -> torch.Tensor:
