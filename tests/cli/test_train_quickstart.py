@@ -32,6 +32,12 @@ def test_quickstart_trains_logs_registers_and_says_what_next(tmp_path: Path) -> 
     for hint in ("adapters list", "adapters show quickstart-complaints",
                  f"mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}"):  # fmt: skip
         assert hint in trained.stdout
+    # the progress bar (tqdm: steps, ETA, loss and throughput) and the final summary table
+    assert "training:" in trained.stderr and "loss=" in trained.stderr and "samples_s=" in trained.stderr
+    assert "<" in trained.stderr  # tqdm's elapsed<remaining (ETA)
+    summary = trained.stdout.split("Training finished.", 1)[1]
+    for row in ("adapter", "quickstart-complaints:1", "eval_accuracy", "trainable params", "samples/s"):
+        assert row in summary
 
     listed = subprocess.run([sys.executable, "-m", "adapterlab.cli", "list", "--json"], env=env,
                             capture_output=True, text=True)  # fmt: skip
