@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 
 from adapterlab.registry.records import AdapterVersion
 
@@ -69,6 +68,8 @@ def usage_snippet(version: AdapterVersion, *, merged: bool) -> str:
 
 def render_model_card(version: AdapterVersion, *, merged: bool) -> str:
     """The card: YAML front matter for hubs, then the same facts and a usage example in Markdown."""
+    import yaml  # registry modules import only sqlalchemy and the standard library at import time
+
     front_matter = yaml.safe_dump(card_metadata(version, merged=merged), sort_keys=False, allow_unicode=True)
     what = "merged into its base model" if merged else "adapter"
     lines = [
