@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from adapterlab.registry.records import AdapterVersion
 
 # PEFT task type -> (hub pipeline tag, transformers auto class that loads such a model)
