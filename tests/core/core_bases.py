@@ -30,26 +30,43 @@ def minilm_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
+# Configs of the tiny models every core test builds (hidden 32, 4 heads, 2 layers). Prompt-method
+# tests pass positions=48: the virtual tokens need room in the position table.
+
+
+def bert_config(num_labels: int = 3, positions: int = 32, width: int = 32, layers: int = 2) -> BertConfig:
+    return BertConfig(vocab_size=VOCAB, hidden_size=width, num_hidden_layers=layers, num_attention_heads=4,
+                      intermediate_size=37, max_position_embeddings=positions, num_labels=num_labels)
+
+
+def gpt2_config(positions: int = 32, width: int = 32) -> GPT2Config:
+    return GPT2Config(vocab_size=VOCAB, n_positions=positions, n_embd=width, n_layer=2, n_head=4)
+
+
+def t5_config(layers: int = 2) -> T5Config:
+    return T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=layers, num_heads=4,
+                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+
+
+def llama_config(positions: int = 32, layers: int = 2) -> LlamaConfig:
+    return LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=37, max_position_embeddings=positions, pad_token_id=0)
+
+
 def tiny_bert() -> torch.nn.Module:
-    config = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=32, num_labels=3)
-    return BertForSequenceClassification(config)
+    return BertForSequenceClassification(bert_config())
 
 
 def tiny_gpt2() -> torch.nn.Module:
-    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4))
+    return GPT2LMHeadModel(gpt2_config())
 
 
 def tiny_t5() -> torch.nn.Module:
-    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-    return T5ForConditionalGeneration(config)
+    return T5ForConditionalGeneration(t5_config())
 
 
 def tiny_llama() -> torch.nn.Module:
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=37, max_position_embeddings=32, pad_token_id=0)
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(llama_config())
 
 
 def real_minilm() -> torch.nn.Module:

