@@ -7,8 +7,7 @@ The public names are resolved lazily (PEP 562) so that ``import adapterlab.regis
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from adapterlab.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -38,16 +37,4 @@ _LAZY_EXPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'adapterlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value  # cache: later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports("adapterlab", _LAZY_EXPORTS, globals())

@@ -6,8 +6,7 @@ Public names are resolved lazily (PEP 562): ``import adapterlab.registry`` costs
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from adapterlab.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {
@@ -27,21 +26,9 @@ _LAZY_EXPORTS: dict[str, str] = {
     "BaseModelInfo": "adapterlab.registry.records",
     "Promotion": "adapterlab.registry.records",
     "VersionSummary": "adapterlab.registry.records",
+    "settings": "adapterlab.registry.settings",  # a cheap module other parts use
 }
 
 __all__ = list(_LAZY_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "settings":  # a cheap module other parts use as ``adapterlab.registry.settings``
-        return importlib.import_module("adapterlab.registry.settings")
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'adapterlab.registry' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*__all__, "settings"])
+__getattr__, __dir__ = lazy_exports("adapterlab.registry", _LAZY_EXPORTS, globals())

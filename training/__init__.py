@@ -6,8 +6,7 @@ that importing this package (e.g. from the CLI) costs nothing until a run starts
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from adapterlab.lazy import lazy_exports
 
 _LAZY_EXPORTS = {
     "TrainConfig": "adapterlab.training.config",
@@ -18,9 +17,4 @@ _LAZY_EXPORTS = {
 
 __all__ = list(_LAZY_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'adapterlab.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(module_name), name)
+__getattr__, __dir__ = lazy_exports("adapterlab.training", _LAZY_EXPORTS, globals())
