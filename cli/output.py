@@ -27,6 +27,24 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _record(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(result: Any) -> str:
+    """``--json`` text. A list prints one compact object per line: still one JSON array, but
+    written by json's C encoder (``indent`` forces the pure-Python one, which made a 5,000-row
+    ``adapters list --json`` spend most of its time encoding)."""
+    if isinstance(result, (list, tuple)):
+        if not result:
+            return "[]"
+        encode = json.JSONEncoder(default=_record, separators=(", ", ": ")).encode
+        return "[\n" + ",\n".join("  " + encode(item) for item in result) + "\n]"
+    return json.dumps(result, indent=2, default=_record)
+
+
 def json_output(columns: Sequence[str] | None = None, text: Callable[[Any], str] | None = None):
     """Decorate a command function that returns its result; adds ``--json``.
 
@@ -39,10 +57,11 @@ def json_output(columns: Sequence[str] | None = None, text: Callable[[Any], str]
         @functools.wraps(function)
         def command(*args: Any, as_json: bool, **kwargs: Any) -> None:
             result = function(*args, **kwargs)
-            data = jsonable(result)
             if as_json:
-                click.echo(json.dumps(data, indent=2, sort_keys=False))
-            elif text is not None:
+                click.echo(to_json(result))
+                return
+            data = jsonable(result)
+            if text is not None:
                 click.echo(text(result))
             elif isinstance(data, list):
                 click.echo(render_table(data, columns or _columns_of(data)))
