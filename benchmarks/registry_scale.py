@@ -29,18 +29,18 @@ ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 
 
 def seed(url: str, versions: int, adapters: int, bases: int) -> None:
+    from adapterlab.registry import tables
     from adapterlab.registry.database import open_registry
-    from adapterlab.registry.schema import AdapterRow, AliasRow, BaseModelRow, MetricRow, VersionRow
 
     now = datetime.now(timezone.utc)
     per_adapter = versions // adapters
     registry = open_registry(url)
-    with registry.writing() as session:
-        session.execute(insert(BaseModelRow), [
+    with registry.writing() as connection:
+        connection.execute(insert(tables.base_models), [
             dict(id=b + 1, name=f"org/base-{b}", fingerprint=f"{b:064x}", parameter_count=10**9, tensor_count=300,
                  size_bytes=4 * 10**9, model_type="t5", created_at=now) for b in range(bases)
         ])  # fmt: skip
-        session.execute(insert(AdapterRow), [
+        connection.execute(insert(tables.adapters), [
             dict(id=a + 1, name=f"adapter-{a:04d}", base_model_id=a % bases + 1, task_type="SEQ_CLS",
                  latest_version=per_adapter, created_at=now) for a in range(adapters)
         ])  # fmt: skip
@@ -51,10 +51,10 @@ def seed(url: str, versions: int, adapters: int, bases: int) -> None:
                  created_by="bench", created_at=now)
             for a in range(adapters) for v in range(per_adapter)
         ]  # fmt: skip
-        session.execute(insert(VersionRow), rows)
-        session.execute(insert(MetricRow), [dict(version_id=row["id"], key="accuracy", value=(row["id"] % 1000) / 1000)
+        connection.execute(insert(tables.versions), rows)
+        connection.execute(insert(tables.metrics), [dict(version_id=row["id"], key="accuracy", value=(row["id"] % 1000) / 1000)
                                             for row in rows])  # fmt: skip
-        session.execute(insert(AliasRow), [dict(adapter_id=a + 1, alias="production", version_id=a * per_adapter + 1,
+        connection.execute(insert(tables.aliases), [dict(adapter_id=a + 1, alias="production", version_id=a * per_adapter + 1,
                                                 updated_at=now) for a in range(adapters)])  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.registry.database import open_registry
 from adapterlab.registry.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.names import not_found
-from adapterlab.registry.schema import BASE_NAME_LENGTH, BaseModelRow
+from adapterlab.registry.tables import BASE_NAME_LENGTH, base_models
 
 # .../models--<org>--<name>/snapshots/<revision>/ in a Hugging Face Hub cache
 _HUB_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<revision>[^/]+)/?$")
@@ -101,12 +101,12 @@ def _hub_identity(folder: Path, config: dict) -> tuple[str | None, str | None]:
 
 
 def registered_base(name: str, registry_url: str | None = None) -> BaseSpec:
-    with open_registry(registry_url).reading() as session:
-        rows = session.scalars(
-            select(BaseModelRow).where(BaseModelRow.name == name).order_by(BaseModelRow.created_at.desc())
+    with open_registry(registry_url).reading() as connection:
+        rows = connection.execute(
+            select(base_models).where(base_models.c.name == name).order_by(base_models.c.created_at.desc())
         ).all()
         if not rows:
-            known = session.scalars(select(BaseModelRow.name).distinct())
+            known = connection.scalars(select(base_models.c.name).distinct())
             raise not_found("base model", name, known, listing="`adapters bases`, or pass the model's folder")
         if len(rows) > 1:
             raise InvalidConfig(

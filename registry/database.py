@@ -1,5 +1,9 @@
 """Opening the registry database: engines, sessions, the schema check, SQLite's write lock.
 
+Transactions are Core connections: the read-only commands and ``promote`` never import the ORM
+(a fifth of a fresh process's time); the writers that want a unit of work open a ``Session`` on
+the connection they are handed (``store.py``).
+
 SQLite serialises writers with ``BEGIN IMMEDIATE`` (taken by write sessions only, so readers in
 WAL mode never wait) and a long busy timeout; PostgreSQL locks the adapter's row with
 ``SELECT ... FOR UPDATE``. A new embedded SQLite file is created at the head revision on first
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -27,7 +31,6 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
-from sqlalchemy.orm import Session, sessionmaker
 
 from adapterlab.errors import AdapterExists, RegistryUnavailable
 from adapterlab.registry import settings
@@ -48,27 +51,26 @@ class Registry:
     """An opened, schema-checked registry database."""
 
     url: str
-    engine: Engine
-    read: sessionmaker[Session]  # use ``reading()`` / ``writing()``, which translate lost connections
-    write: sessionmaker[Session]  # takes SQLite's write lock at BEGIN
+    engine: Engine  # use ``reading()`` / ``writing()``, which translate lost connections
+    write_engine: Engine  # the same pool; takes SQLite's write lock at BEGIN
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
+    def reading(self) -> Iterator[Connection]:
         """One read transaction; a lost connection becomes RegistryUnavailable."""
-        with _connection_errors(self.url), self.read.begin() as session:
-            yield session
+        with _connection_errors(self.url), self.engine.begin() as connection:
+            yield connection
 
     @contextmanager
-    def writing(self) -> Iterator[Session]:
+    def writing(self) -> Iterator[Connection]:
         """One write transaction (SQLite: holds the write lock from its start)."""
-        with _connection_errors(self.url), self.write.begin() as session:
-            yield session
+        with _connection_errors(self.url), self.write_engine.begin() as connection:
+            yield connection
 
-    def write_retrying(self, action: Callable[[Session], T], what: str) -> T:
+    def write_retrying(self, action: Callable[[Connection], T], what: str) -> T:
         """Run ``action`` in a write transaction, again from the start if it loses a race.
 
         Unique constraints are the last line of defence against concurrent writers (two first
@@ -76,8 +78,8 @@ class Registry:
         """
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self.writing() as session:
-                    return action(session)
+                with self.writing() as connection:
+                    return action(connection)
             except IntegrityError as exc:
                 if attempt == _WRITE_ATTEMPTS - 1:
                     raise AdapterExists(f"could not {what}: {str(exc.orig).splitlines()[0]}") from exc
@@ -151,12 +153,7 @@ def open_registry(url: str | None = None) -> Registry:
         if registry is None:
             engine = create_registry_engine(resolved)
             _check_schema(resolved, engine)
-            registry = Registry(
-                url=resolved,
-                engine=engine,
-                read=sessionmaker(engine, expire_on_commit=False),
-                write=sessionmaker(engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False),
-            )
+            registry = Registry(url=resolved, engine=engine, write_engine=engine.execution_options(**{_WRITE_OPTION: True}))
             _registries[resolved] = registry
         return registry
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
 from adapterlab.registry import settings
@@ -20,7 +20,7 @@ from adapterlab.registry.mlflow_mirror import mirror_alias
 from adapterlab.registry.names import parse_ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
-from adapterlab.registry.schema import AliasRow, MetricRow, PromotionRow, VersionRow, utc_now
+from adapterlab.registry.tables import aliases, metrics, promotions, utc_now, versions
 
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9._/-]*)\s*(>=|<=|==|>|<|=)\s*([-+0-9.eE]+|inf|-inf)\s*")
@@ -61,41 +61,48 @@ def promote(
     requirements = [item if isinstance(item, Requirement) else parse_requirement(item) for item in require]
     registry = open_registry(registry_url)
     promotion, mlflow_version = registry.write_retrying(
-        lambda session: _move_alias(session, parsed, alias, reason, requirements), f"move alias @{alias}"
+        lambda connection: _move_alias(connection, parsed, alias, reason, requirements), f"move alias @{alias}"
     )
     if mlflow_version is not None:  # never mirrored (mirror off or failed): nothing to point at
         mirror_alias(promotion.name, alias, mlflow_version)
     return promotion
 
 
-def _move_alias(session, ref, alias: str, reason: str | None, requirements: list[Requirement]) -> tuple[Promotion, int | None]:
-    adapter, version = resolve_ref(session, ref)
-    metrics = dict(session.execute(select(MetricRow.key, MetricRow.value).where(MetricRow.version_id == version.id)).all())
-    _check_requirements(f"{adapter.name}:{version.version}", metrics, requirements)
-    current = session.scalar(
-        select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias).with_for_update()
+def _move_alias(
+    connection: Connection, ref, alias: str, reason: str | None, requirements: list[Requirement]
+) -> tuple[Promotion, int | None]:
+    adapter, version = resolve_ref(connection, ref)
+    found = connection.execute(select(metrics.c.key, metrics.c.value).where(metrics.c.version_id == version.id))
+    _check_requirements(f"{adapter.name}:{version.version}", dict(found.all()), requirements)
+    this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+    previous = connection.scalar(
+        select(versions.c.version)
+        .join(aliases, aliases.c.version_id == versions.c.id)
+        .where(this_alias)
+        .with_for_update(of=aliases)
     )
-    previous = session.get(VersionRow, current.version_id).version if current is not None else None
-    if current is None:
-        session.add(AliasRow(adapter_id=adapter.id, alias=alias, version_id=version.id))
+    if previous is None:
+        connection.execute(insert(aliases).values(adapter_id=adapter.id, alias=alias, version_id=version.id, updated_at=utc_now()))
     else:
-        current.version_id, current.updated_at = version.id, utc_now()
-    event = _record(session, adapter.id, alias, previous, version.version, reason)
-    return _promotion(adapter.name, event), version.mlflow_version
+        connection.execute(update(aliases).where(this_alias).values(version_id=version.id, updated_at=utc_now()))
+    promotion = _record(connection, adapter, alias, previous, version.version, reason)
+    return promotion, version.mlflow_version
 
 
 def demote(name: str, *, alias: str, reason: str | None = None, registry_url: str | None = None) -> Promotion:
     """Remove ``alias`` from adapter ``name``."""
     validate_name(name)
     alias = validate_alias(alias)
-    with open_registry(registry_url).writing() as session:
-        adapter = find_adapter(session, name)
-        current = session.scalar(select(AliasRow).where(AliasRow.adapter_id == adapter.id, AliasRow.alias == alias))
-        if current is None:
+    with open_registry(registry_url).writing() as connection:
+        adapter = find_adapter(connection, name)
+        this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+        previous = connection.scalar(
+            select(versions.c.version).join(aliases, aliases.c.version_id == versions.c.id).where(this_alias)
+        )
+        if previous is None:
             raise AdapterNotFound(f"{name} has no alias @{alias}; see `adapters show {name}`")
-        previous = session.get(VersionRow, current.version_id).version
-        session.delete(current)
-        promotion = _promotion(name, _record(session, adapter.id, alias, previous, None, reason))
+        connection.execute(delete(aliases).where(this_alias))
+        promotion = _record(connection, adapter, alias, previous, None, reason)
     mirror_alias(name, alias, None)
     return promotion
 
@@ -110,18 +117,9 @@ def _check_requirements(label: str, metrics: dict[str, float], requirements: lis
             raise PromotionRefused(f"{label} fails {requirement}: {requirement.metric} is {value:g}; nothing changed")
 
 
-def _record(session, adapter_id: int, alias: str, previous: int | None, target: int | None, reason: str | None) -> PromotionRow:
-    event = PromotionRow(
-        adapter_id=adapter_id, alias=alias, from_version=previous, to_version=target,
-        actor=settings.current_user(), reason=reason, created_at=utc_now(),
-    )  # fmt: skip
-    session.add(event)
-    session.flush()
-    return event
-
-
-def _promotion(name: str, event: PromotionRow) -> Promotion:
-    return Promotion(
-        name=name, alias=event.alias, from_version=event.from_version, to_version=event.to_version,
-        actor=event.actor, reason=event.reason, created_at=iso_time(event.created_at),
-    )  # fmt: skip
+def _record(connection: Connection, adapter, alias: str, previous: int | None, target: int | None, reason: str | None) -> Promotion:
+    """Append the move to the promotion history, in the transaction that makes it."""
+    event = dict(alias=alias, from_version=previous, to_version=target, actor=settings.current_user(), reason=reason)
+    created_at = utc_now()
+    connection.execute(insert(promotions).values(adapter_id=adapter.id, created_at=created_at, **event))
+    return Promotion(name=adapter.name, created_at=iso_time(created_at), **event)

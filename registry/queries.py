@@ -1,64 +1,62 @@
-"""Reading the registry: resolving references, listing versions, building records."""
+"""Reading the registry: resolving references, listing versions, building records.
+
+Core queries only (see ``tables.py``): rows come back as ``Row`` objects, read by attribute.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, func, select
 
 from adapterlab.errors import AdapterNotFound
 from adapterlab.registry.database import open_registry
 from adapterlab.registry.names import Ref, not_found, parse_ref, validate_alias, validate_name
 from adapterlab.registry.records import AdapterVersion, BaseModelInfo, Promotion, VersionSummary, iso_time
-from adapterlab.registry.schema import (
-    AdapterRow,
-    AliasRow,
-    BaseModelRow,
-    MetricRow,
-    PromotionRow,
-    TagRow,
-    VersionRow,
-)
+from adapterlab.registry.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 
 _IN_BATCH = 900  # stays below every SQLite build's limit on bound parameters
 
 
-def find_adapter(session: Session, name: str) -> AdapterRow:
-    adapter = session.scalar(select(AdapterRow).where(AdapterRow.name == name))
+def find_adapter(connection: Connection, name: str) -> Row:
+    """The ``adapters`` row named ``name``, or AdapterNotFound listing close names."""
+    adapter = connection.execute(select(adapters).where(adapters.c.name == name)).first()
     if adapter is None:
-        raise not_found("adapter", name, session.scalars(select(AdapterRow.name)))
+        raise not_found("adapter", name, connection.scalars(select(adapters.c.name)))
     return adapter
 
 
-def resolve_ref(session: Session, ref: Ref) -> tuple[AdapterRow, VersionRow]:
-    """The adapter and version a reference names, or AdapterNotFound with what does exist."""
-    adapter = find_adapter(session, ref.name)
-    query = select(VersionRow).where(VersionRow.adapter_id == adapter.id)
+def resolve_ref(connection: Connection, ref: Ref) -> tuple[Row, Row]:
+    """The adapter and version rows a reference names, or AdapterNotFound with what does exist."""
+    adapter = find_adapter(connection, ref.name)
+    query = select(versions).where(versions.c.adapter_id == adapter.id)
     if ref.version is not None:
-        version = session.scalar(query.where(VersionRow.version == ref.version))
+        version = connection.execute(query.where(versions.c.version == ref.version)).first()
         if version is None:
             raise AdapterNotFound(f"{ref.name} has no version {ref.version} (latest is {adapter.latest_version})")
     elif ref.alias is not None:
-        version = session.scalar(
-            query.join(AliasRow, AliasRow.version_id == VersionRow.id).where(
-                AliasRow.adapter_id == adapter.id, AliasRow.alias == ref.alias
+        version = connection.execute(
+            query.join(aliases, aliases.c.version_id == versions.c.id).where(
+                aliases.c.adapter_id == adapter.id, aliases.c.alias == ref.alias
             )
-        )
+        ).first()
         if version is None:
-            raise _alias_not_found(session, adapter, ref.alias)
+            raise _alias_not_found(connection, adapter, ref.alias)
     else:
-        version = session.scalar(query.order_by(VersionRow.version.desc()).limit(1))
+        version = connection.execute(query.order_by(versions.c.version.desc()).limit(1)).first()
         if version is None:
             raise AdapterNotFound(f"{ref.name} has no versions yet; register one with `adapters register`")
     return adapter, version
 
 
-def _alias_not_found(session: Session, adapter: AdapterRow, alias: str) -> AdapterNotFound:
-    own = session.scalars(select(AliasRow.alias).where(AliasRow.adapter_id == adapter.id)).all()
-    others = session.scalars(
-        select(AdapterRow.name).join(AliasRow, AliasRow.adapter_id == AdapterRow.id).where(AliasRow.alias == alias).limit(3)
+def _alias_not_found(connection: Connection, adapter: Row, alias: str) -> AdapterNotFound:
+    own = connection.scalars(select(aliases.c.alias).where(aliases.c.adapter_id == adapter.id)).all()
+    others = connection.scalars(
+        select(adapters.c.name)
+        .join(aliases, aliases.c.adapter_id == adapters.c.id)
+        .where(aliases.c.alias == alias)
+        .limit(3)
     ).all()
     hint = f"; its aliases: {', '.join(sorted(own))}" if own else "; it has no aliases"
     if others:
@@ -66,7 +64,7 @@ def _alias_not_found(session: Session, adapter: AdapterRow, alias: str) -> Adapt
     return AdapterNotFound(f"{adapter.name} has no alias @{alias}{hint}")
 
 
-def base_info(row: BaseModelRow, adapter_count: int = 0) -> BaseModelInfo:
+def base_info(row: Row, adapter_count: int = 0) -> BaseModelInfo:
     return BaseModelInfo(
         name=row.name,
         fingerprint=row.fingerprint,
@@ -81,10 +79,8 @@ def base_info(row: BaseModelRow, adapter_count: int = 0) -> BaseModelInfo:
     )
 
 
-def version_record(session: Session, adapter: AdapterRow, version: VersionRow) -> AdapterVersion:
-    base = session.get(BaseModelRow, adapter.base_model_id)
-    metrics = _pairs(session, MetricRow, [version.id]).get(version.id, {})
-    tags = _pairs(session, TagRow, [version.id]).get(version.id, {})
+def version_record(connection: Connection, adapter: Row, version: Row) -> AdapterVersion:
+    base = connection.execute(select(base_models).where(base_models.c.id == adapter.base_model_id)).one()
     return AdapterVersion(
         name=adapter.name,
         version=version.version,
@@ -96,22 +92,22 @@ def version_record(session: Session, adapter: AdapterRow, version: VersionRow) -
         sha256=version.sha256,
         size_bytes=version.size_bytes,
         trainable_params=version.trainable_params,
-        metrics=metrics,
-        tags=tags,
-        aliases=_aliases(session, [version.id]).get(version.id, []),
+        metrics=_pairs(connection, metrics, [version.id]).get(version.id, {}),
+        tags=_pairs(connection, tags, [version.id]).get(version.id, {}),
+        aliases=_aliases(connection, [version.id]).get(version.id, []),
         description=version.description,
         mlflow_run_id=version.mlflow_run_id,
         mlflow_version=version.mlflow_version,
         created_by=version.created_by,
         created_at=iso_time(version.created_at),
-        history=promotion_history(session, adapter, version=version.version),
+        history=promotion_history(connection, adapter, version=version.version),
     )
 
 
-def promotion_history(session: Session, adapter: AdapterRow, version: int | None = None) -> list[Promotion]:
-    query = select(PromotionRow).where(PromotionRow.adapter_id == adapter.id)
+def promotion_history(connection: Connection, adapter: Row, version: int | None = None) -> list[Promotion]:
+    query = select(promotions).where(promotions.c.adapter_id == adapter.id)
     if version is not None:
-        query = query.where((PromotionRow.from_version == version) | (PromotionRow.to_version == version))
+        query = query.where((promotions.c.from_version == version) | (promotions.c.to_version == version))
     return [
         Promotion(
             name=adapter.name,
@@ -122,7 +118,7 @@ def promotion_history(session: Session, adapter: AdapterRow, version: int | None
             reason=row.reason,
             created_at=iso_time(row.created_at),
         )
-        for row in session.scalars(query.order_by(PromotionRow.id))
+        for row in connection.execute(query.order_by(promotions.c.id))
     ]
 
 
@@ -131,19 +127,20 @@ def _batches(ids: list[int]) -> Iterable[list[int]]:
         yield ids[start : start + _IN_BATCH]
 
 
-def _pairs(session: Session, table: type[MetricRow] | type[TagRow], ids: list[int]) -> dict[int, dict]:
+def _pairs(connection: Connection, table: Table, ids: list[int]) -> dict[int, dict]:
+    """``{version_id: {key: value}}`` from the metrics or the tags table."""
     found: dict[int, dict] = {}
     for batch in _batches(ids):
-        rows = session.execute(select(table.version_id, table.key, table.value).where(table.version_id.in_(batch)))
+        rows = connection.execute(select(table.c.version_id, table.c.key, table.c.value).where(table.c.version_id.in_(batch)))
         for version_id, key, value in rows:
             found.setdefault(version_id, {})[key] = value
     return found
 
 
-def _aliases(session: Session, ids: list[int]) -> dict[int, list[str]]:
+def _aliases(connection: Connection, ids: list[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
     for batch in _batches(ids):
-        rows = session.execute(select(AliasRow.version_id, AliasRow.alias).where(AliasRow.version_id.in_(batch)))
+        rows = connection.execute(select(aliases.c.version_id, aliases.c.alias).where(aliases.c.version_id.in_(batch)))
         for version_id, alias in rows:
             found.setdefault(version_id, []).append(alias)
     return {version_id: sorted(names) for version_id, names in found.items()}
@@ -152,20 +149,20 @@ def _aliases(session: Session, ids: list[int]) -> dict[int, list[str]]:
 def show(ref: str, registry_url: str | None = None) -> AdapterVersion:
     """Everything about one version; ``ref`` is ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
     parsed = parse_ref(ref)
-    with open_registry(registry_url).reading() as session:
-        return version_record(session, *resolve_ref(session, parsed))
+    with open_registry(registry_url).reading() as connection:
+        return version_record(connection, *resolve_ref(connection, parsed))
 
 
 def history(name: str, registry_url: str | None = None) -> list[Promotion]:
     validate_name(name)
-    with open_registry(registry_url).reading() as session:
-        return promotion_history(session, find_adapter(session, name))
+    with open_registry(registry_url).reading() as connection:
+        return promotion_history(connection, find_adapter(connection, name))
 
 
 def list_bases(registry_url: str | None = None) -> list[BaseModelInfo]:
-    with open_registry(registry_url).reading() as session:
-        counts = dict(session.execute(select(AdapterRow.base_model_id, func.count()).group_by(AdapterRow.base_model_id)).all())
-        rows = session.scalars(select(BaseModelRow).order_by(BaseModelRow.name, BaseModelRow.created_at))
+    with open_registry(registry_url).reading() as connection:
+        counts = dict(connection.execute(select(adapters.c.base_model_id, func.count()).group_by(adapters.c.base_model_id)).all())
+        rows = connection.execute(select(base_models).order_by(base_models.c.name, base_models.c.created_at))
         return [base_info(row, counts.get(row.id, 0)) for row in rows]
 
 
@@ -182,34 +179,34 @@ def list_versions(
 ) -> list[VersionSummary]:
     """Versions matching every given filter, newest first per adapter, or ordered by a metric."""
     query = (
-        select(VersionRow.id, AdapterRow.name, VersionRow.version, BaseModelRow.name, AdapterRow.task_type,
-               VersionRow.peft_type, VersionRow.created_at)
-        .join(AdapterRow, AdapterRow.id == VersionRow.adapter_id)
-        .join(BaseModelRow, BaseModelRow.id == AdapterRow.base_model_id)
+        select(versions.c.id, adapters.c.name, versions.c.version, base_models.c.name, adapters.c.task_type,
+               versions.c.peft_type, versions.c.created_at)
+        .join(adapters, adapters.c.id == versions.c.adapter_id)
+        .join(base_models, base_models.c.id == adapters.c.base_model_id)
     )  # fmt: skip
     if base is not None:
-        query = query.where(BaseModelRow.name == base)
+        query = query.where(base_models.c.name == base)
     if task_type is not None:
-        query = query.where(AdapterRow.task_type == task_type)
+        query = query.where(adapters.c.task_type == task_type)
     if peft_type is not None:
-        query = query.where(VersionRow.peft_type == peft_type.upper())
+        query = query.where(versions.c.peft_type == peft_type.upper())
     if alias is not None:
-        query = query.join(AliasRow, AliasRow.version_id == VersionRow.id).where(AliasRow.alias == validate_alias(alias))
+        query = query.join(aliases, aliases.c.version_id == versions.c.id).where(aliases.c.alias == validate_alias(alias))
     if sort is not None:
-        value = MetricRow.value if not descending else MetricRow.value.desc()
-        query = query.outerjoin(MetricRow, (MetricRow.version_id == VersionRow.id) & (MetricRow.key == sort))
-        query = query.order_by(MetricRow.value.is_(None), value, AdapterRow.name, VersionRow.version.desc())
+        value = metrics.c.value if not descending else metrics.c.value.desc()
+        query = query.outerjoin(metrics, (metrics.c.version_id == versions.c.id) & (metrics.c.key == sort))
+        query = query.order_by(metrics.c.value.is_(None), value, adapters.c.name, versions.c.version.desc())
     else:
-        query = query.order_by(AdapterRow.name, VersionRow.version.desc())
+        query = query.order_by(adapters.c.name, versions.c.version.desc())
     if limit is not None:
         query = query.limit(limit)
-    with open_registry(registry_url).reading() as session:
-        rows = session.execute(query).all()
+    with open_registry(registry_url).reading() as connection:
+        rows = connection.execute(query).all()
         ids = [row[0] for row in rows]
-        metrics, aliases = _pairs(session, MetricRow, ids), _aliases(session, ids)
+        found_metrics, found_aliases = _pairs(connection, metrics, ids), _aliases(connection, ids)
     return [
         VersionSummary(name=name, version=number, base=base_name, task_type=task, peft_type=method,
-                       aliases=aliases.get(version_id, []), metrics=metrics.get(version_id, {}),
+                       aliases=found_aliases.get(version_id, []), metrics=found_metrics.get(version_id, {}),
                        created_at=iso_time(created))
         for version_id, name, number, base_name, task, method, created in rows
     ]  # fmt: skip

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
+from adapterlab.registry import tables
 from adapterlab.registry.adapter_folder import AdapterFolder
 from adapterlab.registry.base_models import BaseSpec
 from adapterlab.registry.database import Registry
@@ -42,15 +43,27 @@ def add_version(registry: Registry, new: NewVersion) -> tuple[int, bool]:
 
     Identical content (same sha256) under the same name returns the existing version.
     """
-    return registry.write_retrying(lambda session: _add_version(session, new), f"register {new.name}")
+    return registry.write_retrying(lambda connection: _in_session(connection, new), f"register {new.name}")
 
 
 def existing_version(registry: Registry, name: str, sha256: str) -> int | None:
     """The version of ``name`` with exactly this content, if any (a cheap read before uploading)."""
-    with registry.reading() as session:
-        return session.scalar(
-            select(VersionRow.version).join(AdapterRow).where(AdapterRow.name == name, VersionRow.sha256 == sha256)
+    versions, adapters = tables.versions, tables.adapters
+    with registry.reading() as connection:
+        return connection.scalar(
+            select(versions.c.version)
+            .join(adapters, adapters.c.id == versions.c.adapter_id)
+            .where(adapters.c.name == name, versions.c.sha256 == sha256)
         )
+
+
+def _in_session(connection: Connection, new: NewVersion) -> tuple[int, bool]:
+    # An ORM unit of work inside the registry's write transaction: the session joins the
+    # connection's transaction and never commits it, so a lost race still rolls back everything.
+    with Session(bind=connection, join_transaction_mode="rollback_only") as session:
+        result = _add_version(session, new)
+        session.flush()
+        return result
 
 
 def _add_version(session: Session, new: NewVersion) -> tuple[int, bool]:
@@ -113,10 +126,11 @@ def check_compatible(session: Session, adapter: AdapterRow, base: BaseModelRow, 
 
 
 def record_mlflow_version(registry: Registry, name: str, version: int, mlflow_version: int) -> None:
-    with registry.writing() as session:
-        adapter_id = select(AdapterRow.id).where(AdapterRow.name == name).scalar_subquery()
-        session.execute(
-            update(VersionRow)
-            .where(VersionRow.adapter_id == adapter_id, VersionRow.version == version)
+    versions, adapters = tables.versions, tables.adapters
+    with registry.writing() as connection:
+        adapter_id = select(adapters.c.id).where(adapters.c.name == name).scalar_subquery()
+        connection.execute(
+            update(versions)
+            .where(versions.c.adapter_id == adapter_id, versions.c.version == version)
             .values(mlflow_version=mlflow_version)
         )

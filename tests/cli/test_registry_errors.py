@@ -143,19 +143,19 @@ def test_alias_of_another_adapters_version(registry_env, tiny_base, make_lora) -
 
 def test_alias_rows_cannot_point_at_another_adapters_version(registry_env, tiny_base, make_lora) -> None:
     """The composite foreign key holds even for writers that bypass the library."""
-    from sqlalchemy import select
+    from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError
 
     from adapterlab.registry.database import open_registry
-    from adapterlab.registry.schema import AdapterRow, AliasRow, VersionRow
+    from adapterlab.registry.tables import adapters, aliases, utc_now, versions
 
     register_adapter(make_lora(seed=1), name="a", base=tiny_base)
     register_adapter(make_lora(seed=2), name="b", base=tiny_base)
     registry = open_registry()
-    with pytest.raises(IntegrityError), registry.writing() as session:
-        a = session.scalar(select(AdapterRow.id).where(AdapterRow.name == "a"))
-        b_version = session.scalar(select(VersionRow.id).join(AdapterRow).where(AdapterRow.name == "b"))
-        session.add(AliasRow(adapter_id=a, alias="production", version_id=b_version))
+    with pytest.raises(IntegrityError), registry.writing() as connection:
+        a = connection.scalar(select(adapters.c.id).where(adapters.c.name == "a"))
+        b_version = connection.scalar(select(versions.c.id).join(adapters).where(adapters.c.name == "b"))
+        connection.execute(insert(aliases).values(adapter_id=a, alias="production", version_id=b_version, updated_at=utc_now()))
 
 
 def test_invalid_alias_and_requirement(registry_env, tiny_base, make_lora) -> None:

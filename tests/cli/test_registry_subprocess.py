@@ -12,7 +12,8 @@ from adapterlab.registry import register_adapter
 
 ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 HEAVY = ("torch", "transformers", "mlflow", "safetensors")
-# runs the CLI in-process, then reports which heavy top-level modules got imported
+# runs the CLI in-process, then reports which heavy top-level modules got imported, and whether
+# the ORM did (the read-only commands and promote run on SQLAlchemy Core: it costs a fifth of their time)
 PROBE = f"""
 import json, sys
 from adapterlab.cli.main import cli
@@ -21,6 +22,7 @@ try:
 except SystemExit as exit:
     code = exit.code
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+heavy += ["sqlalchemy.orm"] if "sqlalchemy.orm" in sys.modules else []
 print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
 sys.exit(code)
 """
@@ -32,9 +34,9 @@ def adapters(*args: str, code: int = 0) -> subprocess.CompletedProcess:
     return result
 
 
-def heavy_modules_after(*args: str) -> list[str]:
+def heavy_modules_after(*args: str, code: int = 0) -> list[str]:
     result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == code, result.stderr
     line = next(line for line in result.stderr.splitlines() if line.startswith("HEAVY="))
     return json.loads(line.removeprefix("HEAVY="))
 
@@ -55,9 +57,13 @@ def test_commands_as_subprocesses(registry_env, tiny_base, make_lora, tmp_path: 
     assert "Usage:" in usage.stderr
 
 
-def test_list_show_promote_import_no_torch_transformers_or_mlflow(registry_env, tiny_base, make_lora) -> None:
+def test_list_show_promote_import_no_torch_transformers_mlflow_or_orm(registry_env, tiny_base, make_lora) -> None:
     register_adapter(make_lora(seed=1), name="light", base=tiny_base, metrics={"accuracy": 0.9})
     assert heavy_modules_after("list", "--json") == []
     assert heavy_modules_after("show", "light", "--json") == []
+    assert heavy_modules_after("show", "light@production", code=1) == []
     assert heavy_modules_after("promote", "light:1", "--alias", "production", "--json") == []
+    assert heavy_modules_after("show", "light@production", "--json") == []
     assert heavy_modules_after("history", "light", "--json") == []
+    assert heavy_modules_after("bases", "--json") == []
+    assert heavy_modules_after("demote", "light", "--alias", "production") == []
