@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,13 +28,28 @@ from adapterlab.tuners.lora import dora
 from adapterlab.tuners.lora.low_rank import low_rank_update
 
 
+def random_int16(n: int) -> torch.Tensor:
+    """``n`` uniform int16 values on CPU, from torch's default generator.
+
+    One 64-bit draw from torch seeds NumPy's PCG64, which fills the bits about 1.7x faster than
+    torch's Mersenne Twister; so ``torch.manual_seed`` still decides every mask.
+    """
+    seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None)) & (2**64 - 1)
+    bits = np.random.PCG64(seed).random_raw((n + 3) // 4)
+    return torch.from_numpy(bits.view(np.int16)[:n])
+
+
 class LoraDropout(nn.Module):
     """Dropout on the input of the low-rank path (nn.Dropout's semantics).
 
     On CPU, ``nn.Dropout`` spends most of its time drawing one random number per element
-    (``bernoulli_``); here each 64-bit draw yields four 16-bit uniforms, about 5x faster. ``p`` is
-    thereby rounded to a multiple of 1/65536 and the kept values are scaled by the exact
-    1 / (1 - rounded p), so the output stays unbiased. Other devices use the fused ``F.dropout``.
+    (``bernoulli_``); here each 64-bit draw yields four 16-bit uniforms (``random_int16``), about
+    8x faster. ``p`` is thereby rounded to a multiple of 1/65536 and the kept values are scaled by
+    the exact 1 / (1 - rounded p), so the output stays unbiased. Other devices use the fused
+    ``F.dropout``.
+
+    ``keep_mask`` hands the LoRA layer a 0/1 mask and that scale apart: the layer folds the scale
+    into the tiny B matrix instead of spending a pass over the activations on it.
     """
 
     def __init__(self, p: float) -> None:
@@ -41,26 +57,28 @@ class LoraDropout(nn.Module):
         self.p = p
         dropped = round(p * 65536)
         self.threshold = dropped - 32768  # int16 values below this are dropped
-        self.scale = 65536 / (65536 - dropped)
+        self.cpu_scale = 65536 / (65536 - dropped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
-        return x * self.keep_mask(x)
+        mask, scale = self.keep_mask(x)
+        return x * mask * scale
 
-    def keep_mask(self, x: torch.Tensor) -> torch.Tensor | None:
-        """What forward multiplies ``x`` by: 0 or 1 / (1 - p) per element; None when not training."""
+    def keep_mask(self, x: torch.Tensor) -> tuple[torch.Tensor | None, float]:
+        """``(mask, scale)``: forward is ``x * mask * scale``, mask 0 or 1 per element of ``x``
+        (uint8 on CPU, ``x``'s dtype elsewhere). ``(None, 1.0)`` when not training."""
         if not self.training:
-            return None
+            return None, 1.0
         if x.device.type != "cpu":
-            return torch.empty_like(x).bernoulli_(1 - self.p).div_(1 - self.p)
-        n = x.numel()
-        draws = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-        uniform16 = draws.view(torch.int16)[:n].view(x.shape)
-        # one float mask (0 or scale) multiplied in: cheaper on CPU than masked_fill or a bool mul
-        return (uniform16 >= self.threshold).to(x.dtype).mul_(self.scale)
+            return torch.empty_like(x).bernoulli_(1 - self.p), 1 / (1 - self.p)
+        uniform16 = random_int16(x.numel()).view(x.shape)
+        # a uint8 mask, compared straight into: a quarter of a float mask's memory traffic in the
+        # three passes that touch it, and multiplying by it is as fast (a bool mask is not)
+        mask = torch.empty(x.shape, dtype=torch.uint8)
+        return torch.ge(uniform16, self.threshold, out=mask), self.cpu_scale
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -220,11 +238,13 @@ class Linear(LoraLayer):
         dropout = self.lora_dropout[name]
         if self.use_dora[name]:
             return result + dora.forward_delta(self, name, dropout(x), result, dropout).to(result.dtype)
-        # scaling folded into the tiny B (out x r) instead of a pass over the (..., out) output
-        scaled_b = self.lora_B[name].weight * self.scaling[name]
         if result.dtype != x.dtype:
+            scaled_b = self.lora_B[name].weight * self.scaling[name]
             return result + F.linear(lora_a(dropout(x)), scaled_b).to(result.dtype)
-        mask = dropout.keep_mask(x) if isinstance(dropout, LoraDropout) else None
+        mask, keep_scale = dropout.keep_mask(x) if isinstance(dropout, LoraDropout) else (None, 1.0)
+        # scaling and dropout's 1 / (1 - p) folded into the tiny B (out x r) instead of passes
+        # over the (..., in) input or the (..., out) output
+        scaled_b = self.lora_B[name].weight * (self.scaling[name] * keep_scale)
         return low_rank_update(result, x, mask, lora_a.weight, scaled_b)
 
     @property
