@@ -101,21 +101,20 @@ versions = Table(
     UniqueConstraint("adapter_id", "id"),
 )
 
-metrics = Table(
-    "version_metrics",
-    metadata,
-    Column("version_id", ForeignKey("adapter_versions.id", ondelete="CASCADE"), primary_key=True),
-    Column("key", String(128), primary_key=True),
-    Column("value", Float, nullable=False),
-)
 
-tags = Table(
-    "version_tags",
-    metadata,
-    Column("version_id", ForeignKey("adapter_versions.id", ondelete="CASCADE"), primary_key=True),
-    Column("key", String(128), primary_key=True),
-    Column("value", Text, nullable=False),
-)
+def _version_pairs(name: str, value_type: type[Float] | type[Text]) -> Table:
+    """A version's KEY=VALUE pairs: its metrics (numbers) or its tags (text)."""
+    return Table(
+        name,
+        metadata,
+        Column("version_id", ForeignKey("adapter_versions.id", ondelete="CASCADE"), primary_key=True),
+        Column("key", String(128), primary_key=True),
+        Column("value", value_type, nullable=False),
+    )
+
+
+metrics = _version_pairs("version_metrics", Float)
+tags = _version_pairs("version_tags", Text)
 
 aliases = Table(
     "aliases",
@@ -125,7 +124,9 @@ aliases = Table(
     Column("version_id", Integer, nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utc_now),
     ForeignKeyConstraint(
-        ["adapter_id", "version_id"], ["adapter_versions.adapter_id", "adapter_versions.id"], ondelete="CASCADE"
+        ["adapter_id", "version_id"],
+        ["adapter_versions.adapter_id", "adapter_versions.id"],
+        ondelete="CASCADE",
     ),
 )
 
