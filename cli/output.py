@@ -28,6 +28,8 @@ def jsonable(value: Any) -> Any:
 
 
 def _record(value: Any) -> Any:
+    """json's ``default`` hook: records become their ``to_dict()`` as the encoder meets them, so
+    ``--json`` needs no ``jsonable`` walk over the whole result first."""
     if hasattr(value, "to_dict"):
         return value.to_dict()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

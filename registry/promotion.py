@@ -11,13 +11,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, update
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
 from adapterlab.registry import settings
 from adapterlab.registry.database import open_registry
 from adapterlab.registry.mlflow_mirror import mirror_alias
-from adapterlab.registry.names import parse_ref, validate_alias, validate_name
+from adapterlab.registry.names import Ref, parse_ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
 from adapterlab.registry.tables import aliases, metrics, promotions, utc_now, versions
@@ -68,19 +68,22 @@ def promote(
     return promotion
 
 
+def _alias_target(
+    connection: Connection, adapter: Row, alias: str, lock: bool = False
+) -> tuple[ColumnElement[bool], int | None]:
+    """The condition selecting ``alias``'s row of ``adapter``, and the version it points at (None: unset)."""
+    this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+    query = select(versions.c.version).join(aliases, aliases.c.version_id == versions.c.id).where(this_alias)
+    return this_alias, connection.scalar(query.with_for_update(of=aliases) if lock else query)
+
+
 def _move_alias(
-    connection: Connection, ref, alias: str, reason: str | None, requirements: list[Requirement]
+    connection: Connection, ref: Ref, alias: str, reason: str | None, requirements: list[Requirement]
 ) -> tuple[Promotion, int | None]:
     adapter, version = resolve_ref(connection, ref)
     found = connection.execute(select(metrics.c.key, metrics.c.value).where(metrics.c.version_id == version.id))
     _check_requirements(f"{adapter.name}:{version.version}", dict(found.all()), requirements)
-    this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
-    previous = connection.scalar(
-        select(versions.c.version)
-        .join(aliases, aliases.c.version_id == versions.c.id)
-        .where(this_alias)
-        .with_for_update(of=aliases)
-    )
+    this_alias, previous = _alias_target(connection, adapter, alias, lock=True)
     if previous is None:
         connection.execute(insert(aliases).values(adapter_id=adapter.id, alias=alias, version_id=version.id, updated_at=utc_now()))
     else:
@@ -95,10 +98,7 @@ def demote(name: str, *, alias: str, reason: str | None = None, registry_url: st
     alias = validate_alias(alias)
     with open_registry(registry_url).writing() as connection:
         adapter = find_adapter(connection, name)
-        this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
-        previous = connection.scalar(
-            select(versions.c.version).join(aliases, aliases.c.version_id == versions.c.id).where(this_alias)
-        )
+        this_alias, previous = _alias_target(connection, adapter, alias)
         if previous is None:
             raise AdapterNotFound(f"{name} has no alias @{alias}; see `adapters show {name}`")
         connection.execute(delete(aliases).where(this_alias))
@@ -117,7 +117,7 @@ def _check_requirements(label: str, metrics: dict[str, float], requirements: lis
             raise PromotionRefused(f"{label} fails {requirement}: {requirement.metric} is {value:g}; nothing changed")
 
 
-def _record(connection: Connection, adapter, alias: str, previous: int | None, target: int | None, reason: str | None) -> Promotion:
+def _record(connection: Connection, adapter: Row, alias: str, previous: int | None, target: int | None, reason: str | None) -> Promotion:
     """Append the move to the promotion history, in the transaction that makes it."""
     event = dict(alias=alias, from_version=previous, to_version=target, actor=settings.current_user(), reason=reason)
     created_at = utc_now()

@@ -17,11 +17,11 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
-from adapterlab.registry import tables
 from adapterlab.registry.adapter_folder import AdapterFolder
 from adapterlab.registry.base_models import BaseSpec
 from adapterlab.registry.database import Registry
 from adapterlab.registry.schema import AdapterRow, BaseModelRow, MetricRow, TagRow, VersionRow
+from adapterlab.registry.tables import adapters, versions
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,6 @@ def add_version(registry: Registry, new: NewVersion) -> tuple[int, bool]:
 
 def existing_version(registry: Registry, name: str, sha256: str) -> int | None:
     """The version of ``name`` with exactly this content, if any (a cheap read before uploading)."""
-    versions, adapters = tables.versions, tables.adapters
     with registry.reading() as connection:
         return connection.scalar(
             select(versions.c.version)
@@ -126,7 +125,6 @@ def check_compatible(session: Session, adapter: AdapterRow, base: BaseModelRow, 
 
 
 def record_mlflow_version(registry: Registry, name: str, version: int, mlflow_version: int) -> None:
-    versions, adapters = tables.versions, tables.adapters
     with registry.writing() as connection:
         adapter_id = select(adapters.c.id).where(adapters.c.name == name).scalar_subquery()
         connection.execute(
