@@ -19,7 +19,7 @@ from torch import nn
 from adapterlab.config import PeftType, TaskType
 from adapterlab.errors import CheckpointError, InvalidConfig, ShapeMismatch
 from adapterlab.methods import PeftMethod
-from adapterlab.tuners.prompt import generation, injection
+from adapterlab.tuners.prompt import generation, injection, live_rows
 from adapterlab.tuners.prompt.config import (
     PrefixTuningConfig,
     PromptEncoderConfig,
@@ -80,6 +80,7 @@ class PromptLearningMethod(PeftMethod):
         encoder.requires_grad_(not config.inference_mode)
         if "prompt_encoder" not in peft_model._modules:
             model.requires_grad_(False)  # once: later adapters must not refreeze trained task heads
+            live_rows.wrap_output_layers(model)  # the frozen output layers skip zero gradient rows
             peft_model.prompt_encoder = nn.ModuleDict()
         peft_model.prompt_encoder[adapter_name] = encoder
 

@@ -39,6 +39,13 @@ def _required_size(model_config: Any, names: tuple[str, ...], field_name: str) -
     return value
 
 
+def layer_counts(model_config: Any) -> set[int]:
+    """Every stack depth the config names: its layers, and its decoder's for encoder-decoders."""
+    model_config = text_config(model_config)
+    names = _LAYER_NAMES + _DECODER_LAYER_NAMES
+    return {size for name in names if (size := _first_size(model_config, (name,))) is not None}
+
+
 def text_config(model_config: Any) -> Any:
     """The language part of a (possibly multimodal) transformers config."""
     get_text_config = getattr(model_config, "get_text_config", None)

@@ -1,0 +1,108 @@
+"""Input gradients of the frozen base's last block, computed only for the rows that carry gradient.
+
+Under a prompt method every weight of the base model is frozen, so its backward computes input
+gradients only, ``grad_x = grad_y @ W`` for each linear layer. Near the output most rows of
+``grad_y`` are exactly zero:
+
+- a sequence-classification head reads one position per sequence (BERT's pooler the first, the
+  ``score`` heads of GPT-2 and Llama the last real token), so 1 row of every ``N + L`` is live;
+- a language-model loss skips the virtual tokens and padding (label -100).
+
+A zero row of ``grad_y`` gives a zero row of ``grad_x``, yet the dense GEMM computes it all the
+same. In the last transformer block that is nearly all of the block's backward: its feed-forward,
+output and query projections see only the live rows. Its key and value projections spread the
+gradient to every row (each live query attends to all keys), so the blocks below see dense
+gradients and gain nothing; that is why only the last block and the output head are wrapped.
+
+The wrapped layers compute the same forward (the module's own), and a backward that multiplies
+only the live rows, ``(k, out) @ (out, in)``, scattering them into zeros. The result equals the
+dense product row for row: a row of zeros times ``W`` is zero, and a row holding NaN or inf is
+live and is multiplied as before. It applies only when the layer's weight and bias are frozen
+(otherwise the layer runs its own forward, weight gradients and all) and only on CPU, where
+training is compute-bound; on an accelerator, finding the live rows would make the host wait for
+the device in the middle of backward.
+
+Which block is last is a heuristic over the module tree, and it decides speed only: wrapping any
+frozen linear layer, or none, leaves every output and gradient unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from adapterlab.tuners.prompt.model_sizes import layer_counts
+
+# exactly these classes: subclasses (quantized linears, LoRA layers) compute something else
+_WRAPPED_TYPES = (nn.Linear, Conv1D)
+
+
+class _LiveRowsInputGrad(torch.autograd.Function):
+    """``module(x)`` for a frozen linear ``module``; backward multiplies only the nonzero rows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        # (out, in) for nn.Linear; transformers' Conv1D stores (in, out), hence the transpose
+        ctx.weight = module.weight if type(module) is nn.Linear else module.weight.t()
+        return type(module).forward(module, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return live_rows_matmul(grad_output, ctx.weight), None
+
+
+def live_rows_matmul(grad_output: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``grad_output @ weight`` for ``grad_output`` (..., out) and ``weight`` (out, in), computing
+    only the rows of ``grad_output`` that hold a nonzero value; the other rows are zero."""
+    rows = grad_output.reshape(-1, grad_output.shape[-1])  # (M, out)
+    live = rows.any(dim=1).nonzero().squeeze(1)  # (k,)
+    if live.numel() == rows.shape[0]:
+        return grad_output @ weight
+    result = rows.new_zeros(rows.shape[0], weight.shape[1])  # (M, in)
+    if live.numel():
+        result.index_copy_(0, live, rows.index_select(0, live) @ weight)
+    return result.view(*grad_output.shape[:-1], weight.shape[1])
+
+
+def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    frozen = not module.weight.requires_grad and (module.bias is None or not module.bias.requires_grad)
+    if frozen and x.requires_grad and x.device.type == "cpu" and torch.is_grad_enabled():
+        return _LiveRowsInputGrad.apply(x, module)
+    return type(module).forward(module, x)
+
+
+def last_block(model: nn.Module) -> nn.Module | None:
+    """The model's last transformer block: the last member of the last outermost ``ModuleList``
+    whose length is a layer count of the model's config (the decoder's, for encoder-decoders)."""
+    counts = layer_counts(model.config)
+    stacks: list[tuple[str, nn.ModuleList]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) in counts:
+            # lists inside a block (T5 keeps its sublayers in one) are not the stack of blocks
+            if not any(name.startswith(f"{outer}.") for outer, _ in stacks):
+                stacks.append((name, module))
+    return stacks[-1][1][-1] if stacks else None
+
+
+def wrap_output_layers(model: nn.Module) -> list[nn.Module]:
+    """Give the linear layers of ``model``'s last block and its output head the live-row
+    backward; returns the layers wrapped. Layers that already carry an instance ``forward``
+    (accelerate's device hooks, an earlier call) are left as they are."""
+    candidates: list[nn.Module] = []
+    block = last_block(model)
+    if block is not None:
+        candidates.extend(block.modules())
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        candidates.append(head)
+    wrapped = []
+    for module in candidates:
+        if type(module) in _WRAPPED_TYPES and "forward" not in vars(module):
+            # a partial of a module-level function, so the model still deep-copies and pickles
+            module.forward = functools.partial(_forward, module)
+            wrapped.append(module)
+    return wrapped
