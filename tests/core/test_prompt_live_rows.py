@@ -252,3 +252,21 @@ def test_outputs_deep_copies_and_pickles_are_unchanged() -> None:
     with torch.no_grad():
         assert torch.equal(twin(**batch).logits, expected)
         assert torch.equal(loaded(**batch).logits, expected)
+
+
+def test_gradients_under_bfloat16_autocast_equal_the_plain_layers() -> None:
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(bert_config(num_labels=2, positions=48))
+    config = adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
+    torch.manual_seed(1)
+    fast = adapterlab.get_peft_model(copy.deepcopy(base), config).train()
+    torch.manual_seed(1)
+    plain = adapterlab.get_peft_model(base, copy.deepcopy(config)).train()
+    unwrap(plain)
+    batch = _batch("cls")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, fast_grads = _gradients(fast, batch)
+        _, plain_grads = _gradients(plain, batch)
+    for name, grad in fast_grads.items():
+        assert grad.dtype == torch.float32
+        torch.testing.assert_close(grad, plain_grads[name], msg=name)

@@ -52,7 +52,8 @@ class _LiveRowsInputGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return live_rows_matmul(grad_output, ctx.weight), None
+        # under autocast the forward multiplied a lower-precision copy of the weight
+        return live_rows_matmul(grad_output, ctx.weight.to(grad_output.dtype)), None
 
 
 def live_rows_matmul(grad_output: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
