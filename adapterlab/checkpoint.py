@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,8 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from adapterlab.config import CONFIG_NAME
-from adapterlab.errors import AdapterNotFound, CheckpointError, ShapeMismatch
+from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
 if TYPE_CHECKING:
@@ -56,24 +56,70 @@ def _modules_to_save(peft_model: PeftModel, adapter_name: str) -> Iterable[tuple
             yield path, module.modules_to_save[adapter_name].state_dict(keep_vars=True)
 
 
-def get_peft_model_state_dict(model: PeftModel, adapter_name: str = "default") -> dict[str, torch.Tensor]:
-    """The adapter's tensors under HF PEFT's checkpoint keys (no adapter name), detached."""
+def get_peft_model_state_dict(
+    model: PeftModel,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    adapter_name: str = "default",
+    unwrap_compiled: bool = False,
+    save_embedding_layers: str | bool = "auto",
+) -> dict[str, torch.Tensor]:
+    """The adapter's tensors under HF PEFT's checkpoint keys (no adapter name), detached.
+
+    HF PEFT's signature: ``state_dict`` (``model.state_dict()``-style, e.g. gathered from shards)
+    supplies the values instead of the live parameters; ``unwrap_compiled`` looks through
+    ``torch.compile``; ``save_embedding_layers=False`` leaves out the full embedding tables that
+    LoRA saves when it targets ``embed_tokens`` / ``lm_head`` ("auto" and True keep them).
+    """
+    if unwrap_compiled:
+        model = getattr(model, "_orig_mod", model)
     if adapter_name not in model.peft_config:
         raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(model.peft_config)}")
     state = dict(model.method_for(adapter_name).adapter_state_dict(model, adapter_name))
     for path, tensors in _modules_to_save(model, adapter_name):
         state.update({f"{path}.{key}": value for key, value in tensors.items()})
+    if save_embedding_layers is False:
+        # the only full base weights a LoRA file holds are those tables (a lora_only bias is a .bias)
+        state = {key: value for key, value in state.items() if not key.endswith(".base_layer.weight")}
+    if state_dict is not None:
+        state = _values_from(model, state, state_dict)
     return {key: value.detach() for key, value in state.items()}
 
 
+def _values_from(
+    model: PeftModel, state: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state``'s keys with the values ``state_dict`` holds for the same parameters."""
+    full_names = {id(tensor): name for name, tensor in model.state_dict(keep_vars=True).items()}
+    result = {}
+    for key, tensor in state.items():
+        name = full_names.get(id(tensor))
+        if name is None or name not in state_dict:
+            raise CheckpointError(
+                f"the state_dict passed lacks {name or key!r}; pass the whole model.state_dict() of this model"
+            )
+        result[key] = state_dict[name]
+    return result
+
+
 def set_peft_model_state_dict(
-    model: PeftModel, peft_model_state_dict: dict[str, torch.Tensor], adapter_name: str = "default"
+    model: PeftModel,
+    peft_model_state_dict: dict[str, torch.Tensor],
+    adapter_name: str = "default",
+    ignore_mismatched_sizes: bool = False,
+    low_cpu_mem_usage: bool = False,
 ) -> LoadResult:
     """Load a checkpoint state dict (HF keys) into adapter ``adapter_name`` of ``model``.
 
     Raises ShapeMismatch on the first tensor whose shape differs and CheckpointError when the file
-    lacks a tensor the adapter has or holds one it cannot place.
+    lacks a tensor the adapter has or holds one it cannot place. ``low_cpu_mem_usage`` (HF PEFT's
+    hint to skip initializing weights that are about to be overwritten) changes nothing here: the
+    adapter's tensors already exist at their final size and are filled in place.
     """
+    if ignore_mismatched_sizes:
+        raise InvalidConfig(
+            "adapterlab does not load adapters with mismatched tensor shapes; load the adapter on the base "
+            "model it was trained for, or drop ignore_mismatched_sizes"
+        )
     if adapter_name not in model.peft_config:
         raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(model.peft_config)}")
     remaining = dict(peft_model_state_dict)
@@ -119,7 +165,7 @@ def load_into_model(
 
 
 def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
-                  selected_adapters: list[str] | None = None) -> None:
+                  selected_adapters: list[str] | None = None, save_embedding_layers: str | bool = "auto") -> None:
     """Write each selected adapter (default: all) in HF PEFT's folder layout."""
     from safetensors.torch import save as safetensors_bytes
 
@@ -133,7 +179,8 @@ def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
     for name in names:
         target = folder if name == "default" else folder / name
         target.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous().clone().cpu() for k, v in get_peft_model_state_dict(peft_model, name).items()}
+        tensors = {k: v.contiguous().clone().cpu() for k, v in get_peft_model_state_dict(
+            peft_model, adapter_name=name, save_embedding_layers=save_embedding_layers).items()}
         write_atomically(target / SAFETENSORS_WEIGHTS_NAME, safetensors_bytes(tensors, metadata={"format": "pt"}))
         config = peft_model.peft_config[name]
         saved_mode = config.inference_mode
@@ -144,29 +191,47 @@ def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
             config.inference_mode = saved_mode
 
 
-def read_adapter_weights(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of ``adapter_model.safetensors`` (or a legacy ``adapter_model.bin``) in ``folder``."""
+def remap_keys(weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | None) -> dict[str, torch.Tensor]:
+    """HF PEFT's ``key_mapping``: regex -> replacement, applied to each key without its
+    ``base_model.model.`` prefix; the first pattern that matches a key renames it."""
+    if not key_mapping:
+        return weights
+    prefix = "base_model.model."
+    result = {}
+    for key, tensor in weights.items():
+        bare = key.removeprefix(prefix)
+        for pattern, replacement in key_mapping.items():
+            bare, count = re.subn(pattern, replacement, bare)
+            if count:
+                break
+        result[prefix + bare if key.startswith(prefix) else bare] = tensor
+    return result
+
+
+def read_adapter_weights(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of ``adapter_model.safetensors`` (or a legacy ``adapter_model.bin``) in ``folder``,
+    read onto ``device``."""
     folder = Path(folder)
     path = folder / SAFETENSORS_WEIGHTS_NAME
     if path.is_file():
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return load_file(str(path), device=str(device))
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise CheckpointError(f"{path} is corrupt or not a safetensors file ({exc}); re-save the adapter") from None
     legacy = folder / WEIGHTS_NAME
     if legacy.is_file():
-        return _read_legacy_pickle(legacy)
+        return _read_legacy_pickle(legacy, device)
     raise CheckpointError(
         f"no {SAFETENSORS_WEIGHTS_NAME} (or {WEIGHTS_NAME}) in {folder}; point at a folder written by save_pretrained"
     )
 
 
-def _read_legacy_pickle(path: Path) -> dict[str, torch.Tensor]:
+def _read_legacy_pickle(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
     # A .bin is a pickle, and unpickling can run arbitrary code: only torch's tensor-only loader may read it.
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({str(exc).splitlines()[0]}); "
@@ -177,12 +242,3 @@ def _read_legacy_pickle(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a dict of tensors; re-save the adapter")
     return state
-
-
-def adapter_folder(model_id: str | os.PathLike[str], subfolder: str | None = None) -> Path:
-    folder = Path(model_id) / subfolder if subfolder else Path(model_id)
-    if not folder.is_dir():
-        raise CheckpointError(f"adapter folder {folder} does not exist; give the folder save_pretrained wrote")
-    if not (folder / CONFIG_NAME).is_file():
-        raise CheckpointError(f"{folder / CONFIG_NAME} not found; give the folder save_pretrained wrote")
-    return folder

@@ -157,22 +157,22 @@ class PeftConfig:
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike[str], subfolder: str | None = None, **kwargs: Any
     ) -> PeftConfig:
-        """Read ``adapter_config.json`` from a folder; ``kwargs`` override fields of the file."""
-        folder = Path(pretrained_model_name_or_path)
-        if subfolder:
-            folder = folder / subfolder
-        path = folder / CONFIG_NAME
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path} not found; point at a folder written by save_pretrained (it holds {CONFIG_NAME})"
-            )
+        """Read ``adapter_config.json`` from a folder or a Hub repo id. As in HF PEFT, ``kwargs``
+        are Hub options (``revision``, ``token``, ``cache_dir``, ``local_files_only``,
+        ``force_download``) or fields that override the file's."""
+        from adapterlab import hub
+
+        hub_names = {f.name for f in dataclasses.fields(hub.HubOptions)}
+        options = hub.HubOptions(**{k: v for k, v in kwargs.items() if k in hub_names})
+        overrides = {k: v for k, v in kwargs.items() if k not in hub_names}
+        path = hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
-        data.update(kwargs)
+        data.update(overrides)
         return cls.from_dict(data)
 
 

@@ -61,6 +61,10 @@ class PeftMethod:
     def add_adapter(self, peft_model: PeftModel, config: PeftConfig, adapter_name: str) -> None:
         raise NotImplementedError
 
+    def keep_base_dtype(self, peft_model: PeftModel, adapter_name: str) -> None:
+        """Store the adapter in the base layers' dtype (``autocast_adapter_dtype=False``). Prompt
+        encoders stay float32 whatever the base, as in HF PEFT, so the default does nothing."""
+
     def set_adapter(self, peft_model: PeftModel, adapter_name: str) -> None:
         """Make ``adapter_name`` the one used by forward; the default has nothing to switch."""
 

@@ -9,6 +9,7 @@ the calls it names -- there is no catch-all ``__getattr__`` to the base model.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adapterlab import checkpoint
+from adapterlab import checkpoint, hub
 from adapterlab.config import PeftConfig, TaskType
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
 from adapterlab.methods import PeftMethod, get_method
@@ -33,13 +34,14 @@ class PeftModel(nn.Module):
     # True inside ``with model.disable_adapter():``
     adapters_disabled: bool = False
 
-    def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default") -> None:
+    def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default",
+                 autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False) -> None:
         super().__init__()
         self.peft_type = peft_config.peft_type
         self.peft_config: dict[str, PeftConfig] = {}
         self.active_adapter: str = adapter_name
         self.base_model = get_method(peft_config.peft_type).wrap_base_model(model, self.peft_config)
-        self.add_adapter(adapter_name, peft_config)
+        self.add_adapter(adapter_name, peft_config, autocast_adapter_dtype=autocast_adapter_dtype)
         self.set_adapter(adapter_name)
 
     # -- adapters -------------------------------------------------------------------------
@@ -55,8 +57,15 @@ class PeftModel(nn.Module):
     def active_adapters(self) -> list[str]:
         return [self.active_adapter]
 
-    def add_adapter(self, adapter_name: str, peft_config: PeftConfig) -> None:
-        """Add a new (inactive, unless it is the first) adapter; ``set_adapter`` switches to it."""
+    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
+                    autocast_adapter_dtype: bool = True) -> None:
+        """Add a new (inactive, unless it is the first) adapter; ``set_adapter`` switches to it.
+
+        HF PEFT's parameters: with ``autocast_adapter_dtype`` (the default) LoRA weights on a float16
+        or bfloat16 base are kept in float32 for stable training; False keeps the base's dtype.
+        ``low_cpu_mem_usage`` is a hint HF PEFT uses to skip initializing weights that a load will
+        overwrite; adapter weights here are small and always initialized, so it changes nothing.
+        """
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
         if get_method(peft_config.peft_type).is_prompt_learning != get_method(self.peft_type).is_prompt_learning:
@@ -70,6 +79,8 @@ class PeftModel(nn.Module):
         self.peft_config[adapter_name] = config
         try:
             self.method_for(adapter_name).add_adapter(self, config, adapter_name)
+            if not autocast_adapter_dtype:
+                self.method_for(adapter_name).keep_base_dtype(self, adapter_name)
             attach_modules_to_save(self.get_base_model(), getattr(config, "modules_to_save", None), adapter_name)
         except Exception:
             del self.peft_config[adapter_name]
@@ -238,20 +249,41 @@ class PeftModel(nn.Module):
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str], selected_adapters: list[str] | None = None,
-                        safe_serialization: bool = True, is_main_process: bool = True) -> None:
-        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders)."""
+    def save_pretrained(self, save_directory: str | os.PathLike[str], safe_serialization: bool = True,
+                        selected_adapters: list[str] | None = None, save_embedding_layers: str | bool = "auto",
+                        is_main_process: bool = True,
+                        path_initial_model_for_weight_conversion: str | None = None) -> None:
+        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders).
+
+        HF PEFT's parameters, in its order. ``save_embedding_layers``: "auto" and True save the full
+        embedding tables LoRA targets (``embed_tokens`` / ``lm_head``), False leaves them out.
+        """
         if not safe_serialization:
             raise InvalidConfig("adapterlab writes safetensors only; drop safe_serialization=False")
+        if save_embedding_layers not in ("auto", True, False):
+            raise InvalidConfig(f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}")
+        if path_initial_model_for_weight_conversion is not None:
+            raise InvalidConfig(
+                "path_initial_model_for_weight_conversion converts PiSSA/OLoRA adapters, whose initializations "
+                "adapterlab does not implement; drop the argument"
+            )
         if is_main_process:
-            checkpoint.save_adapters(self, save_directory, selected_adapters)
+            checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | os.PathLike[str], adapter_name: str = "default",
                         is_trainable: bool = False, config: PeftConfig | None = None,
-                        subfolder: str | None = None) -> PeftModel:
-        """Load a saved adapter onto ``model``; frozen unless ``is_trainable``."""
-        folder = checkpoint.adapter_folder(model_id, subfolder)
+                        autocast_adapter_dtype: bool = True, ephemeral_gpu_offload: bool = False,
+                        low_cpu_mem_usage: bool = False, key_mapping: dict[str, str] | None = None,
+                        *, subfolder: str | None = None, torch_device: str | None = None,
+                        **hub_options: Any) -> PeftModel:
+        """Load a saved adapter (a folder, or a Hub repo id) onto ``model``; frozen unless ``is_trainable``.
+
+        HF PEFT's parameters; ``hub_options`` are ``revision``, ``token``, ``cache_dir``,
+        ``local_files_only`` and ``force_download``, for adapters fetched from the Hub.
+        """
+        _refuse_gpu_offload(ephemeral_gpu_offload)
+        folder = hub.adapter_folder(model_id, subfolder, _hub_options(hub_options))
         config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
         target_cls = cls
@@ -259,26 +291,47 @@ class PeftModel(nn.Module):
             from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
             target_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING[TaskType(config.task_type)]
-        weights = checkpoint.read_adapter_weights(folder)
-        peft_model = target_cls(model, config, adapter_name)
+        weights = checkpoint.remap_keys(checkpoint.read_adapter_weights(folder, torch_device or "cpu"), key_mapping)
+        peft_model = target_cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         checkpoint.set_peft_model_state_dict(peft_model, weights, adapter_name)
         return peft_model
 
     def load_adapter(self, model_id: str | os.PathLike[str], adapter_name: str, is_trainable: bool = False,
-                     subfolder: str | None = None) -> checkpoint.LoadResult:
-        """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active)."""
+                     torch_device: str | None = None, autocast_adapter_dtype: bool = True,
+                     ephemeral_gpu_offload: bool = False, low_cpu_mem_usage: bool = False,
+                     key_mapping: dict[str, str] | None = None, *, subfolder: str | None = None,
+                     **hub_options: Any) -> checkpoint.LoadResult:
+        """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active).
+        Parameters as in :meth:`from_pretrained`; ``torch_device`` is where the file is read to."""
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
-        folder = checkpoint.adapter_folder(model_id, subfolder)
+        _refuse_gpu_offload(ephemeral_gpu_offload)
+        folder = hub.adapter_folder(model_id, subfolder, _hub_options(hub_options))
         config = PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
-        weights = checkpoint.read_adapter_weights(folder)
-        self.add_adapter(adapter_name, config)
+        weights = checkpoint.remap_keys(checkpoint.read_adapter_weights(folder, torch_device or "cpu"), key_mapping)
+        self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
         try:
             return checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
         except Exception:
             self.delete_adapter(adapter_name)
             raise
+
+
+def _refuse_gpu_offload(ephemeral_gpu_offload: bool) -> None:
+    if ephemeral_gpu_offload:
+        raise InvalidConfig(
+            "ephemeral_gpu_offload (HF PEFT's CUDA staging of offloaded adapter weights) is not implemented; "
+            "adapterlab loads adapters onto the base layers' devices, drop the argument"
+        )
+
+
+def _hub_options(options: dict[str, Any]) -> hub.HubOptions:
+    known = {f.name for f in dataclasses.fields(hub.HubOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (Hub options: {', '.join(sorted(known))})")
+    return hub.HubOptions(**options)
 
 
 _BASE_ONLY = PeftMethod()

@@ -128,6 +128,16 @@ class LoraLayer(nn.Module):
         """Multiply an adapter's alpha / r scaling by ``scale`` (e.g. 0.5 for half strength)."""
         self.scaling[name] = scale * self.lora_alpha[name] / self.r[name]
 
+    def cast_adapter(self, name: str, dtype: torch.dtype) -> None:
+        """Store adapter ``name``'s tensors in ``dtype``."""
+        for modules in (self.lora_A, self.lora_B):
+            if name in modules:
+                modules[name].to(dtype)
+        for params in (self.lora_embedding_A, self.lora_embedding_B, self.lora_magnitude_vector):
+            if name in params:
+                old = params[name]
+                params[name] = nn.Parameter(old.detach().to(dtype), requires_grad=old.requires_grad)
+
     def delete_adapter(self, name: str) -> None:
         for container in (self.lora_A, self.lora_B, self.lora_dropout, self.lora_embedding_A,
                           self.lora_embedding_B, self.lora_magnitude_vector):

@@ -74,6 +74,11 @@ class LoraMethod(PeftMethod):
             peft_model.base_model.delete_adapter(adapter_name)  # leave no half-built adapter behind
             raise
 
+    def keep_base_dtype(self, peft_model: PeftModel, adapter_name: str) -> None:
+        for layer in peft_model.modules():
+            if isinstance(layer, LoraLayer) and adapter_name in layer.r:
+                layer.cast_adapter(adapter_name, layer.base_layer.weight.dtype)
+
     def set_adapter(self, peft_model: PeftModel, adapter_name: str | list[str]) -> None:
         peft_model.base_model.set_adapter(adapter_name)
 

@@ -1,0 +1,102 @@
+"""Where an adapter's files are: a local folder, or a Hugging Face Hub repo fetched into the cache.
+
+``PeftModel.from_pretrained(model, "org/adapter")`` takes either, as HF PEFT does. A path that is
+a folder on disk always wins; anything else that is a valid repo id is fetched with
+``huggingface_hub`` (a dependency of transformers), which keeps the files in its usual cache, so
+``HF_HUB_OFFLINE=1``, ``HF_HUB_CACHE`` and ``HF_TOKEN`` work as for transformers models. Only the
+adapter's own files are fetched: its config and its weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapterlab.config import CONFIG_NAME
+from adapterlab.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    """What HF PEFT passes on to ``huggingface_hub`` when an adapter comes from the Hub."""
+
+    revision: str | None = None
+    token: str | bool | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    local_files_only: bool = False
+    force_download: bool = False
+
+
+def adapter_folder(
+    model_id: str | os.PathLike[str], subfolder: str | None = None, hub: HubOptions | None = None
+) -> Path:
+    """The local folder holding the adapter ``model_id`` (a folder, or a Hub repo id)."""
+    folder = Path(model_id) / subfolder if subfolder else Path(model_id)
+    if folder.is_dir() or Path(model_id).exists() or not _is_repo_id(str(model_id)):
+        return _checked(folder)
+    return _checked(_fetch(str(model_id), subfolder, hub or HubOptions()))
+
+
+def _checked(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"adapter folder {folder} does not exist; give the folder save_pretrained wrote or a Hub repo id"
+        )
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{folder / CONFIG_NAME} not found; give the folder save_pretrained wrote")
+    return folder
+
+
+def _is_repo_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _fetch(repo_id: str, subfolder: str | None, hub: HubOptions) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from adapterlab.checkpoint import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    where = f"{repo_id}" + (f" (revision {hub.revision})" if hub.revision else "")
+    try:
+        root = snapshot_download(
+            repo_id,
+            revision=hub.revision,
+            token=hub.token,
+            cache_dir=hub.cache_dir,
+            local_files_only=hub.local_files_only,
+            force_download=hub.force_download,
+            allow_patterns=[prefix + name for name in (CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)],
+        )
+    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        raise CheckpointError(
+            f"the Hub has no adapter repo {repo_id} you can read ({type(exc).__name__}); check the name, "
+            f"or log in (HF_TOKEN) for a private or gated repo"
+        ) from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{repo_id} has no revision {hub.revision!r}; give a branch, tag or commit") from None
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"adapter {where} is not in the local Hugging Face cache and the Hub cannot be reached "
+            f"(offline or no network); download it where there is a network, or give a local folder"
+        ) from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise CheckpointError(
+            f"could not fetch adapter {where} from the Hub ({type(exc).__name__}); check the network, "
+            f"or give a local folder written by save_pretrained"
+        ) from None
+    return Path(root) / prefix if prefix else Path(root)
