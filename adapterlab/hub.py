@@ -84,19 +84,19 @@ def _fetch(repo_id: str, subfolder: str | None, hub: HubOptions) -> Path:
         )
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         raise CheckpointError(
-            f"the Hub has no adapter repo {repo_id} you can read ({type(exc).__name__}); check the name, "
-            f"or log in (HF_TOKEN) for a private or gated repo"
+            f"{repo_id} is neither a local folder nor a Hub repo you can read ({type(exc).__name__}); check "
+            f"the path or name, or log in (HF_TOKEN) for a private or gated repo"
         ) from None
     except RevisionNotFoundError:
         raise CheckpointError(f"{repo_id} has no revision {hub.revision!r}; give a branch, tag or commit") from None
     except LocalEntryNotFoundError:
         raise CheckpointError(
-            f"adapter {where} is not in the local Hugging Face cache and the Hub cannot be reached "
-            f"(offline or no network); download it where there is a network, or give a local folder"
+            f"{where} is not a local folder, and not in the local Hugging Face cache while the Hub cannot "
+            f"be reached (offline or no network); check the path, or download the adapter where there is a network"
         ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise CheckpointError(
-            f"could not fetch adapter {where} from the Hub ({type(exc).__name__}); check the network, "
-            f"or give a local folder written by save_pretrained"
+            f"{where} is not a local folder, and fetching it from the Hub failed ({type(exc).__name__}); "
+            f"check the path, or the network for a Hub repo"
         ) from None
     return Path(root) / prefix if prefix else Path(root)

@@ -115,3 +115,12 @@ def test_a_script_run_with_hf_hub_offline_loads_from_the_cache(hub_cache, tmp_pa
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loaded from the cache" in result.stdout
+
+
+def test_a_dead_hub_endpoint_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(CheckpointError, match="is not a local folder") as error:
+        adapterlab.PeftModel.from_pretrained(base(), REPO)
+    assert "\n" not in str(error.value)
