@@ -4,7 +4,6 @@ the plain layers, with only the rows that carry gradient multiplied."""
 from __future__ import annotations
 
 import copy
-import functools
 import io
 from collections.abc import Callable
 
@@ -28,13 +27,17 @@ from adapterlab.tuners.prompt import live_rows
 VOCAB = 64
 
 
+LIVE_CLASSES = {live: dense for dense, live in live_rows.LIVE_ROWS_CLASSES.items()}
+
+
 def wrapped_names(model: torch.nn.Module) -> set[str]:
-    return {name for name, module in model.named_modules() if isinstance(vars(module).get("forward"), functools.partial)}
+    return {name for name, module in model.named_modules() if type(module) in LIVE_CLASSES}
 
 
 def unwrap(model: torch.nn.Module) -> None:
     for module in model.modules():
-        vars(module).pop("forward", None)
+        if type(module) in LIVE_CLASSES:
+            module.__class__ = LIVE_CLASSES[type(module)]
 
 
 # -- the product itself ----------------------------------------------------------------------------
@@ -120,14 +123,37 @@ def test_the_last_block_and_the_output_head_are_wrapped(arch: str) -> None:
     assert wrapped_names(model.get_base_model()) == expected
 
 
-def test_a_layer_with_its_own_forward_hook_is_left_alone() -> None:
+def test_an_accelerate_hook_still_runs_and_print_shows_the_model_as_before() -> None:
+    torch.manual_seed(0)
     base = BertForSequenceClassification(bert_config(num_labels=2, positions=48))
-    hooked = base.bert.encoder.layer[1].output.dense
-    add_hook_to_module(hooked, ModelHook())  # what accelerate's device_map dispatch installs
-    accelerate_forward = hooked.forward
-    adapterlab.get_peft_model(base, adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3))
-    assert hooked.forward is accelerate_forward
-    assert "bert.encoder.layer.1.intermediate.dense" in wrapped_names(base)
+    before = repr(base.bert)
+    calls = []
+
+    class Counting(ModelHook):
+        def pre_forward(self, module, *args, **kwargs):
+            calls.append(type(module).__name__)
+            return args, kwargs
+
+    add_hook_to_module(base.bert.encoder.layer[1].output.dense, Counting())  # as accelerate's dispatch does
+    model = adapterlab.get_peft_model(base, adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3))
+    assert "bert.encoder.layer.1.output.dense" in wrapped_names(base)
+    assert repr(base.bert) == before
+    model(input_ids=torch.arange(2, 8).unsqueeze(0))
+    assert calls == ["LiveRowsLinear"]
+
+
+def test_a_data_parallel_replica_computes_with_its_own_weights() -> None:
+    torch.manual_seed(0)
+    model = adapterlab.get_peft_model(
+        LlamaForCausalLM(llama_config(positions=48)), adapterlab.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3)
+    )
+    head = model.get_base_model().lm_head
+    replica = head._replicate_for_data_parallel()  # what DataParallel does for each device
+    # replicate() then gives the replica its device's copies of the parameters
+    replica._parameters = {"weight": torch.nn.Parameter(torch.zeros_like(head.weight), requires_grad=False), "bias": None}
+    x = torch.randn(2, 32, requires_grad=True)
+    assert (replica(x) == 0).all()
+    assert not (head(x) == 0).all()
 
 
 # -- same numbers, fewer rows ----------------------------------------------------------------------
@@ -243,8 +269,7 @@ def test_outputs_deep_copies_and_pickles_are_unchanged() -> None:
         expected = plain(**batch).logits
         assert torch.equal(fast(**batch).logits, expected)
     twin = copy.deepcopy(fast)
-    head = twin.get_base_model().lm_head
-    assert head.forward.args[0] is head  # the copy's wrapper calls the copy, not the original
+    assert wrapped_names(twin) == wrapped_names(fast) != set()
     buffer = io.BytesIO()
     torch.save(fast, buffer)
     buffer.seek(0)

@@ -28,7 +28,6 @@ frozen linear layer, or none, leaves every output and gradient unchanged.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -37,23 +36,20 @@ from transformers.pytorch_utils import Conv1D
 
 from adapterlab.tuners.prompt.model_sizes import layer_counts
 
-# exactly these classes: subclasses (quantized linears, LoRA layers) compute something else
-_WRAPPED_TYPES = (nn.Linear, Conv1D)
-
 
 class _LiveRowsInputGrad(torch.autograd.Function):
-    """``module(x)`` for a frozen linear ``module``; backward multiplies only the nonzero rows."""
+    """``module``'s own forward of ``x``; backward multiplies only the nonzero gradient rows."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, module: nn.Module, dense_forward: Any) -> torch.Tensor:
         # (out, in) for nn.Linear; transformers' Conv1D stores (in, out), hence the transpose
-        ctx.weight = module.weight if type(module) is nn.Linear else module.weight.t()
-        return type(module).forward(module, x)
+        ctx.weight = module.weight.t() if isinstance(module, Conv1D) else module.weight
+        return dense_forward(module, x)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         # under autocast the forward multiplied a lower-precision copy of the weight
-        return live_rows_matmul(grad_output, ctx.weight.to(grad_output.dtype)), None
+        return live_rows_matmul(grad_output, ctx.weight.to(grad_output.dtype)), None, None
 
 
 def live_rows_matmul(grad_output: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -69,11 +65,40 @@ def live_rows_matmul(grad_output: torch.Tensor, weight: torch.Tensor) -> torch.T
     return result.view(*grad_output.shape[:-1], weight.shape[1])
 
 
-def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward(module: nn.Module, x: torch.Tensor, dense_forward: Any) -> torch.Tensor:
     frozen = not module.weight.requires_grad and (module.bias is None or not module.bias.requires_grad)
     if frozen and x.requires_grad and x.device.type == "cpu" and torch.is_grad_enabled():
-        return _LiveRowsInputGrad.apply(x, module)
-    return type(module).forward(module, x)
+        return _LiveRowsInputGrad.apply(x, module, dense_forward)
+    return dense_forward(module, x)
+
+
+# The layers change class rather than get an instance ``forward``: a class travels with every
+# copy of the module (deepcopy, pickle, DataParallel's replicas, which copy ``__dict__`` and would
+# keep an instance forward bound to the original). ``_get_name`` keeps ``print(model)`` as it was.
+
+
+class LiveRowsLinear(nn.Linear):
+    """``nn.Linear`` with the live-row backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _forward(self, x, nn.Linear.forward)
+
+    def _get_name(self) -> str:
+        return "Linear"
+
+
+class LiveRowsConv1D(Conv1D):
+    """transformers' ``Conv1D`` (GPT-2) with the live-row backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _forward(self, x, Conv1D.forward)
+
+    def _get_name(self) -> str:
+        return "Conv1D"
+
+
+# exactly these classes: subclasses (quantized linears, LoRA layers) compute something else
+LIVE_ROWS_CLASSES: dict[type[nn.Module], type[nn.Module]] = {nn.Linear: LiveRowsLinear, Conv1D: LiveRowsConv1D}
 
 
 def last_block(model: nn.Module) -> nn.Module | None:
@@ -91,8 +116,7 @@ def last_block(model: nn.Module) -> nn.Module | None:
 
 def wrap_output_layers(model: nn.Module) -> list[nn.Module]:
     """Give the linear layers of ``model``'s last block and its output head the live-row
-    backward; returns the layers wrapped. Layers that already carry an instance ``forward``
-    (accelerate's device hooks, an earlier call) are left as they are."""
+    backward; returns the layers changed."""
     candidates: list[nn.Module] = []
     block = last_block(model)
     if block is not None:
@@ -102,8 +126,8 @@ def wrap_output_layers(model: nn.Module) -> list[nn.Module]:
         candidates.append(head)
     wrapped = []
     for module in candidates:
-        if type(module) in _WRAPPED_TYPES and "forward" not in vars(module):
-            # a partial of a module-level function, so the model still deep-copies and pickles
-            module.forward = functools.partial(_forward, module)
+        live_class = LIVE_ROWS_CLASSES.get(type(module))
+        if live_class is not None:
+            module.__class__ = live_class
             wrapped.append(module)
     return wrapped
