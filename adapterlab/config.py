@@ -162,9 +162,7 @@ class PeftConfig:
         ``force_download``) or fields that override the file's."""
         from adapterlab import hub
 
-        hub_names = {f.name for f in dataclasses.fields(hub.HubOptions)}
-        options = hub.HubOptions(**{k: v for k, v in kwargs.items() if k in hub_names})
-        overrides = {k: v for k, v in kwargs.items() if k not in hub_names}
+        options, overrides = hub.split_options(kwargs)
         path = hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -10,8 +10,9 @@ adapter's own files are fetched: its config and its weights.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from adapterlab.config import CONFIG_NAME
 from adapterlab.errors import CheckpointError
@@ -26,6 +27,13 @@ class HubOptions:
     cache_dir: str | os.PathLike[str] | None = None
     local_files_only: bool = False
     force_download: bool = False
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[HubOptions, dict[str, Any]]:
+    """HF PEFT's ``**kwargs``: the Hub options among them, and the rest."""
+    names = {f.name for f in fields(HubOptions)}
+    options = HubOptions(**{k: v for k, v in kwargs.items() if k in names})
+    return options, {k: v for k, v in kwargs.items() if k not in names}
 
 
 def adapter_folder(

@@ -9,10 +9,10 @@ the calls it names -- there is no catch-all ``__getattr__`` to the base model.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -282,8 +282,7 @@ class PeftModel(nn.Module):
         HF PEFT's parameters; ``hub_options`` are ``revision``, ``token``, ``cache_dir``,
         ``local_files_only`` and ``force_download``, for adapters fetched from the Hub.
         """
-        _refuse_gpu_offload(ephemeral_gpu_offload)
-        folder = hub.adapter_folder(model_id, subfolder, _hub_options(hub_options))
+        folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
         config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
         target_cls = cls
@@ -291,7 +290,7 @@ class PeftModel(nn.Module):
             from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
             target_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING[TaskType(config.task_type)]
-        weights = checkpoint.remap_keys(checkpoint.read_adapter_weights(folder, torch_device or "cpu"), key_mapping)
+        weights = _read_weights(folder, torch_device, key_mapping)
         peft_model = target_cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         checkpoint.set_peft_model_state_dict(peft_model, weights, adapter_name)
         return peft_model
@@ -305,11 +304,10 @@ class PeftModel(nn.Module):
         Parameters as in :meth:`from_pretrained`; ``torch_device`` is where the file is read to."""
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
-        _refuse_gpu_offload(ephemeral_gpu_offload)
-        folder = hub.adapter_folder(model_id, subfolder, _hub_options(hub_options))
+        folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
         config = PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
-        weights = checkpoint.remap_keys(checkpoint.read_adapter_weights(folder, torch_device or "cpu"), key_mapping)
+        weights = _read_weights(folder, torch_device, key_mapping)
         self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
         try:
             return checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
@@ -318,20 +316,23 @@ class PeftModel(nn.Module):
             raise
 
 
-def _refuse_gpu_offload(ephemeral_gpu_offload: bool) -> None:
+def _locate_adapter(model_id: str | os.PathLike[str], subfolder: str | None, hub_options: dict[str, Any],
+                    ephemeral_gpu_offload: bool) -> Path:
+    """The adapter's local folder (fetched first if ``model_id`` is a Hub repo)."""
     if ephemeral_gpu_offload:
         raise InvalidConfig(
             "ephemeral_gpu_offload (HF PEFT's CUDA staging of offloaded adapter weights) is not implemented; "
             "adapterlab loads adapters onto the base layers' devices, drop the argument"
         )
-
-
-def _hub_options(options: dict[str, Any]) -> hub.HubOptions:
-    known = {f.name for f in dataclasses.fields(hub.HubOptions)}
-    unknown = sorted(set(options) - known)
+    options, unknown = hub.split_options(hub_options)
     if unknown:
-        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (Hub options: {', '.join(sorted(known))})")
-    return hub.HubOptions(**options)
+        raise TypeError(f"unexpected keyword argument {next(iter(unknown))!r}")
+    return hub.adapter_folder(model_id, subfolder, options)
+
+
+def _read_weights(folder: Path, torch_device: str | None, key_mapping: dict[str, str] | None) -> dict[str, torch.Tensor]:
+    """The adapter's tensors, read onto ``torch_device``, under the keys to load."""
+    return checkpoint.remap_keys(checkpoint.read_adapter_weights(folder, torch_device or "cpu"), key_mapping)
 
 
 _BASE_ONLY = PeftMethod()
