@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -14,25 +13,12 @@ from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.registry.database import open_registry
 from adapterlab.registry.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.names import not_found
+from adapterlab.registry.records import BaseSpec, base_spec_fields
 from adapterlab.registry.tables import BASE_NAME_LENGTH, base_models
 
 # .../models--<org>--<name>/snapshots/<revision>/ in a Hugging Face Hub cache
 _HUB_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<revision>[^/]+)/?$")
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """A base model as the store records it."""
-
-    name: str
-    fingerprint: str
-    revision: str | None
-    model_type: str | None
-    parameter_count: int
-    tensor_count: int
-    size_bytes: int
-    source: str | None
 
 
 def resolve_base(base: str | Path, base_name: str | None = None, registry_url: str | None = None) -> BaseSpec:
@@ -112,9 +98,4 @@ def registered_base(name: str, registry_url: str | None = None) -> BaseSpec:
             raise InvalidConfig(
                 f"{len(rows)} different base models are named {name!r}; pass the model's folder to say which"
             )
-        row = rows[0]
-        return BaseSpec(
-            name=row.name, fingerprint=row.fingerprint, revision=row.revision, model_type=row.model_type,
-            parameter_count=row.parameter_count, tensor_count=row.tensor_count, size_bytes=row.size_bytes,
-            source=row.source,
-        )  # fmt: skip
+        return BaseSpec(**base_spec_fields(rows[0]))

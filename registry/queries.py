@@ -13,7 +13,14 @@ from sqlalchemy import Connection, Row, Table, func, select
 from adapterlab.errors import AdapterNotFound
 from adapterlab.registry.database import open_registry
 from adapterlab.registry.names import Ref, not_found, parse_ref, validate_alias, validate_name
-from adapterlab.registry.records import AdapterVersion, BaseModelInfo, Promotion, VersionSummary, iso_time
+from adapterlab.registry.records import (
+    AdapterVersion,
+    BaseModelInfo,
+    Promotion,
+    VersionSummary,
+    base_spec_fields,
+    iso_time,
+)
 from adapterlab.registry.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 
 _IN_BATCH = 900  # stays below every SQLite build's limit on bound parameters
@@ -65,18 +72,7 @@ def _alias_not_found(connection: Connection, adapter: Row, alias: str) -> Adapte
 
 
 def base_info(row: Row, adapter_count: int = 0) -> BaseModelInfo:
-    return BaseModelInfo(
-        name=row.name,
-        fingerprint=row.fingerprint,
-        revision=row.revision,
-        model_type=row.model_type,
-        parameter_count=row.parameter_count,
-        tensor_count=row.tensor_count,
-        size_bytes=row.size_bytes,
-        source=row.source,
-        created_at=iso_time(row.created_at),
-        adapter_count=adapter_count,
-    )
+    return BaseModelInfo(**base_spec_fields(row), created_at=iso_time(row.created_at), adapter_count=adapter_count)
 
 
 def version_record(connection: Connection, adapter: Row, version: Row) -> AdapterVersion:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,7 +18,9 @@ def iso_time(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class BaseModelInfo:
+class BaseSpec:
+    """A base model as the store records it: its identity and size."""
+
     name: str
     fingerprint: str
     revision: str | None
@@ -27,11 +29,22 @@ class BaseModelInfo:
     tensor_count: int
     size_bytes: int
     source: str | None
+
+
+@dataclass(frozen=True)
+class BaseModelInfo(BaseSpec):
+    """A registered base model, with when it was registered and how many adapters it has."""
+
     created_at: str
     adapter_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def base_spec_fields(row: Any) -> dict[str, Any]:
+    """The :class:`BaseSpec` fields of a ``base_models`` row."""
+    return {f.name: getattr(row, f.name) for f in fields(BaseSpec)}
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
 from adapterlab.registry.adapter_folder import AdapterFolder
-from adapterlab.registry.base_models import BaseSpec
 from adapterlab.registry.database import Registry
+from adapterlab.registry.records import BaseSpec
 from adapterlab.registry.schema import AdapterRow, BaseModelRow, MetricRow, TagRow, VersionRow
 from adapterlab.registry.tables import adapters, versions
 
