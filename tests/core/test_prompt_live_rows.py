@@ -295,3 +295,23 @@ def test_gradients_under_bfloat16_autocast_equal_the_plain_layers() -> None:
     for name, grad in fast_grads.items():
         assert grad.dtype == torch.float32
         torch.testing.assert_close(grad, plain_grads[name], msg=name)
+
+
+@pytest.mark.parametrize("case", ["bert SEQ_CLS", "llama CAUSAL_LM"])
+def test_gradients_with_gradient_checkpointing_equal_the_plain_layers(case: str) -> None:
+    factory, task, kind = GRADIENT_CASES[case]
+    torch.manual_seed(0)
+    base = factory()
+    base.gradient_checkpointing_enable()  # the blocks' forward runs again inside backward
+    config = METHODS["prompt tuning"](task)
+    torch.manual_seed(1)
+    fast = adapterlab.get_peft_model(copy.deepcopy(base), config).train()
+    torch.manual_seed(1)
+    plain = adapterlab.get_peft_model(base, copy.deepcopy(config)).train()
+    unwrap(plain)
+    batch = _batch(kind)
+    fast_loss, fast_grads = _gradients(fast, batch)
+    plain_loss, plain_grads = _gradients(plain, batch)
+    torch.testing.assert_close(fast_loss, plain_loss, rtol=0, atol=0)
+    for name, grad in fast_grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], msg=name)
