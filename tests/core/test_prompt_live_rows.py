@@ -202,6 +202,17 @@ def _gradients(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def fast_and_plain(base: torch.nn.Module, config: adapterlab.PeftConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Two prompt models with the same prompt weights on copies of ``base``: the first with the
+    live-row layers, the second with the plain ones; both in training mode."""
+    torch.manual_seed(1)
+    fast = adapterlab.get_peft_model(copy.deepcopy(base), copy.deepcopy(config)).train()
+    torch.manual_seed(1)
+    plain = adapterlab.get_peft_model(copy.deepcopy(base), copy.deepcopy(config)).train()
+    unwrap(plain)
+    return fast, plain
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 @pytest.mark.parametrize("case", sorted(GRADIENT_CASES))
 def test_gradients_equal_the_plain_layers_while_dead_rows_are_skipped(
@@ -210,11 +221,7 @@ def test_gradients_equal_the_plain_layers_while_dead_rows_are_skipped(
     factory, task, kind = GRADIENT_CASES[case]
     torch.manual_seed(0)
     base = factory()
-    torch.manual_seed(1)
-    fast = adapterlab.get_peft_model(copy.deepcopy(base), METHODS[method](task)).train()
-    torch.manual_seed(1)
-    plain = adapterlab.get_peft_model(base, METHODS[method](task)).train()
-    unwrap(plain)
+    fast, plain = fast_and_plain(base, METHODS[method](task))
     calls: list[tuple[int, int]] = []  # (live rows, rows) of each wrapped layer's backward
     original = live_rows.live_rows_matmul
 
@@ -239,11 +246,7 @@ def test_a_trainable_layer_in_the_last_block_keeps_its_own_backward() -> None:
     torch.manual_seed(0)
     base = BertForSequenceClassification(bert_config(num_labels=2, positions=48))
     config = adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
-    torch.manual_seed(1)
-    fast = adapterlab.get_peft_model(copy.deepcopy(base), config).train()
-    torch.manual_seed(1)
-    plain = adapterlab.get_peft_model(base, copy.deepcopy(config)).train()
-    unwrap(plain)
+    fast, plain = fast_and_plain(base, config)
     for model in (fast, plain):
         model.get_base_model().bert.encoder.layer[1].output.dense.requires_grad_(True)
     batch = _batch("cls")
@@ -259,11 +262,7 @@ def test_outputs_deep_copies_and_pickles_are_unchanged() -> None:
     torch.manual_seed(0)
     base = LlamaForCausalLM(llama_config(positions=48))
     config = adapterlab.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3)
-    torch.manual_seed(1)
-    plain = adapterlab.get_peft_model(copy.deepcopy(base), config).eval()
-    unwrap(plain)
-    torch.manual_seed(1)
-    fast = adapterlab.get_peft_model(base, copy.deepcopy(config)).eval()
+    fast, plain = (model.eval() for model in fast_and_plain(base, config))
     batch = _batch("lm")
     with torch.no_grad():
         expected = plain(**batch).logits
@@ -283,11 +282,7 @@ def test_gradients_under_bfloat16_autocast_equal_the_plain_layers() -> None:
     torch.manual_seed(0)
     base = BertForSequenceClassification(bert_config(num_labels=2, positions=48))
     config = adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
-    torch.manual_seed(1)
-    fast = adapterlab.get_peft_model(copy.deepcopy(base), config).train()
-    torch.manual_seed(1)
-    plain = adapterlab.get_peft_model(base, copy.deepcopy(config)).train()
-    unwrap(plain)
+    fast, plain = fast_and_plain(base, config)
     batch = _batch("cls")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, fast_grads = _gradients(fast, batch)
@@ -304,11 +299,7 @@ def test_gradients_with_gradient_checkpointing_equal_the_plain_layers(case: str)
     base = factory()
     base.gradient_checkpointing_enable()  # the blocks' forward runs again inside backward
     config = METHODS["prompt tuning"](task)
-    torch.manual_seed(1)
-    fast = adapterlab.get_peft_model(copy.deepcopy(base), config).train()
-    torch.manual_seed(1)
-    plain = adapterlab.get_peft_model(base, copy.deepcopy(config)).train()
-    unwrap(plain)
+    fast, plain = fast_and_plain(base, config)
     batch = _batch(kind)
     fast_loss, fast_grads = _gradients(fast, batch)
     plain_loss, plain_grads = _gradients(plain, batch)
