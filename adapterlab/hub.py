@@ -47,6 +47,8 @@ def adapter_folder(
 
 
 def _checked(folder: Path) -> Path:
+    if folder.is_file():
+        raise CheckpointError(f"{folder} is a file; give the folder save_pretrained wrote (it holds {CONFIG_NAME})")
     if not folder.is_dir():
         raise CheckpointError(
             f"adapter folder {folder} does not exist; give the folder save_pretrained wrote or a Hub repo id"

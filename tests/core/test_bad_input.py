@@ -118,6 +118,13 @@ def test_missing_adapter_folder_and_files(tmp_path) -> None:
     with pytest.raises(CheckpointError) as excinfo:
         PeftConfig.from_pretrained(tmp_path)
     assert "adapter_config.json" in one_line(excinfo)
+    with pytest.raises(CheckpointError) as excinfo:
+        PeftModel.from_pretrained(tiny_bert(), tmp_path / "adapter_model.bin.txt")
+    assert "does not exist" in one_line(excinfo)
+    (tmp_path / "adapter.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError) as excinfo:
+        PeftModel.from_pretrained(tiny_bert(), tmp_path / "adapter.safetensors")
+    assert "is a file; give the folder save_pretrained wrote" in one_line(excinfo)
 
 
 def test_corrupt_weights_and_config(tmp_path) -> None:
