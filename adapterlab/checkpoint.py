@@ -16,7 +16,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -206,6 +206,21 @@ def remap_keys(weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | N
                 break
         result[prefix + bare if key.startswith(prefix) else bare] = tensor
     return result
+
+
+def load_peft_weights(model_id: str | os.PathLike[str], device: str | None = None,
+                      key_mapping: dict[str, str] | None = None, **hf_hub_download_kwargs: Any) -> dict[str, torch.Tensor]:
+    """HF PEFT's: a saved adapter's tensors (a folder, or a Hub repo id) read onto ``device``, under
+    the file's keys (renamed by ``key_mapping``); ``subfolder`` and the Hub options as for
+    ``PeftModel.from_pretrained``."""
+    from adapterlab import hub
+
+    options, rest = hub.split_options(hf_hub_download_kwargs)
+    subfolder = rest.pop("subfolder", None)
+    if rest:
+        raise TypeError(f"unexpected keyword argument {next(iter(rest))!r}")
+    folder = hub.adapter_folder(model_id, subfolder, options)
+    return remap_keys(read_adapter_weights(folder, device or "cpu"), key_mapping)
 
 
 def read_adapter_weights(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -174,6 +174,11 @@ class PeftConfig:
         return cls.from_dict(data)
 
 
+def get_peft_config(config_dict: dict[str, Any]) -> PeftConfig:
+    """HF PEFT's: the config of ``config_dict["peft_type"]`` built from a dict."""
+    return PeftConfig.from_dict(config_dict)
+
+
 def validate_choice(value: Any, choices: tuple[Any, ...], field_name: str) -> None:
     """Raise InvalidConfig unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -27,6 +27,12 @@ ENTRY_POINTS: list[tuple[str, Callable, Callable]] = [
     ("PeftModel.add_adapter", peft.PeftModel.add_adapter, adapterlab.PeftModel.add_adapter),
     ("get_peft_model_state_dict", peft.get_peft_model_state_dict, adapterlab.get_peft_model_state_dict),
     ("set_peft_model_state_dict", peft.set_peft_model_state_dict, adapterlab.set_peft_model_state_dict),
+    ("load_peft_weights", peft.load_peft_weights, adapterlab.load_peft_weights),
+    ("get_peft_config", peft.get_peft_config, adapterlab.get_peft_config),
+    ("prepare_model_for_kbit_training", peft.prepare_model_for_kbit_training,
+     adapterlab.prepare_model_for_kbit_training),
+    ("AutoPeftModelForCausalLM.from_pretrained", peft.AutoPeftModelForCausalLM.from_pretrained,
+     adapterlab.AutoPeftModelForCausalLM.from_pretrained),
 ]
 
 
