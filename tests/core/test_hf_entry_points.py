@@ -155,3 +155,24 @@ def test_prepare_for_kbit_training_passes_the_checkpointing_options_on() -> None
         options = {"use_reentrant": reentrant} if not reentrant else None  # None: the reentrant default
         model = adapterlab.prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs=options)
         assert model.model.layers[0]._gradient_checkpointing_func.keywords["use_reentrant"] is reentrant
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("peft.tuners.lora", n) for n in ("LoraConfig", "LoraLayer", "LoraModel")]
+    + [("peft.tuners", n) for n in ("LoraConfig", "LoraModel", "PromptTuningConfig", "PromptEncoderConfig",
+                                     "PrefixTuningConfig")],
+)
+def test_names_scripts_import_from_peft_submodules_exist(module: str, name: str) -> None:
+    import importlib
+
+    assert hasattr(importlib.import_module(module), name)  # the reference has it...
+    assert hasattr(importlib.import_module(module.replace("peft", "adapterlab", 1)), name)  # ...and so do we
+
+
+def test_a_qlora_style_loop_over_lora_layers_finds_them() -> None:
+    from adapterlab.tuners.lora import LoraLayer
+
+    model = adapterlab.get_peft_model(llama_bf16(), adapterlab.LoraConfig(task_type="CAUSAL_LM", r=4))
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    assert len(layers) == 4  # q_proj and v_proj of two layers

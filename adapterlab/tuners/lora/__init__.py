@@ -1,0 +1,15 @@
+"""LoRA (Hu et al. 2021). The names HF PEFT scripts import from ``peft.tuners.lora``."""
+
+from __future__ import annotations
+
+from adapterlab.lazy import lazy_exports
+
+_LAZY_EXPORTS: dict[str, str] = {
+    "LoraConfig": "adapterlab.tuners.lora.config",
+    "LoraLayer": "adapterlab.tuners.lora.layer",
+    "LoraModel": "adapterlab.tuners.lora.model",
+}
+
+__all__ = list(_LAZY_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports("adapterlab.tuners.lora", _LAZY_EXPORTS, globals())
