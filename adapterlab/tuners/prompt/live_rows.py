@@ -16,7 +16,7 @@ gradients and gain nothing; that is why only the last block and the output head 
 
 The wrapped layers compute the same forward (the module's own), and a backward that multiplies
 only the live rows, ``(k, out) @ (out, in)``, scattering them into zeros. The result equals the
-dense product row for row: a row of zeros times ``W`` is zero, and a row holding NaN or inf is
+dense product row for row: a row of zeros times a finite ``W`` is zero, and a row holding NaN or inf is
 live and is multiplied as before. It applies only when the layer's weight and bias are frozen
 (otherwise the layer runs its own forward, weight gradients and all) and only on CPU, where
 training is compute-bound; on an accelerator, finding the live rows would make the host wait for
