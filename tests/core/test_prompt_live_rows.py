@@ -306,3 +306,17 @@ def test_gradients_with_gradient_checkpointing_equal_the_plain_layers(case: str)
     torch.testing.assert_close(fast_loss, plain_loss, rtol=0, atol=0)
     for name, grad in fast_grads.items():
         torch.testing.assert_close(grad, plain_grads[name], msg=name)
+
+
+def test_a_compiled_model_trains_with_the_same_gradients() -> None:
+    config = bert_config(num_labels=2, positions=48)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0  # compiled dropout draws other masks
+    torch.manual_seed(0)
+    fast, plain = fast_and_plain(BertForSequenceClassification(config), METHODS["prompt tuning"]("SEQ_CLS"))
+    batch = _batch("cls")
+    plain_loss, plain_grads = _gradients(plain, batch)
+    compiled_loss, _ = _gradients(torch.compile(fast), batch)  # the gradients land in fast's parameters
+    torch.testing.assert_close(compiled_loss, plain_loss)
+    for name, param in fast.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(param.grad, plain_grads[name], msg=name)
