@@ -18,15 +18,7 @@ from adapterlab import hub
 from adapterlab.config import PeftConfig, TaskType
 from adapterlab.errors import InvalidConfig
 from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
-from adapterlab.peft_model import (
-    PeftModel,
-    PeftModelForCausalLM,
-    PeftModelForFeatureExtraction,
-    PeftModelForQuestionAnswering,
-    PeftModelForSeq2SeqLM,
-    PeftModelForSequenceClassification,
-    PeftModelForTokenClassification,
-)
+from adapterlab.peft_model import PeftModel
 
 # PeftModel.from_pretrained's options: for the adapter only, or (HF's low_cpu_mem_usage) for both
 _ADAPTER_OPTIONS = ("autocast_adapter_dtype", "ephemeral_gpu_offload", "key_mapping", "torch_device")
@@ -36,9 +28,10 @@ _SHARED_OPTIONS = ("low_cpu_mem_usage",)
 class AutoPeftModel:
     """Base of the ``AutoPeftModelFor...`` classes; use the one for the adapter's task."""
 
-    # the transformers auto class (by name: transformers is imported on first use) and our class
-    auto_class: ClassVar[str | None] = None
-    peft_class: ClassVar[type[PeftModel]] = PeftModel
+    # the adapter task a subclass loads, and the transformers auto class (by name: transformers
+    # is imported on first use) that loads its base; the PeftModel class follows from the task
+    task: ClassVar[TaskType | None] = None
+    auto_class: ClassVar[str] = ""
 
     def __init__(self) -> None:
         raise TypeError(f"{type(self).__name__} is not built directly; call {type(self).__name__}.from_pretrained(...)")
@@ -53,33 +46,30 @@ class AutoPeftModel:
         ``import_allowlist`` limits what HF PEFT may import for a config's custom ``auto_mapping``;
         adapterlab imports nothing a config names, so every allowlist is already met.
         """
-        options, base_kwargs = hub.split_options({**kwargs, "revision": revision})
-        subfolder = base_kwargs.pop("subfolder", None)
-        adapter_kwargs = {k: base_kwargs.pop(k) for k in _ADAPTER_OPTIONS if k in base_kwargs}
-        adapter_kwargs.update({k: base_kwargs[k] for k in _SHARED_OPTIONS if k in base_kwargs})
-        peft_config = config or PeftConfig.from_pretrained(
-            pretrained_model_name_or_path, subfolder, **_as_kwargs(options)
-        )
-        base = cls._load_base(peft_config, base_kwargs, options)
-        return cls.peft_class.from_pretrained(
+        hub_kwargs = {k: kwargs.pop(k) for k in hub.OPTION_NAMES & kwargs.keys()}
+        if revision is not None:  # the adapter's revision; the base's is in the adapter config
+            hub_kwargs["revision"] = revision
+        subfolder = kwargs.pop("subfolder", None)
+        adapter_kwargs = {k: kwargs.pop(k) for k in _ADAPTER_OPTIONS if k in kwargs}
+        adapter_kwargs.update({k: kwargs[k] for k in _SHARED_OPTIONS if k in kwargs})
+        peft_config = config or PeftConfig.from_pretrained(pretrained_model_name_or_path, subfolder, **hub_kwargs)
+        base = cls._load_base(peft_config, {k: v for k, v in hub_kwargs.items() if k != "revision"}, kwargs)
+        return MODEL_TYPE_TO_PEFT_MODEL_MAPPING[cls.task].from_pretrained(
             base, pretrained_model_name_or_path, adapter_name, is_trainable, peft_config,
-            subfolder=subfolder, **adapter_kwargs, **_as_kwargs(options),
+            subfolder=subfolder, **adapter_kwargs, **hub_kwargs,
         )  # fmt: skip
 
     @classmethod
-    def _load_base(cls, peft_config: PeftConfig, base_kwargs: dict[str, Any], options: hub.HubOptions) -> nn.Module:
+    def _load_base(cls, peft_config: PeftConfig, hub_kwargs: dict[str, Any], base_kwargs: dict[str, Any]) -> nn.Module:
         task = TaskType(peft_config.task_type) if peft_config.task_type is not None else None
-        if cls.auto_class is None:
+        if cls.task is None:
             raise InvalidConfig(
                 f"AutoPeftModel cannot tell which transformers class to load; use the AutoPeftModelFor... "
                 f"class of the adapter's task ({task or 'task_type is unset'})"
             )
-        expected = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(task) if task is not None else None
-        if expected is not None and expected is not cls.peft_class:
-            raise InvalidConfig(
-                f"the adapter is for task_type {task}; load it with "
-                f"AutoPeftModel{expected.__name__.removeprefix('PeftModel')}, not {cls.__name__}"
-            )
+        if task is not None and task != cls.task:
+            right = next(auto for auto in AutoPeftModel.__subclasses__() if auto.task == task)
+            raise InvalidConfig(f"the adapter is for task_type {task}; load it with {right.__name__}, not {cls.__name__}")
         base_name = peft_config.base_model_name_or_path
         if not base_name:
             raise InvalidConfig(
@@ -89,9 +79,8 @@ class AutoPeftModel:
         import transformers
 
         auto = getattr(transformers, cls.auto_class)
-        shared = {k: v for k, v in _as_kwargs(options).items() if k != "revision"}
         try:
-            return auto.from_pretrained(base_name, revision=peft_config.revision, **shared, **base_kwargs)
+            return auto.from_pretrained(base_name, revision=peft_config.revision, **hub_kwargs, **base_kwargs)
         except OSError as exc:  # transformers' error for a missing folder, repo or file
             raise InvalidConfig(
                 f"cannot load the base model {base_name!r} named in the adapter config "
@@ -99,36 +88,25 @@ class AutoPeftModel:
             ) from None
 
 
-def _as_kwargs(options: hub.HubOptions) -> dict[str, Any]:
-    return {k: v for k, v in vars(options).items() if v not in (None, False)}
-
-
 class AutoPeftModelForCausalLM(AutoPeftModel):
-    auto_class = "AutoModelForCausalLM"
-    peft_class = PeftModelForCausalLM
+    task, auto_class = TaskType.CAUSAL_LM, "AutoModelForCausalLM"
 
 
 class AutoPeftModelForSeq2SeqLM(AutoPeftModel):
-    auto_class = "AutoModelForSeq2SeqLM"
-    peft_class = PeftModelForSeq2SeqLM
+    task, auto_class = TaskType.SEQ_2_SEQ_LM, "AutoModelForSeq2SeqLM"
 
 
 class AutoPeftModelForSequenceClassification(AutoPeftModel):
-    auto_class = "AutoModelForSequenceClassification"
-    peft_class = PeftModelForSequenceClassification
+    task, auto_class = TaskType.SEQ_CLS, "AutoModelForSequenceClassification"
 
 
 class AutoPeftModelForTokenClassification(AutoPeftModel):
-    auto_class = "AutoModelForTokenClassification"
-    peft_class = PeftModelForTokenClassification
+    task, auto_class = TaskType.TOKEN_CLS, "AutoModelForTokenClassification"
 
 
 class AutoPeftModelForQuestionAnswering(AutoPeftModel):
-    auto_class = "AutoModelForQuestionAnswering"
-    peft_class = PeftModelForQuestionAnswering
+    task, auto_class = TaskType.QUESTION_ANS, "AutoModelForQuestionAnswering"
 
 
 class AutoPeftModelForFeatureExtraction(AutoPeftModel):
-    auto_class = "AutoModel"
-    peft_class = PeftModelForFeatureExtraction
-
+    task, auto_class = TaskType.FEATURE_EXTRACTION, "AutoModel"

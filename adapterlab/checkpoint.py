@@ -215,18 +215,18 @@ def load_peft_weights(model_id: str | os.PathLike[str], device: str | None = Non
     ``PeftModel.from_pretrained``."""
     from adapterlab import hub
 
-    options, rest = hub.split_options(hf_hub_download_kwargs)
-    subfolder = rest.pop("subfolder", None)
-    if rest:
-        raise TypeError(f"unexpected keyword argument {next(iter(rest))!r}")
-    folder = hub.adapter_folder(model_id, subfolder, options)
-    return remap_keys(read_adapter_weights(folder, device or "cpu"), key_mapping)
+    subfolder = hf_hub_download_kwargs.pop("subfolder", None)
+    return read_adapter_weights(hub.locate(model_id, subfolder, hf_hub_download_kwargs), device, key_mapping)
 
 
-def read_adapter_weights(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_adapter_weights(folder: str | os.PathLike[str], device: str | torch.device | None = None,
+                         key_mapping: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
     """The tensors of ``adapter_model.safetensors`` (or a legacy ``adapter_model.bin``) in ``folder``,
-    read onto ``device``."""
-    folder = Path(folder)
+    read onto ``device`` (default CPU), under their keys renamed by ``key_mapping``."""
+    return remap_keys(_read_weight_file(Path(folder), device or "cpu"), key_mapping)
+
+
+def _read_weight_file(folder: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
     path = folder / SAFETENSORS_WEIGHTS_NAME
     if path.is_file():
         from safetensors.torch import load_file

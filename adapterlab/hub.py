@@ -29,21 +29,31 @@ class HubOptions:
     force_download: bool = False
 
 
+OPTION_NAMES = frozenset(f.name for f in fields(HubOptions))
+
+
 def split_options(kwargs: dict[str, Any]) -> tuple[HubOptions, dict[str, Any]]:
     """HF PEFT's ``**kwargs``: the Hub options among them, and the rest."""
-    names = {f.name for f in fields(HubOptions)}
-    options = HubOptions(**{k: v for k, v in kwargs.items() if k in names})
-    return options, {k: v for k, v in kwargs.items() if k not in names}
+    options = HubOptions(**{k: v for k, v in kwargs.items() if k in OPTION_NAMES})
+    return options, {k: v for k, v in kwargs.items() if k not in OPTION_NAMES}
+
+
+def locate(model_id: str | os.PathLike[str], subfolder: str | None, kwargs: dict[str, Any]) -> Path:
+    """:func:`adapter_folder` for a caller whose ``**kwargs`` may hold only Hub options."""
+    options, unknown = split_options(kwargs)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {next(iter(unknown))!r}")
+    return adapter_folder(model_id, subfolder, options)
 
 
 def adapter_folder(
-    model_id: str | os.PathLike[str], subfolder: str | None = None, hub: HubOptions | None = None
+    model_id: str | os.PathLike[str], subfolder: str | None = None, options: HubOptions | None = None
 ) -> Path:
     """The local folder holding the adapter ``model_id`` (a folder, or a Hub repo id)."""
     folder = Path(model_id) / subfolder if subfolder else Path(model_id)
     if folder.is_dir() or Path(model_id).exists() or not _is_repo_id(str(model_id)):
         return _checked(folder)
-    return _checked(_fetch(str(model_id), subfolder, hub or HubOptions()))
+    return _checked(_fetch(str(model_id), subfolder, options or HubOptions()))
 
 
 def _checked(folder: Path) -> Path:
@@ -68,7 +78,7 @@ def _is_repo_id(name: str) -> bool:
     return True
 
 
-def _fetch(repo_id: str, subfolder: str | None, hub: HubOptions) -> Path:
+def _fetch(repo_id: str, subfolder: str | None, options: HubOptions) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -81,15 +91,15 @@ def _fetch(repo_id: str, subfolder: str | None, hub: HubOptions) -> Path:
     from adapterlab.checkpoint import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
-    where = f"{repo_id}" + (f" (revision {hub.revision})" if hub.revision else "")
+    where = f"{repo_id}" + (f" (revision {options.revision})" if options.revision else "")
     try:
         root = snapshot_download(
             repo_id,
-            revision=hub.revision,
-            token=hub.token,
-            cache_dir=hub.cache_dir,
-            local_files_only=hub.local_files_only,
-            force_download=hub.force_download,
+            revision=options.revision,
+            token=options.token,
+            cache_dir=options.cache_dir,
+            local_files_only=options.local_files_only,
+            force_download=options.force_download,
             allow_patterns=[prefix + name for name in (CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)],
         )
     except (RepositoryNotFoundError, GatedRepoError) as exc:
@@ -98,7 +108,7 @@ def _fetch(repo_id: str, subfolder: str | None, hub: HubOptions) -> Path:
             f"the path or name, or log in (HF_TOKEN) for a private or gated repo"
         ) from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"{repo_id} has no revision {hub.revision!r}; give a branch, tag or commit") from None
+        raise CheckpointError(f"{repo_id} has no revision {options.revision!r}; give a branch, tag or commit") from None
     except LocalEntryNotFoundError:
         raise CheckpointError(
             f"{where} is not a local folder, and not in the local Hugging Face cache while the Hub cannot "

@@ -290,7 +290,7 @@ class PeftModel(nn.Module):
             from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
             target_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING[TaskType(config.task_type)]
-        weights = _read_weights(folder, torch_device, key_mapping)
+        weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         peft_model = target_cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         checkpoint.set_peft_model_state_dict(peft_model, weights, adapter_name)
         return peft_model
@@ -307,7 +307,7 @@ class PeftModel(nn.Module):
         folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
         config = PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
-        weights = _read_weights(folder, torch_device, key_mapping)
+        weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
         try:
             return checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
@@ -324,15 +324,7 @@ def _locate_adapter(model_id: str | os.PathLike[str], subfolder: str | None, hub
             "ephemeral_gpu_offload (HF PEFT's CUDA staging of offloaded adapter weights) is not implemented; "
             "adapterlab loads adapters onto the base layers' devices, drop the argument"
         )
-    options, unknown = hub.split_options(hub_options)
-    if unknown:
-        raise TypeError(f"unexpected keyword argument {next(iter(unknown))!r}")
-    return hub.adapter_folder(model_id, subfolder, options)
-
-
-def _read_weights(folder: Path, torch_device: str | None, key_mapping: dict[str, str] | None) -> dict[str, torch.Tensor]:
-    """The adapter's tensors, read onto ``torch_device``, under the keys to load."""
-    return checkpoint.remap_keys(checkpoint.read_adapter_weights(folder, torch_device or "cpu"), key_mapping)
+    return hub.locate(model_id, subfolder, hub_options)
 
 
 _BASE_ONLY = PeftMethod()
