@@ -1,8 +1,8 @@
 """Prompt tuning, P-tuning and prefix tuning checkpoints interoperate with Hugging Face PEFT.
 
-For every method x {GPT-2, Llama (grouped-query attention), T5, BART, BERT and GPT-2 classifiers}: one library
-writes the adapter (random prompt weights, task head randomized), the other loads it into a fresh
-copy of the same seeded base; logits must agree to 1e-4 and the greedy / beam / seeded-sampling
+For every method x {GPT-2, Llama (grouped-query attention), T5, mT5, BART, BERT and GPT-2
+classifiers}: one library writes the adapter (random prompt weights, task head randomized), the
+other loads it into a fresh copy of the same seeded base; logits must agree to 1e-4 and the greedy / beam / seeded-sampling
 generations must be identical. Where HF PEFT itself fails under transformers 5 we say so and
 check ours alone against a reference:
 
@@ -34,6 +34,8 @@ from transformers import (
     GPT2ForSequenceClassification,
     GPT2LMHeadModel,
     LlamaForCausalLM,
+    MT5Config,
+    MT5ForConditionalGeneration,
     T5ForConditionalGeneration,
 )
 
@@ -65,6 +67,7 @@ BASES: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
     "bert-cls": (lambda: BertForSequenceClassification(bert_config(positions=48)), "SEQ_CLS"),
     "gpt2-cls": (lambda: _gpt2_classifier(), "SEQ_CLS"),
     "bart": (lambda: BartForConditionalGeneration(_bart_config()), "SEQ_2_SEQ_LM"),
+    "mt5": (lambda: MT5ForConditionalGeneration(MT5Config(**t5_config(layers=2).to_dict())), "SEQ_2_SEQ_LM"),
 }
 
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -206,7 +209,7 @@ GENERATIVE_CASES = [(m, b) for m, b in CASES if BASES[b][1] != "SEQ_CLS"]
 # HF PEFT 0.21 looks for the cache under ``past_key_values``; transformers 5 calls it ``cache``, so
 # for decoder-only models HF prepends the virtual tokens again at every decoding step: only its
 # first generated token is right there.
-HF_RIGHT_AFTER_PREFILL = {"gpt2": False, "llama": False, "t5": True, "bart": True}
+HF_RIGHT_AFTER_PREFILL = {"gpt2": False, "llama": False, "t5": True, "bart": True, "mt5": True}
 
 
 def _generate(
