@@ -21,7 +21,7 @@ from typing import Any
 
 from adapterlab.errors import InvalidConfig, RegistryUnavailable, TrainingError, TrainingInterrupted
 from adapterlab.labels import write_labels
-from adapterlab.training.checkpointing import latest_checkpoint
+from adapterlab.training.checkpointing import latest_checkpoint, read_checkpoint
 from adapterlab.training.config import TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
@@ -70,8 +70,27 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def check_output(config: TrainConfig) -> None:
-    if config.resume and latest_checkpoint(Path(config.output) / "checkpoints") is None:
+    if not config.resume:
+        return
+    found = latest_checkpoint(Path(config.output) / "checkpoints")
+    if found is None:
         raise InvalidConfig(f"nothing to resume: no checkpoint under {config.output}/checkpoints; drop --resume")
+    read_checkpoint(found)  # a corrupt or planted file fails here, before the model is loaded
+    resumed_run_id(Path(config.output))
+
+
+def resumed_run_id(output: Path) -> str | None:
+    """The MLflow run a resumed run continues, from ``run.json`` (checked: the folder may be handed over)."""
+    run_file = output / "run.json"
+    if not run_file.exists():
+        return None
+    try:
+        run_id = json.loads(run_file.read_text()).get("mlflow_run_id")
+    except (OSError, ValueError, RecursionError, AttributeError) as exc:
+        raise InvalidConfig(f"cannot read {run_file} ({type(exc).__name__}); delete it to resume in a new MLflow run") from exc
+    if not isinstance(run_id, str) or not run_id.isascii() or not run_id.isalnum():
+        raise InvalidConfig(f"{run_file} holds no valid mlflow_run_id; delete it to resume in a new MLflow run")
+    return run_id
 
 
 def clear_previous_run(output: Path) -> None:
@@ -144,7 +163,7 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
     """The loop inside an MLflow run; the run ends FAILED on any error."""
     run_file = Path(config.output) / "run.json"
     if tracker is not None:
-        resume_id = json.loads(run_file.read_text())["mlflow_run_id"] if config.resume and run_file.exists() else None
+        resume_id = resumed_run_id(run_file.parent) if config.resume else None
         try:
             tracker.start(config.name, resume_id, run_tags(config, base))
             log_run_inputs(config, data, accelerator, parts, tracker)
