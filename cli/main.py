@@ -14,6 +14,7 @@ import click
 
 from adapterlab import __version__
 from adapterlab.cli.context import CliState
+from adapterlab.cli.output import escape_controls
 from adapterlab.errors import AdapterlabError
 
 # command name -> "module:attribute" of its click command; add a line here to add a command
@@ -59,7 +60,7 @@ class LazyGroup(click.Group):
             if ctx.params.get("debug"):
                 raise
             message = " ".join(str(exc).split())  # always one line, even for multi-line causes
-            click.echo(f"Error: {message}", err=True)
+            click.echo(f"Error: {escape_controls(message)}", err=True)  # names in it may be anyone's text
             sys.exit(1)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from adapterlab.cli.context import cli_state
+from adapterlab.cli.output import echo_text
 
 # flag name -> TrainConfig field, for the options that map one to one
 FLAG_FIELDS = (
@@ -94,7 +95,7 @@ def train_command(ctx: click.Context, print_config: bool, **options: Any) -> Non
 
     result = train(config)
     if result.is_main_process:
-        click.echo(render_result(result))
+        echo_text(render_result(result))
 
 
 def split_extra_args(args: list[str]) -> tuple[str | None, list[str]]:

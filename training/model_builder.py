@@ -84,8 +84,11 @@ def load_tokenizer(config: TrainConfig) -> Any:
     return tokenizer
 
 
-def build_peft_config(config: TrainConfig, base_config: Any, tokenizer: Any) -> Any:
-    """The method's config from its defaults, the task, and ``config.peft`` (unknown field: an error)."""
+def build_peft_config(config: TrainConfig) -> Any:
+    """The method's config from its defaults, the task, and ``config.peft`` (unknown field: an error).
+
+    Built from the options alone, so ``train`` checks it before loading the tokenizer or the model.
+    """
     import adapterlab
 
     config_class = getattr(adapterlab, METHOD_CONFIGS[config.method])

@@ -25,7 +25,7 @@ from adapterlab.training.checkpointing import latest_checkpoint, read_checkpoint
 from adapterlab.training.config import TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
-from adapterlab.training.model_builder import TASK_MODELS, check_base, check_method_task
+from adapterlab.training.model_builder import TASK_MODELS, build_peft_config, check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator
 from adapterlab.training.tracking import redact
 
@@ -53,14 +53,15 @@ def train(config: TrainConfig) -> TrainResult:
     """Train an adapter as ``config`` says; see the module docstring for the order of events."""
     config = resolve(config)
     check_method_task(config)
-    base_config = check_base(config)
+    check_base(config)
+    peft_config = build_peft_config(config)
     data = load_training_data(config)
     check_output(config)
     accelerator = make_accelerator(config)
     base, tracker = share_outcome(
         accelerator, lambda: (describe_base(config), open_tracking(config)) if accelerator.is_main_process else (None, None)
     )
-    parts, counts = build_parts(config, base_config, data, accelerator)
+    parts, counts = build_parts(config, peft_config, data, accelerator)
     if accelerator.is_main_process and not config.resume:  # only now: a failed check above keeps the old run
         clear_previous_run(Path(config.output))
     accelerator.wait_for_everyone()
