@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapterlab.errors import InvalidConfig
+from adapterlab.registry import settings
 from adapterlab.registry.adapter_folder import read_adapter_weights
 from adapterlab.registry.artifacts import download_adapter
 from adapterlab.registry.lora_deltas import ModuleComparison, compare_deltas, lora_deltas, plot_comparison
@@ -33,6 +35,8 @@ class VersionDiff:
 
 
 def diff(ref_a: str, ref_b: str, *, plot: Path | str | None = None, registry_url: str | None = None) -> VersionDiff:
+    if plot is not None:
+        check_plot_path(Path(plot))  # before downloading and comparing anything
     first, second = show(ref_a, registry_url), show(ref_b, registry_url)
     same_base = first.base.fingerprint == second.base.fingerprint
     modules, note = None, None
@@ -55,6 +59,19 @@ def diff(ref_a: str, ref_b: str, *, plot: Path | str | None = None, registry_url
         modules=modules,
         note=note,
     )
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(plot: Path) -> None:
+    """The plot can be written where asked: an existing folder, a file name matplotlib can render."""
+    if plot.suffix.lower() not in PLOT_FORMATS:
+        raise InvalidConfig(f"--plot {plot} must end in {', '.join(PLOT_FORMATS)}")
+    if plot.is_dir():
+        raise InvalidConfig(f"--plot {plot} is a folder; give a file name such as {plot / 'deltas.png'}")
+    if not settings.usable_folder(plot.absolute().parent, "--plot's folder").is_dir():
+        raise InvalidConfig(f"--plot {plot}: the folder {plot.absolute().parent} does not exist; create it first")
 
 
 def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -12,10 +12,12 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from adapterlab.errors import InvalidConfig
 from adapterlab.registry import settings
 from adapterlab.registry.database import (
     create_registry_engine,
     current_revision,
+    display_url,
     forget_registries,
     unreachable,
 )
@@ -65,11 +67,39 @@ def revision(registry_url: str | None = None) -> str | None:
         engine.dispose()
 
 
+def known_revisions() -> list[str]:
+    """The revisions this adapterlab's migrations define, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [item.revision for item in reversed(list(script.walk_revisions()))]
+
+
+def unknown_revision_error(revision: str, url: str) -> InvalidConfig:
+    """A database stamped by a newer adapterlab: no migration here can move it, so say what can."""
+    return InvalidConfig(
+        f"the registry database at {display_url(url)} is at schema revision {revision!r}, which this adapterlab "
+        f"does not know (its revisions: {', '.join(known_revisions())}); it was migrated by a newer adapterlab: "
+        "upgrade adapterlab (pip install -U adapterlab) to use it"
+    )
+
+
 def _migrate(step, target: str, registry_url: str | None) -> str | None:
+    from alembic.util import CommandError
+
     url = settings.registry_url(registry_url)
     engine = create_registry_engine(url)
     try:
-        step(engine, target)
+        at = current_revision(engine, url)
+        if at is not None and at not in known_revisions():
+            raise unknown_revision_error(at, url)
+        try:
+            step(engine, target)
+        except CommandError as exc:  # a target no migration here defines
+            raise InvalidConfig(
+                f"cannot migrate to revision {target!r}: {' '.join(str(exc).split())}; "
+                f"use head, base, a relative step such as -1, or one of: {', '.join(known_revisions())}"
+            ) from exc
         return current_revision(engine, url)
     except DBAPIError as exc:
         raise unreachable(url, exc) from exc
