@@ -86,7 +86,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise InvalidConfig(f"config file {file} does not exist")
     try:
         values = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidConfig(f"config file {file} is not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(values, dict):
         raise InvalidConfig(f"config file {file} must hold a mapping of option: value")
@@ -110,8 +110,9 @@ def parse_peft_overrides(args: list[str]) -> dict[str, Any]:
             raise InvalidConfig(f"unexpected argument {arg!r}; PEFT fields are passed as --peft.FIELD=VALUE")
         try:
             overrides[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise InvalidConfig(f"cannot read the value of {arg!r}: {' '.join(str(exc).split())}") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
+            shown = arg if len(arg) <= 80 else arg[:77] + "..."
+            raise InvalidConfig(f"cannot read the value of {shown!r}: {' '.join(str(exc).split())[:200]}") from exc
     return overrides
 
 
