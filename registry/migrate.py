@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, RegistryUnavailable
 from adapterlab.registry import settings
 from adapterlab.registry.database import (
     create_registry_engine,
@@ -75,9 +75,9 @@ def known_revisions() -> list[str]:
     return [item.revision for item in reversed(list(script.walk_revisions()))]
 
 
-def unknown_revision_error(revision: str, url: str) -> InvalidConfig:
+def unknown_revision_error(revision: str, url: str) -> RegistryUnavailable:
     """A database stamped by a newer adapterlab: no migration here can move it, so say what can."""
-    return InvalidConfig(
+    return RegistryUnavailable(
         f"the registry database at {display_url(url)} is at schema revision {revision!r}, which this adapterlab "
         f"does not know (its revisions: {', '.join(known_revisions())}); it was migrated by a newer adapterlab: "
         "upgrade adapterlab (pip install -U adapterlab) to use it"
