@@ -55,8 +55,8 @@ def train(config: TrainConfig) -> TrainResult:
     check_method_task(config)
     check_base(config)
     peft_config = build_peft_config(config)
-    data = load_training_data(config)
     check_output(config)
+    data = load_training_data(config)
     accelerator = make_accelerator(config)
     base, tracker = share_outcome(
         accelerator, lambda: (describe_base(config), open_tracking(config)) if accelerator.is_main_process else (None, None)
@@ -71,6 +71,9 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def check_output(config: TrainConfig) -> None:
+    from adapterlab.registry.settings import usable_folder
+
+    usable_folder(Path(config.output), "--output")
     if not config.resume:
         return
     found = latest_checkpoint(Path(config.output) / "checkpoints")

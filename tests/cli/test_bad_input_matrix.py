@@ -4,7 +4,7 @@ To add a case, add one ``Case`` to ``REGISTRY_CASES`` (it then runs against a re
 ``x:1`` and ``x:2`` on SQLite and on PostgreSQL) or to ``HOME_CASES`` (a fresh, empty home: for
 options checked before any database is touched, such as ``train``'s). ``argv`` may use
 ``{tmp}`` (the test's own folder), ``{file}`` (a plain file in it), ``{base}`` (a tiny base
-model folder) and ``{adapter}`` (a valid LoRA folder). ``setup`` prepares anything else, and may
+model folder) and ``{adapter}`` (a valid LoRA folder), and so may ``message``. ``setup`` prepares anything else, and may
 return a function that undoes what it did to a shared database.
 """
 
@@ -105,6 +105,7 @@ REGISTRY_CASES = [
     Case("list --limit huge", ("list", "--limit", "99999999999999999999"), 2, "is not in the range 1<=x<=2147483647"),
     Case("list --limit zero", ("list", "--limit", "0"), 2, "is not in the range"),
     Case("pull --to under a file", ("pull", "x:1", "--to", "{file}/out"), 1, "lies under the file"),
+    Case("export --to under a file", ("export", "x:1", "--to", "{file}/out"), 1, "lies under the file"),
     Case("pull --to a file", ("pull", "x:1", "--to", "{file}"), 1, "is a file; choose a folder path"),
     Case("diff --plot into a missing folder", ("diff", "x:1", "x:2", "--plot", "{tmp}/missing/deltas.png"), 1,
          "does not exist; create it first"),
@@ -138,6 +139,7 @@ HOME_CASES = [
     Case("home under a file", ("list",), 1, "lies under the file", env={"ADAPTERLAB_HOME": "{file}/home"}),
     Case("sqlite registry under a file", ("list",), 1, "is a file; choose a folder path",
          env={"ADAPTERLAB_REGISTRY_URL": "sqlite:///{file}/registry.db"}),
+    Case("train --output under a file", ("train", "--output", "{file}/run"), 1, "--output {tmp}/plain-file/run lies under"),
     Case("train --lr nan", ("train", "--lr", "nan"), 1, "lr must be a finite number"),
     Case("train --lr inf", ("train", "--lr", "inf"), 1, "lr must be a finite number"),
     Case("train --lr negative", ("train", "--lr=-0.1"), 1, "lr must be a finite number"),
@@ -188,7 +190,7 @@ def run_case(case: Case, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
         assert result.exit_code == case.exit_code, (result.exit_code, result.stderr, result.stdout)
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-        assert case.message in lines[0], lines[0]
+        assert expand(case.message, world) in lines[0], lines[0]
         assert "Traceback" not in result.output and "secret" not in result.output
         assert snapshot(world.tmp, world.home) == before  # nothing written, nothing half-made
     finally:
