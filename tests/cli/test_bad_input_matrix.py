@@ -4,8 +4,8 @@ To add a case, add one ``Case`` to ``REGISTRY_CASES`` (it then runs against a re
 ``x:1`` and ``x:2`` on SQLite and on PostgreSQL) or to ``HOME_CASES`` (a fresh, empty home: for
 options checked before any database is touched, such as ``train``'s). ``argv`` may use
 ``{tmp}`` (the test's own folder), ``{file}`` (a plain file in it), ``{base}`` (a tiny base
-model folder) and ``{adapter}`` (a valid LoRA folder), and so may ``message``. ``setup`` prepares anything else, and may
-return a function that undoes what it did to a shared database.
+model folder) and ``{adapter}`` (a valid LoRA folder), and so may ``message``. ``setup``
+prepares anything else, and may return a function that undoes what it did to a shared database.
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ HOME_CASES = [
     Case("train --batch-size text", ("train", "--batch-size", "x"), 2, "'x' is not a valid integer"),
     Case("train --lora-dropout 1.5", ("train", "--peft.lora_dropout=1.5"), 1, "lora_dropout must be in [0, 1)"),
     Case("train --lora-alpha nan", ("train", "--peft.lora_alpha=.nan"), 1, "lora_alpha must be a finite number"),
+    Case("train --peft.r huge", ("train", "--peft.r=80000000"), 1, "--peft.r=80000000 is larger than 65536"),
     Case("train invalid target_modules regex", ("train", "--peft.target_modules=(unclosed"), 1, "is not a valid regex"),
     Case("train config with a text lr", ("train", "{tmp}/text-lr.yaml"), 1, "lr must be a number, got 'fast'",
          setup=lambda world: (world.tmp / "text-lr.yaml").write_text("lr: fast\n") and None),
