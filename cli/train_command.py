@@ -5,6 +5,7 @@ Nothing heavy is imported at module level: ``adapters --help`` loads this module
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import click
@@ -132,5 +133,5 @@ def render_result(result: Any) -> str:
     if result.tracking_uri.startswith(("http://", "https://")):
         lines.append(f"  open {result.tracking_uri} (MLflow run {result.run_id})")
     else:
-        lines.append(f"  mlflow ui --backend-store-uri {result.tracking_uri}")
+        lines.append(f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)}")  # a home may hold spaces
     return "\n".join(lines)
