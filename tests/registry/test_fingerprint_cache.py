@@ -1,0 +1,281 @@
+"""The fingerprint cache: an unchanged base is not read again; any change, or a doubtful cache, is."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from adapterlab.registry import fingerprint as module
+from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.fingerprint_cache import CACHE_ENV
+
+SHARDS = {
+    "model-00001-of-00002.safetensors": {
+        "embed.weight": np.arange(64 * 16, dtype=np.float32).reshape(64, 16),
+        "layer.0.weight": np.linspace(-1, 1, 256, dtype=np.float32).reshape(16, 16),
+    },
+    "model-00002-of-00002.safetensors": {
+        "layer.1.weight": np.full((16, 16), 0.5, dtype=np.float16),
+        "step": np.array([3], dtype=np.int64),
+    },
+}
+AN_HOUR_AGO = time.time() - 3600
+
+
+def settle(*paths: Path, when: float = AN_HOUR_AGO) -> None:
+    """Date files back, as a downloaded base is: files written just now are not cached (racily clean)."""
+    for path in paths:
+        for file in [path] if path.is_file() else path.iterdir():
+            os.utime(file, (when, when), follow_symlinks=False)
+
+
+def sharded(folder: Path, shards: dict = SHARDS) -> Path:
+    folder.mkdir(parents=True)
+    for shard, tensors in shards.items():
+        save_file(tensors, str(folder / shard))
+    weight_map = {name: shard for shard, tensors in shards.items() for name in tensors}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    settle(folder)
+    return folder
+
+
+def single(folder: Path, seed: int = 0) -> Path:
+    folder.mkdir(parents=True)
+    save_file({"w": np.random.default_rng(seed).standard_normal(64).astype(np.float32)}, str(folder / "model.safetensors"))
+    settle(folder)
+    return folder
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the files whose tensor bytes are read (one item per chunk hashed)."""
+    reads: list[str] = []
+    chunk_digest = module._chunk_digest
+
+    def spy(entry, start, descriptors):
+        reads.append(entry.path.name)
+        return chunk_digest(entry, start, descriptors)
+
+    monkeypatch.setattr(module, "_chunk_digest", spy)
+    return reads
+
+
+def uncached(location: Path) -> str:
+    return fingerprint_checkpoint(location, use_cache=False).fingerprint
+
+
+def test_second_fingerprint_reads_no_tensor_bytes_nor_headers_and_equals_the_uncached_one(tmp_path, hashed, monkeypatch):
+    folder = sharded(tmp_path / "base")
+    first = fingerprint_checkpoint(folder)
+    assert sorted(set(hashed)) == sorted(SHARDS)
+    hashed.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "checkpoint_tensors", lambda location: pytest.fail(f"read the header of {location}"))
+        second = fingerprint_checkpoint(folder)
+    assert hashed == []
+    assert second == first  # fingerprint, tensor and parameter counts, size
+    assert uncached(folder) == first.fingerprint
+
+
+def test_files_written_just_now_are_hashed_again_until_they_settle(tmp_path, hashed):
+    folder = sharded(tmp_path / "base")
+    settle(folder, when=time.time())
+    fingerprint_checkpoint(folder)
+    fingerprint_checkpoint(folder)
+    assert len(hashed) == 2 * 4  # four tensors, both times
+    settle(folder)
+    fingerprint_checkpoint(folder)
+    hashed.clear()
+    fingerprint_checkpoint(folder)
+    assert hashed == []
+
+
+def _replace_same_size_and_mtime(shard: Path) -> None:
+    """Other bytes, same size and mtime: only the inode tells."""
+    before = shard.stat()
+    other = shard.with_suffix(".new")
+    tensors = dict(SHARDS[shard.name])
+    tensors["step"] = np.array([4], dtype=np.int64)
+    save_file(tensors, str(other))
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, shard)
+    after = shard.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns) and after.st_ino != before.st_ino
+
+
+@pytest.mark.parametrize("change", ["mtime", "size", "inode"])
+def test_any_change_to_a_file_rehashes_that_file_only(tmp_path, hashed, change):
+    folder = sharded(tmp_path / "base")
+    original = fingerprint_checkpoint(folder).fingerprint
+    shard = folder / "model-00002-of-00002.safetensors"
+    if change == "mtime":
+        settle(shard, when=AN_HOUR_AGO - 60)
+    elif change == "size":
+        save_file({**SHARDS[shard.name], "extra": np.zeros(3, dtype=np.float32)}, str(shard))
+        settle(shard)
+    else:
+        _replace_same_size_and_mtime(shard)
+    hashed.clear()
+    changed = fingerprint_checkpoint(folder).fingerprint
+    assert set(hashed) == {shard.name}
+    assert changed == uncached(folder)
+    assert (changed == original) is (change == "mtime")
+
+
+def _cache_document(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00garbage{",
+        b"[1, 2, 3]",
+        json.dumps({"format": 99, "files": {}}).encode(),
+        "forged digest",
+        "forged shape",
+        "claims more bytes than the file has",
+    ],
+)
+def test_a_corrupt_or_forged_cache_is_ignored_and_rewritten(tmp_path, hashed, private_fingerprint_cache, content):
+    folder = single(tmp_path / "base")
+    expected = uncached(folder)
+    fingerprint_checkpoint(folder)
+    if isinstance(content, str):
+        document = _cache_document(private_fingerprint_cache)
+        (entry,) = document["files"].values()
+        tensor = entry["tensors"][0]
+        if content == "forged digest":
+            tensor[3] = "not hex" * 8
+        elif content == "forged shape":
+            tensor[2] = [-1, -64]
+        else:
+            tensor[2] = [10**9]
+        content = json.dumps(document).encode()
+    private_fingerprint_cache.write_bytes(content)
+    hashed.clear()
+    assert fingerprint_checkpoint(folder).fingerprint == expected
+    assert hashed == ["model.safetensors"]  # not trusted: read again
+    (entry,) = _cache_document(private_fingerprint_cache)["files"].values()  # and rewritten whole
+    hashed.clear()
+    assert fingerprint_checkpoint(folder).fingerprint == expected and hashed == []
+
+
+def test_a_cache_others_can_write_is_not_trusted(tmp_path, hashed, private_fingerprint_cache):
+    folder = single(tmp_path / "base")
+    fingerprint_checkpoint(folder)
+    private_fingerprint_cache.chmod(0o666)
+    hashed.clear()
+    fingerprint_checkpoint(folder)
+    assert hashed == ["model.safetensors"]
+    assert private_fingerprint_cache.stat().st_mode & 0o777 == 0o600  # replaced by a private one
+
+
+def test_a_cache_path_that_is_a_link_is_neither_read_nor_written_through(tmp_path, hashed, private_fingerprint_cache):
+    folder = single(tmp_path / "base")
+    fingerprint_checkpoint(folder)
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes(private_fingerprint_cache.read_bytes())
+    private_fingerprint_cache.unlink()
+    private_fingerprint_cache.symlink_to(target)
+    before = target.read_bytes()
+    hashed.clear()
+    fingerprint_checkpoint(folder)
+    assert hashed == ["model.safetensors"]  # the link's (valid) content was not used
+    assert target.read_bytes() == before and not private_fingerprint_cache.is_symlink()
+
+
+def test_no_cache_when_bypassed_by_argument_or_environment(tmp_path, hashed, private_fingerprint_cache, monkeypatch):
+    folder = single(tmp_path / "base")
+    fingerprint_checkpoint(folder, use_cache=False)
+    fingerprint_checkpoint(folder, use_cache=False)
+    assert not private_fingerprint_cache.exists()
+    monkeypatch.setenv(CACHE_ENV, "off")
+    fingerprint_checkpoint(folder)
+    fingerprint_checkpoint(folder)
+    assert hashed == ["model.safetensors"] * 4
+    assert not private_fingerprint_cache.exists()
+
+
+def test_links_inside_the_folder_are_cached_and_retargeting_one_rehashes(tmp_path, hashed):
+    folder = single(tmp_path / "base")
+    (folder / "weights").mkdir()
+    os.replace(folder / "model.safetensors", folder / "weights" / "a.safetensors")
+    save_file({"w": np.ones(64, dtype=np.float32)}, str(folder / "weights" / "b.safetensors"))
+    (folder / "model.safetensors").symlink_to("weights/a.safetensors")
+    settle(folder, folder / "weights")
+    first = fingerprint_checkpoint(folder).fingerprint
+    hashed.clear()
+    assert fingerprint_checkpoint(folder).fingerprint == first and hashed == []
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to("weights/b.safetensors")
+    assert fingerprint_checkpoint(folder).fingerprint == uncached(folder) != first
+    assert hashed == ["model.safetensors"] * 2  # the link, read once cached and once uncached
+
+
+def test_links_out_of_the_folder_are_never_cached(tmp_path, hashed, private_fingerprint_cache):
+    outside = single(tmp_path / "outside") / "model.safetensors"
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to(outside)
+    fingerprint_checkpoint(folder)
+    fingerprint_checkpoint(folder)
+    assert hashed == ["model.safetensors"] * 2
+    assert not private_fingerprint_cache.exists()
+
+
+def test_a_hub_cache_snapshot_is_cached_through_its_blob_links(tmp_path, hashed):
+    repo = tmp_path / "hub" / "models--org--tiny"
+    blob = single(repo / "blobs") / "model.safetensors"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(Path("../..") / "blobs" / "model.safetensors")
+    first = fingerprint_checkpoint(snapshot).fingerprint
+    hashed.clear()
+    assert fingerprint_checkpoint(snapshot).fingerprint == first == uncached(blob.parent) and hashed == ["model.safetensors"]
+
+
+WORKER = """
+import random, sys
+from adapterlab.registry.fingerprint import fingerprint_checkpoint
+folders = sys.argv[1:]
+for _ in range(3):
+    random.shuffle(folders)
+    for folder in folders:
+        print(folder, fingerprint_checkpoint(folder).fingerprint)
+"""
+
+
+def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(tmp_path, private_fingerprint_cache):
+    folders = [str(single(tmp_path / f"base-{seed}", seed=seed)) for seed in range(6)]
+    expected = {folder: uncached(Path(folder)) for folder in folders}
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, *folders], stdout=subprocess.PIPE, text=True)
+               for _ in range(4)]  # fmt: skip
+    for worker in workers:
+        output, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        assert {tuple(line.split()) for line in output.splitlines()} == set(expected.items())
+    files = _cache_document(private_fingerprint_cache)["files"]
+    assert sorted(files) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
+
+
+def test_registering_twice_against_an_unchanged_base_hashes_it_once(registry_env, tiny_base, make_lora, tmp_path, hashed):
+    from adapterlab.registry import register_adapter
+
+    base = tmp_path / "tiny-bert"
+    shutil.copytree(tiny_base, base)
+    settle(base)
+    first = register_adapter(make_lora(seed=1), name="a", base=base)
+    assert hashed
+    hashed.clear()
+    second = register_adapter(make_lora(seed=2), name="b", base=base)
+    assert hashed == [] and second.base.fingerprint == first.base.fingerprint == uncached(base)
