@@ -30,12 +30,13 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapterlab.registry.checkpoint_files import DTYPE_SIZES
+from adapterlab.registry.database import file_lock
 
 CACHE_ENV = "ADAPTERLAB_FINGERPRINT_CACHE"
 CACHE_FORMAT = 1  # bump (and the file name) when the stored entries or the fingerprint change meaning
@@ -136,7 +137,9 @@ class FingerprintCache:
         if not results:
             return
         now = time.time_ns()
-        with suppress(OSError), _locked(self.path):
+        with suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with suppress(OSError), file_lock(Path(f"{self.path}.lock")):  # the cache file itself is replaced, not locked
             entries = _read(self.path)  # again, under the lock: another process may have stored since
             for identity, tensors in results.items():
                 entries[identity.path] = _entry(identity, tensors, now)
@@ -243,20 +246,3 @@ def _write(path: Path, entries: dict[str, dict]) -> None:
         with suppress(OSError):
             os.unlink(scratch)
         raise
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on a file beside the cache (the cache itself is replaced, not locked)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; the whole-file replace still keeps it readable
-            yield
-            return
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)

@@ -245,25 +245,26 @@ def test_a_hub_cache_snapshot_is_cached_through_its_blob_links(tmp_path, hashed)
 
 
 WORKER = """
-import random, sys
+import sys, time
 from adapterlab.registry.fingerprint import fingerprint_checkpoint
-folders = sys.argv[1:]
-for _ in range(3):
-    random.shuffle(folders)
-    for folder in folders:
-        print(folder, fingerprint_checkpoint(folder).fingerprint)
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start storing at once
+for folder in sys.argv[2:]:
+    print(folder, fingerprint_checkpoint(folder).fingerprint)
 """
 
 
 def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(tmp_path, private_fingerprint_cache):
-    folders = [str(single(tmp_path / f"base-{seed}", seed=seed)) for seed in range(6)]
+    workers, per_worker = 4, 10
+    folders = [str(single(tmp_path / f"base-{seed}", seed=seed)) for seed in range(workers * per_worker)]
     expected = {folder: uncached(Path(folder)) for folder in folders}
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, *folders], stdout=subprocess.PIPE, text=True)
-               for _ in range(4)]  # fmt: skip
-    for worker in workers:
+    start = str(time.time() + 3)  # past every interpreter's start-up
+    running = [subprocess.Popen([sys.executable, "-c", WORKER, start, *folders[i::workers]], stdout=subprocess.PIPE,
+                                text=True) for i in range(workers)]  # fmt: skip
+    for worker, i in zip(running, range(workers), strict=True):
         output, _ = worker.communicate(timeout=120)
         assert worker.returncode == 0
-        assert {tuple(line.split()) for line in output.splitlines()} == set(expected.items())
+        assert dict(line.split() for line in output.splitlines()) == {folder: expected[folder] for folder in folders[i::workers]}
+    # every process's entries survived every other's (each file was stored by one process only)
     files = _cache_document(private_fingerprint_cache)["files"]
     assert sorted(files) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
 
