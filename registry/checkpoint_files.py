@@ -118,7 +118,7 @@ def weight_files(location: Path) -> list[Path]:
 def _shards(index: Path) -> list[Path]:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
-        files = sorted({index.parent / shard for shard in weight_map.values()})
+        files = sorted(index.parent / shard for shard in set(weight_map.values()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{index} is not a valid shard index; re-save the weights") from exc
     missing = [file.name for file in files if not file.is_file()]

@@ -31,7 +31,7 @@ from adapterlab.registry.fingerprint_cache import (
     FileIdentity,
     FingerprintCache,
     TensorDigest,
-    cache_path,
+    cache_folder,
     model_root,
     pin,
 )
@@ -58,10 +58,10 @@ def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None
     ``ADAPTERLAB_FINGERPRINT_CACHE=off``) hashes every byte and leaves the cache alone.
     """
     location = Path(location)
-    path = cache_path() if use_cache else None
-    if path is None:
+    folder = cache_folder() if use_cache else None
+    if folder is None:
         return fingerprint_entries(checkpoint_tensors(location), progress=progress)
-    cache, root = FingerprintCache(path), model_root(location)
+    cache, root = FingerprintCache(folder), model_root(location)
     started = time.time_ns()
     known: list[TensorDigest] = []
     unknown: list[tuple[Path, FileIdentity | None]] = []

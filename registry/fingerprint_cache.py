@@ -6,42 +6,43 @@ Any change to one of those and the file is hashed again; so is a file modified l
 ``RACY_SECONDS`` before it was hashed (a later write in the same timestamp tick would leave its
 stat unchanged: git's "racily clean" problem).
 
-Where: one JSON file, ``$ADAPTERLAB_FINGERPRINT_CACHE`` (``off`` disables caching), else
-``$XDG_CACHE_HOME/adapterlab/fingerprints-v1.json`` (``~/.cache/...``). Not under
-``ADAPTERLAB_HOME``: that is one registry's folder (by default relative to the working
-directory), while a base model's files, like the Hugging Face cache, belong to the machine and
-are shared by every project and registry on it; and what sits in a cache folder may be deleted
-at any time, which costs only a re-hash.
+Where: a folder, ``$ADAPTERLAB_FINGERPRINT_CACHE`` (``off`` disables caching), else
+``$XDG_CACHE_HOME/adapterlab/fingerprints-v1`` (``~/.cache/...``). Not under ``ADAPTERLAB_HOME``:
+that is one registry's folder (by default relative to the working directory), while a base
+model's files, like the Hugging Face cache, belong to the machine and are shared by every project
+and registry on it; and what sits in a cache folder may be deleted at any time, which costs only
+a re-hash.
 
-The file is only ever replaced whole (written beside it, then renamed), under an advisory lock,
-so readers never see half a file and concurrent writers lose nothing. What it holds is checked
-before use: a file that is not ours, is writable by others, is too large, is not JSON of the
-expected shape, or holds entries of the wrong types is ignored (and rewritten on the next store).
-A weight file is only cached when its resolved path stays inside the model folder (or, for a
-Hugging Face cache snapshot, inside that model's cache folder, where the blobs live).
+One small JSON file per weights file, named by a hash of its path: a lookup reads only the
+entries it needs, however many bases are cached, and a store replaces one entry whole (written
+beside it, then renamed), so readers never see half an entry and concurrent writers need no lock
+(the last of two writers of one entry wins; both wrote the truth about the file they saw). An
+entry is checked before use: one that is not ours, is writable by others, is too large, is not
+JSON of the expected shape or types, or describes another path is ignored (and replaced on the
+next store). A weights file is only cached when its resolved path stays inside the model folder
+(or, for a Hugging Face cache snapshot, inside that model's cache folder, where the blobs live).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import stat
 import tempfile
-import time
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapterlab.registry.checkpoint_files import DTYPE_SIZES
-from adapterlab.registry.database import file_lock
 
 CACHE_ENV = "ADAPTERLAB_FINGERPRINT_CACHE"
-CACHE_FORMAT = 1  # bump (and the file name) when the stored entries or the fingerprint change meaning
-MAX_FILES = 512  # entries kept; the oldest stored go first
-MAX_CACHE_BYTES = 64 * 1024 * 1024  # a larger file is not ours: ignored unread
+CACHE_FORMAT = 1  # bump (and the folder name) when entries or the fingerprint change meaning
+MAX_ENTRIES = 2048  # weights files remembered; the least recently used are forgotten first
+MAX_ENTRY_BYTES = 16 * 1024 * 1024  # a larger entry is not ours: ignored unread
 RACY_SECONDS = 2  # covers the coarsest common timestamp granularity (FAT, ext3, HFS+)
 _DISABLED = {"0", "off", "false", "no", "none"}
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -80,15 +81,15 @@ class FileIdentity:
         return self.mtime_ns < before_ns - RACY_SECONDS * 1_000_000_000
 
 
-def cache_path() -> Path | None:
-    """The cache file, or None when ``$ADAPTERLAB_FINGERPRINT_CACHE`` turns caching off."""
+def cache_folder() -> Path | None:
+    """The cache's folder, or None when ``$ADAPTERLAB_FINGERPRINT_CACHE`` turns caching off."""
     configured = os.environ.get(CACHE_ENV, "").strip()
     if configured.lower() in _DISABLED:
         return None
     if configured:
         return Path(configured).expanduser().absolute()
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root).expanduser().absolute() / "adapterlab" / f"fingerprints-v{CACHE_FORMAT}.json"
+    return Path(root).expanduser().absolute() / "adapterlab" / f"fingerprints-v{CACHE_FORMAT}"
 
 
 def model_root(location: Path) -> Path:
@@ -104,10 +105,6 @@ def pin(file: Path, root: Path) -> FileIdentity | None:
     resolved = os.path.realpath(file)
     if os.path.commonpath([resolved, root]) != str(root):
         return None
-    return _stat_identity(resolved)
-
-
-def _stat_identity(resolved: str) -> FileIdentity | None:
     try:
         info = os.stat(resolved, follow_symlinks=False)
     except OSError:
@@ -118,75 +115,77 @@ def _stat_identity(resolved: str) -> FileIdentity | None:
 
 
 class FingerprintCache:
-    """The tensor digests of unchanged weight files, read once per fingerprint and stored in one write."""
+    """The tensor digests of unchanged weights files, one entry file each under ``folder``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._entries: dict[str, dict] | None = None
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def entry_path(self, path: str) -> Path:
+        return self.folder / f"{hashlib.sha256(path.encode(errors='surrogateescape')).hexdigest()[:40]}.json"
 
     def lookup(self, identity: FileIdentity) -> list[TensorDigest] | None:
-        if self._entries is None:
-            self._entries = _read(self.path)
-        entry = self._entries.get(identity.path)
-        if entry is None or _identity(identity.path, entry) != identity:
+        path = self.entry_path(identity.path)
+        entry = _read(path)
+        if entry is None or _identity(entry) != identity:
             return None
-        return _tensors(entry["tensors"])
+        with suppress(OSError):
+            os.utime(path)  # recently used: forgotten last
+        return [_tensor(tensor) for tensor in entry["tensors"]]
 
     def store(self, results: Mapping[FileIdentity, list[TensorDigest]]) -> None:
         """Remember ``results``; the cache is an optimisation, so failing to write it is not an error."""
         if not results:
             return
-        now = time.time_ns()
         with suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with suppress(OSError), file_lock(Path(f"{self.path}.lock")):  # the cache file itself is replaced, not locked
-            entries = _read(self.path)  # again, under the lock: another process may have stored since
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             for identity, tensors in results.items():
-                entries[identity.path] = _entry(identity, tensors, now)
-            self._entries = _prune(entries)
-            _write(self.path, self._entries)
+                _write(self.entry_path(identity.path), _entry(identity, tensors))
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        entries = list(self.folder.glob("*.json"))
+        if len(entries) <= MAX_ENTRIES:
+            return
+        by_age = sorted(entries, key=lambda entry: entry.stat().st_mtime_ns)
+        for entry in by_age[: len(entries) - MAX_ENTRIES]:
+            entry.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> dict[str, dict]:
-    """The valid entries of the cache file; anything unexpected reads as an empty cache."""
+def _read(path: Path) -> dict | None:
+    """A valid entry, or None: anything unexpected reads as "not cached"."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
-        return {}
+        return None
     with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not _trustworthy(info):
-            return {}
+        if not _trustworthy(os.fstat(handle.fileno())):
+            return None
         try:
-            document = json.loads(handle.read(MAX_CACHE_BYTES))
+            entry = json.loads(handle.read(MAX_ENTRY_BYTES))
         except (OSError, ValueError):
-            return {}
-    if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
-        return {}
-    files = document.get("files")
-    if not isinstance(files, dict):
-        return {}
-    return {path: entry for path, entry in files.items() if _valid(path, entry)}
+            return None
+    return entry if _valid(entry) else None
 
 
 def _trustworthy(info: os.stat_result) -> bool:
     """A regular file of ours, writable by nobody else, of a plausible size."""
     owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
     private = not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    return stat.S_ISREG(info.st_mode) and owner_ok and private and info.st_size <= MAX_CACHE_BYTES
+    return stat.S_ISREG(info.st_mode) and owner_ok and private and info.st_size <= MAX_ENTRY_BYTES
 
 
-def _valid(path: object, entry: object) -> bool:
-    if not isinstance(path, str) or not os.path.isabs(path) or not isinstance(entry, dict):
+def _valid(entry: object) -> bool:
+    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT:
         return False
-    numbers = [entry.get(field) for field in ("size", "mtime_ns", "ino", "dev", "stored_ns")]
-    if not all(type(number) is int and number >= 0 for number in numbers):
+    if not isinstance(entry.get("path"), str) or not os.path.isabs(entry["path"]):
+        return False
+    if not all(type(entry.get(field)) is int and entry[field] >= 0 for field in ("size", "mtime_ns", "ino", "dev")):
         return False
     tensors = entry.get("tensors")
     if not isinstance(tensors, list) or not all(_valid_tensor(tensor) for tensor in tensors):
         return False
     # a file cannot hold more tensor bytes than its size; a claim to the contrary is forged or stale
-    return sum(_tensor(tensor).length for tensor in tensors) <= entry["size"]
+    return sum(math.prod(shape) * DTYPE_SIZES[dtype] for _, dtype, shape, _ in tensors) <= entry["size"]
 
 
 def _valid_tensor(tensor: object) -> bool:
@@ -208,39 +207,28 @@ def _tensor(stored: list) -> TensorDigest:
     return TensorDigest(name=name, dtype=dtype, shape=tuple(shape), digest=bytes.fromhex(digest))
 
 
-def _tensors(stored: list) -> list[TensorDigest]:
-    return [_tensor(tensor) for tensor in stored]
+def _identity(entry: dict) -> FileIdentity:
+    return FileIdentity(entry["path"], entry["size"], entry["mtime_ns"], entry["ino"], entry["dev"])
 
 
-def _identity(path: str, entry: dict) -> FileIdentity:
-    return FileIdentity(path, entry["size"], entry["mtime_ns"], entry["ino"], entry["dev"])
-
-
-def _entry(identity: FileIdentity, tensors: list[TensorDigest], stored_ns: int) -> dict:
+def _entry(identity: FileIdentity, tensors: list[TensorDigest]) -> dict:
     return {
+        "format": CACHE_FORMAT,
+        "path": identity.path,
         "size": identity.size,
         "mtime_ns": identity.mtime_ns,
         "ino": identity.ino,
         "dev": identity.dev,
-        "stored_ns": stored_ns,
         "tensors": [[t.name, t.dtype, list(t.shape), t.digest.hex()] for t in tensors],
     }
 
 
-def _prune(entries: dict[str, dict]) -> dict[str, dict]:
-    """Drop entries whose file changed or went away, then keep the ``MAX_FILES`` most recent."""
-    current = [(path, entry) for path, entry in entries.items() if _stat_identity(path) == _identity(path, entry)]
-    newest = sorted(current, key=lambda item: item[1]["stored_ns"], reverse=True)[:MAX_FILES]
-    return dict(sorted(newest))
-
-
-def _write(path: Path, entries: dict[str, dict]) -> None:
-    """Replace the cache file whole: readers see the old file or the new one, never a mix."""
-    document = json.dumps({"format": CACHE_FORMAT, "files": entries}, separators=(",", ":"))
-    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+def _write(path: Path, entry: dict) -> None:
+    """Replace one entry whole: readers see the old entry or the new one, never a mix."""
+    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(document)
+            json.dump(entry, handle, separators=(",", ":"))
         os.replace(scratch, path)  # replaces a link at ``path`` itself, never writes through it
     except BaseException:
         with suppress(OSError):

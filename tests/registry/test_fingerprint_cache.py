@@ -15,6 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from adapterlab.registry import fingerprint as module
+from adapterlab.registry import fingerprint_cache
 from adapterlab.registry.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.fingerprint_cache import CACHE_ENV
 
@@ -131,8 +132,8 @@ def test_any_change_to_a_file_rehashes_that_file_only(tmp_path, hashed, change):
     assert (changed == original) is (change == "mtime")
 
 
-def _cache_document(path: Path) -> dict:
-    return json.loads(path.read_text())
+def cached_entries(folder: Path) -> dict[Path, dict]:
+    return {path: json.loads(path.read_text()) for path in folder.glob("*.json")}
 
 
 @pytest.mark.parametrize(
@@ -140,65 +141,85 @@ def _cache_document(path: Path) -> dict:
     [
         b"\x00garbage{",
         b"[1, 2, 3]",
-        json.dumps({"format": 99, "files": {}}).encode(),
+        "format 99",
+        "another path",
         "forged digest",
         "forged shape",
         "claims more bytes than the file has",
     ],
 )
-def test_a_corrupt_or_forged_cache_is_ignored_and_rewritten(tmp_path, hashed, private_fingerprint_cache, content):
+def test_a_corrupt_or_forged_entry_is_ignored_and_rewritten(tmp_path, hashed, private_fingerprint_cache, content):
     folder = single(tmp_path / "base")
     expected = uncached(folder)
     fingerprint_checkpoint(folder)
+    ((path, entry),) = cached_entries(private_fingerprint_cache).items()
     if isinstance(content, str):
-        document = _cache_document(private_fingerprint_cache)
-        (entry,) = document["files"].values()
         tensor = entry["tensors"][0]
-        if content == "forged digest":
+        if content == "format 99":
+            entry["format"] = 99
+        elif content == "another path":
+            entry["path"] = str(tmp_path / "other" / "model.safetensors")
+        elif content == "forged digest":
             tensor[3] = "not hex" * 8
         elif content == "forged shape":
             tensor[2] = [-1, -64]
         else:
             tensor[2] = [10**9]
-        content = json.dumps(document).encode()
-    private_fingerprint_cache.write_bytes(content)
+        content = json.dumps(entry).encode()
+    path.write_bytes(content)
     hashed.clear()
     assert fingerprint_checkpoint(folder).fingerprint == expected
     assert hashed == ["model.safetensors"]  # not trusted: read again
-    (entry,) = _cache_document(private_fingerprint_cache)["files"].values()  # and rewritten whole
+    assert cached_entries(private_fingerprint_cache)[path]["path"] == os.path.realpath(folder / "model.safetensors")
     hashed.clear()
-    assert fingerprint_checkpoint(folder).fingerprint == expected and hashed == []
+    assert fingerprint_checkpoint(folder).fingerprint == expected and hashed == []  # the rewritten entry is used
 
 
-def test_a_cache_others_can_write_is_not_trusted(tmp_path, hashed, private_fingerprint_cache):
+def test_an_entry_others_can_write_is_not_trusted(tmp_path, hashed, private_fingerprint_cache):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
-    private_fingerprint_cache.chmod(0o666)
+    (path,) = cached_entries(private_fingerprint_cache)
+    path.chmod(0o666)
     hashed.clear()
     fingerprint_checkpoint(folder)
     assert hashed == ["model.safetensors"]
-    assert private_fingerprint_cache.stat().st_mode & 0o777 == 0o600  # replaced by a private one
+    assert path.stat().st_mode & 0o777 == 0o600  # replaced by a private one
 
 
-def test_a_cache_path_that_is_a_link_is_neither_read_nor_written_through(tmp_path, hashed, private_fingerprint_cache):
+def test_an_entry_that_is_a_link_is_neither_read_nor_written_through(tmp_path, hashed, private_fingerprint_cache):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
+    (path,) = cached_entries(private_fingerprint_cache)
     target = tmp_path / "elsewhere.json"
-    target.write_bytes(private_fingerprint_cache.read_bytes())
-    private_fingerprint_cache.unlink()
-    private_fingerprint_cache.symlink_to(target)
+    target.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(target)
     before = target.read_bytes()
     hashed.clear()
     fingerprint_checkpoint(folder)
     assert hashed == ["model.safetensors"]  # the link's (valid) content was not used
-    assert target.read_bytes() == before and not private_fingerprint_cache.is_symlink()
+    assert target.read_bytes() == before and not path.is_symlink()
+
+
+def test_the_least_recently_used_entries_are_forgotten(tmp_path, hashed, private_fingerprint_cache, monkeypatch):
+    monkeypatch.setattr(fingerprint_cache, "MAX_ENTRIES", 2)
+    first, second, third = (single(tmp_path / name, seed=seed) for seed, name in enumerate(["a", "b", "c"]))
+    fingerprint_checkpoint(first)
+    fingerprint_checkpoint(second)
+    for path, entry in cached_entries(private_fingerprint_cache).items():  # long unused, the first longest
+        when = AN_HOUR_AGO - (60 if entry["path"] == os.path.realpath(first / "model.safetensors") else 0)
+        os.utime(path, (when, when))
+    fingerprint_checkpoint(first)  # used again: now the most recent
+    fingerprint_checkpoint(third)
+    remembered = {entry["path"] for entry in cached_entries(private_fingerprint_cache).values()}
+    assert remembered == {os.path.realpath(folder / "model.safetensors") for folder in (first, third)}
 
 
 def test_no_cache_when_bypassed_by_argument_or_environment(tmp_path, hashed, private_fingerprint_cache, monkeypatch):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder, use_cache=False)
     fingerprint_checkpoint(folder, use_cache=False)
-    assert not private_fingerprint_cache.exists()
+    assert not private_fingerprint_cache.exists()  # neither read nor written
     monkeypatch.setenv(CACHE_ENV, "off")
     fingerprint_checkpoint(folder)
     fingerprint_checkpoint(folder)
@@ -264,9 +285,9 @@ def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(tm
         output, _ = worker.communicate(timeout=120)
         assert worker.returncode == 0
         assert dict(line.split() for line in output.splitlines()) == {folder: expected[folder] for folder in folders[i::workers]}
-    # every process's entries survived every other's (each file was stored by one process only)
-    files = _cache_document(private_fingerprint_cache)["files"]
-    assert sorted(files) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
+    # every process's entries are there, whole
+    remembered = [entry["path"] for entry in cached_entries(private_fingerprint_cache).values()]
+    assert sorted(remembered) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
 
 
 def test_registering_twice_against_an_unchanged_base_hashes_it_once(registry_env, tiny_base, make_lora, tmp_path, hashed):
