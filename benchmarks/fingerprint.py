@@ -189,7 +189,7 @@ def cache(options: argparse.Namespace) -> None:
         # a private registry, MLflow store and fingerprint cache, whatever the shell points at
         os.environ.update(ADAPTERLAB_HOME=str(home), ADAPTERLAB_REGISTRY_URL=f"sqlite:///{home / 'registry.db'}",
                           MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}", ADAPTERLAB_USER="bench",
-                          ADAPTERLAB_FINGERPRINT_CACHE=str(root / "fingerprints.json"),
+                          ADAPTERLAB_FINGERPRINT_CACHE=str(root / "fingerprints"),
                           MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
         os.environ.pop("ADAPTERLAB_ARTIFACT_ROOT", None)
         seconds, size = timed(lambda: write_mt5(root / "mt0-large-random", MT0_LARGE, seed=0))
