@@ -88,8 +88,11 @@ def cache_folder() -> Path | None:
         return None
     if configured:
         return Path(configured).expanduser().absolute()
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root).expanduser().absolute() / "adapterlab" / f"fingerprints-v{CACHE_FORMAT}"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    root = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")  # as the XDG spec says
+    if not os.path.isabs(root):
+        return None  # no home folder (a bare container): no cache, rather than one in the working directory
+    return Path(root) / "adapterlab" / f"fingerprints-v{CACHE_FORMAT}"
 
 
 def model_root(location: Path) -> Path:

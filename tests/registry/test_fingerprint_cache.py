@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 from adapterlab.registry import fingerprint as module
 from adapterlab.registry import fingerprint_cache
 from adapterlab.registry.fingerprint import fingerprint_checkpoint
-from adapterlab.registry.fingerprint_cache import CACHE_ENV
+from adapterlab.registry.fingerprint_cache import CACHE_ENV, cache_folder
 
 SHARDS = {
     "model-00001-of-00002.safetensors": {
@@ -225,6 +225,36 @@ def test_no_cache_when_bypassed_by_argument_or_environment(tmp_path, hashed, pri
     fingerprint_checkpoint(folder)
     assert hashed == ["model.safetensors"] * 4
     assert not private_fingerprint_cache.exists()
+
+
+def test_the_cache_lives_in_the_user_cache_folder_unless_moved(tmp_path, monkeypatch):
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_folder() == tmp_path / "home" / ".cache" / "adapterlab" / "fingerprints-v1"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG spec says
+    assert cache_folder() == tmp_path / "home" / ".cache" / "adapterlab" / "fingerprints-v1"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder = single(tmp_path / "base")
+    fingerprint_checkpoint(folder)
+    assert [entry["path"] for entry in cached_entries(tmp_path / "xdg" / "adapterlab" / "fingerprints-v1").values()] == [
+        os.path.realpath(folder / "model.safetensors")
+    ]
+    monkeypatch.setenv(CACHE_ENV, "~/elsewhere")
+    assert cache_folder() == tmp_path / "home" / "elsewhere"
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # no home folder at all (a bare container)
+    assert cache_folder() is None
+
+
+def test_an_unusable_cache_folder_only_costs_a_rehash(tmp_path, hashed, monkeypatch):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(CACHE_ENV, str(blocked))
+    folder = single(tmp_path / "base")
+    assert fingerprint_checkpoint(folder).fingerprint == fingerprint_checkpoint(folder).fingerprint == uncached(folder)
+    assert hashed == ["model.safetensors"] * 3 and blocked.read_text() == "not a folder"
 
 
 def test_links_inside_the_folder_are_cached_and_retargeting_one_rehashes(tmp_path, hashed):
