@@ -320,8 +320,9 @@ def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(tm
     assert sorted(remembered) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
 
 
-def test_registering_twice_against_an_unchanged_base_hashes_it_once(registry_env, tiny_base, make_lora, tmp_path, hashed):
-    from adapterlab.registry import register_adapter
+def test_registering_and_loading_against_an_unchanged_base_hash_it_once(registry_env, tiny_base, make_lora, tmp_path, hashed,
+                                                                        monkeypatch):  # fmt: skip
+    from adapterlab.registry import load, register_adapter
 
     base = tmp_path / "tiny-bert"
     shutil.copytree(tiny_base, base)
@@ -330,4 +331,9 @@ def test_registering_twice_against_an_unchanged_base_hashes_it_once(registry_env
     assert hashed
     hashed.clear()
     second = register_adapter(make_lora(seed=2), name="b", base=base)
-    assert hashed == [] and second.base.fingerprint == first.base.fingerprint == uncached(base)
+    assert hashed == [] and second.base.fingerprint == first.base.fingerprint
+    checked = []
+    monkeypatch.setattr(module, "fingerprint_checkpoint", lambda *a, **k: checked.append(a) or fingerprint_checkpoint(*a, **k))
+    assert load("b") is not None
+    assert checked and hashed == []  # the base folder's fingerprint was checked, from the cache
+    assert uncached(base) == first.base.fingerprint
