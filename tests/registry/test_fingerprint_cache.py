@@ -63,7 +63,7 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     chunk_digest = module._chunk_digest
 
     def spy(entry, start, descriptors):
-        reads.append(entry.path.name)
+        reads.append(entry.path.name if entry.path is not None else "(in memory)")  # .bin tensors are mapped by torch
         return chunk_digest(entry, start, descriptors)
 
     monkeypatch.setattr(module, "_chunk_digest", spy)
@@ -98,6 +98,24 @@ def test_files_written_just_now_are_hashed_again_until_they_settle(tmp_path, has
     hashed.clear()
     fingerprint_checkpoint(folder)
     assert hashed == []
+
+
+def test_a_cached_legacy_bin_checkpoint_resolves_without_torch(tmp_path, hashed):
+    import torch
+
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    torch.save({name: torch.from_numpy(array) for tensors in SHARDS.values() for name, array in tensors.items()},
+               folder / "pytorch_model.bin")  # fmt: skip
+    settle(folder)
+    expected = fingerprint_checkpoint(folder).fingerprint
+    assert expected == uncached(sharded(tmp_path / "sharded"))  # same tensors, same fingerprint
+    code = (
+        "import sys; from adapterlab.registry.fingerprint import fingerprint_checkpoint;"
+        "print(fingerprint_checkpoint(sys.argv[1]).fingerprint, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [expected, "False"]
 
 
 def _replace_same_size_and_mtime(shard: Path) -> None:
