@@ -63,10 +63,15 @@ def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None
         return fingerprint_entries(checkpoint_tensors(location), progress=progress)
     cache, root = FingerprintCache(folder), model_root(location)
     started = time.time_ns()
+    files = weight_files(location)
+    identities = [pin(file, root) for file in files]
+    pinned = [identity for identity in identities if identity is not None]
+    summary = cache.lookup_folder(pinned) if len(pinned) == len(files) else None
+    if summary is not None:
+        return Fingerprint(**summary)  # type: ignore[arg-type]
     known: list[TensorDigest] = []
     unknown: list[tuple[Path, FileIdentity | None]] = []
-    for file in weight_files(location):
-        identity = pin(file, root)
+    for file, identity in zip(files, identities, strict=True):
         cached = cache.lookup(identity) if identity is not None else None
         if cached is None:
             unknown.append((file, identity))
@@ -80,7 +85,10 @@ def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None
         if identity is not None and identity.settled(started) and pin(file, root) == identity
     }
     cache.store(unchanged)
-    return _combine(known + [tensor for tensors in hashed for tensor in tensors], location)
+    result = _combine(known + [tensor for tensors in hashed for tensor in tensors], location)
+    if len(pinned) == len(files) and len(unchanged) == len(unknown):  # every file is remembered as it is
+        cache.store_folder(pinned, result.to_dict())
+    return result
 
 
 def fingerprint_entries(entries: list[TensorEntry], *, progress: bool | None = None) -> Fingerprint:

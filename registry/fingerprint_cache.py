@@ -13,7 +13,9 @@ model's files, like the Hugging Face cache, belong to the machine and are shared
 and registry on it; and what sits in a cache folder may be deleted at any time, which costs only
 a re-hash.
 
-One small JSON file per weights file, named by a hash of its path: a lookup reads only the
+One small JSON file per weights file, named by a hash of its path, and one per set of files (a
+checkpoint folder) holding the finished fingerprint, so an unchanged folder resolves with a
+``stat`` per file and one small read, however many tensors it has. A lookup reads only the
 entries it needs, however many bases are cached, and a store replaces one entry whole (written
 beside it, then renamed), so readers never see half an entry and concurrent writers need no lock
 (the last of two writers of one entry wins; both wrote the truth about the file they saw). An
@@ -32,7 +34,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,8 @@ MAX_ENTRY_BYTES = 16 * 1024 * 1024  # a larger entry is not ours: ignored unread
 RACY_SECONDS = 2  # covers the coarsest common timestamp granularity (FAT, ext3, HFS+)
 _DISABLED = {"0", "off", "false", "no", "none"}
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_IDENTITY = ("path", "size", "mtime_ns", "ino", "dev")  # FileIdentity's fields, as stored
+_RESULT = ("fingerprint", "tensor_count", "parameter_count", "size_bytes")  # Fingerprint's fields
 
 
 @dataclass(frozen=True)
@@ -118,31 +122,53 @@ def pin(file: Path, root: Path) -> FileIdentity | None:
 
 
 class FingerprintCache:
-    """The tensor digests of unchanged weights files, one entry file each under ``folder``."""
+    """Tensor digests of unchanged weights files, and fingerprints of unchanged sets of them."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def entry_path(self, path: str) -> Path:
-        return self.folder / f"{hashlib.sha256(path.encode(errors='surrogateescape')).hexdigest()[:40]}.json"
+    def entry_path(self, *paths: str) -> Path:
+        key = "\0".join(paths).encode(errors="surrogateescape")
+        return self.folder / f"{hashlib.sha256(key).hexdigest()[:40]}.json"
 
     def lookup(self, identity: FileIdentity) -> list[TensorDigest] | None:
-        path = self.entry_path(identity.path)
-        entry = _read(path)
+        entry = self._used(self.entry_path(identity.path), _valid_file)
         if entry is None or _identity(entry) != identity:
             return None
-        with suppress(OSError):
-            os.utime(path)  # recently used: forgotten last
         return [_tensor(tensor) for tensor in entry["tensors"]]
 
+    def lookup_folder(self, files: list[FileIdentity]) -> dict[str, object] | None:
+        """The fingerprint's fields (see ``Fingerprint``) stored for exactly these files, unchanged."""
+        entry = self._used(self.entry_path("folder", *(file.path for file in files)), _valid_folder)
+        if entry is None or [_identity(dict(zip(_IDENTITY, file, strict=True))) for file in entry["files"]] != files:
+            return None
+        for file in files:  # their entries are in use too: forgotten with the folder's, not before
+            with suppress(OSError):
+                os.utime(self.entry_path(file.path))
+        return {field: entry[field] for field in _RESULT}
+
     def store(self, results: Mapping[FileIdentity, list[TensorDigest]]) -> None:
-        """Remember ``results``; the cache is an optimisation, so failing to write it is not an error."""
-        if not results:
+        self._store({self.entry_path(identity.path): _entry(identity, tensors) for identity, tensors in results.items()})
+
+    def store_folder(self, files: list[FileIdentity], result: Mapping[str, object]) -> None:
+        entry = {"format": CACHE_FORMAT, "files": [[getattr(file, field) for field in _IDENTITY] for file in files]}
+        self._store({self.entry_path("folder", *(file.path for file in files)): entry | {f: result[f] for f in _RESULT}})
+
+    def _used(self, path: Path, valid: Callable[[object], bool]) -> dict | None:
+        entry = _read(path, valid)
+        if entry is not None:
+            with suppress(OSError):
+                os.utime(path)  # recently used: forgotten last
+        return entry
+
+    def _store(self, entries: Mapping[Path, dict]) -> None:
+        """Write ``entries``; the cache is an optimisation, so failing to write it is not an error."""
+        if not entries:
             return
         with suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for identity, tensors in results.items():
-                _write(self.entry_path(identity.path), _entry(identity, tensors))
+            for path, entry in entries.items():
+                _write(path, entry)
             self._forget_oldest()
 
     def _forget_oldest(self) -> None:
@@ -154,7 +180,7 @@ class FingerprintCache:
             entry.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> dict | None:
+def _read(path: Path, valid: Callable[[object], bool]) -> dict | None:
     """A valid entry, or None: anything unexpected reads as "not cached"."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -167,7 +193,7 @@ def _read(path: Path) -> dict | None:
             entry = json.loads(handle.read(MAX_ENTRY_BYTES))
         except (OSError, ValueError):
             return None
-    return entry if _valid(entry) else None
+    return entry if valid(entry) else None
 
 
 def _trustworthy(info: os.stat_result) -> bool:
@@ -177,18 +203,39 @@ def _trustworthy(info: os.stat_result) -> bool:
     return stat.S_ISREG(info.st_mode) and owner_ok and private and info.st_size <= MAX_ENTRY_BYTES
 
 
-def _valid(entry: object) -> bool:
-    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT:
-        return False
-    if not isinstance(entry.get("path"), str) or not os.path.isabs(entry["path"]):
-        return False
-    if not all(type(entry.get(field)) is int and entry[field] >= 0 for field in ("size", "mtime_ns", "ino", "dev")):
+def _valid_file(entry: object) -> bool:
+    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or not _valid_identity(entry):
         return False
     tensors = entry.get("tensors")
     if not isinstance(tensors, list) or not all(_valid_tensor(tensor) for tensor in tensors):
         return False
     # a file cannot hold more tensor bytes than its size; a claim to the contrary is forged or stale
     return sum(math.prod(shape) * DTYPE_SIZES[dtype] for _, dtype, shape, _ in tensors) <= entry["size"]
+
+
+def _valid_identity(entry: dict) -> bool:
+    if not isinstance(entry.get("path"), str) or not os.path.isabs(entry["path"]):
+        return False
+    return all(type(entry.get(field)) is int and entry[field] >= 0 for field in _IDENTITY[1:])
+
+
+def _valid_folder(entry: object) -> bool:
+    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT:
+        return False
+    files = entry.get("files")
+    if not isinstance(files, list) or not files:
+        return False
+    if not all(isinstance(file, list) and len(file) == len(_IDENTITY) for file in files):
+        return False
+    if not all(_valid_identity(dict(zip(_IDENTITY, file, strict=True))) for file in files):
+        return False
+    if not all(type(entry.get(field)) is int and entry[field] >= 0 for field in _RESULT[1:]):
+        return False
+    digest = entry.get("fingerprint")
+    # as for a file's tensors: the files cannot hold more tensor bytes than their sizes
+    return isinstance(digest, str) and _DIGEST.fullmatch(digest) is not None and entry["size_bytes"] <= sum(
+        file[1] for file in files
+    )
 
 
 def _valid_tensor(tensor: object) -> bool:

@@ -81,6 +81,8 @@ def test_second_fingerprint_reads_no_tensor_bytes_nor_headers_and_equals_the_unc
     hashed.clear()
     with monkeypatch.context() as patch:
         patch.setattr(module, "checkpoint_tensors", lambda location: pytest.fail(f"read the header of {location}"))
+        # the folder's finished fingerprint answers: not even the files' tensor digests are read
+        patch.setattr(fingerprint_cache.FingerprintCache, "lookup", lambda self, identity: pytest.fail("read a file entry"))
         second = fingerprint_checkpoint(folder)
     assert hashed == []
     assert second == first  # fingerprint, tensor and parameter counts, size
@@ -154,6 +156,15 @@ def cached_entries(folder: Path) -> dict[Path, dict]:
     return {path: json.loads(path.read_text()) for path in folder.glob("*.json")}
 
 
+def file_entries(folder: Path) -> dict[Path, dict]:
+    """The per-file entries (tensor digests), without the folders' finished fingerprints."""
+    return {path: entry for path, entry in cached_entries(folder).items() if "tensors" in entry}
+
+
+def folder_entries(folder: Path) -> dict[Path, dict]:
+    return {path: entry for path, entry in cached_entries(folder).items() if "files" in entry}
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -170,7 +181,9 @@ def test_a_corrupt_or_forged_entry_is_ignored_and_rewritten(tmp_path, hashed, pr
     folder = single(tmp_path / "base")
     expected = uncached(folder)
     fingerprint_checkpoint(folder)
-    ((path, entry),) = cached_entries(private_fingerprint_cache).items()
+    for summary in folder_entries(private_fingerprint_cache):
+        summary.unlink()  # else the folder's finished fingerprint answers first
+    ((path, entry),) = file_entries(private_fingerprint_cache).items()
     if isinstance(content, str):
         tensor = entry["tensors"][0]
         if content == "format 99":
@@ -188,48 +201,80 @@ def test_a_corrupt_or_forged_entry_is_ignored_and_rewritten(tmp_path, hashed, pr
     hashed.clear()
     assert fingerprint_checkpoint(folder).fingerprint == expected
     assert hashed == ["model.safetensors"]  # not trusted: read again
-    assert cached_entries(private_fingerprint_cache)[path]["path"] == os.path.realpath(folder / "model.safetensors")
+    assert file_entries(private_fingerprint_cache)[path]["path"] == os.path.realpath(folder / "model.safetensors")
     hashed.clear()
     assert fingerprint_checkpoint(folder).fingerprint == expected and hashed == []  # the rewritten entry is used
 
 
-def test_an_entry_others_can_write_is_not_trusted(tmp_path, hashed, private_fingerprint_cache):
+@pytest.mark.parametrize(
+    "forgery",
+    ["fingerprint not hex", "negative count", "more bytes than the files", "another file's identity", "no files"],
+)
+def test_a_forged_folder_fingerprint_is_ignored_and_rewritten(tmp_path, hashed, private_fingerprint_cache, forgery):
+    folder = sharded(tmp_path / "base")
+    expected = fingerprint_checkpoint(folder)
+    ((path, entry),) = folder_entries(private_fingerprint_cache).items()
+    assert entry["fingerprint"] == expected.fingerprint
+    if forgery == "fingerprint not hex":
+        entry["fingerprint"] = "z" * 64
+    elif forgery == "negative count":
+        entry["tensor_count"] = -1
+    elif forgery == "more bytes than the files":
+        entry["size_bytes"] = 10**12
+    elif forgery == "another file's identity":
+        entry["files"][0][2] += 1  # mtime_ns
+    else:
+        entry["files"] = []
+    path.write_text(json.dumps(entry))
+    hashed.clear()
+    assert fingerprint_checkpoint(folder) == expected
+    assert hashed == []  # the per-file entries still held
+    assert folder_entries(private_fingerprint_cache)[path]["fingerprint"] == expected.fingerprint
+
+
+def test_entries_others_can_write_are_not_trusted(tmp_path, hashed, private_fingerprint_cache):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
-    (path,) = cached_entries(private_fingerprint_cache)
-    path.chmod(0o666)
+    entries = list(cached_entries(private_fingerprint_cache))
+    assert len(entries) == 2  # the file's tensor digests, the folder's fingerprint
+    for path in entries:
+        path.chmod(0o666)
     hashed.clear()
     fingerprint_checkpoint(folder)
     assert hashed == ["model.safetensors"]
-    assert path.stat().st_mode & 0o777 == 0o600  # replaced by a private one
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in entries)  # replaced by private ones
 
 
-def test_an_entry_that_is_a_link_is_neither_read_nor_written_through(tmp_path, hashed, private_fingerprint_cache):
+def test_entries_that_are_links_are_neither_read_nor_written_through(tmp_path, hashed, private_fingerprint_cache):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
-    (path,) = cached_entries(private_fingerprint_cache)
-    target = tmp_path / "elsewhere.json"
-    target.write_bytes(path.read_bytes())
-    path.unlink()
-    path.symlink_to(target)
-    before = target.read_bytes()
+    links = {}
+    for number, path in enumerate(cached_entries(private_fingerprint_cache)):
+        links[path] = tmp_path / f"elsewhere-{number}.json"
+        links[path].write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(links[path])
+    before = {target: target.read_bytes() for target in links.values()}
     hashed.clear()
     fingerprint_checkpoint(folder)
-    assert hashed == ["model.safetensors"]  # the link's (valid) content was not used
-    assert target.read_bytes() == before and not path.is_symlink()
+    assert hashed == ["model.safetensors"]  # the links' (valid) content was not used
+    assert {target: target.read_bytes() for target in links.values()} == before
+    assert not any(path.is_symlink() for path in links)
 
 
 def test_the_least_recently_used_entries_are_forgotten(tmp_path, hashed, private_fingerprint_cache, monkeypatch):
-    monkeypatch.setattr(fingerprint_cache, "MAX_ENTRIES", 2)
+    monkeypatch.setattr(fingerprint_cache, "MAX_ENTRIES", 4)  # two folders' entries (file and folder)
     first, second, third = (single(tmp_path / name, seed=seed) for seed, name in enumerate(["a", "b", "c"]))
     fingerprint_checkpoint(first)
     fingerprint_checkpoint(second)
+    weights = os.path.realpath(first / "model.safetensors")
     for path, entry in cached_entries(private_fingerprint_cache).items():  # long unused, the first longest
-        when = AN_HOUR_AGO - (60 if entry["path"] == os.path.realpath(first / "model.safetensors") else 0)
+        when = AN_HOUR_AGO - (60 if weights in (entry.get("path"), entry.get("files", [[None]])[0][0]) else 0)
         os.utime(path, (when, when))
     fingerprint_checkpoint(first)  # used again: now the most recent
     fingerprint_checkpoint(third)
-    remembered = {entry["path"] for entry in cached_entries(private_fingerprint_cache).values()}
+    assert len(cached_entries(private_fingerprint_cache)) == 4
+    remembered = {entry["path"] for entry in file_entries(private_fingerprint_cache).values()}
     assert remembered == {os.path.realpath(folder / "model.safetensors") for folder in (first, third)}
 
 
@@ -255,7 +300,7 @@ def test_the_cache_lives_in_the_user_cache_folder_unless_moved(tmp_path, monkeyp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
-    assert [entry["path"] for entry in cached_entries(tmp_path / "xdg" / "adapterlab" / "fingerprints-v1").values()] == [
+    assert [entry["path"] for entry in file_entries(tmp_path / "xdg" / "adapterlab" / "fingerprints-v1").values()] == [
         os.path.realpath(folder / "model.safetensors")
     ]
     monkeypatch.setenv(CACHE_ENV, "~/elsewhere")
@@ -334,7 +379,7 @@ def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(tm
         assert worker.returncode == 0
         assert dict(line.split() for line in output.splitlines()) == {folder: expected[folder] for folder in folders[i::workers]}
     # every process's entries are there, whole
-    remembered = [entry["path"] for entry in cached_entries(private_fingerprint_cache).values()]
+    remembered = [entry["path"] for entry in file_entries(private_fingerprint_cache).values()]
     assert sorted(remembered) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
 
 
