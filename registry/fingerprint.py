@@ -61,8 +61,12 @@ def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None
     folder = cache_folder() if use_cache else None
     if folder is None:
         return fingerprint_entries(checkpoint_tensors(location), progress=progress)
-    cache, root = FingerprintCache(folder), model_root(location)
-    started = time.time_ns()
+    return _fingerprint_through(FingerprintCache(folder), location, progress)
+
+
+def _fingerprint_through(cache: FingerprintCache, location: Path, progress: bool | None) -> Fingerprint:
+    """The folder's remembered fingerprint, else its files' remembered digests, hashing only the rest."""
+    root, started = model_root(location), time.time_ns()
     files = weight_files(location)
     identities = [pin(file, root) for file in files]
     pinned = [identity for identity in identities if identity is not None]
