@@ -16,7 +16,7 @@ a re-hash.
 One small JSON file per weights file, named by a hash of its path, and one per set of files (a
 checkpoint folder) holding the finished fingerprint, so an unchanged folder resolves with a
 ``stat`` per file and one small read, however many tensors it has. A lookup reads only the
-entries it needs, however many bases are cached, and a store replaces one entry whole (written
+entries it needs, whatever else is cached, and a store replaces one entry whole (written
 beside it, then renamed), so readers never see half an entry and concurrent writers need no lock
 (the last of two writers of one entry wins; both wrote the truth about the file they saw). An
 entry is checked before use: one that is not ours, is writable by others, is too large, is not
@@ -43,7 +43,7 @@ from adapterlab.registry.checkpoint_files import DTYPE_SIZES
 
 CACHE_ENV = "ADAPTERLAB_FINGERPRINT_CACHE"
 CACHE_FORMAT = 1  # bump (and the folder name) when entries or the fingerprint change meaning
-MAX_ENTRIES = 2048  # weights files remembered; the least recently used are forgotten first
+MAX_ENTRIES = 2048  # entries (files and folders) kept; the least recently used are forgotten first
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # a larger entry is not ours: ignored unread
 RACY_SECONDS = 2  # covers the coarsest common timestamp granularity (FAT, ext3, HFS+)
 _DISABLED = {"0", "off", "false", "no", "none"}
