@@ -9,6 +9,7 @@ adapterlab is imported first.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -293,3 +294,42 @@ def test_the_trainer_learns_about_adapterlab_in_a_fresh_process(
     assert report["label_names"] == ["labels"] and report["steps"] == 2 and report["eval_loss"] > 0
     for folder in checkpoints(out):
         assert_adapter_only(folder)
+
+
+# -- forward's signature --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("factory", ["bert", "t5"])
+def test_forward_shows_the_base_models_parameters(factory: str) -> None:
+    import inspect
+
+    base = tiny_bert() if factory == "bert" else T5ForConditionalGeneration(t5_config())
+    task = TaskType.SEQ_CLS if factory == "bert" else TaskType.SEQ_2_SEQ_LM
+    model = get_peft_model(base, LoraConfig(task_type=task, r=4)).eval()
+    shown = inspect.signature(model.forward).parameters
+    expected = [name for name in inspect.signature(type(base).forward).parameters if name != "self"]
+    assert [name for name in shown if name != "adapter_names"] == expected
+    assert shown["adapter_names"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert "labels" in shown and ("token_type_ids" in shown) is (factory == "bert")
+
+    inputs = {"input_ids": torch.randint(2, VOCAB, (2, 6))}
+    if factory == "t5":
+        inputs["decoder_input_ids"] = torch.randint(2, VOCAB, (2, 3))
+    torch.testing.assert_close(model.forward(**inputs).logits, model(**inputs, adapter_names=["default"] * 2).logits)
+    twin = copy.deepcopy(model)  # the copy's forward runs the copy
+    with torch.no_grad():
+        next(p for n, p in twin.named_parameters() if "lora_B" in n).add_(1.0)
+    assert not torch.allclose(twin(**inputs).logits, model(**inputs).logits)
+
+
+def test_forward_survives_accelerates_mixed_precision_wrapping() -> None:
+    # accelerate wraps forward in autocast (through its __func__) and unwraps it again on request
+    from accelerate import Accelerator
+
+    model = get_peft_model(tiny_bert(), LoraConfig(task_type=TaskType.SEQ_CLS, r=4)).eval()
+    inputs = torch.randint(2, VOCAB, (2, 6))
+    reference = model(input_ids=inputs).logits
+    accelerator = Accelerator(mixed_precision="bf16", cpu=True)
+    prepared = accelerator.prepare(model)
+    assert prepared(input_ids=inputs).logits.dtype == torch.float32  # outputs converted back
+    unwrapped = accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)
+    torch.testing.assert_close(unwrapped(input_ids=inputs).logits, reference)
