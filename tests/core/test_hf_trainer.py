@@ -251,7 +251,7 @@ CHILD = textwrap.dedent("""
     import adapterlab
     report = {"trainer_imported_with_adapterlab": "transformers.trainer" in sys.modules}
     import torch
-    import transformers.trainer_utils
+    import transformers.trainer
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
     from transformers.utils import is_peft_available
     from adapterlab import LoraConfig, TaskType, get_peft_model
@@ -270,7 +270,7 @@ CHILD = textwrap.dedent("""
     trainer.train(resume_from_checkpoint=sys.argv[1] + "/checkpoint-1")
     report.update(peft_available=is_peft_available(), label_names=trainer.label_names,
                   steps=trainer.state.global_step, eval_loss=trainer.evaluate()["eval_loss"],
-                  predicate=transformers.trainer_utils._is_peft_model(model))
+                  predicate=transformers.trainer._is_peft_model(model))
     print("REPORT " + json.dumps(report))
 """)
 
@@ -324,12 +324,18 @@ def test_forward_shows_the_base_models_parameters(factory: str) -> None:
 def test_forward_survives_accelerates_mixed_precision_wrapping() -> None:
     # accelerate wraps forward in autocast (through its __func__) and unwraps it again on request
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     model = get_peft_model(tiny_bert(), LoraConfig(task_type=TaskType.SEQ_CLS, r=4)).eval()
     inputs = torch.randint(2, VOCAB, (2, 6))
     reference = model(input_ids=inputs).logits
-    accelerator = Accelerator(mixed_precision="bf16", cpu=True)
-    prepared = accelerator.prepare(model)
-    assert prepared(input_ids=inputs).logits.dtype == torch.float32  # outputs converted back
-    unwrapped = accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)
-    torch.testing.assert_close(unwrapped(input_ids=inputs).logits, reference)
+    # the process-wide accelerate state a Trainer test left behind fixes mixed_precision: start afresh
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        accelerator = Accelerator(mixed_precision="bf16", cpu=True)
+        prepared = accelerator.prepare(model)
+        assert prepared(input_ids=inputs).logits.dtype == torch.float32  # outputs converted back
+        unwrapped = accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)
+        torch.testing.assert_close(unwrapped(input_ids=inputs).logits, reference)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
