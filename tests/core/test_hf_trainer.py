@@ -321,6 +321,24 @@ def test_forward_shows_the_base_models_parameters(factory: str) -> None:
     assert not torch.allclose(twin(**inputs).logits, model(**inputs).logits)
 
 
+@pytest.mark.parametrize(
+    ("task_class", "labels"),
+    [("PeftModelForSequenceClassification", ["labels"]), ("PeftModelForCausalLM", ["labels"]),
+     ("PeftModelForSeq2SeqLM", ["labels"]), ("PeftModelForTokenClassification", ["labels"]),
+     ("PeftModelForQuestionAnswering", ["start_positions", "end_positions"]),
+     ("PeftModelForFeatureExtraction", []), ("PeftModel", [])],
+)
+def test_each_task_class_shows_its_labels(task_class: str, labels: list[str]) -> None:
+    # transformers 4.50 sets the Trainer's label_names from the class's forward, as find_labels does
+    from transformers.utils.generic import find_labels
+
+    import adapterlab
+
+    cls = getattr(adapterlab, task_class)
+    assert find_labels(cls) == labels
+    assert find_labels(type(f"My{task_class}", (cls,), {})) == labels  # a user's subclass too
+
+
 def test_forward_survives_accelerates_mixed_precision_wrapping() -> None:
     # accelerate wraps forward in autocast (through its __func__) and unwraps it again on request
     from accelerate import Accelerator
