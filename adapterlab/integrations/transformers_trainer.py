@@ -23,8 +23,8 @@ PEFT's classes (and nothing at all when HF ``peft`` is not installed), so it has
 
 Both are installed the moment ``transformers.trainer`` is imported (a one-shot import hook set up by
 ``import adapterlab``), or at once if it already was; importing adapterlab alone imports neither
-torch nor transformers. Single-process and DDP training are covered; a state dict gathered by FSDP
-or DeepSpeed is refused with a clear error rather than saved wrongly.
+torch nor transformers. Single-process and DDP training are covered; under FSDP and DeepSpeed,
+which shard the parameters, the Trainer's own checkpointing runs unchanged (full state, untested).
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ def save_checkpoint(trainer: Any, model: Any, output_dir: str | None, state_dict
 
     if state_dict is not None:
         raise InvalidConfig(
-            "the Trainer handed adapterlab a gathered state_dict (FSDP full state dict or DeepSpeed); adapterlab "
-            "saves adapters from the live model only: train on one process or with DDP"
+            "Trainer._save was handed a state_dict; adapterlab checkpoints the live adapter only: "
+            "call trainer.save_model() without one"
         )
     if not trainer.args.should_save:
         return
@@ -95,7 +95,9 @@ def save_checkpoint(trainer: Any, model: Any, output_dir: str | None, state_dict
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
     # what Trainer._save writes next to any model, so a checkpoint folder looks as it always does
-    tokenizer = trainer.processing_class or getattr(trainer.data_collator, "tokenizer", None)
+    tokenizer = getattr(trainer, "processing_class", None)
+    if tokenizer is None:
+        tokenizer = getattr(trainer.data_collator, "tokenizer", None)
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
     import torch
@@ -116,10 +118,11 @@ def load_checkpoint(model: Any, folder: str | os.PathLike[str]) -> None:
     root = os.fspath(folder)
     if not os.path.isdir(root):
         raise CheckpointError(f"no checkpoint folder at {root}; pass a checkpoint-<step> folder the Trainer wrote")
-    for name in model.peft_config:
-        adapter_folder = root if name == "default" else os.path.join(root, name)
-        weights = checkpoint.read_adapter_weights(adapter_folder)
-        checkpoint.set_peft_model_state_dict(model, weights, adapter_name=name)
+    # every file read before any adapter changes, so a missing one leaves the model as it was
+    weights = {name: checkpoint.read_adapter_weights(root if name == "default" else os.path.join(root, name))
+               for name in model.peft_config}
+    for name, tensors in weights.items():
+        checkpoint.set_peft_model_state_dict(model, tensors, adapter_name=name)
 
 
 def _with_adapterlab(method: Callable[..., Any], ours: Callable[..., Any], *, model_argument: bool = False
@@ -130,7 +133,9 @@ def _with_adapterlab(method: Callable[..., Any], ours: Callable[..., Any], *, mo
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         explicit = kwargs.get("model", args[1] if len(args) > 1 else None) if model_argument else None
         model = _adapterlab_model(self, explicit)
-        if model is None or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+        # FSDP and DeepSpeed shard the parameters: their own checkpointing is the one that can gather them
+        sharded = getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False)
+        if model is None or sharded:
             return method(self, *args, **kwargs)
         return ours(self, model, *args, **kwargs)
 

@@ -232,10 +232,10 @@ def test_other_models_keep_transformers_own_saving(tmp_path: Path) -> None:
     assert (tmp_path / "plain" / "model.safetensors").is_file()
 
 
-def test_a_gathered_state_dict_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_a_state_dict_handed_to_save_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     model = get_peft_model(tiny_bert(), LoraConfig(task_type=TaskType.SEQ_CLS, r=4))
     trainer = tiny_bert_trainer(tmp_path, model)
-    with pytest.raises(InvalidConfig, match="gathered state_dict"):
+    with pytest.raises(InvalidConfig, match="handed a state_dict"):
         trainer._save(str(tmp_path / "gathered"), state_dict=model.state_dict())
     assert not (tmp_path / "gathered").exists()
 
@@ -254,6 +254,21 @@ def test_resuming_from_a_folder_without_an_adapter_says_so(tmp_path: Path) -> No
     assert same_tensors(live_adapter(model), before)
     with pytest.raises(CheckpointError, match="no checkpoint folder"):
         trainer._load_from_checkpoint(str(tmp_path / "missing"))
+
+    # a checkpoint that lacks one of the model's adapters changes none of them
+    model.add_adapter("other", LoraConfig(task_type=TaskType.SEQ_CLS, r=2))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B.default" in name:
+                param.add_(1.0)
+    model.save_pretrained(tmp_path / "default-only", selected_adapters=["default"])
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B.default" in name:
+                param.zero_()
+    with pytest.raises(CheckpointError, match="other"):
+        trainer._load_from_checkpoint(str(tmp_path / "default-only"))
+    assert same_tensors(live_adapter(model), before)
 
 
 # The child trains a tiny BERT for 2 steps (evaluating and saving each), resumes, and reports.
