@@ -48,3 +48,9 @@ _LAZY_EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
 __getattr__, __dir__ = lazy_exports("adapterlab", _LAZY_EXPORTS, globals())
+
+# The transformers Trainer learns about adapterlab's PeftModel when (and if) it is imported; this
+# line itself imports nothing heavy. See adapterlab/integrations/transformers_trainer.py.
+from adapterlab.integrations.transformers_trainer import enable as _enable_trainer_integration  # noqa: E402
+
+_enable_trainer_integration()

@@ -21,6 +21,7 @@ from torch import nn
 from adapterlab import checkpoint, hub
 from adapterlab.config import PeftConfig, TaskType
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
+from adapterlab.integrations.forward_signature import shows_base_forward_signature
 from adapterlab.methods import PeftMethod, get_method
 from adapterlab.tuners.mixed_batch import adapter_layers, make_plan, mixed_batch
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
@@ -131,6 +132,7 @@ class PeftModel(nn.Module):
 
     # -- running ----------------------------------------------------------------------------
 
+    @shows_base_forward_signature  # inspect.signature(model.forward) lists the base model's parameters
     def forward(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
         """Run the model; ``adapter_names`` (one per row, ``"__base__"`` for none) mixes adapters in one batch."""
         with self._mixed_batch(adapter_names, repeats=1):
