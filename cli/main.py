@@ -15,6 +15,7 @@ import click
 from adapterlab import __version__
 from adapterlab.cli.context import CliState
 from adapterlab.errors import AdapterlabError
+from adapterlab.registry.redaction import redact
 
 # command name -> "module:attribute" of its click command; add a line here to add a command
 COMMANDS: dict[str, str] = {
@@ -30,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "demote": "adapterlab.cli.registry_commands:demote_command",
     "history": "adapterlab.cli.registry_commands:history_command",
     "pull": "adapterlab.cli.registry_commands:pull_command",
+    "sync": "adapterlab.cli.registry_commands:sync_command",
     "base": "adapterlab.cli.base_commands:base_group",
     "db": "adapterlab.cli.db_commands:db_group",
 }
@@ -58,7 +60,8 @@ class LazyGroup(click.Group):
         except AdapterlabError as exc:
             if ctx.params.get("debug"):
                 raise
-            message = " ".join(str(exc).split())  # always one line, even for multi-line causes
+            # always one line, even for multi-line causes; never a credential quoted from a URL or driver
+            message = redact(" ".join(str(exc).split()))
             click.echo(f"Error: {message}", err=True)
             sys.exit(1)
 

@@ -36,7 +36,8 @@ SYNC_HINT = "run `adapters sync` once MLflow is reachable"
 _clients: dict[str, object] = {}  # tracking URI -> a client whose store is initialised
 
 
-def _client():
+def mlflow_client():
+    """A client of the configured tracking URI whose store is initialised (one per URI and process)."""
     uri = settings.mlflow_tracking_uri()
     if uri not in _clients:
         _clients[uri] = _new_client(uri)
@@ -47,8 +48,11 @@ def _new_client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    with _writer_turn(uri):  # MLflow creates its tables on first use: one process at a time
+    # MLflow creates and migrates its tables on first use, already in the client's constructor
+    # (the tracking store) and then in the first registry call: one process at a time, or
+    # concurrent first registrations in a fresh home break each other's migrations
+    with _writer_turn(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_registered_models(max_results=1)
     return client
 
@@ -102,7 +106,7 @@ def create_mirrored_version(version: AdapterVersion) -> int:
     """Create the MLflow model version of ``version`` (raises on failure)."""
     uri = reachable_tracking_uri()
     with quick_mlflow_requests():
-        client = _client()
+        client = mlflow_client()
         with _writer_turn(uri):
             return _retry(lambda: _create_model_version(client, version))
 
@@ -194,7 +198,7 @@ def _sqlite_alias(uri: str, name: str, alias: str, version: int | None) -> None:
 
 
 def _client_alias(name: str, alias: str, version: int | None) -> None:
-    client = _client()
+    client = mlflow_client()
     if version is None:
         client.delete_registered_model_alias(name, alias)
     else:
