@@ -23,7 +23,7 @@ from pathlib import Path
 from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable
 from adapterlab.registry import settings
 from adapterlab.registry.adapter_folder import AdapterFolder, folder_files, manifest_digest
-from adapterlab.registry.mlflow_http import quick_mlflow_requests
+from adapterlab.registry.mlflow_http import quick_mlflow_requests, require_server
 from adapterlab.registry.redaction import error_summary, redact
 
 
@@ -66,6 +66,7 @@ def upload_adapter(folder: AdapterFolder, name: str, run_id: str | None = None) 
     try:
         with quick_mlflow_requests():
             if root.startswith("mlflow-artifacts:"):
+                require_server(settings.mlflow_tracking_uri())  # seconds, not MLflow's retries, when it is down
                 return _upload_to_run(folder, name, run_id)
             uri = f"{root}/adapters/{artifact_key(name, folder.sha256)}"
             _log_files(_repository(uri), folder, None)

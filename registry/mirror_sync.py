@@ -18,9 +18,8 @@ from sqlalchemy import select
 from adapterlab.errors import InvalidConfig, RegistryUnavailable
 from adapterlab.registry import settings
 from adapterlab.registry.database import Registry, open_registry
-from adapterlab.registry.mlflow_http import quick_mlflow_requests
+from adapterlab.registry.mlflow_http import TrackingServerDown, quick_mlflow_requests
 from adapterlab.registry.mlflow_mirror import (
-    MirrorDown,
     create_mirrored_version,
     mlflow_client,
     reachable_tracking_uri,
@@ -56,7 +55,7 @@ def sync_mirror(registry_url: str | None = None) -> SyncReport:
         raise InvalidConfig("the MLflow mirror is off (ADAPTERLAB_MLFLOW_MIRROR); unset it to sync")
     try:
         reachable_tracking_uri()
-    except MirrorDown as exc:
+    except TrackingServerDown as exc:
         raise RegistryUnavailable(f"{exc}; nothing was changed: start it or check MLFLOW_TRACKING_URI") from exc
     registry = open_registry(registry_url)
     report = SyncReport()

@@ -27,7 +27,7 @@ from adapterlab.registry.redaction import split_user_info
 # contention as 5xx), bounded waits. A value the user set in the environment wins.
 QUICK_REQUESTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # MLflow reads an integer
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
@@ -66,6 +66,19 @@ def rest_call(uri: str, method: str, endpoint: str, payload: dict[str, Any], tim
     with urllib.request.urlopen(request, timeout=timeout, context=tls_context(url)) as response:
         body = response.read()
     return json.loads(body) if body.strip() else {}
+
+
+class TrackingServerDown(ConnectionError):
+    """The tracking server did not answer its health probe."""
+
+
+def require_server(uri: str) -> str:
+    """``uri`` once its server answered a quick health probe (TrackingServerDown if not); other URIs as they are."""
+    if is_http(uri) and not server_answers(uri):
+        from adapterlab.registry.redaction import redact
+
+        raise TrackingServerDown(f"the MLflow server at {redact(uri)} does not answer")
+    return uri
 
 
 def server_answers(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from adapterlab.registry import settings
 from adapterlab.registry.database import file_lock
-from adapterlab.registry.mlflow_http import is_http, quick_mlflow_requests, rest_call, server_answers
+from adapterlab.registry.mlflow_http import is_http, quick_mlflow_requests, require_server, rest_call
 from adapterlab.registry.records import AdapterVersion
-from adapterlab.registry.redaction import error_summary, redact
+from adapterlab.registry.redaction import error_summary
 
 log = logging.getLogger("adapterlab.registry")
 _ATTEMPTS = 5
@@ -75,16 +75,9 @@ def _sqlite_path(uri: str) -> Path | None:
     return path if path.is_absolute() else Path.cwd() / path
 
 
-class MirrorDown(ConnectionError):
-    """The tracking server did not answer its health probe."""
-
-
 def reachable_tracking_uri() -> str:
-    """The tracking URI, after a quick health probe when it is a server (MirrorDown if it is not up)."""
-    uri = settings.mlflow_tracking_uri()
-    if is_http(uri) and not server_answers(uri):
-        raise MirrorDown(f"the MLflow server at {redact(uri)} does not answer")
-    return uri
+    """The tracking URI, after a quick health probe when it is a server (TrackingServerDown if it is not up)."""
+    return require_server(settings.mlflow_tracking_uri())
 
 
 def mirror_version(version: AdapterVersion) -> int | None:

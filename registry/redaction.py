@@ -37,12 +37,12 @@ def error_summary(exc: BaseException) -> str:
 def split_user_info(url: str) -> tuple[str, str | None, str | None]:
     """``url`` without its user info, and the (unquoted) user and password it carried.
 
-    The user info ends at the last ``@`` of the authority, as in :func:`redact`.
+    The user info ends at the last ``@`` of the URL, as in :func:`redact` (a password may hold
+    '@' or '/'; a tracking server's URL has no '@' after its host).
     """
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
         return url, None, None
-    user_info, _, host = parts.netloc.rpartition("@")
+    user_info, _, location = rest.rpartition("@")
     user, _, password = user_info.partition(":")
-    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
-    return bare, urllib.parse.unquote(user), urllib.parse.unquote(password) if password else None
+    return f"{scheme}://{location}", urllib.parse.unquote(user), urllib.parse.unquote(password) if password else None
