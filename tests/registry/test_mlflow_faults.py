@@ -193,10 +193,28 @@ def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
     result = subprocess.run([ADAPTERS, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=timeout)
     return result, time.monotonic() - start
+
+
+def test_a_down_server_is_given_seconds_not_minutes(registry_env, tiny_base, make_lora, monkeypatch, tmp_path) -> None:
+    """MLflow's own retries would take minutes; the probe answers at once (timed in-process: no imports)."""
+    from adapterlab.errors import RegistryUnavailable
+    from adapterlab.registry import promote, register_adapter
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://u:{SECRET}@127.0.0.1:{dead_port()}")
+    monkeypatch.setenv("ADAPTERLAB_ARTIFACT_ROOT", (tmp_path / "home" / "artifacts").as_uri())
+    start = time.monotonic()
+    version = register_adapter(make_lora(seed=1), name="quick", base=tiny_base)
+    promote("quick:1", alias="production")
+    assert time.monotonic() - start < 10 and version.mlflow_version is None
+    monkeypatch.delenv("ADAPTERLAB_ARTIFACT_ROOT")  # now the files would go through the dead server
+    start = time.monotonic()
+    with pytest.raises(RegistryUnavailable, match="does not answer"):
+        register_adapter(make_lora(seed=2), name="quick", base=tiny_base)
+    assert time.monotonic() - start < 10
 
 
 def test_database_and_mlflow_errors_quote_no_secret(registry_env, tiny_base, make_lora) -> None:
@@ -207,9 +225,9 @@ def test_database_and_mlflow_errors_quote_no_secret(registry_env, tiny_base, mak
          {"MLFLOW_TRACKING_URI": f"http://u:{SECRET}@127.0.0.1:{port}"}),
     ]  # fmt: skip
     for args, env in failing:
-        result, seconds = run_cli(*args, env=env)
+        result, _ = run_cli(*args, env=env)
         assert result.returncode == 1 and result.stderr.startswith("Error: "), result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and seconds < 10
+        assert len(result.stderr.strip().splitlines()) == 1
         assert "s3cr" not in result.stderr and "pw@" not in result.stderr, result.stderr
 
 
@@ -222,17 +240,21 @@ def test_a_down_server_costs_seconds_and_sync_catches_up(registry_env, tiny_base
             "ADAPTERLAB_ARTIFACT_ROOT": (home / "artifacts").as_uri()}  # fmt: skip
     up: dict[str, str] = {}  # the home's SQLite MLflow store, as registry_env set it
     base = ("--base", str(tiny_base))
-    assert run_cli("register", str(make_lora(seed=1)), "--name", "late", *base, env=up)[0].returncode == 0
+    first, baseline = run_cli("register", str(make_lora(seed=1)), "--name", "late", *base, env=up)
+    assert first.returncode == 0
     assert run_cli("promote", "late:1", "--alias", "production", env=up)[0].returncode == 0
 
+    # a fresh process spends most of its time importing; on a busy machine that alone can take
+    # 10 s, so the process is compared with one whose MLflow was up (the mirror's own cost is
+    # timed in-process in test_a_down_server_is_given_seconds_not_minutes)
     registered, seconds = run_cli("register", str(make_lora(seed=2)), "--name", "late", *base, "--json", env=down)
-    assert registered.returncode == 0 and seconds < 10, registered.stderr
+    assert registered.returncode == 0 and seconds < baseline + 10, registered.stderr
     assert json.loads(registered.stdout)["version"] == 2 and json.loads(registered.stdout)["mlflow_version"] is None
     assert "the MLflow mirror is behind: late:2 was not mirrored" in registered.stderr
     for args in (("promote", "late:2", "--alias", "production"), ("promote", "late:1", "--alias", "staging"),
                  ("demote", "late", "--alias", "production")):  # fmt: skip
         result, seconds = run_cli(*args, env=down)
-        assert result.returncode == 0 and seconds < 10 and "mirror is behind" in result.stderr, result.stderr
+        assert result.returncode == 0 and seconds < baseline + 10 and "mirror is behind" in result.stderr, result.stderr
     assert run_cli("promote", "late:2", "--alias", "production", env=down)[0].returncode == 0
     for result in (registered,):
         assert SECRET not in result.stderr + result.stdout and "s3cr" not in result.stderr
@@ -251,7 +273,7 @@ def test_a_down_server_costs_seconds_and_sync_catches_up(registry_env, tiny_base
     assert len(client.search_model_versions("name = 'late'")) == 2
 
     refused, seconds = run_cli("sync", env=down)
-    assert refused.returncode == 1 and seconds < 10 and "does not answer" in refused.stderr
+    assert refused.returncode == 1 and seconds < baseline + 10 and "does not answer" in refused.stderr
     assert SECRET not in refused.stderr and "s3cr" not in refused.stderr
 
 
