@@ -23,7 +23,7 @@ from pathlib import Path
 from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable
 from adapterlab.registry import settings
 from adapterlab.registry.adapter_folder import AdapterFolder, folder_files, manifest_digest
-from adapterlab.registry.mlflow_http import quick_mlflow_requests, require_server
+from adapterlab.registry.mlflow_http import mlflow_call_settings, require_server
 from adapterlab.registry.redaction import error_summary, redact
 
 
@@ -64,7 +64,7 @@ def upload_adapter(folder: AdapterFolder, name: str, run_id: str | None = None) 
     """Store the folder's files; returns their artifact URI and the MLflow run that holds them."""
     root = check_artifact_root()
     try:
-        with quick_mlflow_requests():
+        with mlflow_call_settings():
             if root.startswith("mlflow-artifacts:"):
                 require_server(settings.mlflow_tracking_uri())  # seconds, not MLflow's retries, when it is down
                 return _upload_to_run(folder, name, run_id)
@@ -118,7 +118,7 @@ def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=to_dir.parent))
     try:
         try:
-            with quick_mlflow_requests():
+            with mlflow_call_settings():
                 _repository(uri).download_artifacts("", dst_path=str(staging))
         except Exception as exc:
             raise RegistryUnavailable(f"cannot download {redact(uri)}: {error_summary(exc)}") from exc

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from adapterlab.errors import InvalidConfig, RegistryUnavailable
 from adapterlab.registry import settings
 from adapterlab.registry.database import Registry, open_registry
-from adapterlab.registry.mlflow_http import TrackingServerDown, quick_mlflow_requests
+from adapterlab.registry.mlflow_http import TrackingServerDown, mlflow_call_settings
 from adapterlab.registry.mlflow_mirror import (
     create_mirrored_version,
     mlflow_client,
@@ -59,7 +59,7 @@ def sync_mirror(registry_url: str | None = None) -> SyncReport:
         raise RegistryUnavailable(f"{exc}; nothing was changed: start it or check MLFLOW_TRACKING_URI") from exc
     registry = open_registry(registry_url)
     report = SyncReport()
-    with quick_mlflow_requests():
+    with mlflow_call_settings():
         _sync_versions(registry, report)
         _sync_aliases(registry, report)
     if report.failed:  # what was done stays done; running sync again retries only the rest

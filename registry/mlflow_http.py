@@ -5,7 +5,7 @@ itself; this module makes that call honour what ``MlflowClient`` honours: creden
 (``http://user:pass@host:5000``) become HTTP basic auth, never part of the host name;
 ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (basic) or ``MLFLOW_TRACKING_TOKEN``
 (bearer); ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH`` and
-``MLFLOW_TRACKING_CLIENT_CERT_PATH``. ``quick_mlflow_requests`` bounds MLflow's own HTTP retries
+``MLFLOW_TRACKING_CLIENT_CERT_PATH``. ``mlflow_call_settings`` bounds MLflow's own HTTP retries
 for our calls, so a server that is down costs seconds, not MLflow's default minutes of backoff.
 """
 
@@ -23,9 +23,11 @@ from typing import Any
 
 from adapterlab.registry.redaction import split_user_info
 
-# MLflow's HTTP settings while we call it: a few quick retries (SQLite-backed servers report lock
-# contention as 5xx), bounded waits. A value the user set in the environment wins.
-QUICK_REQUESTS = {
+# MLflow's settings while we call it: a few quick retries (SQLite-backed servers report lock
+# contention as 5xx), bounded waits, and no "View run at <tracking URL>" on stdout (it would
+# print a URL's credentials and break --json). A value the user set in the environment wins.
+CALL_SETTINGS = {
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # MLflow reads an integer
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
@@ -40,11 +42,11 @@ def is_http(uri: str) -> bool:
 
 
 @contextmanager
-def quick_mlflow_requests() -> Iterator[None]:
-    """MLflow's HTTP retry and timeout settings bounded for the block (the user's own values kept)."""
-    added = [key for key in QUICK_REQUESTS if key not in os.environ]
+def mlflow_call_settings() -> Iterator[None]:
+    """``CALL_SETTINGS`` for the block (the user's own values kept)."""
+    added = [key for key in CALL_SETTINGS if key not in os.environ]
     for key in added:
-        os.environ[key] = QUICK_REQUESTS[key]
+        os.environ[key] = CALL_SETTINGS[key]
     try:
         yield
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from adapterlab.registry import settings
 from adapterlab.registry.database import file_lock
-from adapterlab.registry.mlflow_http import is_http, quick_mlflow_requests, require_server, rest_call
+from adapterlab.registry.mlflow_http import is_http, mlflow_call_settings, require_server, rest_call
 from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.redaction import error_summary
 
@@ -98,7 +98,7 @@ def mirror_version(version: AdapterVersion) -> int | None:
 def create_mirrored_version(version: AdapterVersion) -> int:
     """Create the MLflow model version of ``version`` (raises on failure)."""
     uri = reachable_tracking_uri()
-    with quick_mlflow_requests():
+    with mlflow_call_settings():
         client = mlflow_client()
         with _writer_turn(uri):
             return _retry(lambda: _create_model_version(client, version))
@@ -157,7 +157,7 @@ def set_mirrored_alias(name: str, alias: str, mlflow_version: int | None) -> Non
         with _writer_turn(uri):
             _retry(lambda: _sqlite_alias(uri, name, alias, mlflow_version))
     else:
-        with quick_mlflow_requests():
+        with mlflow_call_settings():
             _retry(lambda: _client_alias(name, alias, mlflow_version))
 
 
