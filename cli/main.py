@@ -17,6 +17,7 @@ from adapterlab import __version__
 from adapterlab.cli.context import CliState
 from adapterlab.cli.output import escape_controls
 from adapterlab.errors import AdapterlabError
+from adapterlab.registry.redaction import redact
 
 # command name -> "module:attribute" of its click command; add a line here to add a command
 COMMANDS: dict[str, str] = {
@@ -32,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "demote": "adapterlab.cli.registry_commands:demote_command",
     "history": "adapterlab.cli.registry_commands:history_command",
     "pull": "adapterlab.cli.registry_commands:pull_command",
+    "sync": "adapterlab.cli.registry_commands:sync_command",
     "base": "adapterlab.cli.base_commands:base_group",
     "db": "adapterlab.cli.db_commands:db_group",
 }
@@ -70,7 +72,8 @@ class LazyGroup(click.Group):
 
 def fail(message: str, code: int) -> None:
     """Exit with ``message`` as one line on stderr; names in it may be anyone's text, so escaped."""
-    click.echo(f"Error: {escape_controls(' '.join(message.split()))}", err=True)
+    # never a credential quoted from a URL or driver
+    click.echo(f"Error: {escape_controls(redact(' '.join(message.split())))}", err=True)
     sys.exit(code)
 
 

@@ -38,9 +38,15 @@ def _pairs(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 @click.option("--tag", "tags", multiple=True, callback=_pairs, help="KEY=VALUE, repeatable.")
 @click.option("--description", default=None, help="Free text shown by `adapters show`.")
 @click.option("--run-id", "mlflow_run_id", default=None, help="MLflow run that produced the adapter.")
+@click.option("--include", "include", multiple=True, metavar="PATTERN",
+              help="Also store files matching this glob (relative to PATH), repeatable. By default only the "
+                   "adapter's own files are stored (config, weights, README.md, labels.json, tokenizer files).")  # fmt: skip
 @json_output()
 def register_command(path: Path, **options):
     """Register an adapter folder (HF PEFT format) as the next version of NAME.
+
+    Only the adapter's own files are stored; the others are named on stderr (add them with
+    --include). Links out of the folder and weights holding NaN or inf are refused.
 
     \b
     Example:
@@ -167,3 +173,20 @@ def pull_command(ref: str, to_dir: Path):
     from adapterlab.registry.loading import pull
 
     return pull(ref, to_dir, cli_state().registry_url)
+
+
+@click.command("sync")
+@json_output(text=lambda report: report.text())
+def sync_command():
+    """Bring MLflow's model registry up to date: mirror every version and alias it lacks.
+
+    Registrations and promotions succeed while MLflow is down and say the mirror is behind;
+    this catches up. Running it twice changes nothing the second time.
+
+    \b
+    Example:
+        adapters sync --json
+    """
+    from adapterlab.registry.mirror_sync import sync_mirror
+
+    return sync_mirror(cli_state().registry_url)

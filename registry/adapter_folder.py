@@ -1,21 +1,25 @@
 """Reading and validating an adapter folder in the HF PEFT format before it is registered.
 
 A folder is accepted only when its ``adapter_config.json`` is valid JSON with a known
-``peft_type``, its weights are readable, and the tensor names and shapes agree with the config
-(``adapter_layout.py``). Nothing is written anywhere while checking.
+``peft_type``, its weights are readable and finite, the tensor names and shapes agree with the
+config (``adapter_layout.py``), and no file it would store links outside it
+(``adapter_files.py``, which also chooses those files). Nothing is written anywhere while checking.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import CheckpointError, InvalidConfig
+from adapterlab.registry.adapter_files import select_adapter_files
 from adapterlab.registry.adapter_layout import check_tensor_layout
 from adapterlab.registry.checkpoint_files import TensorEntry, read_bin_tensors, read_safetensors_header
+from adapterlab.registry.finite_weights import check_finite
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHT_NAMES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -36,6 +40,7 @@ class AdapterFolder:
     peft_type: str
     files: tuple[ArtifactFile, ...]
     trainable_params: int
+    left_out: tuple[str, ...] = ()  # files of the folder that are not stored (shown to the user)
 
     @property
     def sha256(self) -> str:
@@ -46,20 +51,24 @@ class AdapterFolder:
         return sum(file.size for file in self.files)
 
 
-def read_adapter_folder(path: Path | str) -> AdapterFolder:
-    folder = Path(path)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder} is not a folder; pass the folder that holds {CONFIG_NAME}")
+def read_adapter_folder(path: Path | str, include: Iterable[str] = ()) -> AdapterFolder:
+    """Check the adapter folder ``path`` and describe the files to store (``include``: more globs)."""
+    if not Path(path).is_dir():
+        raise CheckpointError(f"{path} is not a folder; pass the folder that holds {CONFIG_NAME}")
+    folder = Path(path).resolve()
+    selection = select_adapter_files(folder, include)  # first: links are checked before any file is read
     config = read_adapter_config(folder)
     peft_type = config["peft_type"]
     tensors = read_adapter_weights(folder)
     check_tensor_layout(peft_type, config, {entry.name: entry.shape for entry in tensors}, folder)
+    check_finite(tensors, folder)
     return AdapterFolder(
         path=folder,
         config=config,
         peft_type=peft_type,
-        files=folder_files(folder),
+        files=tuple(_described(folder, relative) for relative in selection.files),
         trainable_params=sum(entry.numel for entry in tensors),
+        left_out=selection.left_out,
     )
 
 
@@ -96,16 +105,21 @@ def read_adapter_weights(folder: Path) -> list[TensorEntry]:
 
 
 def folder_files(folder: Path) -> tuple[ArtifactFile, ...]:
-    """Every regular file of the folder (hidden files and caches excluded), with its digest."""
+    """Every regular file of a folder we downloaded (hidden files and caches excluded), with its digest."""
     files = []
     for file in sorted(folder.rglob("*")):
         relative = file.relative_to(folder)
         if not file.is_file() or any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
             continue
-        with open(file, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        files.append(ArtifactFile(path=relative.as_posix(), sha256=digest, size=file.stat().st_size))
+        files.append(_described(folder, relative.as_posix()))
     return tuple(files)
+
+
+def _described(folder: Path, relative: str) -> ArtifactFile:
+    with open(folder / relative, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = handle.tell()
+    return ArtifactFile(path=relative, sha256=digest, size=size)
 
 
 def manifest_digest(files: tuple[ArtifactFile, ...] | list[ArtifactFile]) -> str:

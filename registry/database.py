@@ -34,6 +34,7 @@ from sqlalchemy.exc import (
 
 from adapterlab.errors import AdapterExists, RegistryUnavailable
 from adapterlab.registry import settings
+from adapterlab.registry.redaction import redact
 
 # The Alembic head this code expects (a test checks it against migrations/versions).
 SCHEMA_REVISION = "0001_initial"
@@ -96,9 +97,9 @@ def _connection_errors(url: str) -> Iterator[None]:
 
 
 def display_url(url: str) -> str:
-    """The URL with its password masked, safe to print."""
+    """The URL with its user info masked, safe to print (a password may hold '@')."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact(make_url(url).render_as_string(hide_password=False))
     except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         return "<unparseable URL>"
 
@@ -126,7 +127,7 @@ def create_registry_engine(url: str) -> Engine:
         return create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as exc:  # an unknown driver, or one that is not installed
         raise RegistryUnavailable(
-            f"unsupported registry URL {display_url(url)}: {type(exc).__name__}: {exc} "
+            f"unsupported registry URL {display_url(url)}: {type(exc).__name__}: {redact(str(exc))} "
             "(use sqlite:/// or postgresql:// with the psycopg driver adapterlab installs)"
         ) from exc
 
@@ -179,7 +180,7 @@ def forget_registries() -> None:
 def unreachable(url: str, exc: Exception) -> RegistryUnavailable:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return RegistryUnavailable(
-        f"cannot reach the registry database at {display_url(url)}: {reason} "
+        f"cannot reach the registry database at {display_url(url)}: {redact(reason)} "
         "(check --registry-url / ADAPTERLAB_REGISTRY_URL)"
     )
 

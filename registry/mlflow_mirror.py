@@ -3,34 +3,41 @@
 The registry database stays the source of truth; MLflow numbers its model versions itself, so
 the registry records which MLflow version mirrors each of its own. Creating model versions goes
 through ``MlflowClient`` (imported here, lazily). Moving an alias must stay fast (``adapters
-promote`` imports no mlflow), so it talks to a tracking server's REST API, or writes the one
-alias row of an SQLite tracking store directly, and only falls back to the client otherwise.
-A mirror that fails is reported as a warning: the registry's own change is already committed.
+promote`` imports no mlflow), so it talks to a tracking server's REST API (``mlflow_http``, with
+MLflow's credentials and TLS settings), or writes the one alias row of an SQLite tracking store
+directly, and only falls back to the client otherwise.
+
+A mirror that fails is reported as a one-line warning and never fails the command: the
+registry's own change is already committed. A server that is down is found by a health probe
+of a few seconds, not by MLflow's minutes of retries. What was not mirrored is derivable
+(versions whose ``mlflow_version`` is unset; aliases that differ from MLflow's), and
+``adapters sync`` (``mirror_sync.py``) brings MLflow up to date later.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
 from adapterlab.registry import settings
 from adapterlab.registry.database import file_lock
+from adapterlab.registry.mlflow_http import is_http, mlflow_call_settings, require_server, rest_call
 from adapterlab.registry.records import AdapterVersion
+from adapterlab.registry.redaction import error_summary
 
 log = logging.getLogger("adapterlab.registry")
 _ATTEMPTS = 5
+SYNC_HINT = "run `adapters sync` once MLflow is reachable"
 _clients: dict[str, object] = {}  # tracking URI -> a client whose store is initialised
 
 
-def _client():
+def mlflow_client():
+    """A client of the configured tracking URI whose store is initialised (one per URI and process)."""
     uri = settings.mlflow_tracking_uri()
     if uri not in _clients:
         _clients[uri] = _new_client(uri)
@@ -41,8 +48,11 @@ def _new_client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    with _writer_turn(uri):  # MLflow creates its tables on first use: one process at a time
+    # MLflow creates and migrates its tables on first use, already in the client's constructor
+    # (the tracking store) and then in the first registry call: one process at a time, or
+    # concurrent first registrations in a fresh home break each other's migrations
+    with _writer_turn(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_registered_models(max_results=1)
     return client
 
@@ -62,17 +72,33 @@ def _sqlite_path(uri: str) -> Path | None:
     return settings.sqlite_file(uri)  # parsed, not sliced: a home may hold '?', '#', '%'
 
 
+def reachable_tracking_uri() -> str:
+    """The tracking URI, after a quick health probe when it is a server (TrackingServerDown if it is not up)."""
+    return require_server(settings.mlflow_tracking_uri())
+
+
 def mirror_version(version: AdapterVersion) -> int | None:
-    """Create the MLflow model version of ``version``; returns its MLflow version number."""
+    """Create the MLflow model version of ``version``; returns its MLflow version number.
+
+    None (with a warning naming the way to catch up) when the mirror is off or MLflow failed.
+    """
     if not settings.mlflow_mirror_enabled():
         return None
     try:
-        client, uri = _client(), settings.mlflow_tracking_uri()
+        return create_mirrored_version(version)
+    except Exception as exc:  # MLflow raises many types; the registry's version already exists
+        log.warning("Warning: the MLflow mirror is behind: %s was not mirrored (%s); %s",
+                    version.ref, error_summary(exc), SYNC_HINT)  # fmt: skip
+        return None
+
+
+def create_mirrored_version(version: AdapterVersion) -> int:
+    """Create the MLflow model version of ``version`` (raises on failure)."""
+    uri = reachable_tracking_uri()
+    with mlflow_call_settings():
+        client = mlflow_client()
         with _writer_turn(uri):
             return _retry(lambda: _create_model_version(client, version))
-    except Exception as exc:  # MLflow raises many types; the registry's version already exists
-        log.warning("Warning: %s:%s was not mirrored to MLflow: %s", version.name, version.version, _first_line(exc))
-        return None
 
 
 def _create_model_version(client, version: AdapterVersion) -> int:
@@ -102,37 +128,41 @@ def _create_model_version(client, version: AdapterVersion) -> int:
 
 
 def mirror_alias(name: str, alias: str, mlflow_version: int | None) -> None:
-    """Point MLflow's ``alias`` at ``mlflow_version`` (None: remove it)."""
+    """Point MLflow's ``alias`` at ``mlflow_version`` (None: remove it); warns on failure."""
     if not settings.mlflow_mirror_enabled():
         return
-    uri = settings.mlflow_tracking_uri()
     try:
-        if uri.startswith(("http://", "https://")):
-            _retry(lambda: _rest_alias(uri, name, alias, mlflow_version))
-        elif _sqlite_path(uri) is not None:
-            with _writer_turn(uri):
-                _retry(lambda: _sqlite_alias(uri, name, alias, mlflow_version))
-        else:
-            _retry(lambda: _client_alias(name, alias, mlflow_version))
+        set_mirrored_alias(name, alias, mlflow_version)
     except Exception as exc:
-        log.warning("Warning: MLflow alias @%s of %s was not updated: %s", alias, name, _first_line(exc))
+        log.warning("Warning: the MLflow mirror is behind: alias @%s of %s was not updated (%s); %s",
+                    alias, name, error_summary(exc), SYNC_HINT)  # fmt: skip
+
+
+def alias_left_behind(name: str, alias: str, version: int) -> None:
+    """Say that MLflow's ``alias`` could not follow: its target version is not mirrored yet."""
+    if settings.mlflow_mirror_enabled():
+        log.warning("Warning: the MLflow mirror is behind: %s:%s is not mirrored, so MLflow's alias @%s was not moved; %s",
+                    name, version, alias, SYNC_HINT)  # fmt: skip
+
+
+def set_mirrored_alias(name: str, alias: str, mlflow_version: int | None) -> None:
+    """Point MLflow's ``alias`` at ``mlflow_version`` (None: remove it); raises on failure."""
+    uri = reachable_tracking_uri()
+    if is_http(uri):
+        _retry(lambda: _rest_alias(uri, name, alias, mlflow_version))
+    elif _sqlite_path(uri) is not None:
+        with _writer_turn(uri):
+            _retry(lambda: _sqlite_alias(uri, name, alias, mlflow_version))
+    else:
+        with mlflow_call_settings():
+            _retry(lambda: _client_alias(name, alias, mlflow_version))
 
 
 def _rest_alias(uri: str, name: str, alias: str, version: int | None) -> None:
-    endpoint = f"{uri.rstrip('/')}/api/2.0/mlflow/registered-models/alias"
-    headers = {"Content-Type": "application/json"}
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     if version is None:
-        request = urllib.request.Request(
-            f"{endpoint}?{urllib.parse.urlencode({'name': name, 'alias': alias})}", method="DELETE", headers=headers
-        )
+        rest_call(uri, "DELETE", "registered-models/alias", {"name": name, "alias": alias})
     else:
-        body = json.dumps({"name": name, "alias": alias, "version": str(version)}).encode()
-        request = urllib.request.Request(endpoint, data=body, method="POST", headers=headers)
-    with urllib.request.urlopen(request, timeout=30):
-        pass
+        rest_call(uri, "POST", "registered-models/alias", {"name": name, "alias": alias, "version": str(version)})
 
 
 def _sqlite_alias(uri: str, name: str, alias: str, version: int | None) -> None:
@@ -158,7 +188,7 @@ def _sqlite_alias(uri: str, name: str, alias: str, version: int | None) -> None:
 
 
 def _client_alias(name: str, alias: str, version: int | None) -> None:
-    client = _client()
+    client = mlflow_client()
     if version is None:
         client.delete_registered_model_alias(name, alias)
     else:
@@ -175,7 +205,3 @@ def _retry(action):
                 raise
             time.sleep(0.05 * 2**attempt)
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

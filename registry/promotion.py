@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, u
 from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
 from adapterlab.registry import settings
 from adapterlab.registry.database import open_registry
-from adapterlab.registry.mlflow_mirror import mirror_alias
+from adapterlab.registry.mlflow_mirror import alias_left_behind, mirror_alias
 from adapterlab.registry.names import Ref, parse_ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
@@ -63,8 +63,10 @@ def promote(
     promotion, mlflow_version = registry.write_retrying(
         lambda connection: _move_alias(connection, parsed, alias, reason, requirements), f"move alias @{alias}"
     )
-    if mlflow_version is not None:  # never mirrored (mirror off or failed): nothing to point at
+    if mlflow_version is not None:
         mirror_alias(promotion.name, alias, mlflow_version)
+    else:  # never mirrored (mirror off or failed): nothing to point at until `adapters sync`
+        alias_left_behind(promotion.name, alias, promotion.to_version)
     return promotion
 
 

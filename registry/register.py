@@ -1,9 +1,16 @@
-"""``register_adapter``: validate a folder, store its files, allocate the next version, mirror it."""
+"""``register_adapter``: validate a folder, store its files, allocate the next version, mirror it.
+
+Every check that can refuse a registration (names, options, the folder, lengths the database
+would reject, a line of versions with another base or task) runs before the first file is
+uploaded, so a refused registration leaves nothing in the artifact store.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from adapterlab.errors import InvalidConfig
@@ -16,7 +23,15 @@ from adapterlab.registry.mlflow_mirror import mirror_version
 from adapterlab.registry.names import validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
-from adapterlab.registry.store import NewVersion, add_version, existing_version, record_mlflow_version
+from adapterlab.registry.store import (
+    NewVersion,
+    add_version,
+    check_can_register,
+    existing_version,
+    record_mlflow_version,
+)
+
+log = logging.getLogger("adapterlab.registry")
 
 # HF PEFT's TaskType values (kept here so registering needs no torch)
 TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")
@@ -34,37 +49,43 @@ def register_adapter(
     description: str | None = None,
     mlflow_run_id: str | None = None,
     registry_url: str | None = None,
+    include: Iterable[str] = (),
 ) -> AdapterVersion:
     """Register the adapter folder ``path`` as the next version of ``name``.
 
     ``base`` is the base model's local folder (fingerprinted) or the name of a registered base.
-    Registering content identical to an existing version of ``name`` returns that version.
+    Only the adapter's own files are stored (``adapter_files.py``); ``include`` adds files
+    matching its glob patterns. Registering content identical to an existing version of
+    ``name`` returns that version.
     """
     validate_name(name)
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise InvalidConfig(f"unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
+    _check_task(task_type)
     clean_metrics = _metrics(metrics or {})
     clean_tags = {validate_key(key, "tag"): str(value) for key, value in (tags or {}).items()}
-    folder = read_adapter_folder(path)
+    folder = read_adapter_folder(path, include=include)
+    task_type = task_type or folder.config.get("task_type")
+    _check_task(task_type, f"{folder.path}/adapter_config.json: ")
+    if folder.left_out:
+        log.warning("Note: not stored with the adapter: %s (add them with --include PATTERN)", ", ".join(folder.left_out))
     registry = open_registry(registry_url)
     known = existing_version(registry, name, folder.sha256)
     if known is not None:
         return show(f"{name}:{known}", registry.url)
-    spec = resolve_base(base, base_name, registry.url)
-    artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
     new = NewVersion(
         name=name,
-        base=spec,
-        task_type=task_type or folder.config.get("task_type"),
+        base=resolve_base(base, base_name, registry.url),
+        task_type=task_type,
         folder=folder,
-        artifact_uri=artifact_uri,
+        artifact_uri="",  # known once the files are stored, after every check has passed
         metrics=clean_metrics,
         tags=clean_tags,
         description=description,
         mlflow_run_id=mlflow_run_id,
         created_by=settings.current_user(),
     )
-    number, created = add_version(registry, new)
+    check_can_register(registry, new)
+    artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
+    number, created = add_version(registry, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id))
     record = show(f"{name}:{number}", registry.url)
     if created:
         mlflow_version = mirror_version(record)
@@ -72,6 +93,11 @@ def register_adapter(
             record_mlflow_version(registry, name, number, mlflow_version)
             record = show(f"{name}:{number}", registry.url)
     return record
+
+
+def _check_task(task_type: object, where: str = "") -> None:
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise InvalidConfig(f"{where}unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
 
 
 def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -11,9 +11,10 @@ colliding. The unique constraints stay as the last line of defence: a writer tha
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
@@ -21,7 +22,7 @@ from adapterlab.registry.adapter_folder import AdapterFolder
 from adapterlab.registry.database import Registry
 from adapterlab.registry.records import BaseSpec
 from adapterlab.registry.schema import AdapterRow, BaseModelRow, MetricRow, TagRow, VersionRow
-from adapterlab.registry.tables import adapters, versions
+from adapterlab.registry.tables import adapters, base_models, metrics, tags, versions
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,35 @@ def existing_version(registry: Registry, name: str, sha256: str) -> int | None:
             .join(adapters, adapters.c.id == versions.c.adapter_id)
             .where(adapters.c.name == name, versions.c.sha256 == sha256)
         )
+
+
+def check_can_register(registry: Registry, new: NewVersion) -> None:
+    """Every refusal ``add_version`` could make, checked read-only before any file is uploaded:
+    values longer than their columns, and a line of versions with another base or task."""
+    check_fits(base_models, new.base.__dict__, "base model")
+    check_fits(adapters, {"name": new.name, "task_type": new.task_type}, "adapter")
+    version_fields = {"peft_type": new.folder.peft_type, "mlflow_run_id": new.mlflow_run_id, "created_by": new.created_by}
+    check_fits(versions, version_fields, "version")
+    for table, keys in ((metrics, new.metrics), (tags, new.tags)):
+        for key in keys:
+            check_fits(table, {"key": key}, table.name.removeprefix("version_").rstrip("s"))
+    with registry.reading() as connection:
+        row = connection.execute(
+            select(adapters.c.name, adapters.c.task_type, base_models.c.name.label("base"), base_models.c.fingerprint)
+            .join(base_models, base_models.c.id == adapters.c.base_model_id)
+            .where(adapters.c.name == new.name)
+        ).one_or_none()
+    if row is not None:
+        _check_line(row.name, (row.base, row.fingerprint), row.task_type, (new.base.name, new.base.fingerprint), new.task_type)
+
+
+def check_fits(table: Table, values: Mapping[str, object], what: str) -> None:
+    """Refuse a text longer than its column (PostgreSQL rejects it mid-transaction; SQLite would store it)."""
+    for key, value in values.items():
+        length = getattr(table.c[key].type, "length", None)
+        if isinstance(value, str) and length is not None and len(value) > length:
+            raise InvalidConfig(f"the {what}'s {key.replace('_', ' ')} is {len(value)} characters long; "
+                                f"the registry stores at most {length}: shorten it")  # fmt: skip
 
 
 def _in_session(connection: Connection, new: NewVersion) -> tuple[int, bool]:
@@ -112,16 +142,21 @@ def _base_row(session: Session, spec: BaseSpec) -> BaseModelRow:
 
 def check_compatible(session: Session, adapter: AdapterRow, base: BaseModelRow, task_type: str | None) -> None:
     """A line of versions keeps one base model and one task type."""
-    if adapter.base_model_id != base.id:
-        registered = session.get(BaseModelRow, adapter.base_model_id)
+    registered = session.get(BaseModelRow, adapter.base_model_id)
+    _check_line(adapter.name, (registered.name, registered.fingerprint), adapter.task_type,
+                (base.name, base.fingerprint), task_type)  # fmt: skip
+
+
+def _check_line(name: str, registered: tuple[str, str], registered_task: str | None, base: tuple[str, str],
+                task_type: str | None) -> None:  # fmt: skip
+    """The one rule, for the early read-only check and the last one in the write transaction."""
+    if registered != base:
         raise BaseModelMismatch(
-            f"adapter {adapter.name} belongs to base {registered.name} ({registered.fingerprint[:12]}), "
-            f"not {base.name} ({base.fingerprint[:12]}); register it under another name"
+            f"adapter {name} belongs to base {registered[0]} ({registered[1][:12]}), "
+            f"not {base[0]} ({base[1][:12]}); register it under another name"
         )
-    if task_type is not None and adapter.task_type is not None and task_type != adapter.task_type:
-        raise InvalidConfig(
-            f"adapter {adapter.name} is for task {adapter.task_type}, not {task_type}; register it under another name"
-        )
+    if task_type is not None and registered_task is not None and task_type != registered_task:
+        raise InvalidConfig(f"adapter {name} is for task {registered_task}, not {task_type}; register it under another name")
 
 
 def record_mlflow_version(registry: Registry, name: str, version: int, mlflow_version: int) -> None:

@@ -16,16 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import RegistryUnavailable
+from adapterlab.registry.redaction import redact  # the one helper: user info masked up to the last '@'
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's limit on a param's length
 SECRET_KEYS = re.compile(r"password|passwd|secret|token|api[_-]?key|credential", re.IGNORECASE)
-URI_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+):[^@/\s]+@", re.IGNORECASE)
 SYSTEM_METRICS_INTERVAL_S = 5
-
-
-def redact(value: str) -> str:
-    """``postgresql://user:pw@host/db`` -> ``postgresql://user:***@host/db``."""
-    return URI_PASSWORD.sub(r"\g<head>:***@", value)
 
 
 def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -16,7 +16,8 @@ def test_a_connection_lost_mid_operation_is_registry_unavailable(registry_url: s
 
 
 def test_display_url_masks_the_password() -> None:
-    assert display_url("postgresql+psycopg://u:pw@db:5432/r") == "postgresql+psycopg://u:***@db:5432/r"
+    assert display_url("postgresql+psycopg://u:pw@db:5432/r") == "postgresql+psycopg://***@db:5432/r"
+    assert display_url("postgresql://u:p@ss@db/r") == "postgresql://***@db/r"  # masked up to the last '@'
     assert display_url("not a url") == "<unparseable URL>"
 
 

@@ -12,7 +12,8 @@ class Kind(str, Enum):
 
 
 def test_passwords_in_uris_are_redacted() -> None:
-    assert redact("postgresql://alice:s3cret@db:5432/reg") == "postgresql://alice:***@db:5432/reg"
+    assert redact("postgresql://alice:s3cret@db:5432/reg") == "postgresql://***@db:5432/reg"
+    assert redact("postgresql://alice:p@ss@db/reg") == "postgresql://***@db/reg"  # up to the last '@'
     assert redact("https://mlflow.example.com/path") == "https://mlflow.example.com/path"
 
 
@@ -23,7 +24,7 @@ def test_params_are_flat_readable_and_secret_free() -> None:
         "peft": {"r": 8, "target_modules": {"value", "query"}, "peft_type": Kind.LORA},
         "description": "x" * 7000,
     })
-    assert params["registry_url"] == "postgresql+psycopg://bob:***@host/db"
+    assert params["registry_url"] == "postgresql+psycopg://***@host/db"
     assert params["hub_token"] == "***"
     assert params["peft.r"] == "8" and params["peft.peft_type"] == "LORA"
     assert params["peft.target_modules"] == '["query", "value"]'

@@ -98,4 +98,4 @@ def test_resolved_config_yaml_never_holds_a_database_password() -> None:
     config = TrainConfig(registry_url="postgresql://alice:sekrit-pw@db:5432/registry")
     text = to_yaml(config)
     assert "sekrit-pw" not in text
-    assert yaml.safe_load(text)["registry_url"] == "postgresql://alice:***@db:5432/registry"
+    assert yaml.safe_load(text)["registry_url"] == "postgresql://***@db:5432/registry"
