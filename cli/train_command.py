@@ -12,6 +12,7 @@ import click
 
 from adapterlab.cli.context import cli_state
 from adapterlab.cli.output import echo_text
+from adapterlab.registry.redaction import redact
 
 # flag name -> TrainConfig field, for the options that map one to one
 FLAG_FIELDS = (
@@ -131,7 +132,7 @@ def render_result(result: Any) -> str:
     if result.version:
         lines += ["  adapters list", f"  adapters show {result.name}"]
     if result.tracking_uri.startswith(("http://", "https://")):
-        lines.append(f"  open {result.tracking_uri} (MLflow run {result.run_id})")
+        lines.append(f"  open {redact(result.tracking_uri)} (MLflow run {result.run_id})")
     else:
         lines.append(f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)}")  # a home may hold spaces
     return "\n".join(lines)

@@ -84,6 +84,8 @@ class RunTracker:
     def __init__(self, uri: str, experiment: str, artifact_location: str | None) -> None:
         import mlflow
 
+        # MLflow prints "View run at <tracking URL>" when a run ends: that URL may carry credentials
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self._mlflow = mlflow
         self.uri, self.experiment, self.artifact_location = uri, experiment, artifact_location
         self.run_id: str | None = None
