@@ -29,6 +29,8 @@ def _layer_tensors(layer: LoraLayer, adapter_name: str) -> dict[str, nn.Paramete
     """One layer's tensors of ``adapter_name``, under the checkpoint suffixes."""
     if adapter_name in layer.lora_A:
         tensors = {"lora_A.weight": layer.lora_A[adapter_name].weight, "lora_B.weight": layer.lora_B[adapter_name].weight}
+        if layer.lora_B[adapter_name].bias is not None:  # lora_bias
+            tensors["lora_B.bias"] = layer.lora_B[adapter_name].bias
     else:
         tensors = {"lora_embedding_A": layer.lora_embedding_A[adapter_name],
                    "lora_embedding_B": layer.lora_embedding_B[adapter_name]}

@@ -16,7 +16,8 @@ from torch import nn
 
 from adapterlab.errors import AdapterNotFound
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
-from adapterlab.tuners.lora.layer import LoraLayer, check_adaptable, make_lora_layer
+from adapterlab.tuners.lora.layer import LoraLayer
+from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
@@ -78,6 +79,7 @@ class LoraModel(nn.Module):
             use_rslora=config.use_rslora,
             init_lora_weights=config.init_lora_weights,
             use_dora=config.use_dora,
+            lora_bias=config.lora_bias,
         )
 
     def delete_adapter(self, adapter_name: str) -> None:
