@@ -134,10 +134,12 @@ def low_rank_update(result: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | 
     return _LowRankUpdate.apply(result, x, mask, a, b_scaled)
 
 
-def takes_lora_linear(x: torch.Tensor, result: torch.Tensor, lora_a: nn.Module, lora_b: nn.Module) -> bool:
-    """Whether :func:`lora_linear_update` may replace the plain path for these tensors."""
+def takes_lora_linear(x: torch.Tensor, result: torch.Tensor, dropout: nn.Module, lora_a: nn.Module,
+                      lora_b: nn.Module) -> bool:
+    """Whether :func:`lora_linear_update` may replace the plain path for these tensors and modules."""
     return (
         x.device.type == "cpu"
+        and type(dropout) in (nn.Dropout, nn.Identity)  # a dropout module swapped in by the user runs as is
         and type(lora_a) is nn.Linear
         and type(lora_b) is nn.Linear
         and lora_b.bias is None

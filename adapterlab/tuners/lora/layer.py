@@ -217,7 +217,7 @@ def low_rank_path(layer: LoraLayer, x: torch.Tensor, result: torch.Tensor, name:
     x = x.to(lora_a.weight.dtype)  # half-precision bases keep float32 adapters
     if layer.use_dora[name]:
         return result + dora.forward_delta(layer, name, dropout(x), result, dropout).to(result.dtype)
-    if cpu_fast_paths.takes_lora_linear(x, result, lora_a, lora_b):
+    if cpu_fast_paths.takes_lora_linear(x, result, dropout, lora_a, lora_b):
         return cpu_fast_paths.lora_linear_update(result, x, dropout, lora_a.weight, lora_b.weight, scaling)
     return result + (lora_b(lora_a(dropout(x))) * scaling).to(result.dtype)
 
