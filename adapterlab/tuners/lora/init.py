@@ -64,7 +64,7 @@ def _orthogonal(layer: LoraLayer, name: str) -> None:
     q, _ = torch.linalg.qr(torch.randn(r, r))  # (r, r), orthonormal rows
     # A's rows span the odd rows of q, B's columns the even ones: q_even @ q_odd.T = 0, so B @ A = 0
     a = (torch.randn(layer.in_features, r // 2) @ q[0::2]).T / 10  # (r, in)
-    b = torch.randn(layer.out_features, r // 2) @ q[1::2] / 10  # (out, r)
+    b = torch.randn(r // 2, layer.out_features).T @ q[1::2] / 10  # (out, r); HF PEFT's order of draws
     _set_factors(layer, name, a, b)
 
 
