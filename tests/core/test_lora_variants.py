@@ -164,3 +164,15 @@ def test_lora_dropout_is_nn_dropout_or_identity_as_in_hf_peft() -> None:
     assert type(dropout) is torch.nn.Dropout and dropout.p == 0.1
     without = get_peft_model(make_base("bert"), LoraConfig(r=2, lora_dropout=0.0))
     assert isinstance(next(iter(_lora_layers(without).values())).lora_dropout["default"], torch.nn.Identity)
+
+
+@pytest.mark.parametrize("use_rslora", [False, True])
+def test_set_scale_multiplies_the_configured_scaling_rslora_included(use_rslora: bool) -> None:
+    model = get_peft_model(make_base("bert"), LoraConfig(r=4, lora_alpha=8, use_rslora=use_rslora))
+    layer = next(iter(_lora_layers(model).values()))
+    configured = 8 / math.sqrt(4) if use_rslora else 8 / 4
+    assert layer.scaling["default"] == pytest.approx(configured)
+    layer.set_scale("default", 0.5)
+    assert layer.scaling["default"] == pytest.approx(0.5 * configured)
+    layer.set_scale("default", 1.0)
+    assert layer.scaling["default"] == pytest.approx(configured)

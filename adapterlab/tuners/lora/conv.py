@@ -7,7 +7,9 @@ channels at each position), so the update merges into the base kernel exactly:
 
     delta[o, i, *k] = scaling * sum_r B[o, r] * A[r, i, *k]       # (out, in, *kernel)
 
-Shapes as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel), ``lora_B.weight``
+A also takes the base's dilation and padding mode, which Hugging Face PEFT's A leaves out: for a
+dilated base its merged and unmerged outputs differ, and so would checkpoints read across. Shapes
+and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel), ``lora_B.weight``
 (out, r, 1, ...).
 """
 
