@@ -91,3 +91,9 @@ def test_svd_based_inits_are_refused_on_convolutions() -> None:
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
     with pytest.raises(UnsupportedFeature, match="pissa.*linear layers only"):
         adapterlab.get_peft_model(model, adapterlab.LoraConfig(target_modules=["0"], init_lora_weights="pissa"))
+
+
+@pytest.mark.parametrize("init", ["loftq", "eva", "corda", "lora_ga"])
+def test_hf_inits_that_need_data_are_refused_by_name(init: str) -> None:
+    with pytest.raises(UnsupportedFeature, match=f"init_lora_weights='{init}'"):
+        adapterlab.LoraConfig(init_lora_weights=init)

@@ -32,6 +32,8 @@ ALL_LINEAR = "all-linear"
 
 # init_lora_weights: the named initializations (adapterlab.tuners.lora.init), besides True and False
 NAMED_INITS = ("gaussian", "pissa", "olora", "orthogonal")
+# HF PEFT's initializations that need data, a quantizer or gradients: refused by name
+HF_ONLY_INITS = ("loftq", "eva", "corda", "lora_ga", "mica")
 PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -116,6 +118,11 @@ class LoraConfig(PeftConfig):
         if not isinstance(self.lora_dropout, (int, float)) or not 0 <= self.lora_dropout < 1:
             raise InvalidConfig(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         validate_choice(self.bias, ("none", "all", "lora_only"), "bias")
+        if self.init_lora_weights in HF_ONLY_INITS:
+            raise UnsupportedFeature(
+                f"init_lora_weights={self.init_lora_weights!r} (a Hugging Face PEFT initialization from data) is "
+                f"not supported by adapterlab; use True, 'gaussian', 'orthogonal', 'pissa' or 'olora'"
+            )
         if not valid_init(self.init_lora_weights):
             raise InvalidConfig(
                 f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
