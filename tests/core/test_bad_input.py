@@ -86,7 +86,7 @@ def test_unknown_task_type_lists_the_valid_ones() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
-    [("bias", "some", "bias must be one of"), ("init_lora_weights", "pissa", "init_lora_weights must be one of"),
+    [("bias", "some", "bias must be one of"), ("init_lora_weights", "svd", "init_lora_weights must be"),
      ("rank_pattern", {"query": 0}, "rank_pattern"), ("layers_pattern", "layer", "layers_to_transform")],
 )
 def test_other_invalid_lora_fields(field, value, expected) -> None:
