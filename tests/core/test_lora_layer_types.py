@@ -165,7 +165,7 @@ def test_multihead_attention_is_refused_by_name() -> None:
 
 @pytest.mark.parametrize(
     "feature",
-    [{"target_parameters": ["experts.gate_up_proj"]}, {"trainable_token_indices": [1, 2]}],
+    [{"target_parameters": ["experts.gate_up_proj"]}],
     ids=lambda f: next(iter(f)),
 )
 def test_features_adapterlab_lacks_are_refused_by_name(feature: dict[str, Any]) -> None:
@@ -179,3 +179,72 @@ def test_lora_bias_is_refused_on_embeddings_and_with_dora() -> None:
                                   adapterlab.LoraConfig(target_modules=["0"], lora_bias=True))
     with pytest.raises(InvalidConfig, match="lora_bias"):
         adapterlab.LoraConfig(lora_bias=True, use_dora=True)
+
+
+# -- trainable_token_indices -----------------------------------------------------------------------
+
+
+def _llama_with_tokens(**extra: Any) -> tuple[nn.Module, Any]:
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(llama_config()).eval()
+    config = adapterlab.LoraConfig(task_type="CAUSAL_LM", r=2, trainable_token_indices=[3, 5], **extra)
+    return base, adapterlab.get_peft_model(copy.deepcopy(base), config)
+
+
+TOKEN_IDS = torch.tensor([[1, 3, 5, 2], [4, 5, 3, 1]])  # 3 and 5 not last: the loss reads them
+
+
+def test_trainable_tokens_start_at_the_base_and_train_only_their_rows() -> None:
+    base, model = _llama_with_tokens(target_modules=["q_proj"])
+    table = base.get_input_embeddings().weight.detach().clone()
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=TOKEN_IDS).logits, base(input_ids=TOKEN_IDS).logits)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.train()
+    model(input_ids=TOKEN_IDS, labels=TOKEN_IDS).loss.backward()
+    optimizer.step()
+    wrapper = model.base_model.model.model.embed_tokens
+    assert torch.equal(wrapper.base_layer.weight, table)  # the table itself stays frozen
+    delta = wrapper.token_adapter.trainable_tokens_delta["default"]
+    assert not torch.equal(delta, table[[3, 5]])
+    merged = model.merge_and_unload()
+    assert type(merged.model.embed_tokens) is nn.Embedding
+    changed = (merged.model.embed_tokens.weight != table).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [3, 5]
+
+
+def test_trainable_tokens_disable_unload_and_delete_restore_the_base() -> None:
+    base, model = _llama_with_tokens()
+    with torch.no_grad():
+        model.base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta["default"].add_(1.0)
+        base_logits = base(input_ids=TOKEN_IDS).logits
+        assert not torch.allclose(model(input_ids=TOKEN_IDS).logits, base_logits)
+        with model.disable_adapter():
+            torch.testing.assert_close(model(input_ids=TOKEN_IDS).logits, base_logits)
+        model.merge_adapter()
+        model.unmerge_adapter()
+        torch.testing.assert_close(model.get_base_model().model.embed_tokens.base_layer.weight,
+                                   base.get_input_embeddings().weight)
+    model.add_adapter("other", adapterlab.LoraConfig(task_type="CAUSAL_LM", r=2))
+    model.delete_adapter("default")
+    assert model.base_model.model.model.embed_tokens.adapter_names == []
+    unloaded = model.unload()
+    assert type(unloaded.model.embed_tokens) is nn.Embedding
+    torch.testing.assert_close(unloaded.model.embed_tokens.weight, base.get_input_embeddings().weight)
+
+
+def test_trainable_tokens_refuse_tied_tables_lora_targeted_embeddings_and_mixed_batches() -> None:
+    from core_bases import gpt2_config
+    from transformers import GPT2LMHeadModel
+
+    with pytest.raises(UnsupportedFeature, match="tied to the output layer"):
+        adapterlab.get_peft_model(GPT2LMHeadModel(gpt2_config()),
+                                  adapterlab.LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=[1]))
+    with pytest.raises(UnsupportedFeature, match="which LoRA also targets"):
+        _llama_with_tokens(target_modules=["embed_tokens", "q_proj"])
+    _, model = _llama_with_tokens()
+    with pytest.raises(UnsupportedFeature, match="mixed batches"):
+        model(input_ids=TOKEN_IDS, adapter_names=["default", "default"])
+    with pytest.raises(InvalidConfig, match="outside the vocabulary"):
+        adapterlab.get_peft_model(LlamaForCausalLM(llama_config()),
+                                  adapterlab.LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=[10_000]))

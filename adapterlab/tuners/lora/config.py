@@ -78,10 +78,10 @@ class LoraConfig(PeftConfig):
     use_dora: bool = False
     # a trainable bias on lora_B (zero at init); merging adds it to the base layer's bias
     lora_bias: bool = False
-    # HF PEFT features adapterlab refuses (UnsupportedFeature) unless unset: LoRA on raw parameters
-    # (e.g. MoE expert weights) and trainable rows of the embedding
-    target_parameters: list[str] | None = None
+    # rows of the input embedding (or {embedding name: rows}) trained in full next to LoRA
     trainable_token_indices: list[int] | dict[str, list[int]] | None = None
+    # HF PEFT's LoRA on raw parameters (e.g. MoE expert weights): refused (UnsupportedFeature) unless unset
+    target_parameters: list[str] | None = None
 
     inert_foreign_fields: ClassVar[dict[str, Any]] = {
         "megatron_config": None,
@@ -133,11 +133,25 @@ class LoraConfig(PeftConfig):
                                 f"got {self.init_lora_weights!r}")
         if self.lora_bias and self.use_dora:
             raise InvalidConfig("lora_bias=True cannot be combined with DoRA; set use_dora=False")
-        for feature in ("target_parameters", "trainable_token_indices"):
-            if getattr(self, feature):
-                raise UnsupportedFeature(
-                    f"{feature} (a Hugging Face PEFT feature) is not supported by adapterlab; remove it from the config"
+        if self.target_parameters:
+            raise UnsupportedFeature(
+                "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove it from the config"
+            )
+        self._validate_token_indices()
+
+    def _validate_token_indices(self) -> None:
+        indices = self.trainable_token_indices
+        lists = indices.values() if isinstance(indices, dict) else [indices] if indices is not None else []
+        for value in lists:
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in value
+            ):
+                raise InvalidConfig(
+                    f"trainable_token_indices must be a list of token ids or a dict of embedding name -> list, "
+                    f"got {indices!r}"
                 )
+        if isinstance(indices, dict) and self.modules_to_save and set(indices) & set(self.modules_to_save):
+            raise InvalidConfig("an embedding is both in modules_to_save and trainable_token_indices; choose one")
         for name, rank in self.rank_pattern.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
                 raise InvalidConfig(f"rank_pattern[{name!r}] must be a positive integer, got {rank!r}")
