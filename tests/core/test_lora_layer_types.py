@@ -153,6 +153,13 @@ def test_dora_and_grouped_convolutions_are_refused_by_name() -> None:
         adapterlab.get_peft_model(grouped, adapterlab.LoraConfig(target_modules=["0"]))
 
 
+def test_combining_conv_adapters_is_refused_by_name() -> None:
+    model = adapterlab.get_peft_model(_base(), adapterlab.LoraConfig(r=4, target_modules=CONV_TARGETS))
+    with pytest.raises(UnsupportedFeature, match="convolution"):
+        model.add_weighted_adapter(["default"], [0.5], "half")
+    assert "half" not in model.peft_config
+
+
 def test_multihead_attention_is_refused_by_name() -> None:
     class Attention(nn.Module):
         def __init__(self) -> None:
