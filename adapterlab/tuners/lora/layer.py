@@ -8,8 +8,10 @@
 Each layer keeps the module it replaces as ``base_layer`` and holds any number of adapters in
 ``ModuleDict``/``ParameterDict`` entries keyed by adapter name. ``forward`` is the base output,
 returned as is when the adapters are merged or disabled, plus each active adapter's scaled
-low-rank path. Merging adds ``B @ A * scaling`` to the base weight, so merged inference costs what
-the base costs.
+low-rank path, ``lora_B(lora_A(dropout(x))) * scaling`` (scaling alpha / r, or alpha / sqrt(r) with
+rsLoRA: :func:`lora_scaling`, the one place it is computed). On CPU that sum may run as the fused
+update of :mod:`adapterlab.tuners.cpu_fast_paths`, with equal results. Merging adds
+``B @ A * scaling`` to the base weight, so merged inference costs what the base costs.
 """
 
 from __future__ import annotations
