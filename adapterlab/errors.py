@@ -20,6 +20,10 @@ class TargetModuleNotFound(InvalidConfig):
     """``target_modules`` matched nothing (or not everything) in the base model."""
 
 
+class UnsupportedFeature(InvalidConfig):
+    """A configuration asks for a Hugging Face PEFT feature that adapterlab does not implement."""
+
+
 class UnsupportedModule(AdapterlabError, TypeError):
     """A targeted module has a type that the method cannot wrap."""
 

@@ -7,8 +7,8 @@ Steps are interleaved (each iteration runs every contender once, in a rotating o
 same ``torch.manual_seed``), so drift in machine load hits all of them alike; the ratios compare
 medians. It prints the ratios and asserts nothing: the goal is <= 1.00 for each method. The two
 libraries run the same forward; adapterlab's backward skips the zero gradient rows of the frozen
-last block (``adapterlab/tuners/prompt/live_rows.py``), and that is where the difference comes
-from. It also times an A/A control (a twin of adapterlab's prompt-tuning model) whose distance
+last block (live rows in ``adapterlab/tuners/cpu_fast_paths.py``, opt-in, turned on here), and that is
+where the difference comes from. It also times an A/A control (a twin of adapterlab's prompt-tuning model) whose distance
 from 1.000 shows the run's noise.
 
     python benchmarks/prompt_step.py [--steps 20] [--warmup 5] [--threads N]
@@ -26,6 +26,7 @@ from step_timing import interleaved_medians, make_batch, minilm_dir, training_st
 from transformers import AutoModelForSequenceClassification
 
 import adapterlab
+from adapterlab.tuners import cpu_fast_paths
 
 BATCH, SEQ_LEN, VIRTUAL_TOKENS = 16, 128, 20
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    cpu_fast_paths.configure(live_rows=True)
 
     torch.manual_seed(0)
     base = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)

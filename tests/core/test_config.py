@@ -69,8 +69,8 @@ def test_unknown_keys_from_newer_writers_are_dropped_with_a_warning() -> None:
 
 
 def test_a_used_hf_feature_we_lack_is_refused_not_ignored() -> None:
-    with pytest.raises(InvalidConfig, match="lora_bias"):
-        PeftConfig.from_dict({**LoraConfig().to_dict(), "lora_bias": True})
+    with pytest.raises(InvalidConfig, match="target_parameters"):
+        PeftConfig.from_dict({**LoraConfig().to_dict(), "target_parameters": ["experts.down_proj"]})
 
 
 def test_a_config_without_peft_type_is_refused() -> None:

@@ -85,6 +85,14 @@ CASES: dict[str, Case] = {
     "embedding-bert": Case(
         "bert-cls", {"task_type": "SEQ_CLS", "target_modules": ["word_embeddings", "value"]}
     ),
+    "lora-bias-llama": Case("llama", {"task_type": "CAUSAL_LM", "lora_bias": True}),
+    "dora-embedding-llama": Case(
+        "llama", {"task_type": "CAUSAL_LM", "use_dora": True, "target_modules": ["embed_tokens", "q_proj"]}
+    ),
+    "trainable-tokens-llama": Case("llama", {"task_type": "CAUSAL_LM", "trainable_token_indices": [1, 3, 5]}),
+    "trainable-tokens-by-name-bert": Case(
+        "bert-cls", {"task_type": "SEQ_CLS", "trainable_token_indices": {"word_embeddings": [2, 4]}}
+    ),
     "bias-all": Case("bert-cls", {"task_type": "SEQ_CLS", "bias": "all"}),
     "bias-lora-only": Case("bert-cls", {"task_type": "SEQ_CLS", "bias": "lora_only"}),
     "rank-alpha-pattern": Case(
@@ -300,7 +308,7 @@ def test_config_keys_from_a_newer_writer_warn_and_are_dropped(
 
 @pytest.mark.parametrize(
     "feature",
-    [{"lora_bias": True}, {"trainable_token_indices": [1, 2]}, {"layer_replication": [[0, 2], [1, 2]]}],
+    [{"layer_replication": [[0, 2], [1, 2]]}],
 )
 def test_peft_features_we_lack_are_refused_not_silently_dropped(
     feature: dict[str, Any], templates: Callable[[str], torch.nn.Module], tmp_path: Path

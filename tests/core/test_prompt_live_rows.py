@@ -1,11 +1,11 @@
-"""The live-row backward of a prompt model's frozen output layers: the same forward and gradients as
-the plain layers, with only the rows that carry gradient multiplied."""
+"""The live-row backward of a prompt model's frozen output layers (an opt-in CPU fast path): the same
+forward and gradients as the plain layers, with only the rows that carry gradient multiplied."""
 
 from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -22,12 +22,19 @@ from transformers import (
 )
 
 import adapterlab
-from adapterlab.tuners.prompt import live_rows
+from adapterlab.tuners import cpu_fast_paths as live_rows
 
 VOCAB = 64
 
 
-LIVE_CLASSES = {live: dense for dense, live in live_rows.LIVE_ROWS_CLASSES.items()}
+LIVE_CLASSES = live_rows.PLAIN_CLASSES
+
+
+@pytest.fixture(autouse=True)
+def opt_in_to_live_rows() -> Iterator[None]:
+    live_rows.configure(live_rows=True)
+    yield
+    live_rows.configure()
 
 
 def wrapped_names(model: torch.nn.Module) -> set[str]:

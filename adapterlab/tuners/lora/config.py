@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from adapterlab.config import PeftConfig, PeftType, validate_choice
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, UnsupportedFeature
 
 # Layers LoRA targets when target_modules is unset, by transformers' config.model_type.
 DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
@@ -30,6 +30,18 @@ DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
 }
 
 ALL_LINEAR = "all-linear"
+
+# init_lora_weights: the named initializations (adapterlab.tuners.lora.init), besides True and False
+NAMED_INITS = ("gaussian", "pissa", "olora", "orthogonal")
+# HF PEFT's initializations that need data, a quantizer or gradients: refused by name
+HF_ONLY_INITS = ("loftq", "eva", "corda", "lora_ga", "mica")
+PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
+
+
+def valid_init(init: object) -> bool:
+    return init is True or init is False or init in NAMED_INITS or (
+        isinstance(init, str) and PISSA_NITER.fullmatch(init) is not None
+    )
 
 
 @dataclass
@@ -54,8 +66,9 @@ class LoraConfig(PeftConfig):
     use_rslora: bool = False
     # modules trained in full and saved with the adapter (task heads join automatically)
     modules_to_save: list[str] | None = None
-    # True: Kaiming-uniform A, zero B (update starts at 0); "gaussian": normal A; False: random B too
-    init_lora_weights: bool | Literal["gaussian"] = True
+    # True: Kaiming-uniform A, zero B (update starts at 0); "gaussian": normal A; False: random B too;
+    # "orthogonal", "pissa", "pissa_niter_K", "olora": see adapterlab.tuners.lora.init
+    init_lora_weights: bool | str = True
     # only adapt these layer indices (with layers_pattern naming the layer list, e.g. "layers")
     layers_to_transform: list[int] | int | None = None
     layers_pattern: list[str] | str | None = None
@@ -64,11 +77,16 @@ class LoraConfig(PeftConfig):
     alpha_pattern: dict[str, int] = field(default_factory=dict)
     # DoRA (Liu et al. 2024): learn each output row's magnitude separately from the direction
     use_dora: bool = False
+    # a trainable bias on lora_B (zero at init); merging adds it to the base layer's bias
+    lora_bias: bool = False
+    # rows of the input embedding (or {embedding name: rows}) trained in full next to LoRA
+    trainable_token_indices: list[int] | dict[str, list[int]] | None = None
+    # HF PEFT's LoRA on raw parameters (e.g. MoE expert weights): refused (UnsupportedFeature) unless unset
+    target_parameters: list[str] | None = None
 
     inert_foreign_fields: ClassVar[dict[str, Any]] = {
         "megatron_config": None,
         "megatron_core": "megatron.core",
-        "trainable_token_indices": None,
         "loftq_config": {},
         "eva_config": None,
         "corda_config": None,
@@ -79,8 +97,6 @@ class LoraConfig(PeftConfig):
         "qalora_group_size": 16,
         "monteclora_config": None,
         "layer_replication": None,
-        "lora_bias": False,
-        "target_parameters": None,
         "use_bdlora": None,
         "arrow_config": None,
         "kasa_config": None,
@@ -106,7 +122,40 @@ class LoraConfig(PeftConfig):
         if not isinstance(self.lora_dropout, (int, float)) or not 0 <= self.lora_dropout < 1:
             raise InvalidConfig(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         validate_choice(self.bias, ("none", "all", "lora_only"), "bias")
-        validate_choice(self.init_lora_weights, (True, False, "gaussian"), "init_lora_weights")
+        if self.init_lora_weights in HF_ONLY_INITS:
+            raise UnsupportedFeature(
+                f"init_lora_weights={self.init_lora_weights!r} (a Hugging Face PEFT initialization from data) is "
+                f"not supported by adapterlab; use True, 'gaussian', 'orthogonal', 'pissa' or 'olora'"
+            )
+        if not valid_init(self.init_lora_weights):
+            raise InvalidConfig(
+                f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
+                f"'pissa_niter_K' (K an integer), got {self.init_lora_weights!r}"
+            )
+        if self.lora_bias and self.init_lora_weights not in (True, False):
+            raise InvalidConfig(f"lora_bias=True works with init_lora_weights=True or False only, "
+                                f"got {self.init_lora_weights!r}")
+        if self.lora_bias and self.use_dora:
+            raise InvalidConfig("lora_bias=True cannot be combined with DoRA; set use_dora=False")
+        if self.target_parameters:
+            raise UnsupportedFeature(
+                "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove it from the config"
+            )
+        self._validate_token_indices()
+
+    def _validate_token_indices(self) -> None:
+        indices = self.trainable_token_indices
+        lists = indices.values() if isinstance(indices, dict) else [indices] if indices is not None else []
+        for value in lists:
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in value
+            ):
+                raise InvalidConfig(
+                    f"trainable_token_indices must be a list of token ids or a dict of embedding name -> list, "
+                    f"got {indices!r}"
+                )
+        if isinstance(indices, dict) and self.modules_to_save and set(indices) & set(self.modules_to_save):
+            raise InvalidConfig("an embedding is both in modules_to_save and trainable_token_indices; choose one")
         for name, rank in self.rank_pattern.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
                 raise InvalidConfig(f"rank_pattern[{name!r}] must be a positive integer, got {rank!r}")

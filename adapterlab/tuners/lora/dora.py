@@ -43,11 +43,26 @@ def forward_delta(
     return (mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result * scaling
 
 
+def embedding_output(layer: LoraLayer, name: str, result: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """DoRA on an embedding: ``m / ||W + s * B @ A|| * (base lookup + update)``, norms per embedding
+    dimension (the table's columns), ``update`` being the scaled low-rank lookup (..., dim)."""
+    weight = layer.base_weight_out_in()  # (dim, vocab)
+    lora_weight = layer.lora_weight(name).detach().to(weight.dtype)
+    norm = torch.linalg.norm(weight + layer.scaling[name] * lora_weight, dim=1).detach()  # (dim,)
+    mag_norm_scale = layer.lora_magnitude_vector[name] / norm
+    return (mag_norm_scale * (result + update)).to(result.dtype)
+
+
+def _stored_in_out(layer: LoraLayer) -> bool:
+    """Whether the base weight is stored (in, out): Conv1D (fan_in_fan_out) and embedding tables."""
+    return layer.fan_in_fan_out or isinstance(layer.base_layer, nn.Embedding)
+
+
 def merged_weight(
     layer: LoraLayer, name: str, weight: torch.Tensor, delta: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The base weight with DoRA merged in (same layout as ``weight``), and the norm used."""
-    transpose = layer.fan_in_fan_out
+    transpose = _stored_in_out(layer)
     combined = weight + delta
     norm = torch.linalg.norm(combined.T if transpose else combined, dim=1).detach()
     factor = (layer.lora_magnitude_vector[name] / norm).view(-1, 1)  # (out, 1)
@@ -59,4 +74,4 @@ def unmerged_weight(
 ) -> torch.Tensor:
     """Undo :func:`merged_weight` with the norm it returned."""
     factor = (layer.lora_magnitude_vector[name] / norm).view(-1, 1)
-    return weight / (factor.T if layer.fan_in_fan_out else factor) - delta
+    return weight / (factor.T if _stored_in_out(layer) else factor) - delta

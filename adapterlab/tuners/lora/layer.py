@@ -8,8 +8,10 @@
 Each layer keeps the module it replaces as ``base_layer`` and holds any number of adapters in
 ``ModuleDict``/``ParameterDict`` entries keyed by adapter name. ``forward`` is the base output,
 returned as is when the adapters are merged or disabled, plus each active adapter's scaled
-low-rank path. Merging adds ``B @ A * scaling`` to the base weight, so merged inference costs what
-the base costs.
+low-rank path, ``lora_B(lora_A(dropout(x))) * scaling`` (scaling alpha / r, or alpha / sqrt(r) with
+rsLoRA: :func:`lora_scaling`, the one place it is computed). On CPU that sum may run as the fused
+update of :mod:`adapterlab.tuners.cpu_fast_paths`, with equal results. Merging adds
+``B @ A * scaling`` to the base weight, so merged inference costs what the base costs.
 """
 
 from __future__ import annotations
@@ -17,71 +19,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from adapterlab.errors import InvalidConfig, UnsupportedModule
-from adapterlab.tuners.lora import dora
-from adapterlab.tuners.lora.low_rank import low_rank_update
+from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.tuners import cpu_fast_paths
+from adapterlab.tuners.lora import dora, init
 
 
-def random_int16(n: int) -> torch.Tensor:
-    """``n`` uniform int16 values on CPU, from torch's default generator.
-
-    One 64-bit draw from torch seeds NumPy's PCG64, which fills the bits about 1.7x faster than
-    torch's Mersenne Twister; so ``torch.manual_seed`` still decides every mask.
-    """
-    seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None)) & (2**64 - 1)
-    bits = np.random.PCG64(seed).random_raw((n + 3) // 4)
-    return torch.from_numpy(bits.view(np.int16)[:n])
-
-
-class LoraDropout(nn.Module):
-    """Dropout on the input of the low-rank path (nn.Dropout's semantics).
-
-    On CPU, ``nn.Dropout`` spends most of its time drawing one random number per element
-    (``bernoulli_``); here each 64-bit draw yields four 16-bit uniforms (``random_int16``), about
-    8x faster. ``p`` is thereby rounded to a multiple of 1/65536 and the kept values are scaled by
-    the exact 1 / (1 - rounded p), so the output stays unbiased. Other devices use the fused
-    ``F.dropout``.
-
-    ``keep_mask`` hands the LoRA layer a 0/1 mask and that scale apart: the layer folds the scale
-    into the tiny B matrix instead of spending a pass over the activations on it.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        dropped = round(p * 65536)
-        self.threshold = dropped - 32768  # int16 values below this are dropped
-        self.cpu_scale = 65536 / (65536 - dropped)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        mask, scale = self.keep_mask(x)
-        return x * mask * scale
-
-    def keep_mask(self, x: torch.Tensor) -> tuple[torch.Tensor | None, float]:
-        """``(mask, scale)``: forward is ``x * mask * scale``, mask 0 or 1 per element of ``x``
-        (uint8 on CPU, ``x``'s dtype elsewhere). ``(None, 1.0)`` when not training."""
-        if not self.training:
-            return None, 1.0
-        if x.device.type != "cpu":
-            return torch.empty_like(x).bernoulli_(1 - self.p), 1 / (1 - self.p)
-        uniform16 = random_int16(x.numel()).view(x.shape)
-        # a uint8 mask, compared straight into: a quarter of a float mask's memory traffic in the
-        # three passes that touch it, and multiplying by it is as fast (a bool mask is not)
-        mask = torch.empty(x.shape, dtype=torch.uint8)
-        return torch.ge(uniform16, self.threshold, out=mask), self.cpu_scale
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+def lora_scaling(alpha: float, r: int, use_rslora: bool) -> float:
+    """The factor on ``B @ A``: alpha / r, or alpha / sqrt(r) for rsLoRA (Kalajdzievski 2023)."""
+    return alpha / math.sqrt(r) if use_rslora else alpha / r
 
 
 class LoraLayer(nn.Module):
@@ -102,6 +52,8 @@ class LoraLayer(nn.Module):
         self.r: dict[str, int] = {}
         self.lora_alpha: dict[str, float] = {}
         self.scaling: dict[str, float] = {}
+        self.use_rslora: dict[str, bool] = {}
+        self.lora_bias: dict[str, bool] = {}
         self.use_dora: dict[str, bool] = {}
         self.active_adapters: list[str] = []
         self.merged_adapters: list[str] = []
@@ -120,13 +72,15 @@ class LoraLayer(nn.Module):
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
         self.r[name] = r
         self.lora_alpha[name] = alpha
-        self.scaling[name] = alpha / math.sqrt(r) if use_rslora else alpha / r
-        self.lora_dropout[name] = LoraDropout(dropout) if dropout > 0 else nn.Identity()
+        self.use_rslora[name] = use_rslora
+        self.scaling[name] = lora_scaling(alpha, r, use_rslora)
+        self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_bias[name] = bool(kw.get("lora_bias", False))
         self.use_dora[name] = False
 
     def set_scale(self, name: str, scale: float) -> None:
-        """Multiply an adapter's alpha / r scaling by ``scale`` (e.g. 0.5 for half strength)."""
-        self.scaling[name] = scale * self.lora_alpha[name] / self.r[name]
+        """Multiply an adapter's scaling (alpha / r, or alpha / sqrt(r) for rsLoRA) by ``scale``."""
+        self.scaling[name] = scale * lora_scaling(self.lora_alpha[name], self.r[name], self.use_rslora[name])
 
     def cast_adapter(self, name: str, dtype: torch.dtype) -> None:
         """Store adapter ``name``'s tensors in ``dtype``."""
@@ -143,7 +97,7 @@ class LoraLayer(nn.Module):
                           self.lora_embedding_B, self.lora_magnitude_vector):
             if name in container:
                 del container[name]
-        for table in (self.r, self.lora_alpha, self.scaling, self.use_dora):
+        for table in (self.r, self.lora_alpha, self.scaling, self.use_rslora, self.lora_bias, self.use_dora):
             table.pop(name, None)
         self.active_adapters = [a for a in self.active_adapters if a != name]
 
@@ -169,6 +123,9 @@ class LoraLayer(nn.Module):
         for name in names:
             if name not in self.r or name in self.merged_adapters:
                 continue
+            if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
+                raise InvalidConfig(f"adapter {name!r} has lora_bias but {type(self.base_layer).__name__} has no "
+                                    f"bias to merge it into; keep the adapter unmerged")
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
                 new_weight, norm = dora.merged_weight(self, name, weight.data, delta)
@@ -178,6 +135,7 @@ class LoraLayer(nn.Module):
             if safe_merge and not torch.isfinite(new_weight).all():
                 raise InvalidConfig(f"merging adapter {name!r} gives NaN or inf weights; the adapter is broken")
             weight.data = new_weight
+            self._shift_bias(name, +1)
             self.merged_adapters.append(name)
 
     def unmerge(self, keep: int = 0) -> None:
@@ -190,6 +148,14 @@ class LoraLayer(nn.Module):
                 weight.data = dora.unmerged_weight(self, name, weight.data, delta, self._merged_norms.pop(name))
             else:
                 weight.data = weight.data - delta
+            self._shift_bias(name, -1)
+
+    def _shift_bias(self, name: str, sign: int) -> None:
+        """lora_bias: add (sign +1) or take out (-1) lora_B's scaled bias from the base layer's bias."""
+        if not self.lora_bias.get(name):
+            return
+        bias = self.base_layer.bias
+        bias.data = bias.data + sign * (self.lora_B[name].bias * self.scaling[name]).to(bias.dtype)
 
     def _forward_base(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor | None:
         """The base output when no adapter path applies, else None."""
@@ -224,42 +190,38 @@ class Linear(LoraLayer):
         self.fan_in_fan_out = fan_in_fan_out
 
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
-        super().add_adapter(name, r, alpha, dropout, use_rslora)
+        super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         weight = self.base_layer.weight
         dtype = adapter_dtype(weight.dtype)
         self.lora_A[name] = nn.Linear(self.in_features, r, bias=False, device=weight.device, dtype=dtype)
-        self.lora_B[name] = nn.Linear(r, self.out_features, bias=False, device=weight.device, dtype=dtype)
-        init = kw.get("init_lora_weights", True)
-        if init is True:
-            nn.init.kaiming_uniform_(self.lora_A[name].weight, a=math.sqrt(5))  # nn.Linear's own init
-            nn.init.zeros_(self.lora_B[name].weight)  # so the update starts at exactly 0
-        elif init == "gaussian":
-            nn.init.normal_(self.lora_A[name].weight, std=1 / r)
-            nn.init.zeros_(self.lora_B[name].weight)
+        self.lora_B[name] = nn.Linear(r, self.out_features, bias=self.lora_bias[name], device=weight.device,
+                                      dtype=dtype)
+        init.initialize(self, name, kw.get("init_lora_weights", True))
         if kw.get("use_dora"):
             self.use_dora[name] = True
             self.lora_magnitude_vector[name] = nn.Parameter(dora.weight_norm(self, name, self.scaling[name]))
 
     def lora_delta(self, x: torch.Tensor, result: torch.Tensor, name: str) -> torch.Tensor:
         """``result`` plus adapter ``name``'s path for input ``x``."""
-        lora_a = self.lora_A[name]
-        if x.dtype != lora_a.weight.dtype:
-            x = x.to(lora_a.weight.dtype)
-        dropout = self.lora_dropout[name]
-        if self.use_dora[name]:
-            return result + dora.forward_delta(self, name, dropout(x), result, dropout).to(result.dtype)
-        if result.dtype != x.dtype:
-            scaled_b = self.lora_B[name].weight * self.scaling[name]
-            return result + F.linear(lora_a(dropout(x)), scaled_b).to(result.dtype)
-        mask, keep_scale = dropout.keep_mask(x) if isinstance(dropout, LoraDropout) else (None, 1.0)
-        # scaling and dropout's 1 / (1 - p) folded into the tiny B (out x r) instead of passes
-        # over the (..., in) input or the (..., out) output
-        scaled_b = self.lora_B[name].weight * (self.scaling[name] * keep_scale)
-        return low_rank_update(result, x, mask, lora_a.weight, scaled_b)
+        return low_rank_path(self, x, result, name)
 
     @property
     def held_adapters(self) -> nn.ModuleDict:
         return self.lora_A
+
+
+def low_rank_path(layer: LoraLayer, x: torch.Tensor, result: torch.Tensor, name: str) -> torch.Tensor:
+    """``result + lora_B(lora_A(dropout(x))) * scaling``: LoRA's forward (DoRA's, if the adapter is one).
+
+    On CPU the same sum may be computed by :mod:`adapterlab.tuners.cpu_fast_paths` (equal results)."""
+    lora_a, lora_b = layer.lora_A[name], layer.lora_B[name]
+    dropout, scaling = layer.lora_dropout[name], layer.scaling[name]
+    x = x.to(lora_a.weight.dtype)  # half-precision bases keep float32 adapters
+    if layer.use_dora[name]:
+        return result + dora.forward_delta(layer, name, dropout(x), result, dropout).to(result.dtype)
+    if cpu_fast_paths.takes_lora_linear(x, result, dropout, lora_a, lora_b):
+        return cpu_fast_paths.lora_linear_update(result, x, dropout, lora_a.weight, lora_b.weight, scaling)
+    return result + (lora_b(lora_a(dropout(x))) * scaling).to(result.dtype)
 
 
 class Embedding(LoraLayer):
@@ -269,9 +231,10 @@ class Embedding(LoraLayer):
         super().__init__(base_layer, base_layer.num_embeddings, base_layer.embedding_dim)
 
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
-        if kw.get("use_dora"):
-            raise UnsupportedModule("DoRA is not supported on nn.Embedding layers; exclude embeddings from targets")
-        super().add_adapter(name, r, alpha, dropout, use_rslora)
+        if kw.get("lora_bias"):
+            raise UnsupportedFeature("lora_bias is not supported on nn.Embedding layers; exclude embeddings "
+                                     "from target_modules or set lora_bias=False")
+        super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         weight = self.base_layer.weight
         dtype = adapter_dtype(weight.dtype)
         a = torch.randn((r, self.in_features), device=weight.device, dtype=dtype)
@@ -281,6 +244,9 @@ class Embedding(LoraLayer):
             nn.init.normal_(b)
         self.lora_embedding_A[name] = nn.Parameter(a)
         self.lora_embedding_B[name] = nn.Parameter(b)
+        if kw.get("use_dora"):
+            self.use_dora[name] = True
+            self.lora_magnitude_vector[name] = nn.Parameter(dora.weight_norm(self, name, self.scaling[name]))
 
     def get_delta_weight(self, name: str) -> torch.Tensor:
         return (self.lora_weight(name) * self.scaling[name]).T  # (vocab, dim), like the embedding table
@@ -294,7 +260,9 @@ class Embedding(LoraLayer):
             x, self.lora_embedding_A[name].T, base.padding_idx, base.max_norm,
             base.norm_type, base.scale_grad_by_freq, base.sparse,
         )  # (..., r)
-        update = F.linear(hidden, self.lora_embedding_B[name] * self.scaling[name])
+        update = F.linear(hidden, self.lora_embedding_B[name]) * self.scaling[name]  # (..., dim)
+        if self.use_dora[name]:
+            return dora.embedding_output(self, name, result, update)
         return result + update.to(result.dtype)
 
     @property
@@ -315,19 +283,3 @@ def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
     if base_dtype in (torch.float16, torch.bfloat16) or not base_dtype.is_floating_point:
         return torch.float32
     return base_dtype
-
-
-def check_adaptable(name: str, module: nn.Module) -> None:
-    """Raise UnsupportedModule unless LoRA can wrap ``module`` (found at ``name``)."""
-    if isinstance(module, (LoraLayer, nn.Linear, Conv1D, nn.Embedding)):
-        return
-    raise UnsupportedModule(
-        f"LoRA cannot adapt module {name!r} of type {type(module).__name__}; "
-        f"supported types: nn.Linear, transformers Conv1D, nn.Embedding"
-    )
-
-
-def make_lora_layer(name: str, module: nn.Module) -> LoraLayer:
-    """Wrap ``module`` (found at ``name``) in the LoRA layer for its type."""
-    check_adaptable(name, module)
-    return Embedding(module) if isinstance(module, nn.Embedding) else Linear(module)

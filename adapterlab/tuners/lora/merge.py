@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
+from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig, UnsupportedFeature
+from adapterlab.tuners.lora.conv import Conv
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.layer import LoraLayer
@@ -58,6 +59,8 @@ def _check(model: LoraModel, adapters: list[str], weights: list[float], adapter_
         raise InvalidConfig(f"give one weight per adapter: {len(adapters)} adapters, {len(weights)} weights")
     if any(model.peft_config[a].use_dora for a in adapters):
         raise InvalidConfig("add_weighted_adapter cannot combine DoRA adapters")
+    if any(isinstance(layer, Conv) and any(a in layer.r for a in adapters) for layer in model.lora_layers()):
+        raise UnsupportedFeature("add_weighted_adapter cannot combine adapters on convolution layers")
 
 
 def add_weighted_adapter(model: LoraModel, adapters: list[str], weights: list[float], adapter_name: str,

@@ -13,6 +13,7 @@ from adapterlab.methods import PeftMethod
 from adapterlab.tuners.lora.config import LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.model import LoraModel
+from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper
 
 if TYPE_CHECKING:
     from adapterlab.peft_model import PeftModel
@@ -25,16 +26,27 @@ def remove_adapter_name(key: str, adapter_name: str) -> str:
     return key.replace(f".{adapter_name}.", ".")
 
 
-def _layer_tensors(layer: LoraLayer, adapter_name: str) -> dict[str, nn.Parameter]:
+def _layer_tensors(layer: LoraLayer | TrainableTokensWrapper, adapter_name: str) -> dict[str, nn.Parameter]:
     """One layer's tensors of ``adapter_name``, under the checkpoint suffixes."""
+    if isinstance(layer, TrainableTokensWrapper):
+        return {"token_adapter.trainable_tokens_delta": layer.token_adapter.trainable_tokens_delta[adapter_name]}
     if adapter_name in layer.lora_A:
         tensors = {"lora_A.weight": layer.lora_A[adapter_name].weight, "lora_B.weight": layer.lora_B[adapter_name].weight}
+        if layer.lora_B[adapter_name].bias is not None:  # lora_bias
+            tensors["lora_B.bias"] = layer.lora_B[adapter_name].bias
     else:
         tensors = {"lora_embedding_A": layer.lora_embedding_A[adapter_name],
                    "lora_embedding_B": layer.lora_embedding_B[adapter_name]}
     if adapter_name in layer.lora_magnitude_vector:
         tensors["lora_magnitude_vector"] = layer.lora_magnitude_vector[adapter_name]
     return tensors
+
+
+def _holds(layer: nn.Module, adapter_name: str) -> bool:
+    """Whether ``layer`` holds tensors of ``adapter_name`` that the checkpoint stores."""
+    if isinstance(layer, TrainableTokensWrapper):
+        return adapter_name in layer.adapter_names
+    return isinstance(layer, LoraLayer) and adapter_name in layer.r
 
 
 EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
@@ -89,9 +101,10 @@ class LoraMethod(PeftMethod):
         config = peft_model.peft_config[adapter_name]
         result: dict[str, torch.Tensor] = {}
         for path, layer in peft_model.named_modules():
-            if isinstance(layer, LoraLayer) and adapter_name in layer.r:
+            if _holds(layer, adapter_name):
                 result.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
-                if config.bias == "lora_only" and getattr(layer.base_layer, "bias", None) is not None:
+                if (config.bias == "lora_only" and isinstance(layer, LoraLayer)
+                        and getattr(layer.base_layer, "bias", None) is not None):
                     result[f"{path}.base_layer.bias"] = layer.base_layer.bias
         result.update(_targeted_embedding_tables(peft_model, config))
         if config.bias == "all":
@@ -108,7 +121,7 @@ class LoraMethod(PeftMethod):
 
         targets: dict[str, torch.Tensor] = {}
         for path, layer in peft_model.named_modules():
-            if isinstance(layer, LoraLayer) and adapter_name in layer.r:
+            if _holds(layer, adapter_name):
                 targets.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
         params = dict(peft_model.named_parameters(remove_duplicate=False))
         for key in state_dict:

@@ -16,7 +16,9 @@ from torch import nn
 
 from adapterlab.errors import AdapterNotFound
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
-from adapterlab.tuners.lora.layer import LoraLayer, check_adaptable, make_lora_layer
+from adapterlab.tuners.lora.layer import LoraLayer
+from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
+from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
@@ -42,7 +44,11 @@ class LoraModel(nn.Module):
         return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
 
     def adapter_aware_layers(self) -> list[nn.Module]:
-        return [m for m in self.model.modules() if isinstance(m, (LoraLayer, ModulesToSaveWrapper))]
+        return [m for m in self.model.modules()
+                if isinstance(m, (LoraLayer, ModulesToSaveWrapper, TrainableTokensWrapper))]
+
+    def token_layers(self) -> list[TrainableTokensWrapper]:
+        return [m for m in self.model.modules() if isinstance(m, TrainableTokensWrapper)]
 
     # -- adding and removing adapters -------------------------------------------------------
 
@@ -61,6 +67,8 @@ class LoraModel(nn.Module):
             check_adaptable(key, candidates[key])
         for key in matched:
             self._adapt_module(key, config, adapter_name)
+        if config.trainable_token_indices:
+            attach_trainable_tokens(self.model, config.trainable_token_indices, adapter_name)
 
     def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
         module = self.model.get_submodule(key)
@@ -78,11 +86,12 @@ class LoraModel(nn.Module):
             use_rslora=config.use_rslora,
             init_lora_weights=config.init_lora_weights,
             use_dora=config.use_dora,
+            lora_bias=config.lora_bias,
         )
 
     def delete_adapter(self, adapter_name: str) -> None:
         for layer in self.adapter_aware_layers():
-            if adapter_name in getattr(layer, "r", getattr(layer, "modules_to_save", {})):
+            if adapter_name in getattr(layer, "r", getattr(layer, "modules_to_save", None) or layer.adapter_names):
                 layer.delete_adapter(adapter_name)
 
     # -- which adapters run -----------------------------------------------------------------
@@ -93,6 +102,8 @@ class LoraModel(nn.Module):
         self.active_adapters = names
         for layer in self.lora_layers():
             layer.active_adapters = [n for n in names if n in layer.r]
+        for tokens in self.token_layers():
+            tokens.active_adapters = [n for n in names if n in tokens.adapter_names]
         self.refresh_trainable()
 
     def refresh_trainable(self) -> None:
@@ -106,6 +117,9 @@ class LoraModel(nn.Module):
                               layer.lora_magnitude_vector):
                 for adapter, part in container.items():
                     part.requires_grad_(adapter in trainable)
+        for tokens in self.token_layers():
+            for adapter, rows in tokens.token_adapter.trainable_tokens_delta.items():
+                rows.requires_grad_(adapter in trainable)
         for config_name in trainable:
             self._train_biases(self.peft_config[config_name].bias)
 
@@ -144,9 +158,11 @@ class LoraModel(nn.Module):
             for layer, keep in zip(layers, already, strict=True):  # all or nothing
                 layer.unmerge(keep)
             raise
+        for tokens in self.token_layers():
+            tokens.merge(adapter_names)
 
     def unmerge_adapter(self) -> None:
-        for layer in self.lora_layers():
+        for layer in [*self.lora_layers(), *self.token_layers()]:
             layer.unmerge()
 
     def merge_and_unload(
@@ -165,6 +181,12 @@ class LoraModel(nn.Module):
             if isinstance(module, LoraLayer):
                 if merge:
                     module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+                else:
+                    module.unmerge()
+                replacement = module.base_layer
+            elif isinstance(module, TrainableTokensWrapper):
+                if merge:
+                    module.merge(adapter_names)
                 else:
                     module.unmerge()
                 replacement = module.base_layer

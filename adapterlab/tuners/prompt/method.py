@@ -19,7 +19,8 @@ from torch import nn
 from adapterlab.config import PeftType, TaskType
 from adapterlab.errors import CheckpointError, InvalidConfig, ShapeMismatch
 from adapterlab.methods import PeftMethod
-from adapterlab.tuners.prompt import generation, injection, live_rows
+from adapterlab.tuners import cpu_fast_paths
+from adapterlab.tuners.prompt import generation, injection
 from adapterlab.tuners.prompt.config import (
     PrefixTuningConfig,
     PromptEncoderConfig,
@@ -80,7 +81,8 @@ class PromptLearningMethod(PeftMethod):
         encoder.requires_grad_(not config.inference_mode)
         if "prompt_encoder" not in peft_model._modules:
             model.requires_grad_(False)  # once: later adapters must not refreeze trained task heads
-            live_rows.wrap_output_layers(model)  # the frozen output layers skip zero gradient rows
+            if cpu_fast_paths.live_rows_enabled():  # opt-in: the frozen output layers skip zero gradient rows
+                cpu_fast_paths.wrap_live_rows(model)
             peft_model.prompt_encoder = nn.ModuleDict()
         peft_model.prompt_encoder[adapter_name] = encoder
 
@@ -121,6 +123,8 @@ class PromptLearningMethod(PeftMethod):
 
     def delete_adapter(self, peft_model: PeftModel, adapter_name: str) -> None:
         del peft_model.prompt_encoder[adapter_name]
+        if not len(peft_model.prompt_encoder):
+            cpu_fast_paths.unwrap_live_rows(peft_model.get_base_model())  # the user's layers as they were
 
     def adapter_state_dict(self, peft_model: PeftModel, adapter_name: str) -> dict[str, torch.Tensor]:
         # the encoder's output, so the file means the same to any reader (P-tuning's MLP is not kept),

@@ -1,0 +1,71 @@
+"""LoRA around ``nn.Conv1d``/``Conv2d``/``Conv3d``.
+
+A is a convolution with the base's kernel, stride, padding and dilation from ``in_channels`` to
+``r`` channels; B is a 1x1 (1x1x1) convolution from ``r`` to ``out_channels``. Convolving with A
+and then with the pointwise B equals one convolution with the kernel ``B @ A`` (B mixes A's output
+channels at each position), so the update merges into the base kernel exactly:
+
+    delta[o, i, *k] = scaling * sum_r B[o, r] * A[r, i, *k]       # (out, in, *kernel)
+
+A also takes the base's dilation and padding mode, which Hugging Face PEFT's A leaves out: for a
+dilated base its merged and unmerged outputs differ, and so would checkpoints read across. Shapes
+and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel), ``lora_B.weight``
+(out, r, 1, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from adapterlab.errors import UnsupportedFeature
+from adapterlab.tuners.lora import init
+from adapterlab.tuners.lora.layer import LoraLayer, adapter_dtype, low_rank_path
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class Conv(LoraLayer):
+    """LoRA around an ``nn.Conv1d``, ``nn.Conv2d`` or ``nn.Conv3d`` (groups=1)."""
+
+    def __init__(self, base_layer: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> None:
+        if base_layer.groups != 1:
+            raise UnsupportedFeature(
+                f"LoRA on grouped convolutions (groups={base_layer.groups}) is not supported; "
+                f"exclude this {type(base_layer).__name__} from target_modules"
+            )
+        super().__init__(base_layer, base_layer.in_channels, base_layer.out_channels)
+
+    def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
+        if kw.get("use_dora"):
+            raise UnsupportedFeature("DoRA on convolution layers is not supported; exclude convolutions from "
+                                     "target_modules or set use_dora=False")
+        super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
+        base = self.base_layer
+        conv_type = type(base) if type(base) in CONV_TYPES else next(t for t in CONV_TYPES if isinstance(base, t))
+        options = {"device": base.weight.device, "dtype": adapter_dtype(base.weight.dtype)}
+        self.lora_A[name] = conv_type(
+            self.in_features, r, base.kernel_size, base.stride, base.padding, base.dilation,
+            bias=False, padding_mode=base.padding_mode, **options,
+        )
+        pointwise = (1,) * (base.weight.dim() - 2)
+        self.lora_B[name] = conv_type(r, self.out_features, pointwise, pointwise, bias=self.lora_bias[name], **options)
+        init.initialize(self, name, kw.get("init_lora_weights", True))
+
+    def lora_weight(self, name: str) -> torch.Tensor:
+        """``B @ A`` as a kernel (out, in, *kernel), unscaled."""
+        a = self.lora_A[name].weight  # (r, in, *kernel)
+        b = self.lora_B[name].weight.flatten(1)  # (out, r)
+        return (b @ a.flatten(1)).view(b.shape[0], *a.shape[1:])
+
+    def get_delta_weight(self, name: str) -> torch.Tensor:
+        return self.lora_weight(name) * self.scaling[name]
+
+    def lora_delta(self, x: torch.Tensor, result: torch.Tensor, name: str) -> torch.Tensor:
+        return low_rank_path(self, x, result, name)
+
+    @property
+    def held_adapters(self) -> nn.ModuleDict:
+        return self.lora_A

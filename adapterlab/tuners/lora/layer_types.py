@@ -1,0 +1,35 @@
+"""Which LoRA layer wraps which module type; the one place that says what LoRA can adapt."""
+
+from __future__ import annotations
+
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from adapterlab.errors import UnsupportedFeature, UnsupportedModule
+from adapterlab.tuners.lora.conv import CONV_TYPES, Conv
+from adapterlab.tuners.lora.layer import Embedding, Linear, LoraLayer
+
+
+def check_adaptable(name: str, module: nn.Module) -> None:
+    """Raise UnsupportedModule unless LoRA can wrap ``module`` (found at ``name``)."""
+    if isinstance(module, (LoraLayer, nn.Linear, Conv1D, nn.Embedding, *CONV_TYPES)):
+        return
+    if isinstance(module, nn.MultiheadAttention):
+        raise UnsupportedFeature(
+            f"LoRA on nn.MultiheadAttention ({name!r}) is not supported by adapterlab; "
+            f"target its out_proj (an nn.Linear) instead"
+        )
+    raise UnsupportedModule(
+        f"LoRA cannot adapt module {name!r} of type {type(module).__name__}; supported types: "
+        f"nn.Linear, transformers Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d"
+    )
+
+
+def make_lora_layer(name: str, module: nn.Module) -> LoraLayer:
+    """Wrap ``module`` (found at ``name``) in the LoRA layer for its type."""
+    check_adaptable(name, module)
+    if isinstance(module, nn.Embedding):
+        return Embedding(module)
+    if isinstance(module, CONV_TYPES):
+        return Conv(module)
+    return Linear(module)
