@@ -1,0 +1,225 @@
+"""A pytest plugin (``-p pytest_peft_alias``) that runs HF PEFT's tests against adapterlab or real ``peft``.
+
+The harness (``run.py``) copies this file into a temporary folder, puts that folder on
+``PYTHONPATH`` and starts pytest with ``-p pytest_peft_alias``, so it loads before HF's conftest
+and test modules import anything. It is never installed and never part of the package.
+
+With ``PEFT_SUITE_BACKEND=adapterlab`` it places a meta-path finder in front of every other that
+answers ``import peft`` and ``import peft.<sub>`` with read-through proxies of the matching
+adapterlab module (same path, or the one ``RENAMES`` names). A name adapterlab lacks resolves to a
+placeholder that raises when used, not when imported: HF's shared test helpers import every PEFT
+method at the top, and one absent method must not fail the tests that never touch it.
+Placeholders for HF's other methods raise ``RefusedMethod``; any other absent name raises
+``MissingName``. Both runs (adapterlab and the real-``peft`` baseline) get the same stand-in for
+``diffusers`` (imported by HF's helpers for Stable Diffusion tests only; not installed here).
+
+Each test's outcome is appended as one JSON line to ``PEFT_SUITE_RESULTS`` as soon as it is known,
+so a file stopped by the harness's timeout keeps the results it had.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import types
+from typing import Any
+
+# HF module path -> adapterlab module path, where adapterlab keeps the names elsewhere
+RENAMES = {
+    "peft.mapping": "adapterlab.mapping",
+    "peft.mapping_func": "adapterlab.mapping",
+    "peft.utils.save_and_load": "adapterlab.checkpoint",
+    "peft.utils.peft_types": "adapterlab.config",
+    "peft.utils.other": "adapterlab.utils",
+    "peft.utils.constants": "adapterlab.utils",
+    "peft.tuners.prompt_tuning": "adapterlab.tuners.prompt.config",
+    "peft.tuners.p_tuning": "adapterlab.tuners.prompt.config",
+    "peft.tuners.prefix_tuning": "adapterlab.tuners.prompt.config",
+    "peft.tuners.lora.bnb": "adapterlab.tuners.lora.layer",
+}
+
+# HF PEFT's other methods (name prefixes, lower case): adapterlab implements LoRA and the prompt methods only
+OTHER_METHODS = (
+    "adalora", "adamss", "beft", "deft", "frod", "glora", "peanut", "psoft", "supertuning", "adaption", "arrow", "bdlora", "boft", "bone", "c3a", "cartridge", "corda", "cpt",
+    "delora", "eva", "fourierft", "gralora", "hira", "hra", "ia3", "lily", "ln_tuning", "lntuning", "loha",
+    "lokr", "loraga", "lora_ga", "miss", "montelora", "monteclora", "multitask", "oft", "osf", "poly", "pvera",
+    "randlora", "road", "shira", "supertuning", "tinylora", "trainable_tokens", "trainabletokens", "unilora",
+    "vblora", "velora", "vera", "waveft", "xlora", "frod", "deft", "riemannian", "lorafa", "loraplus", "beft",
+    "glora", "peanut", "psoft",
+)
+
+
+class MissingName(AttributeError):
+    """A PEFT name that adapterlab does not provide was used."""
+
+
+class RefusedMethod(NotImplementedError):
+    """A PEFT method that adapterlab does not implement was used."""
+
+
+def _is_other_method(name: str) -> bool:
+    bare = name.lower().replace("_", "")
+    return any(bare.startswith(m.replace("_", "")) for m in OTHER_METHODS)
+
+
+def _error_for(qualname: str) -> Exception:
+    leaf = qualname.rsplit(".", 1)[-1]
+    if any(_is_other_method(part) for part in qualname.split(".")[1:]) or _is_other_method(leaf):
+        return RefusedMethod(f"{qualname}: a PEFT method adapterlab does not implement")
+    return MissingName(f"{qualname} is not provided by adapterlab")
+
+
+class _PlaceholderMeta(type):
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise _error_for(cls.__qualname__)
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise _error_for(f"{cls.__qualname__}.{name}")
+
+
+def placeholder(qualname: str) -> type:
+    """A class that stands for an absent name: ``isinstance`` against it is False, using it raises."""
+    return _PlaceholderMeta(qualname.rsplit(".", 1)[-1], (), {"__qualname__": qualname, "__module__": "peft"})
+
+
+class AliasModule(types.ModuleType):
+    """``peft.<sub>``: reads through to an adapterlab module; absent names become placeholders."""
+
+    def __init__(self, name: str, target: types.ModuleType | None) -> None:
+        super().__init__(name)
+        self.__dict__["_target"] = target
+        self.__path__: list[str] = []  # a package, so that any submodule can be imported through it
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        target = self.__dict__["_target"]
+        if target is not None:
+            value = getattr(target, name, None)
+            if value is not None and not isinstance(value, types.ModuleType):
+                return value
+            try:  # a submodule not yet imported
+                return importlib.import_module(f"{self.__name__}.{name}")
+            except ImportError:
+                pass
+        value = placeholder(f"{self.__name__}.{name}")
+        setattr(self, name, value)
+        return value
+
+
+def _adapterlab_module(name: str) -> types.ModuleType | None:
+    target = RENAMES.get(name, "adapterlab" + name[len("peft"):])
+    try:
+        if importlib.util.find_spec(target) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(target)
+
+
+class PeftAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "peft" and not fullname.startswith("peft."):
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        module = AliasModule(spec.name, _adapterlab_module(spec.name))
+        if spec.name == "peft":
+            module.__dict__["__version__"] = "0.21.2"  # transformers checks peft's version before using it
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+
+def _install_diffusers_stand_in() -> None:
+    try:
+        importlib.import_module("diffusers")
+    except ImportError:
+        stand_in = types.ModuleType("diffusers")
+        stand_in.StableDiffusionPipeline = type("StableDiffusionPipeline", (), {})  # type: ignore[attr-defined]
+        sys.modules["diffusers"] = stand_in
+
+
+def _install() -> None:
+    _install_diffusers_stand_in()
+    if os.environ.get("PEFT_SUITE_BACKEND") == "adapterlab":
+        for name in [m for m in sys.modules if m == "peft" or m.startswith("peft.")]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, PeftAliasFinder())
+
+
+_install()
+
+
+def _record(nodeid: str, outcome: str, message: str) -> None:
+    path = os.environ.get("PEFT_SUITE_RESULTS")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"id": nodeid, "outcome": outcome, "message": message[:500]}) + "\n")
+
+
+def _crash_message(report: Any) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
+        return str(report.longrepr[2])
+    return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed) or (
+        report.when == "teardown" and report.failed
+    ):
+        outcome = "skipped" if report.skipped else report.outcome
+        _record(report.nodeid, outcome, _crash_message(report) if not report.passed else "")
+
+
+def pytest_collectreport(report: Any) -> None:
+    if report.failed:
+        _record(report.nodeid, "collect-error", _crash_message(report))
+
+
+# HF PEFT's other methods as they appear in test ids: CamelCase (a word of a class or config
+# name) and snake_case (a word of a function name or parameter id)
+_CAMEL = (
+    "AdaLora", "Adamss", "Beft", "Deft", "Frod", "Glora", "Peanut", "Psoft", "Supertuning", "AdaptionPrompt", "Arrow", "BdLora", "BOFT", "Boft", "Bone", "C3A", "Cartridge",
+    "Corda", "CorDA", "CPT", "DeLoRA", "Delora", "EvaConfig", "FourierFT", "Gralora", "GraLoRA", "Hira", "HiRA",
+    "HRA", "IA3", "Lily", "LNTuning", "LoHa", "LoKr", "LoraGA", "LoraFA", "MiSS", "Miss", "Monteclora",
+    "MultitaskPromptTuning", "OFT", "OSF", "Poly", "Pvera", "PVeRA", "RandLora", "Road", "RoAd", "Shira", "SHiRA",
+    "TinyLora", "TrainableTokens", "UniLora", "VBLoRA", "Velora", "VeRA", "Vera", "WaveFT", "XLora",
+)
+_SNAKE = (
+    "adalora", "adamss", "beft", "deft", "frod", "glora", "peanut", "psoft", "supertuning", "adaption_prompt", "arrow", "bdlora", "boft", "bone", "c3a", "cartridge", "corda", "cpt",
+    "delora", "eva", "fourierft", "gralora", "hira", "hra", "ia3", "lily", "ln_tuning", "loha", "lokr", "loraga",
+    "lora_ga", "lorafa", "miss", "monteclora", "multitask", "oft", "osf", "poly", "pvera", "randlora", "road",
+    "shira", "tinylora", "trainable_tokens", "unilora", "vblora", "velora", "vera", "waveft", "xlora",
+)
+OTHER_METHOD_IN_ID = __import__("re").compile(
+    rf"(?:(?<![A-Za-z])|(?<=[a-z]))(?:{'|'.join(_CAMEL)})(?![a-z])|(?<![A-Za-z])(?:{'|'.join(_SNAKE)})(?![a-z])"
+)
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Keep LoRA and prompt-learning tests: drop those whose id names another HF PEFT method."""
+    if os.environ.get("PEFT_SUITE_SELECT") != "1":
+        return
+    kept = [item for item in items if not _names_other_method(item)]
+    dropped = [item for item in items if _names_other_method(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _names_other_method(item: Any) -> bool:
+    # the file name is left out: test_trainable_tokens.py also tests LoRA's trainable_token_indices
+    return OTHER_METHOD_IN_ID.search(item.nodeid.partition("::")[2]) is not None
