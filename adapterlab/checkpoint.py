@@ -82,7 +82,19 @@ def get_peft_model_state_dict(
         state = {key: value for key, value in state.items() if not key.endswith(".base_layer.weight")}
     if state_dict is not None:
         state = _values_from(model, state, state_dict)
-    return {key: value.detach() for key, value in state.items()}
+    return {strip_wrapper_prefixes(key): value.detach() for key, value in state.items()}
+
+
+# module names that wrappers (FSDP, activation checkpointing) insert into every path inside them
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def strip_wrapper_prefixes(key: str) -> str:
+    """A parameter path as it reads without the wrappers around the model: the checkpoint keys of an
+    adapter saved from an FSDP-wrapped model are those of the plain model, so it loads anywhere."""
+    for prefix in WRAPPER_PREFIXES:
+        key = key.replace(prefix, "")
+    return key
 
 
 def _values_from(

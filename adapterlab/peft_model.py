@@ -2,8 +2,13 @@
 
 Method-specific work goes through the method table (:mod:`adapterlab.methods`); this class owns
 what every method shares: the adapters' configs, which adapter is active, task heads trained in
-full (``modules_to_save``), mixed batches, counting parameters and checkpoints. It forwards only
-the calls it names -- there is no catch-all ``__getattr__`` to the base model.
+full (``modules_to_save``), mixed batches, counting parameters and checkpoints.
+
+Attribute access works as in HF PEFT, which users and libraries rely on: a name that is not an
+attribute, parameter or submodule of the ``PeftModel`` itself is looked up on ``base_model`` (the
+tuner, e.g. ``LoraModel``; for prompt methods the transformers model) and then on the transformers
+model, so ``model.config``, ``model.lin0``, ``model.prefix`` or a custom attribute of the base
+model all resolve. That lookup is the one ``__getattr__`` below.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adapterlab import checkpoint, hub
+from adapterlab import checkpoint, hub, model_card, status
 from adapterlab.config import PeftConfig, TaskType
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
 from adapterlab.methods import PeftMethod, get_method
 from adapterlab.tuners.mixed_batch import adapter_layers, make_plan, mixed_batch
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 
 class PeftModel(nn.Module):
@@ -55,7 +61,27 @@ class PeftModel(nn.Module):
 
     @property
     def active_adapters(self) -> list[str]:
+        """Every active adapter (LoRA's tuner may run several at once: ``base_model.set_adapter([...])``)."""
+        if self._is_tuner() and getattr(self.base_model, "active_adapters", None):
+            return list(self.base_model.active_adapters)
         return [self.active_adapter]
+
+    def __getattr__(self, name: str) -> Any:
+        """HF PEFT's forwarding: own parameters/submodules first, then the tuner, then the transformers model."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # dunders (copy, pickle) and a model still being built (no base_model yet) forward nothing
+            if name.startswith("__") or name == "base_model" or "base_model" not in self.__dict__["_modules"]:
+                raise
+        base_model = self.__dict__["_modules"]["base_model"]
+        try:
+            return getattr(base_model, name)
+        except AttributeError:
+            inner = getattr(base_model, "model", None) if self._is_tuner() else None
+            if inner is None:
+                raise
+            return getattr(inner, name)
 
     def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
                     autocast_adapter_dtype: bool = True) -> None:
@@ -68,6 +94,7 @@ class PeftModel(nn.Module):
         """
         if adapter_name in self.peft_config:
             raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+        _check_one_bias_trainer(self.peft_config, peft_config, adapter_name)
         if get_method(peft_config.peft_type).is_prompt_learning != get_method(self.peft_type).is_prompt_learning:
             raise InvalidConfig(
                 f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; "
@@ -112,16 +139,25 @@ class PeftModel(nn.Module):
 
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
-        """Run the base model alone inside the ``with`` block (merged adapters are unmerged)."""
+        """Run the base model alone inside the ``with`` block (merged adapters are unmerged).
+
+        Nothing trains inside the block: every parameter that requires grad is switched off, and
+        switched back on when the block ends, as HF PEFT does with the adapters' parameters.
+        """
         layers = adapter_layers(self)
+        training = [param for param in self.parameters() if param.requires_grad]
         for layer in layers:
             layer.disable_adapters = True
+        for param in training:
+            param.requires_grad_(False)
         self.adapters_disabled = True
         try:
             yield
         finally:
             for layer in layers:
                 layer.disable_adapters = False
+            for param in training:
+                param.requires_grad_(True)
             self.adapters_disabled = False
 
     @property
@@ -174,6 +210,12 @@ class PeftModel(nn.Module):
     @property
     def config(self) -> Any:
         return self.get_base_model().config
+
+    @property
+    def targeted_module_names(self) -> list[str]:
+        """Paths (in the transformers model) of the modules the adapters adapt, as HF PEFT lists them."""
+        base = self.get_base_model()
+        return [name for name, module in base.named_modules() if isinstance(module, BaseTunerLayer)]
 
     @property
     def generation_config(self) -> Any:
@@ -269,6 +311,27 @@ class PeftModel(nn.Module):
             )
         if is_main_process:
             checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers)
+            model_card.write_model_card(Path(save_directory), self)
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload adapter", private: bool | None = None,
+                    token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
+                    **save_kwargs: Any) -> str:
+        """Save the adapters (as ``save_pretrained``) and upload them to the Hub repo ``repo_id``; returns the
+        commit URL. ``save_kwargs`` go to ``save_pretrained``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, **save_kwargs)
+            return hub.upload_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                                     revision=revision, create_pr=create_pr)
+
+    def get_layer_status(self) -> list[status.TunerLayerStatus]:
+        """One entry per adapter layer: active, merged, trainable adapters (see :mod:`adapterlab.status`)."""
+        return status.get_layer_status(self)
+
+    def get_model_status(self) -> status.TunerModelStatus:
+        """The adapter layers' statuses folded into one (see :mod:`adapterlab.status`)."""
+        return status.get_model_status(self)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | os.PathLike[str], adapter_name: str = "default",
@@ -276,11 +339,15 @@ class PeftModel(nn.Module):
                         autocast_adapter_dtype: bool = True, ephemeral_gpu_offload: bool = False,
                         low_cpu_mem_usage: bool = False, key_mapping: dict[str, str] | None = None,
                         *, subfolder: str | None = None, torch_device: str | None = None,
-                        **hub_options: Any) -> PeftModel:
-        """Load a saved adapter (a folder, or a Hub repo id) onto ``model``; frozen unless ``is_trainable``.
+                        device_map: str | dict[str, Any] | None = None, **hub_options: Any) -> PeftModel:
+        """Load a saved adapter (a folder, or a Hub repo id) onto ``model``, ready for inference: frozen and
+        in eval mode (dropout off) unless ``is_trainable``, which leaves it trainable and in train mode.
 
         HF PEFT's parameters; ``hub_options`` are ``revision``, ``token``, ``cache_dir``,
-        ``local_files_only`` and ``force_download``, for adapters fetched from the Hub.
+        ``local_files_only`` and ``force_download``, for adapters fetched from the Hub. The adapter's
+        tensors are created beside the layers they adapt, so they follow the base model's own
+        placement; ``device_map={"": device}`` moves the whole model to ``device`` afterwards, and
+        any other map is the one the base model was loaded with (accepted, as HF PEFT does).
         """
         folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
         config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
@@ -293,6 +360,10 @@ class PeftModel(nn.Module):
         weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         peft_model = target_cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         checkpoint.set_peft_model_state_dict(peft_model, weights, adapter_name)
+        if isinstance(device_map, dict) and set(device_map) == {""}:
+            peft_model.to(device_map[""])
+        if not is_trainable:
+            peft_model.eval()
         return peft_model
 
     def load_adapter(self, model_id: str | os.PathLike[str], adapter_name: str, is_trainable: bool = False,
@@ -310,10 +381,26 @@ class PeftModel(nn.Module):
         weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
         try:
-            return checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
+            result = checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
         except Exception:
             self.delete_adapter(adapter_name)
             raise
+        if not is_trainable:
+            self.eval()  # as HF PEFT: an adapter loaded for inference switches the model to eval mode
+        return result
+
+
+def _check_one_bias_trainer(configs: dict[str, PeftConfig], new: PeftConfig, new_name: str) -> None:
+    """Refuse a second adapter that trains biases: the biases are the base model's, shared by every
+    adapter, so two adapters would train (and save) the same tensors (HF PEFT refuses it too)."""
+    if getattr(new, "bias", "none") == "none":
+        return
+    others = [name for name, config in configs.items() if getattr(config, "bias", "none") != "none"]
+    if others:
+        raise InvalidConfig(
+            f"adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter {others[0]!r} already does; the "
+            f"base model's biases are shared, so only one adapter may train them: use bias='none' for the others"
+        )
 
 
 def _locate_adapter(model_id: str | os.PathLike[str], subfolder: str | None, hub_options: dict[str, Any],

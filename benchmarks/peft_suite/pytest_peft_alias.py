@@ -5,12 +5,13 @@ The harness (``run.py``) copies this file into a temporary folder, puts that fol
 and test modules import anything. It is never installed and never part of the package.
 
 With ``PEFT_SUITE_BACKEND=adapterlab`` it places a meta-path finder in front of every other that
-answers ``import peft`` and ``import peft.<sub>`` with read-through proxies of the matching
-adapterlab module (same path, or the one ``RENAMES`` names). A name adapterlab lacks resolves to a
-placeholder that raises when used, not when imported: HF's shared test helpers import every PEFT
+answers ``import peft`` and ``import peft.<sub>`` with the matching adapterlab module itself (same
+path, or the one ``RENAMES`` names). A name adapterlab lacks resolves to a placeholder that raises
+when used, not when imported: HF's shared test helpers import every PEFT
 method at the top, and one absent method must not fail the tests that never touch it.
 Placeholders for HF's other methods raise ``RefusedMethod``; any other absent name raises
-``MissingName``. Both runs (adapterlab and the real-``peft`` baseline) get the same stand-in for
+``MissingName``. ``peft.import_utils`` (HF's probes for optional backends, called by its test
+helpers at collection) answers False for every backend. Both runs (adapterlab and the real-``peft`` baseline) get the same stand-in for
 ``diffusers`` (imported by HF's helpers for Stable Diffusion tests only; not installed here).
 
 Each test's outcome is appended as one JSON line to ``PEFT_SUITE_RESULTS`` as soon as it is known,
@@ -89,29 +90,64 @@ def placeholder(qualname: str) -> type:
     return _PlaceholderMeta(qualname.rsplit(".", 1)[-1], (), {"__qualname__": qualname, "__module__": "peft"})
 
 
-class AliasModule(types.ModuleType):
-    """``peft.<sub>``: reads through to an adapterlab module; absent names become placeholders."""
+class MissingModule(types.ModuleType):
+    """``peft.<sub>`` where adapterlab has no such module: every name in it is a placeholder."""
 
-    def __init__(self, name: str, target: types.ModuleType | None) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__(name)
-        self.__dict__["_target"] = target
-        self.__path__: list[str] = []  # a package, so that any submodule can be imported through it
+        self.__path__: list[str] = []  # a package, so that deeper imports resolve here too
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        target = self.__dict__["_target"]
-        if target is not None:
-            value = getattr(target, name, None)
-            if value is not None and not isinstance(value, types.ModuleType):
-                return value
-            try:  # a submodule not yet imported
-                return importlib.import_module(f"{self.__name__}.{name}")
-            except ImportError:
-                pass
         value = placeholder(f"{self.__name__}.{name}")
         setattr(self, name, value)
         return value
+
+
+def _add_placeholder_fallback(module: types.ModuleType, alias: str) -> None:
+    """Give the adapterlab module a PEP 562 ``__getattr__`` that turns absent names into placeholders.
+
+    The module object itself is what ``peft.<sub>`` imports, so ``isinstance`` checks and
+    ``monkeypatch.setattr(peft.<sub>, ...)`` act on adapterlab as they would on HF PEFT.
+    """
+    if module.__dict__.get("_peft_alias_fallback"):
+        return
+    previous = module.__dict__.get("__getattr__")
+
+    def __getattr__(name: str) -> Any:
+        if previous is not None:
+            try:
+                return previous(name)
+            except AttributeError:
+                pass
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return importlib.import_module(f"{module.__name__}.{name}")
+        except ImportError:
+            pass
+        value = placeholder(f"{alias}.{name}")
+        module.__dict__[name] = value
+        return value
+
+    module.__dict__["__getattr__"] = __getattr__
+    module.__dict__["_peft_alias_fallback"] = True
+
+
+class ImportUtilsStandIn(MissingModule):
+    """HF's ``peft.import_utils``: probes for optional backends, which HF's test helpers call while
+    collecting; no quantization backend is present here, and transformers' version is what it is."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "is_transformers_ge_v5":
+            import transformers
+            from packaging import version
+
+            return lambda: version.parse(transformers.__version__) >= version.parse("5")
+        if name.startswith("is_"):
+            return lambda *args, **kwargs: False
+        return super().__getattr__(name)
 
 
 def _adapterlab_module(name: str) -> types.ModuleType | None:
@@ -125,19 +161,33 @@ def _adapterlab_module(name: str) -> types.ModuleType | None:
 
 
 class PeftAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self) -> None:
+        self._own_attrs: dict[int, tuple[Any, Any]] = {}
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "peft" and not fullname.startswith("peft."):
             return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        module = AliasModule(spec.name, _adapterlab_module(spec.name))
-        if spec.name == "peft":
-            module.__dict__["__version__"] = "0.21.2"  # transformers checks peft's version before using it
+        if spec.name == "peft.import_utils":
+            return ImportUtilsStandIn(spec.name)
+        module = _adapterlab_module(spec.name)
+        if module is None:
+            return MissingModule(spec.name)
+        _add_placeholder_fallback(module, spec.name)
+        self._own_attrs[id(module)] = (module.__spec__, module.__dict__.get("__path__"))
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
-        pass
+        # importlib stamped the alias's spec (and a package __path__) on the adapterlab module: undo it
+        own = self._own_attrs.pop(id(module), None)
+        if own is not None:
+            module.__spec__, path = own
+            if path is None:
+                module.__dict__.pop("__path__", None)
+            else:
+                module.__path__ = path
 
 
 def _install_diffusers_stand_in() -> None:

@@ -26,6 +26,7 @@ from transformers.pytorch_utils import Conv1D
 from adapterlab.errors import InvalidConfig, UnsupportedModule
 from adapterlab.tuners.lora import dora
 from adapterlab.tuners.lora.low_rank import low_rank_update
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 
 def random_int16(n: int) -> torch.Tensor:
@@ -84,8 +85,10 @@ class LoraDropout(nn.Module):
         return f"p={self.p}"
 
 
-class LoraLayer(nn.Module):
+class LoraLayer(nn.Module, BaseTunerLayer):
     """Bookkeeping shared by every LoRA layer: adapters by name, which are active, which merged."""
+
+    adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
 
     def __init__(self, base_layer: nn.Module, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -108,10 +111,6 @@ class LoraLayer(nn.Module):
         self.disable_adapters = False
         self.batch_plan = None  # a mixed_batch.BatchPlan while a mixed batch runs
         self._merged_norms: dict[str, torch.Tensor] = {}  # DoRA: norms at merge time, to unmerge exactly
-
-    @property
-    def merged(self) -> bool:
-        return bool(self.merged_adapters)
 
     @property
     def adapter_names(self) -> list[str]:
