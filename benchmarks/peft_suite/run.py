@@ -32,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "pytest_peft_alias.py"
+SELECTION = HERE / "peft_suite_selection.py"
 
 FILES = (
     "test_custom_models", "test_decoder_models", "test_encoder_decoder_models", "test_feature_extraction_models",
@@ -70,7 +71,8 @@ def prepare_folder(work: Path) -> Path:
     """The temporary PYTHONPATH folder: the plugin, plus HF's test-only dependencies if missing."""
     folder = work / "pythonpath"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PLUGIN, folder / PLUGIN.name)
+    for source in (PLUGIN, SELECTION):
+        shutil.copy(source, folder / source.name)
     missing = [name for name in TEST_DEPENDENCIES if importlib.util.find_spec(name) is None]
     if missing and not all((folder / name).exists() for name in missing):
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder), *missing],
@@ -132,7 +134,7 @@ def file_digest(checkout: Path, test_file: str) -> str:
     digest = hashlib.sha256()
     tests = checkout / "tests"
     for path in (tests / f"{test_file}.py", tests / "conftest.py", tests / "testing_common.py",
-                 tests / "testing_utils.py", PLUGIN):
+                 tests / "testing_utils.py", SELECTION):
         digest.update(path.name.encode() + (path.read_bytes() if path.exists() else b""))
     return digest.hexdigest()
 
