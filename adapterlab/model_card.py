@@ -40,7 +40,8 @@ def add_library_name(card: str) -> str:
 def new_card(peft_model: PeftModel) -> str:
     """A card for a folder that has none: front matter, the adapters, and how to load them."""
     configs = peft_model.peft_config
-    base = next((c.base_model_name_or_path for c in configs.values() if c.base_model_name_or_path), None)
+    # the Hub links the card to base_model: only a transformers base (with a config) has a Hub name
+    base = getattr(getattr(peft_model.get_base_model(), "config", None), "name_or_path", None) or None
     front = [_FENCE, "library_name: peft"]
     if base:
         front.append(f"base_model: {_yaml_value(base)}")

@@ -13,8 +13,8 @@ model all resolve. That lookup is the one ``__getattr__`` below.
 
 from __future__ import annotations
 
-import copy
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -100,7 +100,7 @@ class PeftModel(nn.Module):
                 f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; "
                 f"prompt-learning and LoRA adapters need separate models"
             )
-        config = copy.deepcopy(peft_config)
+        config = peft_config  # kept, not copied: HF PEFT scripts (and tests) hold on to the object they passed
         if self.head_modules and hasattr(config, "modules_to_save"):
             config.modules_to_save = list(dict.fromkeys([*(config.modules_to_save or []), *self.head_modules]))
         self.peft_config[adapter_name] = config
@@ -145,6 +145,7 @@ class PeftModel(nn.Module):
         switched back on when the block ends, as HF PEFT does with the adapters' parameters.
         """
         layers = adapter_layers(self)
+        was_disabled = [layer.disable_adapters for layer in layers]
         training = [param for param in self.parameters() if param.requires_grad]
         for layer in layers:
             layer.disable_adapters = True
@@ -154,8 +155,8 @@ class PeftModel(nn.Module):
         try:
             yield
         finally:
-            for layer in layers:
-                layer.disable_adapters = False
+            for layer, disabled in zip(layers, was_disabled, strict=True):
+                layer.disable_adapters = disabled  # layers switched off before the block stay off
             for param in training:
                 param.requires_grad_(True)
             self.adapters_disabled = False
@@ -253,7 +254,14 @@ class PeftModel(nn.Module):
         return getattr(self.base_model, operation)
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
-        self._tuner("merge_adapter")(adapter_names=adapter_names, safe_merge=safe_merge)
+        """Add the adapters' updates (default: the active ones) into the base weights; undo with unmerge_adapter."""
+        merge = self._tuner("merge_adapter")
+        names = set(self.active_adapters if adapter_names is None else adapter_names)
+        holding = [layer for layer in self.modules() if isinstance(layer, BaseTunerLayer)]
+        if holding and all(names & set(layer._adapter_names()) <= set(layer.merged_adapters) for layer in holding):
+            warnings.warn("All adapters are already merged, nothing to do.", UserWarning, stacklevel=2)
+            return
+        merge(adapter_names=adapter_names, safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
         self._tuner("unmerge_adapter")()
@@ -297,11 +305,10 @@ class PeftModel(nn.Module):
                         path_initial_model_for_weight_conversion: str | None = None) -> None:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders).
 
-        HF PEFT's parameters, in its order. ``save_embedding_layers``: "auto" and True save the full
+        HF PEFT's parameters, in its order. ``safe_serialization=False`` writes the legacy
+        ``adapter_model.bin`` instead. ``save_embedding_layers``: "auto" and True save the full
         embedding tables LoRA targets (``embed_tokens`` / ``lm_head``), False leaves them out.
         """
-        if not safe_serialization:
-            raise InvalidConfig("adapterlab writes safetensors only; drop safe_serialization=False")
         if save_embedding_layers not in ("auto", True, False):
             raise InvalidConfig(f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}")
         if path_initial_model_for_weight_conversion is not None:
@@ -310,7 +317,7 @@ class PeftModel(nn.Module):
                 "adapterlab does not implement; drop the argument"
             )
         if is_main_process:
-            checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers)
+            checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers, safe_serialization)
             model_card.write_model_card(Path(save_directory), self)
 
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload adapter", private: bool | None = None,
@@ -350,7 +357,7 @@ class PeftModel(nn.Module):
         any other map is the one the base model was loaded with (accepted, as HF PEFT does).
         """
         folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
-        config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
+        config = config if config is not None else PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
         target_cls = cls
         if cls is PeftModel and config.task_type is not None:

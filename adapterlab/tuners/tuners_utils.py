@@ -96,3 +96,39 @@ def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, s
     """HF PEFT's helper: ``(parent, module, child name)`` of the module at dotted path ``key``."""
     parent_name, _, target_name = key.rpartition(".")
     return model.get_submodule(parent_name), model.get_submodule(key), target_name
+
+
+class BaseTuner:
+    """Mixin of the models that put adapter layers into a base model (``LoraModel``), HF PEFT's ``BaseTuner``.
+
+    The tuner keeps the transformers model as ``model`` and the active adapters' names as ``active_adapters``.
+    """
+
+    model: nn.Module
+    active_adapters: list[str]
+
+    @property
+    def active_adapter(self) -> str | list[str]:
+        """The active adapter's name; a list when several are active (HF PEFT's convention)."""
+        return self.active_adapters[0] if len(self.active_adapters) == 1 else list(self.active_adapters)
+
+    def adapter_holding_layers(self) -> list[nn.Module]:
+        """Every layer of the model that holds adapters: tuner layers and ``modules_to_save`` wrappers."""
+        from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+
+        return [m for m in self.model.modules() if isinstance(m, (BaseTunerLayer, ModulesToSaveWrapper))]
+
+    def enable_adapter_layers(self) -> None:
+        """Switch every adapter layer back on (after ``disable_adapter_layers``)."""
+        self._set_layers_enabled(True)
+
+    def disable_adapter_layers(self) -> None:
+        """Switch every adapter layer off until ``enable_adapter_layers``: the model runs as the base model."""
+        self._set_layers_enabled(False)
+
+    def _set_layers_enabled(self, enabled: bool) -> None:
+        for layer in self.adapter_holding_layers():
+            if isinstance(layer, BaseTunerLayer):
+                layer.enable_adapters(enabled)
+            else:
+                layer.disable_adapters = not enabled

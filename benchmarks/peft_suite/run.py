@@ -93,6 +93,9 @@ def run_file(checkout: Path, test_file: str, backend: str, folder: Path, results
         "TRANSFORMERS_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "HF_HOME": str(folder.parent / "hf_home"),  # an empty cache: every Hub download fails the same way
+        # HF's helpers switch offline mode off for a model's first download; a closed local port makes
+        # that attempt fail at once instead of waiting for a network timeout
+        "HF_ENDPOINT": "http://127.0.0.1:9",
         "CUDA_VISIBLE_DEVICES": "",
         "OMP_NUM_THREADS": "1",
     }

@@ -303,3 +303,45 @@ def test_push_to_hub_offline_is_one_clear_line(monkeypatch) -> None:
     assert "\n" not in message and "someone/an-adapter" in message and "not-a-real-token" not in message
     with pytest.raises(InvalidConfig, match="not a valid Hub repo id"):
         lora_mlp().push_to_hub("not a repo id")
+
+
+def test_save_pretrained_without_safetensors_writes_a_tensor_only_bin_that_loads(tmp_path) -> None:
+    model = lora_mlp().eval()
+    randomize_adapters(model)
+    model.save_pretrained(tmp_path, safe_serialization=False)
+    assert (tmp_path / "adapter_model.bin").is_file() and not (tmp_path / "adapter_model.safetensors").exists()
+    assert set(torch.load(tmp_path / "adapter_model.bin", weights_only=True)) == set(get_peft_model_state_dict(model))
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(PeftModel.from_pretrained(MLP(), tmp_path)(x), model(x))
+
+
+def test_merging_twice_warns_and_changes_nothing() -> None:
+    model = lora_mlp(init_lora_weights=False).eval()
+    model.merge_adapter()
+    weight = model.base_model.model.lin0.base_layer.weight.clone()
+    with pytest.warns(UserWarning, match="All adapters are already merged, nothing to do"):
+        model.merge_adapter()
+    torch.testing.assert_close(model.base_model.model.lin0.base_layer.weight, weight, rtol=0, atol=0)
+
+
+def test_adapter_layers_switched_off_stay_off_after_a_disable_adapter_block() -> None:
+    model = lora_mlp()
+    layer = model.base_model.model.lin0
+    model.disable_adapter_layers()  # the tuner's, reached through PeftModel's attribute forwarding
+    assert layer.disable_adapters and not layer.lora_A["default"].weight.requires_grad
+    with model.disable_adapter():
+        pass
+    assert layer.disable_adapters
+    model.enable_adapter_layers()
+    assert not layer.disable_adapters and layer.lora_A["default"].weight.requires_grad
+    assert model.base_model.active_adapter == "default"
+
+
+def test_the_config_passed_is_the_config_used(tmp_path) -> None:
+    config = LoraConfig(target_modules=["lin0"])
+    model = get_peft_model(MLP(), config)
+    assert model.peft_config["default"] is config
+    model.save_pretrained(tmp_path)
+    loaded_config = LoraConfig(target_modules=["lin0"])
+    loaded = PeftModel.from_pretrained(MLP(), tmp_path, config=loaded_config)
+    assert loaded.peft_config["default"] is loaded_config and loaded_config.inference_mode

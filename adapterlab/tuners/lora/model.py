@@ -24,9 +24,10 @@ from adapterlab.tuners.targeting import (
     pattern_value,
     resolve_target_modules,
 )
+from adapterlab.tuners.tuners_utils import BaseTuner
 
 
-class LoraModel(nn.Module):
+class LoraModel(nn.Module, BaseTuner):
     prefix = "lora_"
 
     def __init__(self, model: nn.Module, peft_config: dict[str, Any]) -> None:
