@@ -76,6 +76,11 @@ of its name (`PeftModel.load_adapter(folder + "/<name>", adapter_name="<name>")`
 
 Describe the data, the hyperparameters and the evaluation here: a card that says what the adapter
 was trained for, on what, and how well it does helps whoever finds it next.
+
+## Limitations
+
+An adapter inherits the base model's biases and limits, and adds those of its training data; say
+where it was evaluated and where it should not be used.
 """
     return "\n".join(front) + "\n" + body
 

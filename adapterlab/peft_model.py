@@ -93,7 +93,7 @@ class PeftModel(nn.Module):
         overwrite; adapter weights here are small and always initialized, so it changes nothing.
         """
         if adapter_name in self.peft_config:
-            raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+            raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
         _check_one_bias_trainer(self.peft_config, peft_config, adapter_name)
         if get_method(peft_config.peft_type).is_prompt_learning != get_method(self.peft_type).is_prompt_learning:
             raise InvalidConfig(
@@ -118,7 +118,7 @@ class PeftModel(nn.Module):
     def set_adapter(self, adapter_name: str) -> None:
         """Make ``adapter_name`` the adapter forward and generate use (and the only one that trains)."""
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(f"Adapter {adapter_name} does not exist; loaded: {', '.join(self.peft_config)}")
         self.method_for(adapter_name).set_adapter(self, adapter_name)
         trainable = not self.peft_config[adapter_name].inference_mode
         for module in self.modules():
@@ -128,7 +128,11 @@ class PeftModel(nn.Module):
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(f"Adapter {adapter_name} does not exist; loaded: {', '.join(self.peft_config)}")
+        if any(adapter_name in getattr(layer, "merged_adapters", ()) for layer in self.modules()):
+            raise InvalidConfig(
+                f"Cannot delete adapter(s) {[adapter_name]} while they are merged. Please unmerge them first."
+            )
         self.method_for(adapter_name).delete_adapter(self, adapter_name)
         for module in self.modules():
             if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
@@ -381,7 +385,7 @@ class PeftModel(nn.Module):
         """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active).
         Parameters as in :meth:`from_pretrained`; ``torch_device`` is where the file is read to."""
         if adapter_name in self.peft_config:
-            raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+            raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
         folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
         config = PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable

@@ -25,6 +25,8 @@ class BaseTunerLayer:
 
     # names of the ModuleDict/ParameterDict attributes that hold trainable adapter tensors by adapter name
     adapter_layer_names: tuple[str, ...] = ()
+    # names of the other per-adapter attributes (dicts keyed by adapter name: rank, scaling, ...)
+    other_param_names: tuple[str, ...] = ()
     active_adapters: list[str]
     merged_adapters: list[str]
     disable_adapters: bool
@@ -87,6 +89,10 @@ class BaseTunerLayer:
 
     def _containers(self) -> list[Any]:
         return [getattr(self, name) for name in self.adapter_layer_names if hasattr(self, name)]
+
+    def _all_available_adapter_names(self) -> list[str]:
+        """Every adapter this layer holds (HF PEFT's name)."""
+        return self._adapter_names()
 
     def _adapter_names(self) -> list[str]:
         return list(dict.fromkeys(name for container in self._containers() for name in container))

@@ -345,3 +345,16 @@ def test_the_config_passed_is_the_config_used(tmp_path) -> None:
     loaded_config = LoraConfig(target_modules=["lin0"])
     loaded = PeftModel.from_pretrained(MLP(), tmp_path, config=loaded_config)
     assert loaded.peft_config["default"] is loaded_config and loaded_config.inference_mode
+
+
+def test_a_merged_adapter_cannot_be_deleted_until_unmerged() -> None:
+    model = lora_mlp(init_lora_weights=False)
+    model.add_adapter("other", LoraConfig(target_modules=["lin0"]))
+    model.merge_adapter()
+    with pytest.raises(ValueError, match=r"Cannot delete adapter\(s\) \['default'\] while they are merged"):
+        model.delete_adapter("default")
+    assert set(model.peft_config) == {"default", "other"}
+    model.delete_adapter("other")  # not merged: fine
+    model.unmerge_adapter()
+    model.delete_adapter("default")
+    assert not model.peft_config

@@ -89,6 +89,7 @@ class LoraLayer(nn.Module, BaseTunerLayer):
     """Bookkeeping shared by every LoRA layer: adapters by name, which are active, which merged."""
 
     adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
 
     def __init__(self, base_layer: nn.Module, in_features: int, out_features: int) -> None:
         super().__init__()
