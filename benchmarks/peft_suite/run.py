@@ -51,11 +51,14 @@ NETWORK = re.compile(
 )
 REFUSED = re.compile(r"^(adapterlab\.errors\.\w+|RefusedMethod|[\w.]*pytest_peft_alias\.RefusedMethod)")
 MISSING = re.compile(r"^([\w.]*MissingName|ImportError|ModuleNotFoundError|AttributeError|NameError)\b")
+NOT_RUN = "not run: the file's run stopped (timeout) before reaching it"
 ASSERTION = re.compile(r"^(AssertionError|assert |Failed: DID NOT RAISE|[\w.]*AssertionError)")
 
 
 def cause(message: str) -> str:
     """The failure group of one failure message."""
+    if message == NOT_RUN:
+        return "not run (timeout)"
     if NETWORK.search(message):
         return "needs network"
     if MISSING.match(message):
@@ -186,8 +189,7 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
             if result is not None and result["outcome"] == "passed":
                 both += 1
                 continue
-            message = result["message"] if result else (collect_errors[0]["message"] if collect_errors else
-                                                          "not run (timeout or collection)")
+            message = result["message"] if result else (collect_errors[0]["message"] if collect_errors else NOT_RUN)
             group = cause(message)
             groups[group] += 1
             if group == "missing name":
@@ -211,6 +213,11 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
             print(f"  {number:5}  {name}")
     share = 100 * total_both / total_hf if total_hf else 0.0
     print(f"\nTOTAL: {total_both} of {total_hf} tests that pass with HF PEFT also pass with adapterlab ({share:.1f}%)")
+    not_run = groups["not run (timeout)"]
+    if not_run:
+        ran = total_hf - not_run
+        print(f"       {not_run} were not run (timeout); of the {ran} that ran, {100 * total_both / ran:.1f}% pass"
+              if ran else f"       none was run ({not_run} stopped by the timeout)")
 
 
 def main(argv: list[str] | None = None) -> int:
