@@ -67,21 +67,15 @@ class PeftModel(nn.Module):
         return [self.active_adapter]
 
     def __getattr__(self, name: str) -> Any:
-        """HF PEFT's forwarding: own parameters/submodules first, then the tuner, then the transformers model."""
+        """HF PEFT's forwarding: own parameters/submodules first, then ``base_model`` (the tuner, which in
+        turn forwards to the transformers model; for prompt methods the transformers model itself)."""
         try:
             return super().__getattr__(name)
         except AttributeError:
             # dunders (copy, pickle) and a model still being built (no base_model yet) forward nothing
             if name.startswith("__") or name == "base_model" or "base_model" not in self.__dict__["_modules"]:
                 raise
-        base_model = self.__dict__["_modules"]["base_model"]
-        try:
-            return getattr(base_model, name)
-        except AttributeError:
-            inner = getattr(base_model, "model", None) if self._is_tuner() else None
-            if inner is None:
-                raise
-            return getattr(inner, name)
+        return getattr(self.__dict__["_modules"]["base_model"], name)
 
     def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
                     autocast_adapter_dtype: bool = True) -> None:

@@ -107,11 +107,21 @@ def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, s
 class BaseTuner:
     """Mixin of the models that put adapter layers into a base model (``LoraModel``), HF PEFT's ``BaseTuner``.
 
-    The tuner keeps the transformers model as ``model`` and the active adapters' names as ``active_adapters``.
+    List it before ``nn.Module`` in the bases. The tuner keeps the transformers model as ``model`` and
+    the active adapters' names as ``active_adapters``; a name the tuner lacks is looked up on ``model``
+    (``tuner.lin0``, ``tuner.config``), as in HF PEFT.
     """
 
     model: nn.Module
     active_adapters: list[str]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]  # nn.Module's: parameters, submodules
+        except AttributeError:
+            if name.startswith("__") or name == "model" or "_modules" not in self.__dict__:
+                raise
+            return getattr(self.model, name)
 
     @property
     def active_adapter(self) -> str | list[str]:

@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per test file and run")
     parser.add_argument("--rebaseline", action="store_true", help="rerun the real-peft baseline")
     parser.add_argument("--baseline-only", action="store_true", help="only (re)build the baseline")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the report from the results in --out, running nothing (e.g. of a run still going)")
     args = parser.parse_args(argv)
     checkout = args.checkout.resolve()
     if not (checkout / "tests" / "conftest.py").is_file():
@@ -236,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no such test file in {checkout}/tests: {', '.join(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        cached = json.loads((args.out / "baseline.json").read_text(encoding="utf-8")) if (
+            args.out / "baseline.json").exists() else {}
+        baseline = {f: cached[f]["results"] for f in args.files if f in cached}
+        ours = {f: read_results(args.out / f"adapterlab-{f}.jsonl") for f in args.files}
+        report(baseline, ours, args.files)
+        return 0
     folder = prepare_folder(args.out)
     baseline = load_baseline(args.out, checkout, args.files, folder, args.timeout, args.rebaseline)
     if args.baseline_only:

@@ -208,6 +208,7 @@ def test_active_adapters_lists_every_active_adapter() -> None:
 def test_attribute_access_reaches_the_tuner_and_the_base_model() -> None:
     model = lora_mlp()
     assert isinstance(model.lin0, LoraLayer)  # the base model's submodule
+    assert model.base_model.lin0 is model.lin0  # the tuner forwards too, as HF PEFT's does
     assert model.custom_marker == "mine"  # a plain attribute of the base model
     assert model.prefix == "lora_"  # the tuner's
     with pytest.raises(AttributeError, match="no_such_thing"):
@@ -312,6 +313,7 @@ def test_save_pretrained_without_safetensors_writes_a_tensor_only_bin_that_loads
     assert (tmp_path / "adapter_model.bin").is_file() and not (tmp_path / "adapter_model.safetensors").exists()
     assert set(torch.load(tmp_path / "adapter_model.bin", weights_only=True)) == set(get_peft_model_state_dict(model))
     x = torch.randn(2, 6)
+    torch.manual_seed(0)  # the same base weights as lora_mlp's
     torch.testing.assert_close(PeftModel.from_pretrained(MLP(), tmp_path)(x), model(x))
 
 

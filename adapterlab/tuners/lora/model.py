@@ -27,7 +27,7 @@ from adapterlab.tuners.targeting import (
 from adapterlab.tuners.tuners_utils import BaseTuner
 
 
-class LoraModel(nn.Module, BaseTuner):
+class LoraModel(BaseTuner, nn.Module):
     prefix = "lora_"
 
     def __init__(self, model: nn.Module, peft_config: dict[str, Any]) -> None:
