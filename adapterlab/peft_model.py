@@ -62,9 +62,9 @@ class PeftModel(nn.Module):
     @property
     def active_adapters(self) -> list[str]:
         """Every active adapter (LoRA's tuner may run several at once: ``base_model.set_adapter([...])``)."""
-        if self._is_tuner() and getattr(self.base_model, "active_adapters", None):
+        if self._is_tuner():
             return list(self.base_model.active_adapters)
-        return [self.active_adapter]
+        return [self.active_adapter] if self.active_adapter in self.peft_config else []
 
     def __getattr__(self, name: str) -> Any:
         """HF PEFT's forwarding: own parameters/submodules first, then ``base_model`` (the tuner, which in
@@ -132,6 +132,8 @@ class PeftModel(nn.Module):
             if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
                 module.delete_adapter(adapter_name)
         del self.peft_config[adapter_name]
+        if self._is_tuner():
+            self.base_model.active_adapters = [a for a in self.base_model.active_adapters if a != adapter_name]
         if self.active_adapter == adapter_name and self.peft_config:
             self.set_adapter(next(iter(self.peft_config)))
 
@@ -204,7 +206,8 @@ class PeftModel(nn.Module):
         return getattr(self.base_model, "model", self.base_model) if self._is_tuner() else self.base_model
 
     def _is_tuner(self) -> bool:
-        return not self.method_for(self.active_adapter).is_prompt_learning
+        # the model's kind, fixed at creation (adapters of one model are all injection or all prompt methods)
+        return not get_method(self.peft_type).is_prompt_learning
 
     @property
     def config(self) -> Any:

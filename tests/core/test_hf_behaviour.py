@@ -360,3 +360,13 @@ def test_a_merged_adapter_cannot_be_deleted_until_unmerged() -> None:
     model.unmerge_adapter()
     model.delete_adapter("default")
     assert not model.peft_config
+
+
+def test_deleting_every_adapter_leaves_none_active() -> None:
+    model = lora_mlp()
+    model.add_adapter("other", LoraConfig(target_modules=["lin0"]))
+    model.set_adapter("other")
+    model.delete_adapter("other")
+    assert model.active_adapters == ["default"]
+    model.delete_adapter("default")
+    assert model.active_adapters == [] and not model.peft_config
