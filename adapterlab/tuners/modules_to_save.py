@@ -17,6 +17,9 @@ from adapterlab.errors import InvalidConfig, TargetModuleNotFound
 
 
 class ModulesToSaveWrapper(nn.Module):
+    # HF PEFT's names for the container of per-adapter copies (as on adapter layers)
+    adapter_layer_names = ("modules_to_save",)
+
     def __init__(self, module: nn.Module, adapter_name: str) -> None:
         super().__init__()
         self.original_module = module
@@ -42,6 +45,10 @@ class ModulesToSaveWrapper(nn.Module):
         del self.modules_to_save[adapter_name]
         if self.active_adapter == adapter_name:
             self.active_adapter = None
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return [] if self.active_adapter is None else [self.active_adapter]
 
     @property
     def active_module(self) -> nn.Module:

@@ -370,3 +370,9 @@ def test_deleting_every_adapter_leaves_none_active() -> None:
     assert model.active_adapters == ["default"]
     model.delete_adapter("default")
     assert model.active_adapters == [] and not model.peft_config
+
+
+def test_modules_to_save_wrapper_reports_its_active_copy() -> None:
+    model = lora_mlp(modules_to_save=["lin1"])
+    wrapper = model.base_model.model.lin1
+    assert wrapper.active_adapters == ["default"] and wrapper.adapter_layer_names == ("modules_to_save",)
