@@ -105,7 +105,7 @@ class _PlaceholderMeta(type):
         raise _error_for(cls.__qualname__)
 
     def __getattr__(cls, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("_"):  # introspection (inspect.signature asks for _partialmethod): plain absence
             raise AttributeError(name)
         raise _error_for(f"{cls.__qualname__}.{name}")
 
