@@ -57,7 +57,8 @@ def coerce_enum(enum_cls: type[enum.Enum], value: Any, field_name: str) -> Any:
         return enum_cls(str(value).upper() if isinstance(value, str) else value)
     except ValueError:
         valid = ", ".join(member.value for member in enum_cls)
-        raise InvalidConfig(f"unknown {field_name} {value!r}; valid values are: {valid}") from None
+        label = field_name.replace("_", " ")  # HF PEFT's wording, which scripts match on
+        raise InvalidConfig(f"Invalid {label}: {value!r}. Must be one of the following {label}s: {valid}") from None
 
 
 def _to_json_value(value: Any) -> Any:
@@ -153,7 +154,8 @@ class PeftConfig:
                 unknown.append(key)
         if unknown:
             warnings.warn(
-                f"ignoring unknown {cls.__name__} keys (written by a newer tool?): {', '.join(sorted(unknown))}",
+                f"Unexpected keyword arguments {sorted(unknown)} for class {cls.__name__}, these are ignored. "
+                f"The config was probably written by a newer PEFT version.",
                 stacklevel=3,
             )
         return {key: value for key, value in data.items() if key in names}
