@@ -205,13 +205,13 @@ class PeftAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
-        # importlib stamped the alias's spec (and a package __path__) on the adapterlab module: undo it
+        # importlib stamped the alias's spec on the adapterlab module: give it its own back. A package
+        # __path__ it stamped on a plain module stays: HF imports submodules (peft.utils.other) of
+        # what adapterlab keeps in one module, and those must resolve through this finder
         own = self._own_attrs.pop(id(module), None)
         if own is not None:
             module.__spec__, path = own
-            if path is None:
-                module.__dict__.pop("__path__", None)
-            else:
+            if path is not None:
                 module.__path__ = path
 
 
