@@ -221,6 +221,7 @@ def _install_diffusers_stand_in() -> None:
     except ImportError:
         stand_in = types.ModuleType("diffusers")
         stand_in.StableDiffusionPipeline = type("StableDiffusionPipeline", (), {})  # type: ignore[attr-defined]
+        stand_in.__version__ = "0.0.0"  # type: ignore[attr-defined]  # HF's helpers compare it
         sys.modules["diffusers"] = stand_in
 
 
