@@ -58,7 +58,9 @@ def coerce_enum(enum_cls: type[enum.Enum], value: Any, field_name: str) -> Any:
     except ValueError:
         valid = ", ".join(member.value for member in enum_cls)
         label = field_name.replace("_", " ")  # HF PEFT's wording, which scripts match on
-        raise InvalidConfig(f"Invalid {label}: {value!r}. Must be one of the following {label}s: {valid}") from None
+        raise InvalidConfig(
+            f"Invalid {label}: {value!r}. Must be one of the following {label}s: {valid} (field {field_name})"
+        ) from None
 
 
 def _to_json_value(value: Any) -> Any:
