@@ -46,6 +46,15 @@ class ModulesToSaveWrapper(nn.Module):
         if self.active_adapter == adapter_name:
             self.active_adapter = None
 
+    def __getattr__(self, name: str) -> Any:
+        """A name the wrapper lacks (``weight``, ``out_features``) is the active copy's, as in HF PEFT."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("__") or "_modules" not in self.__dict__ or name in ("original_module", "modules_to_save"):
+                raise
+            return getattr(self.active_module, name)
+
     @property
     def active_adapters(self) -> list[str]:
         return [] if self.active_adapter is None else [self.active_adapter]

@@ -376,3 +376,11 @@ def test_modules_to_save_wrapper_reports_its_active_copy() -> None:
     model = lora_mlp(modules_to_save=["lin1"])
     wrapper = model.base_model.model.lin1
     assert wrapper.active_adapters == ["default"] and wrapper.adapter_layer_names == ("modules_to_save",)
+
+
+def test_modules_to_save_wrapper_reads_through_to_the_active_copy() -> None:
+    model = lora_mlp(modules_to_save=["lin1"])
+    wrapper = model.base_model.model.lin1
+    assert wrapper.weight is wrapper.modules_to_save["default"].weight and wrapper.out_features == 3
+    with model.disable_adapter():
+        assert wrapper.weight is wrapper.original_module.weight
