@@ -73,7 +73,7 @@ class PeftModel(nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             # dunders (copy, pickle) and a model still being built (no base_model yet) forward nothing
-            if name.startswith("__") or name == "base_model" or "base_model" not in self.__dict__["_modules"]:
+            if name.startswith("__") or name == "base_model" or "base_model" not in self.__dict__.get("_modules", {}):
                 raise
         return getattr(self.__dict__["_modules"]["base_model"], name)
 

@@ -384,3 +384,9 @@ def test_modules_to_save_wrapper_reads_through_to_the_active_copy() -> None:
     assert wrapper.weight is wrapper.modules_to_save["default"].weight and wrapper.out_features == 3
     with model.disable_adapter():
         assert wrapper.weight is wrapper.original_module.weight
+
+
+def test_attribute_access_on_an_unbuilt_model_is_an_attribute_error_not_a_recursion() -> None:
+    bare = PeftModel.__new__(PeftModel)  # as copy/pickle create it, before __init__ or __setstate__
+    with pytest.raises(AttributeError):
+        _ = bare.anything
