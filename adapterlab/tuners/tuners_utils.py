@@ -148,3 +148,11 @@ class BaseTuner:
                 layer.enable_adapters(enabled)
             else:
                 layer.disable_adapters = not enabled
+
+
+def check_target_module_exists(config: Any, key: str) -> bool:
+    """HF PEFT's helper: whether ``config`` (its ``target_modules``, ``layers_to_transform``,
+    ``exclude_modules``) adapts the module named ``key``."""
+    from adapterlab.tuners.targeting import is_target
+
+    return config.target_modules is not None and is_target(config, config.target_modules, key)

@@ -390,3 +390,13 @@ def test_attribute_access_on_an_unbuilt_model_is_an_attribute_error_not_a_recurs
     bare = PeftModel.__new__(PeftModel)  # as copy/pickle create it, before __init__ or __setstate__
     with pytest.raises(AttributeError):
         _ = bare.anything
+
+
+def test_check_target_module_exists_follows_the_config_s_rules() -> None:
+    from adapterlab.tuners.tuners_utils import check_target_module_exists
+
+    config = LoraConfig(target_modules=["q"], layers_to_transform=[1], exclude_modules=["model.layers.1.x.q"])
+    assert check_target_module_exists(config, "model.layers.1.attn.q")
+    assert not check_target_module_exists(config, "model.layers.0.attn.q")  # layer 0 not transformed
+    assert not check_target_module_exists(config, "model.layers.1.x.q")  # excluded
+    assert not check_target_module_exists(config, "model.layers.1.attn.qq")
