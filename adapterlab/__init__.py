@@ -43,6 +43,12 @@ _LAZY_EXPORTS: dict[str, str] = {
     "PeftModelForTokenClassification": "adapterlab.peft_model",
     "PeftModelForQuestionAnswering": "adapterlab.peft_model",
     "PeftModelForFeatureExtraction": "adapterlab.peft_model",
+    "inject_adapter_in_model": "adapterlab.mapping",
+    "get_base_model_state_dict": "adapterlab.base_weights",
+    "set_base_model_state_dict": "adapterlab.base_weights",
+    "get_layer_status": "adapterlab.status",
+    "get_model_status": "adapterlab.status",
+    "PromptLearningConfig": "adapterlab.tuners.prompt.config",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

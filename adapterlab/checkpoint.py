@@ -10,6 +10,7 @@ temporary name in the target folder and renamed, so a crash never leaves half a 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -82,7 +83,19 @@ def get_peft_model_state_dict(
         state = {key: value for key, value in state.items() if not key.endswith(".base_layer.weight")}
     if state_dict is not None:
         state = _values_from(model, state, state_dict)
-    return {key: value.detach() for key, value in state.items()}
+    return {strip_wrapper_prefixes(key): value.detach() for key, value in state.items()}
+
+
+# module names that wrappers (FSDP, activation checkpointing) insert into every path inside them
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def strip_wrapper_prefixes(key: str) -> str:
+    """A parameter path as it reads without the wrappers around the model: the checkpoint keys of an
+    adapter saved from an FSDP-wrapped model are those of the plain model, so it loads anywhere."""
+    for prefix in WRAPPER_PREFIXES:
+        key = key.replace(prefix, "")
+    return key
 
 
 def _values_from(
@@ -165,9 +178,13 @@ def load_into_model(
 
 
 def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
-                  selected_adapters: list[str] | None = None, save_embedding_layers: str | bool = "auto") -> None:
-    """Write each selected adapter (default: all) in HF PEFT's folder layout."""
-    from safetensors.torch import save as safetensors_bytes
+                  selected_adapters: list[str] | None = None, save_embedding_layers: str | bool = "auto",
+                  safe_serialization: bool = True) -> None:
+    """Write each selected adapter (default: all) in HF PEFT's folder layout.
+
+    ``safe_serialization=False`` writes the legacy ``adapter_model.bin`` (a pickle holding only a dict of
+    tensors, which readers load with ``torch.load(weights_only=True)``), for tools that need it.
+    """
 
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
@@ -181,7 +198,10 @@ def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
         target.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous().clone().cpu() for k, v in get_peft_model_state_dict(
             peft_model, adapter_name=name, save_embedding_layers=save_embedding_layers).items()}
-        write_atomically(target / SAFETENSORS_WEIGHTS_NAME, safetensors_bytes(tensors, metadata={"format": "pt"}))
+        if safe_serialization:
+            write_atomically(target / SAFETENSORS_WEIGHTS_NAME, _safetensors_bytes(tensors))
+        else:
+            write_atomically(target / WEIGHTS_NAME, _pickle_bytes(tensors))
         config = peft_model.peft_config[name]
         saved_mode = config.inference_mode
         config.inference_mode = True  # a saved adapter loads frozen unless asked otherwise
@@ -189,6 +209,18 @@ def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
             config.save_pretrained(target)
         finally:
             config.inference_mode = saved_mode
+
+
+def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors, metadata={"format": "pt"})
+
+
+def _pickle_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
 
 
 def remap_keys(weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | None) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from adapterlab import __version__
 from adapterlab.errors import CheckpointError, InvalidConfig
 
 CONFIG_NAME = "adapter_config.json"
@@ -56,7 +57,10 @@ def coerce_enum(enum_cls: type[enum.Enum], value: Any, field_name: str) -> Any:
         return enum_cls(str(value).upper() if isinstance(value, str) else value)
     except ValueError:
         valid = ", ".join(member.value for member in enum_cls)
-        raise InvalidConfig(f"unknown {field_name} {value!r}; valid values are: {valid}") from None
+        label = field_name.replace("_", " ")  # HF PEFT's wording, which scripts match on
+        raise InvalidConfig(
+            f"Invalid {label}: {value!r}. Must be one of the following {label}s: {valid} (field {field_name})"
+        ) from None
 
 
 def _to_json_value(value: Any) -> Any:
@@ -87,14 +91,18 @@ class PeftConfig:
     inference_mode: bool = False
     # HF PEFT's hook for custom auto classes; kept for round trips
     auto_mapping: dict[str, Any] | None = None
+    # the version of the library that wrote the config (here adapterlab's); filled in when unset
+    peft_version: str | None = None
 
     # HF PEFT fields that adapterlab does not implement, with the value at which they do nothing;
     # a file that sets one of them otherwise is refused rather than silently misread.
-    inert_foreign_fields: ClassVar[dict[str, Any]] = {"peft_version": None}
+    inert_foreign_fields: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         self.peft_type = coerce_enum(PeftType, self.peft_type, "peft_type")
         self.task_type = coerce_enum(TaskType, self.task_type, "task_type")
+        if self.peft_version is None:
+            self.peft_version = __version__  # this module's global, so a test can pin it
 
     @property
     def is_prompt_learning(self) -> bool:
@@ -139,7 +147,7 @@ class PeftConfig:
             if key in names:
                 continue
             if key in inert:
-                if key != "peft_version" and value not in (inert[key], None, {}, [], False):
+                if value not in (inert[key], None, {}, [], False):
                     raise InvalidConfig(
                         f"{key}={value!r} is a Hugging Face PEFT feature adapterlab does not support; "
                         f"remove it from the config"
@@ -148,10 +156,23 @@ class PeftConfig:
                 unknown.append(key)
         if unknown:
             warnings.warn(
-                f"ignoring unknown {cls.__name__} keys (written by a newer tool?): {', '.join(sorted(unknown))}",
+                f"Unexpected keyword arguments {sorted(unknown)} for class {cls.__name__}, these are ignored. "
+                f"The config was probably written by a newer PEFT version.",
                 stacklevel=3,
             )
         return {key: value for key, value in data.items() if key in names}
+
+    @classmethod
+    def from_json_file(cls, path_json_file: str | os.PathLike[str]) -> dict[str, Any]:
+        """HF PEFT's: the JSON object in ``path_json_file`` (an ``adapter_config.json``), as a dict."""
+        path = Path(path_json_file)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
+            raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
+        return data
 
     @classmethod
     def from_pretrained(
@@ -163,13 +184,7 @@ class PeftConfig:
         from adapterlab import hub
 
         options, overrides = hub.split_options(kwargs)
-        path = hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
-            raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
+        data = cls.from_json_file(hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME)
         data.update(overrides)
         return cls.from_dict(data)
 

@@ -28,8 +28,11 @@ class UnsupportedModule(AdapterlabError, TypeError):
     """A targeted module has a type that the method cannot wrap."""
 
 
-class AdapterNotFound(AdapterlabError, LookupError):
-    """No adapter (or adapter version, alias, file) of that name exists."""
+class AdapterNotFound(AdapterlabError, LookupError, ValueError):
+    """No adapter (or adapter version, alias, file) of that name exists.
+
+    Also a ValueError: HF PEFT raises ValueError for an unknown adapter name, and scripts catch that.
+    """
 
 
 class AdapterExists(AdapterlabError, ValueError):
@@ -40,8 +43,11 @@ class CheckpointError(AdapterlabError, ValueError):
     """An adapter checkpoint is missing, unreadable, corrupt or unsafe."""
 
 
-class ShapeMismatch(CheckpointError):
-    """A checkpoint's tensors do not fit the model they are loaded into."""
+class ShapeMismatch(CheckpointError, RuntimeError):
+    """A checkpoint's tensors do not fit the model they are loaded into.
+
+    Also a RuntimeError, the error torch's ``load_state_dict`` (and so HF PEFT) raises for a size mismatch.
+    """
 
 
 class BaseModelMismatch(AdapterlabError, ValueError):
@@ -66,3 +72,7 @@ class TrainingError(AdapterlabError, RuntimeError):
 
 class TrainingInterrupted(TrainingError):
     """Training was stopped (Ctrl-C, SIGTERM) after saving a checkpoint that ``--resume`` continues."""
+
+
+class HubError(AdapterlabError, ConnectionError):
+    """The Hugging Face Hub cannot be reached, or refused a request (login, permissions)."""

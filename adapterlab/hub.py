@@ -120,3 +120,32 @@ def _fetch(repo_id: str, subfolder: str | None, options: HubOptions) -> Path:
             f"check the path, or the network for a Hub repo"
         ) from None
     return Path(root) / prefix if prefix else Path(root)
+
+
+def upload_folder(folder: str | os.PathLike[str], repo_id: str, *, commit_message: str, private: bool | None,
+                  token: str | bool | None, revision: str | None, create_pr: bool) -> str:
+    """Upload ``folder``'s files to the Hub model repo ``repo_id`` (created if missing); the commit's URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from adapterlab.errors import HubError, InvalidConfig
+
+    if not _is_repo_id(repo_id):
+        raise InvalidConfig(f"{repo_id!r} is not a valid Hub repo id; use 'user-or-org/name'")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                   revision=revision, create_pr=create_pr, repo_type="model")
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        raise HubError(
+            f"the Hub refused the upload to {repo_id} (HTTP {status}); log in with a token that may write "
+            f"there (HF_TOKEN or `hf auth login`)"
+        ) from None
+    except OSError as exc:  # offline mode, no network, DNS: huggingface_hub's and requests' errors are OSErrors
+        raise HubError(
+            f"cannot reach the Hugging Face Hub to upload {repo_id} ({type(exc).__name__}); check the network "
+            f"and HF_HUB_OFFLINE, or save_pretrained() to a folder and upload it later"
+        ) from None
+    return str(getattr(commit, "commit_url", commit))

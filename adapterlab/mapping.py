@@ -1,4 +1,8 @@
-"""``get_peft_model``: wrap a transformers model with a fresh adapter, picking the class by task type."""
+"""``get_peft_model``: wrap a transformers model with a fresh adapter, picking the class by task type.
+
+``inject_adapter_in_model`` is the low-level variant HF PEFT offers for libraries that manage
+adapters themselves: the adapter layers go into the model, and no ``PeftModel`` wraps it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from torch import nn
 
 from adapterlab.config import PeftConfig, TaskType
 from adapterlab.errors import InvalidConfig
+from adapterlab.methods import get_method
 from adapterlab.peft_model import (
     PeftModel,
     PeftModelForCausalLM,
@@ -54,3 +59,35 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
         peft_config.revision = revision
     model_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(peft_config.task_type, PeftModel)
     return model_cls(model, peft_config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+
+
+def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_name: str = "default",
+                            low_cpu_mem_usage: bool = False, state_dict: dict | None = None) -> nn.Module:
+    """Put the adapter layers of ``peft_config`` into ``model`` (in place) and return it, unwrapped.
+
+    The base weights are frozen and the new adapter (with its ``modules_to_save`` copies) trains.
+    Only injection methods (LoRA) have layers to inject. HF PEFT's parameters; ``low_cpu_mem_usage``
+    changes nothing here (adapter weights are small and always initialized).
+    """
+    from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
+
+    if not isinstance(peft_config, PeftConfig):
+        raise TypeError(f"peft_config must be a PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}")
+    method = get_method(peft_config.peft_type)
+    if method.is_prompt_learning:
+        raise InvalidConfig(
+            f"{peft_config.peft_type} adds virtual tokens, not layers: there is nothing to inject; use get_peft_model"
+        )
+    if state_dict is not None:
+        raise InvalidConfig(
+            "state_dict (HF PEFT's way to pick targets from a checkpoint's keys) is not supported; set "
+            "target_modules in the config and load the weights with set_peft_model_state_dict afterwards"
+        )
+    tuner = method.wrap_base_model(model, {adapter_name: peft_config})
+    tuner.inject_adapter(peft_config, adapter_name)
+    tuner.set_adapter(adapter_name)
+    attach_modules_to_save(model, getattr(peft_config, "modules_to_save", None), adapter_name)
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            module.set_adapter(adapter_name, not peft_config.inference_mode)
+    return model

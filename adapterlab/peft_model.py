@@ -2,14 +2,19 @@
 
 Method-specific work goes through the method table (:mod:`adapterlab.methods`); this class owns
 what every method shares: the adapters' configs, which adapter is active, task heads trained in
-full (``modules_to_save``), mixed batches, counting parameters and checkpoints. It forwards only
-the calls it names -- there is no catch-all ``__getattr__`` to the base model.
+full (``modules_to_save``), mixed batches, counting parameters and checkpoints.
+
+Attribute access works as in HF PEFT, which users and libraries rely on: a name that is not an
+attribute, parameter or submodule of the ``PeftModel`` itself is looked up on ``base_model`` (the
+tuner, e.g. ``LoraModel``; for prompt methods the transformers model) and then on the transformers
+model, so ``model.config``, ``model.lin0``, ``model.prefix`` or a custom attribute of the base
+model all resolve. That lookup is the one ``__getattr__`` below.
 """
 
 from __future__ import annotations
 
-import copy
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,13 +23,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adapterlab import checkpoint, hub
+from adapterlab import checkpoint, hub, model_card, status
 from adapterlab.config import PeftConfig, TaskType
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
 from adapterlab.integrations.forward_signature import shows_base_forward_signature
 from adapterlab.methods import PeftMethod, get_method
 from adapterlab.tuners.mixed_batch import adapter_layers, make_plan, mixed_batch
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 
 class PeftModel(nn.Module):
@@ -56,7 +62,21 @@ class PeftModel(nn.Module):
 
     @property
     def active_adapters(self) -> list[str]:
-        return [self.active_adapter]
+        """Every active adapter (LoRA's tuner may run several at once: ``base_model.set_adapter([...])``)."""
+        if self._is_tuner():
+            return list(self.base_model.active_adapters)
+        return [self.active_adapter] if self.active_adapter in self.peft_config else []
+
+    def __getattr__(self, name: str) -> Any:
+        """HF PEFT's forwarding: own parameters/submodules first, then ``base_model`` (the tuner, which in
+        turn forwards to the transformers model; for prompt methods the transformers model itself)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # dunders (copy, pickle) and a model still being built (no base_model yet) forward nothing
+            if name.startswith("__") or name == "base_model" or "base_model" not in self.__dict__.get("_modules", {}):
+                raise
+        return getattr(self.__dict__["_modules"]["base_model"], name)
 
     def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
                     autocast_adapter_dtype: bool = True) -> None:
@@ -68,13 +88,14 @@ class PeftModel(nn.Module):
         overwrite; adapter weights here are small and always initialized, so it changes nothing.
         """
         if adapter_name in self.peft_config:
-            raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+            raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
+        _check_one_bias_trainer(self.peft_config, peft_config, adapter_name)
         if get_method(peft_config.peft_type).is_prompt_learning != get_method(self.peft_type).is_prompt_learning:
             raise InvalidConfig(
                 f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; "
                 f"prompt-learning and LoRA adapters need separate models"
             )
-        config = copy.deepcopy(peft_config)
+        config = peft_config  # kept, not copied: HF PEFT scripts (and tests) hold on to the object they passed
         if self.head_modules and hasattr(config, "modules_to_save"):
             config.modules_to_save = list(dict.fromkeys([*(config.modules_to_save or []), *self.head_modules]))
         self.peft_config[adapter_name] = config
@@ -92,7 +113,7 @@ class PeftModel(nn.Module):
     def set_adapter(self, adapter_name: str) -> None:
         """Make ``adapter_name`` the adapter forward and generate use (and the only one that trains)."""
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(f"Adapter {adapter_name!r} does not exist; loaded: {', '.join(self.peft_config)}")
         self.method_for(adapter_name).set_adapter(self, adapter_name)
         trainable = not self.peft_config[adapter_name].inference_mode
         for module in self.modules():
@@ -102,27 +123,43 @@ class PeftModel(nn.Module):
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(f"Adapter {adapter_name!r} does not exist; loaded: {', '.join(self.peft_config)}")
+        if any(adapter_name in getattr(layer, "merged_adapters", ()) for layer in self.modules()):
+            raise InvalidConfig(
+                f"Cannot delete adapter(s) {[adapter_name]} while they are merged. Please unmerge them first."
+            )
         self.method_for(adapter_name).delete_adapter(self, adapter_name)
         for module in self.modules():
             if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
                 module.delete_adapter(adapter_name)
         del self.peft_config[adapter_name]
+        if self._is_tuner():
+            self.base_model.active_adapters = [a for a in self.base_model.active_adapters if a != adapter_name]
         if self.active_adapter == adapter_name and self.peft_config:
             self.set_adapter(next(iter(self.peft_config)))
 
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
-        """Run the base model alone inside the ``with`` block (merged adapters are unmerged)."""
+        """Run the base model alone inside the ``with`` block (merged adapters are unmerged).
+
+        Nothing trains inside the block: every parameter that requires grad is switched off, and
+        switched back on when the block ends, as HF PEFT does with the adapters' parameters.
+        """
         layers = adapter_layers(self)
+        was_disabled = [layer.disable_adapters for layer in layers]
+        training = [param for param in self.parameters() if param.requires_grad]
         for layer in layers:
             layer.disable_adapters = True
+        for param in training:
+            param.requires_grad_(False)
         self.adapters_disabled = True
         try:
             yield
         finally:
-            for layer in layers:
-                layer.disable_adapters = False
+            for layer, disabled in zip(layers, was_disabled, strict=True):
+                layer.disable_adapters = disabled  # layers switched off before the block stay off
+            for param in training:
+                param.requires_grad_(True)
             self.adapters_disabled = False
 
     @property
@@ -171,11 +208,18 @@ class PeftModel(nn.Module):
         return getattr(self.base_model, "model", self.base_model) if self._is_tuner() else self.base_model
 
     def _is_tuner(self) -> bool:
-        return not self.method_for(self.active_adapter).is_prompt_learning
+        # the model's kind, fixed at creation (adapters of one model are all injection or all prompt methods)
+        return not get_method(self.peft_type).is_prompt_learning
 
     @property
     def config(self) -> Any:
         return self.get_base_model().config
+
+    @property
+    def targeted_module_names(self) -> list[str]:
+        """Paths (in the transformers model) of the modules the adapters adapt, as HF PEFT lists them."""
+        base = self.get_base_model()
+        return [name for name, module in base.named_modules() if isinstance(module, BaseTunerLayer)]
 
     @property
     def generation_config(self) -> Any:
@@ -213,7 +257,14 @@ class PeftModel(nn.Module):
         return getattr(self.base_model, operation)
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
-        self._tuner("merge_adapter")(adapter_names=adapter_names, safe_merge=safe_merge)
+        """Add the adapters' updates (default: the active ones) into the base weights; undo with unmerge_adapter."""
+        merge = self._tuner("merge_adapter")
+        names = set(self.active_adapters if adapter_names is None else adapter_names)
+        holding = [layer for layer in self.modules() if isinstance(layer, BaseTunerLayer)]
+        if holding and all(names & set(layer._adapter_names()) <= set(layer.merged_adapters) for layer in holding):
+            warnings.warn("All adapters are already merged, nothing to do.", UserWarning, stacklevel=2)
+            return
+        merge(adapter_names=adapter_names, safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
         self._tuner("unmerge_adapter")()
@@ -257,11 +308,10 @@ class PeftModel(nn.Module):
                         path_initial_model_for_weight_conversion: str | None = None) -> None:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders).
 
-        HF PEFT's parameters, in its order. ``save_embedding_layers``: "auto" and True save the full
+        HF PEFT's parameters, in its order. ``safe_serialization=False`` writes the legacy
+        ``adapter_model.bin`` instead. ``save_embedding_layers``: "auto" and True save the full
         embedding tables LoRA targets (``embed_tokens`` / ``lm_head``), False leaves them out.
         """
-        if not safe_serialization:
-            raise InvalidConfig("adapterlab writes safetensors only; drop safe_serialization=False")
         if save_embedding_layers not in ("auto", True, False):
             raise InvalidConfig(f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}")
         if path_initial_model_for_weight_conversion is not None:
@@ -270,7 +320,28 @@ class PeftModel(nn.Module):
                 "adapterlab does not implement; drop the argument"
             )
         if is_main_process:
-            checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers)
+            checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers, safe_serialization)
+            model_card.write_model_card(Path(save_directory), self)
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload adapter", private: bool | None = None,
+                    token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
+                    **save_kwargs: Any) -> str:
+        """Save the adapters (as ``save_pretrained``) and upload them to the Hub repo ``repo_id``; returns the
+        commit URL. ``save_kwargs`` go to ``save_pretrained``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, **save_kwargs)
+            return hub.upload_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                                     revision=revision, create_pr=create_pr)
+
+    def get_layer_status(self) -> list[status.TunerLayerStatus]:
+        """One entry per adapter layer: active, merged, trainable adapters (see :mod:`adapterlab.status`)."""
+        return status.get_layer_status(self)
+
+    def get_model_status(self) -> status.TunerModelStatus:
+        """The adapter layers' statuses folded into one (see :mod:`adapterlab.status`)."""
+        return status.get_model_status(self)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | os.PathLike[str], adapter_name: str = "default",
@@ -278,14 +349,18 @@ class PeftModel(nn.Module):
                         autocast_adapter_dtype: bool = True, ephemeral_gpu_offload: bool = False,
                         low_cpu_mem_usage: bool = False, key_mapping: dict[str, str] | None = None,
                         *, subfolder: str | None = None, torch_device: str | None = None,
-                        **hub_options: Any) -> PeftModel:
-        """Load a saved adapter (a folder, or a Hub repo id) onto ``model``; frozen unless ``is_trainable``.
+                        device_map: str | dict[str, Any] | None = None, **hub_options: Any) -> PeftModel:
+        """Load a saved adapter (a folder, or a Hub repo id) onto ``model``, ready for inference: frozen and
+        in eval mode (dropout off) unless ``is_trainable``, which leaves it trainable and in train mode.
 
         HF PEFT's parameters; ``hub_options`` are ``revision``, ``token``, ``cache_dir``,
-        ``local_files_only`` and ``force_download``, for adapters fetched from the Hub.
+        ``local_files_only`` and ``force_download``, for adapters fetched from the Hub. The adapter's
+        tensors are created beside the layers they adapt, so they follow the base model's own
+        placement; ``device_map={"": device}`` moves the whole model to ``device`` afterwards, and
+        any other map is the one the base model was loaded with (accepted, as HF PEFT does).
         """
         folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
-        config = copy.deepcopy(config) if config is not None else PeftConfig.from_pretrained(folder)
+        config = config if config is not None else PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
         target_cls = cls
         if cls is PeftModel and config.task_type is not None:
@@ -295,6 +370,10 @@ class PeftModel(nn.Module):
         weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         peft_model = target_cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         checkpoint.set_peft_model_state_dict(peft_model, weights, adapter_name)
+        if isinstance(device_map, dict) and set(device_map) == {""}:
+            peft_model.to(device_map[""])
+        if not is_trainable:
+            peft_model.eval()
         return peft_model
 
     def load_adapter(self, model_id: str | os.PathLike[str], adapter_name: str, is_trainable: bool = False,
@@ -305,17 +384,33 @@ class PeftModel(nn.Module):
         """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active).
         Parameters as in :meth:`from_pretrained`; ``torch_device`` is where the file is read to."""
         if adapter_name in self.peft_config:
-            raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
+            raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
         folder = _locate_adapter(model_id, subfolder, hub_options, ephemeral_gpu_offload)
         config = PeftConfig.from_pretrained(folder)
         config.inference_mode = not is_trainable
         weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
         try:
-            return checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
+            result = checkpoint.set_peft_model_state_dict(self, weights, adapter_name)
         except Exception:
             self.delete_adapter(adapter_name)
             raise
+        if not is_trainable:
+            self.eval()  # as HF PEFT: an adapter loaded for inference switches the model to eval mode
+        return result
+
+
+def _check_one_bias_trainer(configs: dict[str, PeftConfig], new: PeftConfig, new_name: str) -> None:
+    """Refuse a second adapter that trains biases: the biases are the base model's, shared by every
+    adapter, so two adapters would train (and save) the same tensors (HF PEFT refuses it too)."""
+    if getattr(new, "bias", "none") == "none":
+        return
+    others = [name for name, config in configs.items() if getattr(config, "bias", "none") != "none"]
+    if others:
+        raise InvalidConfig(
+            f"adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter {others[0]!r} already does; the "
+            f"base model's biases are shared, so only one adapter may train them: use bias='none' for the others"
+        )
 
 
 def _locate_adapter(model_id: str | os.PathLike[str], subfolder: str | None, hub_options: dict[str, Any],

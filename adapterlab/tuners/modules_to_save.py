@@ -13,10 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapterlab.errors import TargetModuleNotFound
+from adapterlab.errors import InvalidConfig, TargetModuleNotFound
 
 
 class ModulesToSaveWrapper(nn.Module):
+    # HF PEFT's names for the container of per-adapter copies (as on adapter layers)
+    adapter_layer_names = ("modules_to_save",)
+
     def __init__(self, module: nn.Module, adapter_name: str) -> None:
         super().__init__()
         self.original_module = module
@@ -43,20 +46,61 @@ class ModulesToSaveWrapper(nn.Module):
         if self.active_adapter == adapter_name:
             self.active_adapter = None
 
+    def __getattr__(self, name: str) -> Any:
+        """A name the wrapper lacks (``weight``, ``out_features``) is the active copy's, as in HF PEFT."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("__") or "_modules" not in self.__dict__ or name in ("original_module", "modules_to_save"):
+                raise
+            return getattr(self.active_module, name)
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return [] if self.active_adapter is None else [self.active_adapter]
+
     @property
     def active_module(self) -> nn.Module:
         if self.disable_adapters or self.active_adapter is None:
             return self.original_module
         return self.modules_to_save[self.active_adapter]
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        # the wrapped module's own signature: it may be called with keyword arguments only
         if self.batch_plan is not None and not self.disable_adapters:
-            result = self.original_module(x, *args, **kwargs)
-            for name, rows in self.batch_plan.rows_for(self.modules_to_save, x):
-                sub = self.modules_to_save[name](x.index_select(0, rows), *args, **kwargs)
-                result = result.index_copy(0, rows, sub)
-            return result
-        return self.active_module(x, *args, **kwargs)
+            return self._mixed_batch_forward(args, kwargs)
+        return self.active_module(*args, **kwargs)
+
+    def _mixed_batch_forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """Each row group through its adapter's copy. The batch is the first tensor argument; the
+        rows are cut from it alone, so only modules whose other arguments are not per-row work."""
+        if args:
+            batch_key: int | str = 0
+            x = args[0]
+        else:
+            batch_key, x = next(((k, v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)), (None, None))
+        if not isinstance(x, torch.Tensor):
+            raise InvalidConfig(
+                f"adapter_names (mixed batches) needs a tensor input to {type(self.original_module).__name__}; "
+                f"run one adapter per call instead"
+            )
+
+        def run(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+            if batch_key == 0:
+                out = module(batch, *args[1:], **kwargs)
+            else:
+                out = module(*args, **{**kwargs, batch_key: batch})
+            if not isinstance(out, torch.Tensor):
+                raise InvalidConfig(
+                    f"adapter_names (mixed batches) supports modules_to_save modules that return one tensor; "
+                    f"{type(self.original_module).__name__} returns {type(out).__name__}: run one adapter per call"
+                )
+            return out
+
+        result = run(self.original_module, x)
+        for name, rows in self.batch_plan.rows_for(self.modules_to_save, x):
+            result = result.index_copy(0, rows, run(self.modules_to_save[name], x.index_select(0, rows)))
+        return result
 
 
 def attach_modules_to_save(model: nn.Module, module_names: list[str] | None, adapter_name: str) -> None:

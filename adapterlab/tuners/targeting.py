@@ -17,6 +17,7 @@ from transformers.pytorch_utils import Conv1D
 from adapterlab.errors import InvalidConfig, TargetModuleNotFound
 
 ALL_LINEAR = "all-linear"
+INCLUDE_LINEAR_LAYERS_SHORTHAND = ALL_LINEAR  # HF PEFT's name for it
 SEQ_CLS_HEAD_NAMES = ("score", "classifier")
 
 

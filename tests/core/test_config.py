@@ -27,6 +27,8 @@ def test_lora_fields_and_defaults_are_hf_peft_s() -> None:
     theirs = peft.LoraConfig().to_dict()
     for key, value in ours.items():
         assert key in theirs, key
+        if key == "peft_version":  # each library records its own version there
+            continue
         expected = theirs[key].value if hasattr(theirs[key], "value") else theirs[key]
         assert value == expected, key
 
@@ -76,7 +78,7 @@ def test_a_used_hf_feature_we_lack_is_refused_not_ignored() -> None:
 def test_a_config_without_peft_type_is_refused() -> None:
     with pytest.raises(InvalidConfig, match="peft_type"):
         PeftConfig.from_dict({"r": 8})
-    with pytest.raises(InvalidConfig, match="unknown peft_type .IA3.; valid values are: LORA"):
+    with pytest.raises(InvalidConfig, match="Invalid peft type: .IA3.. Must be one of the following peft types: LORA"):
         PeftConfig.from_dict({"peft_type": "IA3"})
 
 

@@ -75,7 +75,7 @@ def test_save_and_load_round_trip(adapted, tmp_path) -> None:
     randomize_adapters(model, seed=5)
     expected = output_of(model, inputs)
     model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
     loaded = PeftModel.from_pretrained(make_base(name), tmp_path)
     torch.testing.assert_close(output_of(loaded, inputs), expected, rtol=0, atol=1e-5)  # merge+unmerge ran before
     assert loaded.get_nb_trainable_parameters()[0] == 0  # loaded for inference: frozen

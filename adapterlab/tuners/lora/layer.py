@@ -27,6 +27,7 @@ from transformers.pytorch_utils import Conv1D
 from adapterlab.errors import InvalidConfig, UnsupportedFeature
 from adapterlab.tuners import cpu_fast_paths
 from adapterlab.tuners.lora import dora, init
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 
 def lora_scaling(alpha: float, r: int, use_rslora: bool) -> float:
@@ -34,8 +35,11 @@ def lora_scaling(alpha: float, r: int, use_rslora: bool) -> float:
     return alpha / math.sqrt(r) if use_rslora else alpha / r
 
 
-class LoraLayer(nn.Module):
+class LoraLayer(nn.Module, BaseTunerLayer):
     """Bookkeeping shared by every LoRA layer: adapters by name, which are active, which merged."""
+
+    adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
 
     def __init__(self, base_layer: nn.Module, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -60,10 +64,6 @@ class LoraLayer(nn.Module):
         self.disable_adapters = False
         self.batch_plan = None  # a mixed_batch.BatchPlan while a mixed batch runs
         self._merged_norms: dict[str, torch.Tensor] = {}  # DoRA: norms at merge time, to unmerge exactly
-
-    @property
-    def merged(self) -> bool:
-        return bool(self.merged_adapters)
 
     @property
     def adapter_names(self) -> list[str]:

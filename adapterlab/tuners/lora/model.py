@@ -26,9 +26,10 @@ from adapterlab.tuners.targeting import (
     pattern_value,
     resolve_target_modules,
 )
+from adapterlab.tuners.tuners_utils import BaseTuner
 
 
-class LoraModel(nn.Module):
+class LoraModel(BaseTuner, nn.Module):
     prefix = "lora_"
 
     def __init__(self, model: nn.Module, peft_config: dict[str, Any]) -> None:
@@ -109,9 +110,7 @@ class LoraModel(nn.Module):
     def refresh_trainable(self) -> None:
         """Base frozen; active adapters (not in inference mode) and the chosen biases train."""
         trainable = {n for n in self.active_adapters if not self.peft_config[n].inference_mode}
-        for name, param in self.model.named_parameters():
-            if self.prefix not in name:
-                param.requires_grad_(False)
+        self.model.requires_grad_(False)  # adapter tensors are switched back on below, found by structure
         for layer in self.lora_layers():
             for container in (layer.lora_A, layer.lora_B, layer.lora_embedding_A, layer.lora_embedding_B,
                               layer.lora_magnitude_vector):

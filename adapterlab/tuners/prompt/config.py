@@ -65,10 +65,8 @@ class PromptLearningConfig(PeftConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_virtual_tokens is None:
-            raise InvalidConfig("num_virtual_tokens is required, e.g. num_virtual_tokens=20")
-        _require_positive(self, ("num_virtual_tokens",), optional=False)
-        _require_positive(self, ("token_dim", "num_attention_heads", "num_layers"))
+        # num_virtual_tokens may be set after construction (as in HF PEFT); check_ready() requires it
+        _require_positive(self, ("num_virtual_tokens", "token_dim", "num_attention_heads", "num_layers"))
         if self.num_transformer_submodules not in (None, 1, 2):
             raise InvalidConfig(
                 f"num_transformer_submodules must be 1 or 2 (2 for encoder-decoder models), "
@@ -78,6 +76,12 @@ class PromptLearningConfig(PeftConfig):
     @property
     def is_prompt_learning(self) -> bool:
         return True
+
+    def check_ready(self) -> None:
+        """Raise InvalidConfig unless the fields left open at construction are set (adapter creation)."""
+        if self.num_virtual_tokens is None:
+            raise InvalidConfig("num_virtual_tokens is required, e.g. PromptTuningConfig(num_virtual_tokens=20)")
+        _require_positive(self, ("num_virtual_tokens",), optional=False)
 
     @property
     def total_virtual_tokens(self) -> int:

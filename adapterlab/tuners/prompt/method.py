@@ -106,6 +106,7 @@ class PromptLearningMethod(PeftMethod):
 
     def check_sizes(self, config: PromptLearningConfig, model: nn.Module) -> None:
         """Fill unset sizes from the model and refuse sizes (e.g. from a saved adapter) that don't fit it."""
+        config.check_ready()
         expected = dataclasses.replace(config, token_dim=None, num_attention_heads=None, num_layers=None)
         fill_model_sizes(expected, model.config)
         fill_model_sizes(config, model.config)

@@ -1,0 +1,158 @@
+"""What every adapter layer shares, under the names HF PEFT's users import from ``peft.tuners.tuners_utils``.
+
+:class:`BaseTunerLayer` is the common base of the layers that hold adapters inside a base model
+(every LoRA layer): scripts and libraries find them with ``isinstance(module, BaseTunerLayer)``
+and then read which adapters are active or merged, switch them on and off, or reach the layer
+they wrap. Method-specific work (the forward, merging) stays in each method's own layer class.
+A layer declares its adapter tensors in ``adapter_layer_names`` (containers keyed by adapter
+name), so trainability is decided by structure, never by matching parameter names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BaseTunerLayer:
+    """Mixin of every adapter-holding layer; the layer keeps the module it adapts as ``base_layer``.
+
+    The layer class sets ``active_adapters`` (a list), ``merged_adapters`` (a list) and
+    ``disable_adapters`` (a bool) in its ``__init__``.
+    """
+
+    # names of the ModuleDict/ParameterDict attributes that hold trainable adapter tensors by adapter name
+    adapter_layer_names: tuple[str, ...] = ()
+    # names of the other per-adapter attributes (dicts keyed by adapter name: rank, scaling, ...)
+    other_param_names: tuple[str, ...] = ()
+    active_adapters: list[str]
+    merged_adapters: list[str]
+    disable_adapters: bool
+
+    def get_base_layer(self) -> nn.Module:
+        """The module this layer adapts (through any nesting of adapter layers)."""
+        base: Any = self
+        while hasattr(base, "base_layer"):
+            base = base.base_layer
+        return base
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.get_base_layer().weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return getattr(self.get_base_layer(), "bias", None)
+
+    @property
+    def merged(self) -> bool:
+        return bool(self.merged_adapters)
+
+    @property
+    def active_adapter(self) -> str | list[str]:
+        """The active adapter's name; a list when several are active (HF PEFT's convention)."""
+        return self.active_adapters[0] if len(self.active_adapters) == 1 else list(self.active_adapters)
+
+    def enable_adapters(self, enabled: bool) -> None:
+        """Switch this layer's adapters on or off; off also stops their training."""
+        self.disable_adapters = not enabled
+        if enabled:
+            self.set_requires_grad(self.active_adapters, True)
+        else:
+            for name in self._adapter_names():
+                self.set_requires_grad([name], False)
+
+    def set_adapter(self, adapter_names: str | list[str]) -> None:
+        """Make ``adapter_names`` this layer's active adapters; only they train."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        for name in self._adapter_names():
+            self.set_requires_grad([name], name in names)
+        self.active_adapters = names
+
+    def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
+        """Turn training of the named adapters' tensors in this layer on or off."""
+        names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
+        for container in self._containers():
+            for name in names:
+                if name in container:
+                    container[name].requires_grad_(requires_grad)
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """Every adapter tensor this layer holds, of every adapter."""
+        params: list[nn.Parameter] = []
+        for container in self._containers():
+            for part in container.values():
+                params.extend([part] if isinstance(part, nn.Parameter) else part.parameters())
+        return params
+
+    def _containers(self) -> list[Any]:
+        return [getattr(self, name) for name in self.adapter_layer_names if hasattr(self, name)]
+
+    def _all_available_adapter_names(self) -> list[str]:
+        """Every adapter this layer holds (HF PEFT's name)."""
+        return self._adapter_names()
+
+    def _adapter_names(self) -> list[str]:
+        return list(dict.fromkeys(name for container in self._containers() for name in container))
+
+
+def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, str]:
+    """HF PEFT's helper: ``(parent, module, child name)`` of the module at dotted path ``key``."""
+    parent_name, _, target_name = key.rpartition(".")
+    return model.get_submodule(parent_name), model.get_submodule(key), target_name
+
+
+class BaseTuner:
+    """Mixin of the models that put adapter layers into a base model (``LoraModel``), HF PEFT's ``BaseTuner``.
+
+    List it before ``nn.Module`` in the bases. The tuner keeps the transformers model as ``model`` and
+    the active adapters' names as ``active_adapters``; a name the tuner lacks is looked up on ``model``
+    (``tuner.lin0``, ``tuner.config``), as in HF PEFT.
+    """
+
+    model: nn.Module
+    active_adapters: list[str]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]  # nn.Module's: parameters, submodules
+        except AttributeError:
+            if name.startswith("__") or name == "model" or "_modules" not in self.__dict__:
+                raise
+            return getattr(self.model, name)
+
+    @property
+    def active_adapter(self) -> str | list[str]:
+        """The active adapter's name; a list when several are active (HF PEFT's convention)."""
+        return self.active_adapters[0] if len(self.active_adapters) == 1 else list(self.active_adapters)
+
+    def adapter_holding_layers(self) -> list[nn.Module]:
+        """Every layer of the model that holds adapters: tuner layers and ``modules_to_save`` wrappers."""
+        from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+
+        return [m for m in self.model.modules() if isinstance(m, (BaseTunerLayer, ModulesToSaveWrapper))]
+
+    def enable_adapter_layers(self) -> None:
+        """Switch every adapter layer back on (after ``disable_adapter_layers``)."""
+        self._set_layers_enabled(True)
+
+    def disable_adapter_layers(self) -> None:
+        """Switch every adapter layer off until ``enable_adapter_layers``: the model runs as the base model."""
+        self._set_layers_enabled(False)
+
+    def _set_layers_enabled(self, enabled: bool) -> None:
+        for layer in self.adapter_holding_layers():
+            if isinstance(layer, BaseTunerLayer):
+                layer.enable_adapters(enabled)
+            else:
+                layer.disable_adapters = not enabled
+
+
+def check_target_module_exists(config: Any, key: str) -> bool:
+    """HF PEFT's helper: whether ``config`` (its ``target_modules``, ``layers_to_transform``,
+    ``exclude_modules``) adapts the module named ``key``."""
+    from adapterlab.tuners.targeting import is_target
+
+    return config.target_modules is not None and is_target(config, config.target_modules, key)
