@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 
 TENSOR_BYTES = 64 * 1024 * 1024  # a mix of big tensors, like a transformer's layers
 

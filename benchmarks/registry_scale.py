@@ -29,8 +29,8 @@ ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 
 
 def seed(url: str, versions: int, adapters: int, bases: int) -> None:
-    from adapterlab.registry import tables
-    from adapterlab.registry.database import open_registry
+    from adapterlab.registry.db import tables
+    from adapterlab.registry.db.database import open_registry
 
     now = datetime.now(timezone.utc)
     per_adapter = versions // adapters

@@ -37,7 +37,7 @@ def export_command(ref: str, to_dir: Path, merged: bool, as_json: bool) -> None:
         adapters export quickstart-complaints@production --to ./export
         adapters export quickstart-complaints:3 --to ./merged --merged
     """
-    from adapterlab.registry.export import export_adapter
+    from adapterlab.registry.deploy.export import export_adapter
 
     result = export_adapter(ref, to_dir, merged=merged, registry_url=cli_state().registry_url)
     if as_json:

@@ -31,7 +31,7 @@ def predict_command(ref: str, text: str, max_new_tokens: int, as_json: bool) -> 
         adapters predict quickstart-complaints@production --text "My parcel never arrived"
         adapters predict quickstart-complaints:2 --text "Thanks, all good" --json
     """
-    from adapterlab.registry.predict import predict
+    from adapterlab.registry.deploy.predict import predict
 
     prediction = predict(ref, text, max_new_tokens=max_new_tokens, registry_url=cli_state().registry_url)
     if as_json:

@@ -20,7 +20,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "promote": "adapterlab.registry.promotion",
     "demote": "adapterlab.registry.promotion",
     "diff": "adapterlab.registry.diff",
-    "fingerprint_checkpoint": "adapterlab.registry.fingerprint",
+    "fingerprint_checkpoint": "adapterlab.registry.files.fingerprint",
     "parse_ref": "adapterlab.registry.names",
     "AdapterVersion": "adapterlab.registry.records",
     "BaseModelInfo": "adapterlab.registry.records",

@@ -10,11 +10,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.db.database import open_registry
+from adapterlab.registry.db.tables import BASE_NAME_LENGTH, base_models
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.names import not_found
 from adapterlab.registry.records import BaseSpec, base_spec_fields
-from adapterlab.registry.tables import BASE_NAME_LENGTH, base_models
 
 # .../models--<org>--<name>/snapshots/<revision>/ in a Hugging Face Hub cache
 _HUB_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<revision>[^/]+)/?$")

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.registry.adapter_folder import read_adapter_weights
-from adapterlab.registry.artifacts import download_adapter
-from adapterlab.registry.lora_deltas import ModuleComparison, compare_deltas, lora_deltas, plot_comparison
+from adapterlab.registry.files.adapter_folder import read_adapter_weights
+from adapterlab.registry.files.lora_deltas import (
+    ModuleComparison,
+    compare_deltas,
+    lora_deltas,
+    plot_comparison,
+)
+from adapterlab.registry.mlflow.artifacts import download_adapter
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 

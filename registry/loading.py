@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import BaseModelMismatch
-from adapterlab.registry.artifacts import download_adapter
+from adapterlab.registry.mlflow.artifacts import download_adapter
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 
@@ -81,8 +81,8 @@ def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | 
 
 def check_base(version: AdapterVersion, model) -> None:
     """Raise BaseModelMismatch unless ``model`` holds the weights the adapter was registered on."""
-    from adapterlab.registry.checkpoint_files import state_dict_entries
-    from adapterlab.registry.fingerprint import fingerprint_entries
+    from adapterlab.registry.files.checkpoint_files import state_dict_entries
+    from adapterlab.registry.files.fingerprint import fingerprint_entries
 
     state = model.state_dict()
     # checkpoints store a tied weight once; the module's state dict names it twice
@@ -93,7 +93,7 @@ def check_base(version: AdapterVersion, model) -> None:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    from adapterlab.registry.fingerprint import fingerprint_checkpoint
+    from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 
     return fingerprint_checkpoint(folder).fingerprint
 

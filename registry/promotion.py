@@ -15,12 +15,12 @@ from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, u
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
 from adapterlab.registry import settings
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.mlflow_mirror import mirror_alias
+from adapterlab.registry.db.database import open_registry
+from adapterlab.registry.db.tables import aliases, metrics, promotions, utc_now, versions
+from adapterlab.registry.mlflow.mlflow_mirror import mirror_alias
 from adapterlab.registry.names import Ref, parse_ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
-from adapterlab.registry.tables import aliases, metrics, promotions, utc_now, versions
 
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9._/-]*)\s*(>=|<=|==|>|<|=)\s*([-+0-9.eE]+|inf|-inf)\s*")

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Row, Table, func, select
 
 from adapterlab.errors import AdapterNotFound
-from adapterlab.registry.database import open_registry
+from adapterlab.registry.db.database import open_registry
+from adapterlab.registry.db.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 from adapterlab.registry.names import Ref, not_found, parse_ref, validate_alias, validate_name
 from adapterlab.registry.records import (
     AdapterVersion,
@@ -21,7 +22,6 @@ from adapterlab.registry.records import (
     base_spec_fields,
     iso_time,
 )
-from adapterlab.registry.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 
 _IN_BATCH = 900  # stays below every SQLite build's limit on bound parameters
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 from adapterlab.errors import InvalidConfig
 from adapterlab.registry import settings
-from adapterlab.registry.adapter_folder import read_adapter_folder
-from adapterlab.registry.artifacts import upload_adapter
 from adapterlab.registry.base_models import resolve_base
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.mlflow_mirror import mirror_version
+from adapterlab.registry.db.database import open_registry
+from adapterlab.registry.db.store import NewVersion, add_version, existing_version, record_mlflow_version
+from adapterlab.registry.files.adapter_folder import read_adapter_folder
+from adapterlab.registry.mlflow.artifacts import upload_adapter
+from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
 from adapterlab.registry.names import validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
-from adapterlab.registry.store import NewVersion, add_version, existing_version, record_mlflow_version
 
 # HF PEFT's TaskType values (kept here so registering needs no torch)
 TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")

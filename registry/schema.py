@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
-from adapterlab.registry import tables
-from adapterlab.registry.tables import BASE_NAME_LENGTH, NAME_LENGTH, utc_now
+from adapterlab.registry.db import tables
+from adapterlab.registry.db.tables import BASE_NAME_LENGTH, NAME_LENGTH, utc_now
 
 __all__ = ["BASE_NAME_LENGTH", "NAME_LENGTH", "utc_now", "Base", "BaseModelRow", "AdapterRow", "VersionRow",
            "MetricRow", "TagRow", "AliasRow", "PromotionRow"]  # fmt: skip

@@ -33,7 +33,7 @@ def _postgres_available() -> bool:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from adapterlab.registry.migrate import upgrade
+    from adapterlab.registry.db.migrate import upgrade
 
     path = tmp_path_factory.mktemp("template") / "registry.db"
     upgrade(registry_url=f"sqlite:///{path}")
@@ -47,7 +47,7 @@ def postgres_schema_url() -> Iterator[str]:
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     from sqlalchemy import create_engine
 
-    from adapterlab.registry.migrate import upgrade
+    from adapterlab.registry.db.migrate import upgrade
 
     schema = f"adapterlab_test_{uuid.uuid4().hex[:10]}"
     server = create_engine(POSTGRES_SERVER)
@@ -58,7 +58,7 @@ def postgres_schema_url() -> Iterator[str]:
         upgrade(registry_url=url)
         yield url
     finally:
-        from adapterlab.registry.database import forget_registries
+        from adapterlab.registry.db.database import forget_registries
 
         forget_registries()
         with server.begin() as connection:
@@ -78,7 +78,7 @@ def empty_postgres(url: str) -> None:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty registry on each backend."""
-    from adapterlab.registry.database import forget_registries
+    from adapterlab.registry.db.database import forget_registries
 
     if request.param == "sqlite":
         path = tmp_path / "registry.db"

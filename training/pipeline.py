@@ -93,7 +93,7 @@ def describe_base(config: TrainConfig) -> Any:
 
 def open_tracking(config: TrainConfig) -> Any:
     """Reach MLflow (and the registry when registering) before any training happens."""
-    from adapterlab.registry.database import open_registry
+    from adapterlab.registry.db.database import open_registry
     from adapterlab.registry.settings import mlflow_tracking_uri
     from adapterlab.training.tracking import RunTracker, check_tracking_reachable, default_artifact_location
 

@@ -201,7 +201,7 @@ def _check_schema(url: str, engine: Engine) -> None:
 
 def _create_embedded(url: str, engine: Engine) -> str | None:
     """Create a new SQLite registry at head; concurrent first users wait for the first one."""
-    from adapterlab.registry.migrate import upgrade_engine
+    from adapterlab.registry.db.migrate import upgrade_engine
 
     database = engine.url.database
     if not database or database == ":memory:":

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from adapterlab.registry import settings
-from adapterlab.registry.database import (
+from adapterlab.registry.db.database import (
     create_registry_engine,
     current_revision,
     forget_registries,

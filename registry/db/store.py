@@ -17,11 +17,11 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
-from adapterlab.registry.adapter_folder import AdapterFolder
-from adapterlab.registry.database import Registry
+from adapterlab.registry.db.database import Registry
+from adapterlab.registry.db.tables import adapters, versions
+from adapterlab.registry.files.adapter_folder import AdapterFolder
 from adapterlab.registry.records import BaseSpec
 from adapterlab.registry.schema import AdapterRow, BaseModelRow, MetricRow, TagRow, VersionRow
-from adapterlab.registry.tables import adapters, versions
 
 
 @dataclass(frozen=True)

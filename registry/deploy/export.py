@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import AdapterExists, InvalidConfig
-from adapterlab.registry.model_card import render_model_card
+from adapterlab.registry.deploy.model_card import render_model_card
 from adapterlab.registry.records import AdapterVersion
 
 MODEL_CARD_NAME = "README.md"
@@ -95,7 +95,7 @@ def write_adapter(ref: str, folder: Path, *, registry_url: str | None) -> None:
 def write_merged_model(version: AdapterVersion, folder: Path, *, registry_url: str | None) -> None:
     """Base + adapter as one plain transformers model (safetensors), with the base's tokenizer."""
     from adapterlab.registry import load
-    from adapterlab.registry.predict import load_tokenizer
+    from adapterlab.registry.deploy.predict import load_tokenizer
 
     model = load(version.ref, registry_url=registry_url)
     merged = model.merge_and_unload()

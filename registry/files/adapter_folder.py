@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import CheckpointError, InvalidConfig
-from adapterlab.registry.adapter_layout import check_tensor_layout
-from adapterlab.registry.checkpoint_files import TensorEntry, read_bin_tensors, read_safetensors_header
+from adapterlab.registry.files.adapter_layout import check_tensor_layout
+from adapterlab.registry.files.checkpoint_files import TensorEntry, read_bin_tensors, read_safetensors_header
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHT_NAMES = ("adapter_model.safetensors", "adapter_model.bin")

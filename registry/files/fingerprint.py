@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterlab.registry.checkpoint_files import TensorEntry, checkpoint_tensors
+from adapterlab.registry.files.checkpoint_files import TensorEntry, checkpoint_tensors
 
 CHUNK_BYTES = 16 * 1024 * 1024  # part of the fingerprint's definition: never change it
 FINGERPRINT_VERSION = b"adapterlab-fingerprint-v1\n"

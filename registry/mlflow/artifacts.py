@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable
 from adapterlab.registry import settings
-from adapterlab.registry.adapter_folder import AdapterFolder, folder_files, manifest_digest
+from adapterlab.registry.files.adapter_folder import AdapterFolder, folder_files, manifest_digest
 
 
 def _repository(uri: str):

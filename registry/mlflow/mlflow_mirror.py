@@ -22,7 +22,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from adapterlab.registry import settings
-from adapterlab.registry.database import file_lock
+from adapterlab.registry.db.database import file_lock
 from adapterlab.registry.records import AdapterVersion
 
 log = logging.getLogger("adapterlab.registry")

@@ -114,7 +114,7 @@ def test_unreachable_database_names_the_url_without_its_password(registry_env) -
 
 
 def test_out_of_date_schema_names_the_upgrade_command(registry_env) -> None:
-    from adapterlab.registry.migrate import downgrade, upgrade
+    from adapterlab.registry.db.migrate import downgrade, upgrade
 
     downgrade("base", registry_url=registry_env)
     try:
@@ -146,8 +146,8 @@ def test_alias_rows_cannot_point_at_another_adapters_version(registry_env, tiny_
     from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError
 
-    from adapterlab.registry.database import open_registry
-    from adapterlab.registry.tables import adapters, aliases, utc_now, versions
+    from adapterlab.registry.db.database import open_registry
+    from adapterlab.registry.db.tables import adapters, aliases, utc_now, versions
 
     register_adapter(make_lora(seed=1), name="a", base=tiny_base)
     register_adapter(make_lora(seed=2), name="b", base=tiny_base)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from adapterlab.errors import RegistryUnavailable
-from adapterlab.registry.database import display_url, open_registry
+from adapterlab.registry.db.database import display_url, open_registry
 
 
 def test_a_connection_lost_mid_operation_is_registry_unavailable(registry_url: str) -> None:

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, inspect
 
 from adapterlab.cli.main import cli
 from adapterlab.errors import RegistryUnavailable
-from adapterlab.registry.database import SCHEMA_REVISION, forget_registries, open_registry
-from adapterlab.registry.migrate import alembic_config, downgrade, revision, upgrade
+from adapterlab.registry.db.database import SCHEMA_REVISION, forget_registries, open_registry
+from adapterlab.registry.db.migrate import alembic_config, downgrade, revision, upgrade
 from adapterlab.registry.schema import Base
 
 
