@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapterlab.hf_format import PeftType
 from adapterlab.registry.files.adapter_folder import read_adapter_weights
 from adapterlab.registry.files.lora_deltas import (
     ModuleComparison,
@@ -41,7 +42,7 @@ def diff(ref_a: str, ref_b: str, *, plot: Path | str | None = None, registry_url
     first, second = show(ref_a, registry_url), show(ref_b, registry_url)
     same_base = first.base.fingerprint == second.base.fingerprint
     modules, note = None, None
-    if first.peft_type != "LORA" or second.peft_type != "LORA":
+    if first.peft_type != PeftType.LORA or second.peft_type != PeftType.LORA:
         note = "per-module deltas are compared for two LoRA versions only"
     elif not same_base:
         note = "the versions have different base models: their deltas are not comparable"

@@ -11,23 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adapterlab import hf_format
 from adapterlab.errors import BaseModelMismatch
 from adapterlab.registry.mlflow.artifacts import download_adapter
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
-
-# task type -> the transformers auto class that builds its base model
-AUTO_CLASSES = {
-    "SEQ_CLS": "AutoModelForSequenceClassification",
-    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
-    "CAUSAL_LM": "AutoModelForCausalLM",
-    "TOKEN_CLS": "AutoModelForTokenClassification",
-    "QUESTION_ANS": "AutoModelForQuestionAnswering",
-}
-
-
-# tasks whose head is sized by the number of classes
-LABELLED_TASKS = ("SEQ_CLS", "TOKEN_CLS")
 
 
 def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> AdapterVersion:
@@ -69,8 +57,9 @@ def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | 
     local = source is not None and Path(source).is_dir()
     if check and local:
         _compare(version, _folder_fingerprint(Path(source)), f"the folder {source}")
-    auto = getattr(transformers, AUTO_CLASSES.get(version.task_type or "", "AutoModel"))
-    head = labels if labels and version.task_type in LABELLED_TASKS else {}
+    auto = getattr(transformers, hf_format.auto_class_name(version.task_type))
+    task = hf_format.task(version.task_type)
+    head = labels if labels and task is not None and task.labelled else {}
     model = auto.from_pretrained(
         source if local else version.base.name, revision=None if local else version.base.revision, **head
     )

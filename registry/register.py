@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import TASK_TYPES
 from adapterlab.registry import settings
 from adapterlab.registry.base_models import resolve_base
 from adapterlab.registry.db.database import open_registry
@@ -17,9 +18,6 @@ from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
 from adapterlab.registry.names import validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
-
-# HF PEFT's TaskType values (kept here so registering needs no torch)
-TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")
 
 
 def register_adapter(

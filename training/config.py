@@ -17,9 +17,22 @@ from typing import Any
 import yaml
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import PeftType, TaskType
+from adapterlab.registry.names import validate_name
 
-TASKS = ("seq-cls", "token-cls", "seq2seq", "causal-lm")
-METHODS = ("lora", "prompt-tuning", "p-tuning", "prefix-tuning")
+# --task -> the PEFT task type it trains; --method -> the PEFT method (the CLI's choices are these keys)
+TASKS: dict[str, TaskType] = {
+    "seq-cls": TaskType.SEQ_CLS,
+    "token-cls": TaskType.TOKEN_CLS,
+    "seq2seq": TaskType.SEQ_2_SEQ_LM,
+    "causal-lm": TaskType.CAUSAL_LM,
+}
+METHODS: dict[str, PeftType] = {
+    "lora": PeftType.LORA,
+    "prompt-tuning": PeftType.PROMPT_TUNING,
+    "p-tuning": PeftType.P_TUNING,
+    "prefix-tuning": PeftType.PREFIX_TUNING,
+}
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 EVAL_METRICS = {
@@ -163,8 +176,7 @@ def check_choices(config: TrainConfig) -> None:
         raise InvalidConfig(f"eval_split must be between 0 and 1 (exclusive), got {config.eval_split}")
     if not 0 <= config.warmup_ratio < 1:
         raise InvalidConfig(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
-    if not config.name or "/" in config.name or ":" in config.name or "@" in config.name:
-        raise InvalidConfig(f"adapter name {config.name!r} must be non-empty and contain no '/', ':' or '@'")
+    validate_name(config.name)  # the registry's rule: the run registers under this name
     metrics = EVAL_METRICS["classification" if config.task in ("seq-cls", "token-cls") else "generation"]
     if config.metric_for_best is not None and config.metric_for_best not in metrics:
         raise InvalidConfig(f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "

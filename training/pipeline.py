@@ -22,10 +22,10 @@ from typing import Any
 from adapterlab.errors import InvalidConfig, RegistryUnavailable, TrainingError, TrainingInterrupted
 from adapterlab.labels import write_labels
 from adapterlab.training.checkpointing import latest_checkpoint
-from adapterlab.training.config import TrainConfig, resolve, to_yaml
+from adapterlab.training.config import TASKS, TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
-from adapterlab.training.model_builder import TASK_MODELS, check_base, check_method_task
+from adapterlab.training.model_builder import check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator
 from adapterlab.training.tracking import redact
 
@@ -262,7 +262,7 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
 
     registered = register_adapter(
         adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
-        task_type=TASK_MODELS[config.task][2], metrics=outcome.state.best_metrics,
+        task_type=TASKS[config.task].value, metrics=outcome.state.best_metrics,
         tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
         mlflow_run_id=tracker.run_id, registry_url=config.registry_url,
     )

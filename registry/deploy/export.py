@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import AdapterExists, InvalidConfig
+from adapterlab.hf_format import PeftType
 from adapterlab.registry.deploy.model_card import render_model_card
 from adapterlab.registry.records import AdapterVersion
 
 MODEL_CARD_NAME = "README.md"
-MERGEABLE_PEFT_TYPES = ("LORA",)  # prompt methods add virtual tokens at run time: nothing to fold in
+MERGEABLE_PEFT_TYPES = (PeftType.LORA.value,)  # prompt methods add virtual tokens at run time: nothing to fold in
 
 
 @dataclass(frozen=True)

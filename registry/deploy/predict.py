@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import TASKS, TaskType
 from adapterlab.registry.records import AdapterVersion
 
-CLASSIFICATION = ("SEQ_CLS",)
-GENERATION = ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+CLASSIFICATION = (TaskType.SEQ_CLS.value,)
+GENERATION = tuple(task_type.value for task_type, task in TASKS.items() if task.generative)
 # a folder holds a tokenizer when it has one of these (fast, WordPiece, BPE, SentencePiece)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
                    "sentencepiece.bpe.model")  # fmt: skip

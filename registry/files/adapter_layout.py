@@ -13,19 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import CheckpointError, InvalidConfig
+from adapterlab.hf_format import MODEL_PREFIX as PREFIX
+from adapterlab.hf_format import TASKS, PeftType
 
-PREFIX = "base_model.model."
 _LORA_KEY = re.compile(
     r"(?P<module>.+)\.(?P<part>lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B"
     r"|lora_magnitude_vector(?:\.weight)?)"
 )
 # heads HF PEFT saves for classification / QA tasks even when the config leaves them implicit
-TASK_HEADS = ("classifier", "score", "qa_outputs")
+TASK_HEADS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.head_modules))
 
 
 def check_tensor_layout(peft_type: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]], folder: Path) -> None:
     saved = _saved_modules(config)
-    if peft_type == "LORA":
+    if peft_type == PeftType.LORA:
         _check_lora(config, shapes, saved, folder)
     else:
         _check_prompt(peft_type, config, shapes, saved, folder)
