@@ -16,7 +16,7 @@ from torch import nn
 
 from adapterlab import hub
 from adapterlab.config import PeftConfig
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, summarize
 from adapterlab.hf_format import TASKS, TaskType
 from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
 
@@ -83,7 +83,7 @@ class AutoPeftModel:
         except OSError as exc:  # transformers' error for a missing folder, repo or file
             raise InvalidConfig(
                 f"cannot load the base model {base_name!r} named in the adapter config "
-                f"({str(exc).splitlines()[0]}); make it available (download it, or fix base_model_name_or_path)"
+                f"({summarize(exc, first_line=True, limit=None)}); make it available (download it, or fix base_model_name_or_path)"
             ) from None
 
 

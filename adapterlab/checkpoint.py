@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from adapterlab import hub
-from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch
+from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch, summarize
 from adapterlab.hf_format import MODEL_PREFIX, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, write_atomically
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
@@ -230,7 +230,7 @@ def _read_legacy_pickle(path: Path, device: str | torch.device) -> dict[str, tor
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({str(exc).splitlines()[0]}); "
+            f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({summarize(exc, first_line=True, limit=None)}); "
             f"convert it to safetensors from a trusted source"
         ) from None
     except Exception as exc:

@@ -14,7 +14,7 @@ import click
 
 from adapterlab import __version__
 from adapterlab.cli.context import CliState
-from adapterlab.errors import AdapterlabError
+from adapterlab.errors import AdapterlabError, summarize
 
 # command name -> "module:attribute" of its click command; add a line here to add a command
 COMMANDS: dict[str, str] = {
@@ -58,7 +58,7 @@ class LazyGroup(click.Group):
         except AdapterlabError as exc:
             if ctx.params.get("debug"):
                 raise
-            message = " ".join(str(exc).split())  # always one line, even for multi-line causes
+            message = summarize(exc, limit=None)  # always one line, even for multi-line causes
             click.echo(f"Error: {message}", err=True)
             sys.exit(1)
 

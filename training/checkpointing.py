@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import CheckpointError
+from adapterlab.errors import CheckpointError, summarize
 
 KEEP_CHECKPOINTS = 2  # older ones are deleted; `best/` is kept separately
 
@@ -120,4 +120,4 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, proc
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot resume from {path}: {' '.join(str(exc).split())[:200]}") from exc
+        raise CheckpointError(f"cannot resume from {path}: {summarize(exc)}") from exc

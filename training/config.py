@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, summarize
 from adapterlab.hf_format import PeftType, TaskType
 from adapterlab.registry.names import validate_name
 
@@ -99,7 +99,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InvalidConfig(f"config file {file} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise InvalidConfig(f"config file {file} is not valid YAML: {summarize(exc, limit=None)}") from exc
     if not isinstance(values, dict):
         raise InvalidConfig(f"config file {file} must hold a mapping of option: value")
     values = {key.replace("-", "_"): value for key, value in values.items()}
@@ -123,7 +123,7 @@ def parse_peft_overrides(args: list[str]) -> dict[str, Any]:
         try:
             overrides[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise InvalidConfig(f"cannot read the value of {arg!r}: {' '.join(str(exc).split())}") from exc
+            raise InvalidConfig(f"cannot read the value of {arg!r}: {summarize(exc, limit=None)}") from exc
     return overrides
 
 

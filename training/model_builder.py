@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, summarize
 from adapterlab.hf_format import TASKS as TASK_FACTS
 from adapterlab.training.config import METHODS, TASKS, TrainConfig
 
@@ -57,7 +57,7 @@ def check_base(config: TrainConfig) -> Any:
         base_config = AutoConfig.from_pretrained(str(Path(base).expanduser()) if Path(base).expanduser().exists() else base)
     except Exception as exc:  # OSError, ValueError, connection errors: all mean "cannot use this base"
         raise InvalidConfig(
-            f"base model {base} is neither a local model folder nor reachable on the Hub: {' '.join(str(exc).split())[:200]}"
+            f"base model {base} is neither a local model folder nor reachable on the Hub: {summarize(exc)}"
         ) from exc
     if base_config.model_type not in getattr(modeling_auto, TASK_FACTS[TASKS[config.task]].model_types):
         raise InvalidConfig(f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another base or task")
@@ -89,7 +89,7 @@ def build_peft_config(config: TrainConfig, base_config: Any, tokenizer: Any) -> 
     try:
         return config_class(**values)
     except (TypeError, ValueError) as exc:
-        raise InvalidConfig(f"invalid --peft options for {config.method}: {' '.join(str(exc).split())}") from exc
+        raise InvalidConfig(f"invalid --peft options for {config.method}: {summarize(exc, limit=None)}") from exc
 
 
 def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None, tokenizer: Any) -> Any:
@@ -116,4 +116,4 @@ def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None,
     except InvalidConfig:
         raise
     except (TypeError, ValueError) as exc:
-        raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {' '.join(str(exc).split())}") from exc
+        raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {summarize(exc, limit=None)}") from exc

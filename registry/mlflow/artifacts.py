@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable
+from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable, summarize
 from adapterlab.registry import settings
 from adapterlab.registry.files.adapter_folder import AdapterFolder, folder_files, manifest_digest
 
@@ -42,7 +42,7 @@ def upload_adapter(folder: AdapterFolder, name: str, run_id: str | None = None) 
         _log_files(_repository(uri), folder, None)
         return uri, run_id
     except Exception as exc:  # every artifact backend raises its own errors
-        raise RegistryUnavailable(f"cannot store the adapter files under {root}: {_first_line(exc)}") from exc
+        raise RegistryUnavailable(f"cannot store the adapter files under {root}: {summarize(exc, first_line=True, limit=None)}") from exc
 
 
 def _log_files(repository, folder: AdapterFolder, prefix: str | None) -> None:
@@ -90,7 +90,7 @@ def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:
         try:
             _repository(uri).download_artifacts("", dst_path=str(staging))
         except Exception as exc:
-            raise RegistryUnavailable(f"cannot download {uri}: {_first_line(exc)}") from exc
+            raise RegistryUnavailable(f"cannot download {uri}: {summarize(exc, first_line=True, limit=None)}") from exc
         verify_folder(staging, sha256, uri)
         if to_dir.exists():
             to_dir.rmdir()
@@ -107,8 +107,3 @@ def verify_folder(folder: Path, sha256: str, source: str) -> None:
             f"the files at {source} do not match their recorded sha256 ({actual[:12]}... != {sha256[:12]}...); "
             "the artifact was altered or corrupted: re-register the adapter"
         )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

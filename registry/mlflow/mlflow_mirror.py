@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from adapterlab.errors import summarize
 from adapterlab.registry import settings
 from adapterlab.registry.db.database import file_lock
 from adapterlab.registry.records import AdapterVersion
@@ -74,7 +75,7 @@ def mirror_version(version: AdapterVersion) -> int | None:
         with _writer_turn(uri):
             return _retry(lambda: _create_model_version(client, version))
     except Exception as exc:  # MLflow raises many types; the registry's version already exists
-        log.warning("Warning: %s:%s was not mirrored to MLflow: %s", version.name, version.version, _first_line(exc))
+        log.warning("Warning: %s:%s was not mirrored to MLflow: %s", version.name, version.version, summarize(exc, first_line=True, limit=None))
         return None
 
 
@@ -118,7 +119,7 @@ def mirror_alias(name: str, alias: str, mlflow_version: int | None) -> None:
         else:
             _retry(lambda: _client_alias(name, alias, mlflow_version))
     except Exception as exc:
-        log.warning("Warning: MLflow alias @%s of %s was not updated: %s", alias, name, _first_line(exc))
+        log.warning("Warning: MLflow alias @%s of %s was not updated: %s", alias, name, summarize(exc, first_line=True, limit=None))
 
 
 def _rest_alias(uri: str, name: str, alias: str, version: int | None) -> None:
@@ -177,8 +178,3 @@ def _retry(action):
             if attempt == _ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * 2**attempt)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
