@@ -16,7 +16,6 @@ from adapterlab.registry.files.lora_deltas import (
     plot_comparison,
 )
 from adapterlab.registry.mlflow.artifacts import download_adapter
-from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 
 
@@ -38,8 +37,7 @@ class VersionDiff:
         return data
 
 
-def diff(ref_a: str, ref_b: str, *, plot: Path | str | None = None, registry_url: str | None = None) -> VersionDiff:
-    first, second = show(ref_a, registry_url), show(ref_b, registry_url)
+def diff(first: AdapterVersion, second: AdapterVersion, *, plot: Path | str | None = None) -> VersionDiff:
     same_base = first.base.fingerprint == second.base.fingerprint
     modules, note = None, None
     if first.peft_type != PeftType.LORA or second.peft_type != PeftType.LORA:

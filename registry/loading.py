@@ -14,19 +14,17 @@ from typing import Any
 from adapterlab import hf_format
 from adapterlab.errors import BaseModelMismatch
 from adapterlab.registry.mlflow.artifacts import download_adapter
-from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 
 
-def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> AdapterVersion:
-    """Download the files of ``ref`` into ``to_dir`` (absent or empty), verified against their sha256."""
-    version = show(ref, registry_url)
+def pull(version: AdapterVersion, to_dir: Path | str) -> AdapterVersion:
+    """Download the files of ``version`` into ``to_dir`` (absent or empty), verified against their sha256."""
     download_adapter(version.artifact_uri, version.sha256, Path(to_dir))
     return version
 
 
-def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False, registry_url: str | None = None):
-    """The adapter ``ref`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
+def load(version: AdapterVersion, base_model: Any = None, *, allow_base_mismatch: bool = False):
+    """The adapter ``version`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
 
     ``base_model`` defaults to the base loaded from the folder it was registered from (or its
     Hub name); a given model must have the registered weights unless ``allow_base_mismatch``.
@@ -34,7 +32,6 @@ def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False,
     from adapterlab import PeftModel
     from adapterlab.labels import read_labels
 
-    version = show(ref, registry_url)
     if base_model is not None and not allow_base_mismatch:
         check_base(version, base_model)
     with tempfile.TemporaryDirectory(prefix="adapterlab-load-") as scratch:

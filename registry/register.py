@@ -1,7 +1,8 @@
-"""``register_adapter``: validate a folder, store its files, allocate the next version, mirror it."""
+"""Registering: validate a folder, store its files, allocate the next version, mirror it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,17 +11,18 @@ from adapterlab.errors import InvalidConfig
 from adapterlab.hf_format import TASK_TYPES
 from adapterlab.registry import settings
 from adapterlab.registry.base_models import resolve_base
-from adapterlab.registry.db.database import open_registry
+from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.store import NewVersion, add_version, existing_version, record_mlflow_version
 from adapterlab.registry.files.adapter_folder import read_adapter_folder
 from adapterlab.registry.mlflow.artifacts import upload_adapter
 from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
-from adapterlab.registry.names import validate_key, validate_name
+from adapterlab.registry.names import Ref, validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 
 
 def register_adapter(
+    database: Database,
     path: Path | str,
     *,
     name: str,
@@ -31,7 +33,6 @@ def register_adapter(
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
     mlflow_run_id: str | None = None,
-    registry_url: str | None = None,
 ) -> AdapterVersion:
     """Register the adapter folder ``path`` as the next version of ``name``.
 
@@ -44,11 +45,10 @@ def register_adapter(
     clean_metrics = _metrics(metrics or {})
     clean_tags = {validate_key(key, "tag"): str(value) for key, value in (tags or {}).items()}
     folder = read_adapter_folder(path)
-    registry = open_registry(registry_url)
-    known = existing_version(registry, name, folder.sha256)
+    known = existing_version(database, name, folder.sha256)
     if known is not None:
-        return show(f"{name}:{known}", registry.url)
-    spec = resolve_base(base, base_name, registry.url)
+        return show(database, Ref(name, version=known))
+    spec = resolve_base(database, base, base_name)
     artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
     new = NewVersion(
         name=name,
@@ -62,13 +62,13 @@ def register_adapter(
         mlflow_run_id=mlflow_run_id,
         created_by=settings.current_user(),
     )
-    number, created = add_version(registry, new)
-    record = show(f"{name}:{number}", registry.url)
+    number, created = add_version(database, new)
+    record = show(database, Ref(name, version=number))
     if created:
         mlflow_version = mirror_version(record)
         if mlflow_version is not None:
-            record_mlflow_version(registry, name, number, mlflow_version)
-            record = show(f"{name}:{number}", registry.url)
+            record_mlflow_version(database, name, number, mlflow_version)
+            record = dataclasses.replace(record, mlflow_version=mlflow_version)
     return record
 
 

@@ -58,7 +58,7 @@ def postgres_schema_url() -> Iterator[str]:
         upgrade(registry_url=url)
         yield url
     finally:
-        from adapterlab.registry.db.database import forget_registries
+        from adapterlab.registry.api import forget_registries
 
         forget_registries()
         with server.begin() as connection:
@@ -78,7 +78,7 @@ def empty_postgres(url: str) -> None:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty registry on each backend."""
-    from adapterlab.registry.db.database import forget_registries
+    from adapterlab.registry.api import forget_registries
 
     if request.param == "sqlite":
         path = tmp_path / "registry.db"

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import InvalidConfig, RegistryUnavailable, TrainingError, TrainingInterrupted
+from adapterlab.errors import (
+    InvalidConfig,
+    RegistryUnavailable,
+    TrainingError,
+    TrainingInterrupted,
+    summarize,
+)
 from adapterlab.labels import write_labels
 from adapterlab.training.checkpointing import latest_checkpoint
 from adapterlab.training.config import TASKS, TrainConfig, resolve, to_yaml
@@ -93,14 +99,14 @@ def describe_base(config: TrainConfig) -> Any:
 
 def open_tracking(config: TrainConfig) -> Any:
     """Reach MLflow (and the registry when registering) before any training happens."""
-    from adapterlab.registry.db.database import open_registry
+    from adapterlab.registry import Registry
     from adapterlab.registry.settings import mlflow_tracking_uri
     from adapterlab.training.tracking import RunTracker, check_tracking_reachable, default_artifact_location
 
     uri = mlflow_tracking_uri()
     check_tracking_reachable(uri, config.experiment)
     if config.register:
-        open_registry(config.registry_url)
+        Registry.open(config.registry_url).close()
     return RunTracker(uri, config.experiment, default_artifact_location(uri))
 
 
@@ -152,7 +158,7 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
             if tracker.run_id:
                 tracker.end("FAILED")
             raise RegistryUnavailable(
-                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: {summarize(exc)}"
             ) from exc
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps({"mlflow_run_id": tracker.run_id}))
@@ -250,7 +256,7 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
         try:
             tracker.log_artifacts(adapter, config_yaml)
         except Exception as exc:  # the store went away at the very end
-            tracker.lost = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            tracker.lost = f"{type(exc).__name__}: {summarize(exc)}"
     if tracker.lost:
         raise TrainingError(
             f"training finished but MLflow stopped answering ({tracker.lost}); the adapter is saved in {adapter} "
@@ -258,14 +264,15 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
         )
     if not config.register:
         return None
-    from adapterlab.registry import register_adapter
+    from adapterlab.registry import Registry
 
-    registered = register_adapter(
-        adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
-        task_type=TASKS[config.task].value, metrics=outcome.state.best_metrics,
-        tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
-        mlflow_run_id=tracker.run_id, registry_url=config.registry_url,
-    )
+    with Registry.open(config.registry_url) as registry:
+        registered = registry.register(
+            adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
+            task_type=TASKS[config.task].value, metrics=outcome.state.best_metrics,
+            tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
+            mlflow_run_id=tracker.run_id,
+        )
     return registered.version
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from adapterlab.errors import InvalidConfig
 from adapterlab.hf_format import TASKS, TaskType
+from adapterlab.registry.loading import load
 from adapterlab.registry.records import AdapterVersion
 
 CLASSIFICATION = (TaskType.SEQ_CLS.value,)
@@ -37,13 +38,10 @@ class Prediction:
         return dict(self.__dict__)
 
 
-def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str | None = None) -> Prediction:
-    """Run the adapter ``ref`` on ``text``: classify it, or continue it (LM tasks)."""
-    from adapterlab.registry import load, show
-
+def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> Prediction:
+    """Run the adapter ``version`` on ``text``: classify it, or continue it (LM tasks)."""
     if not text.strip():
         raise InvalidConfig("the text to predict on is empty; pass some text with --text")
-    version = show(ref, registry_url=registry_url)
     if version.task_type not in CLASSIFICATION + GENERATION:
         raise InvalidConfig(
             f"{version.ref} is a {version.task_type or 'task-less'} adapter; predict runs "
@@ -55,7 +53,7 @@ def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str 
             f"no tokenizer found for the base of {version.ref} ({version.base.name}, registered from "
             f"{version.base.source or 'its name'}); register the base from a folder that holds its tokenizer files"
         )
-    model = load(version.ref, registry_url=registry_url)
+    model = load(version)
     model.eval()
     if version.task_type in CLASSIFICATION:
         return classify(model, tokenizer, text, version)

@@ -146,16 +146,17 @@ def test_alias_rows_cannot_point_at_another_adapters_version(registry_env, tiny_
     from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError
 
-    from adapterlab.registry.db.database import open_registry
+    from adapterlab.registry.db.database import open_database
     from adapterlab.registry.db.tables import adapters, aliases, utc_now, versions
 
     register_adapter(make_lora(seed=1), name="a", base=tiny_base)
     register_adapter(make_lora(seed=2), name="b", base=tiny_base)
-    registry = open_registry()
-    with pytest.raises(IntegrityError), registry.writing() as connection:
+    database = open_database()
+    with pytest.raises(IntegrityError), database.writing() as connection:
         a = connection.scalar(select(adapters.c.id).where(adapters.c.name == "a"))
         b_version = connection.scalar(select(versions.c.id).join(adapters).where(adapters.c.name == "b"))
         connection.execute(insert(aliases).values(adapter_id=a, alias="production", version_id=b_version, updated_at=utc_now()))
+    database.close()
 
 
 def test_invalid_alias_and_requirement(registry_env, tiny_base, make_lora) -> None:
