@@ -14,21 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models import require_postgres, tiny_model
 from safetensors.numpy import save_file
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REGISTRY_TABLES = ("version_tags", "version_metrics", "aliases", "promotions", "adapter_versions", "adapters", "base_models")
 TINY_BERT = {"hidden": 32, "layers": 2, "vocab": 64}
-
-
-def _postgres_available() -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
-            return True
-    except psycopg.OperationalError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +34,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str]:
     """One migrated schema for the whole session, dropped at its end."""
-    if not _postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    require_postgres()
     from sqlalchemy import create_engine
 
     from adapterlab.registry.db.migrate import upgrade
@@ -118,15 +108,10 @@ def registry_env(registry_url: str, tmp_path: Path, mlflow_template: Path, monke
 
 
 def _save_tiny_bert(folder: Path, seed: int) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=TINY_BERT["vocab"], hidden_size=TINY_BERT["hidden"], num_hidden_layers=TINY_BERT["layers"],
-        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64,
-    )  # fmt: skip
-    BertModel(config).save_pretrained(folder)
+    model = tiny_model("FEATURE_EXTRACTION", head=False, seed=seed, vocab_size=TINY_BERT["vocab"],
+                       hidden_size=TINY_BERT["hidden"], num_hidden_layers=TINY_BERT["layers"], intermediate_size=37,
+                       max_position_embeddings=64)  # fmt: skip
+    model.save_pretrained(folder)
     return folder
 
 
