@@ -20,7 +20,6 @@ CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
 WEIGHTS_NAME = "adapter_model.bin"  # legacy: a pickle, read only with torch.load(weights_only=True)
 WEIGHT_NAMES = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)  # in the order they are looked for
-LABELS_NAME = "labels.json"  # adapterlab's: the class names of a classification adapter
 
 # checkpoint keys of an injected method (LoRA): the module path under this prefix
 MODEL_PREFIX = "base_model.model."
