@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapterlab.registry import diff, loading, promotion, queries, register
-from adapterlab.registry.db.database import Database, open_database
+from adapterlab.registry.db.database import Database, display_url, open_database
 from adapterlab.registry.names import parse_ref
 from adapterlab.registry.records import AdapterVersion, BaseModelInfo, Promotion, VersionSummary
 
@@ -68,8 +68,6 @@ class Registry:
         self.close()
 
     def __repr__(self) -> str:
-        from adapterlab.registry.db.database import display_url
-
         return f"Registry({display_url(self.url)!r})"
 
     def register(
