@@ -128,7 +128,7 @@ class PeftConfig:
         path = hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")

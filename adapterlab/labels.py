@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from adapterlab.errors import CheckpointError
+
 LABELS_FILE = "labels.json"
 
 
@@ -26,6 +28,10 @@ def read_labels(folder: Path | str) -> dict[str, Any] | None:
     path = Path(folder) / LABELS_FILE
     if not path.is_file():
         return None
-    content = json.loads(path.read_text())
-    id2label = {int(i): name for i, name in content["id2label"].items()}
-    return {"num_labels": len(id2label), "id2label": id2label, "label2id": dict(content["label2id"])}
+    try:  # the file comes with a downloaded adapter: any shape may be in it
+        content = json.loads(path.read_text(encoding="utf-8"))
+        id2label = {int(i): str(name) for i, name in content["id2label"].items()}
+        label2id = {str(name): int(i) for name, i in content["label2id"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not a valid label file ({type(exc).__name__}); re-save the adapter") from exc
+    return {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id}

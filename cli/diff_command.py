@@ -15,10 +15,10 @@ MODULE_COLUMNS = ("module", "norm_a", "norm_b", "cosine")
 def render_diff(result) -> str:
     lines = [f"{result.a}  vs  {result.b}" + ("" if result.same_base else "  (different base models)")]
     for field, values in result.config.items():
-        lines.append(f"config {field}: {cell(values['a'])} -> {cell(values['b'])}")
+        lines.append(f"config {cell(field)}: {cell(values['a'])} -> {cell(values['b'])}")
     for key, values in result.metrics.items():
         delta = "" if values["delta"] is None else f" ({values['delta']:+.6g})"
-        lines.append(f"metric {key}: {cell(values['a'])} -> {cell(values['b'])}{delta}")
+        lines.append(f"metric {cell(key)}: {cell(values['a'])} -> {cell(values['b'])}{delta}")
     lines.append(f"size_bytes: {result.size_bytes['a']} -> {result.size_bytes['b']}")
     lines.append(f"trainable_params: {result.trainable_params['a']} -> {result.trainable_params['b']}")
     if result.modules is not None:

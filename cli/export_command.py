@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from adapterlab.cli.context import open_registry
+from adapterlab.cli.output import cell
 
 
 @click.command("export")
@@ -42,4 +43,4 @@ def export_command(ref: str, to_dir: Path, merged: bool, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     shape = "merged model" if merged else "adapter (HF PEFT format)"
-    click.echo(f"Exported {result.ref} as {shape} to {result.path}: {', '.join(result.files)}")
+    click.echo(f"Exported {cell(result.ref)} as {shape} to {cell(str(result.path))}: {cell(list(result.files))}")

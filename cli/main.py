@@ -2,7 +2,8 @@
 
 Commands are imported only when they run (``LazyGroup``), so ``adapters --version`` and
 ``adapters list`` never pay for torch, transformers or mlflow. Every ``AdapterlabError`` becomes
-one line on stderr and exit code 1 here, in one place; click's usage errors keep exit code 2.
+one line on stderr and exit code 1 here, in one place; click's usage errors of a command become
+one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import click
 
 from adapterlab import __version__
 from adapterlab.cli.context import CliState
-from adapterlab.errors import AdapterlabError, summarize
+from adapterlab.cli.output import escape_controls
+from adapterlab.errors import AdapterlabError
 
 # command name -> "module:attribute" of its click command; add a line here to add a command
 COMMANDS: dict[str, str] = {
@@ -58,9 +60,18 @@ class LazyGroup(click.Group):
         except AdapterlabError as exc:
             if ctx.params.get("debug"):
                 raise
-            message = summarize(exc, limit=None)  # always one line, even for multi-line causes
-            click.echo(f"Error: {message}", err=True)
-            sys.exit(1)
+            fail(str(exc), 1)
+        except click.UsageError as exc:  # click's own (exit 2): one line too, pointing at the help
+            if ctx.params.get("debug"):
+                raise
+            command = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            fail(f"{exc.format_message()} (see `{command} --help`)", exc.exit_code)
+
+
+def fail(message: str, code: int) -> None:
+    """Exit with ``message`` as one line on stderr; names in it may be anyone's text, so escaped."""
+    click.echo(f"Error: {escape_controls(' '.join(message.split()))}", err=True)
+    sys.exit(code)
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS)

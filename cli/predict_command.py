@@ -7,6 +7,7 @@ import json
 import click
 
 from adapterlab.cli.context import open_registry
+from adapterlab.cli.output import cell, echo_text
 
 
 @click.command("predict")
@@ -35,6 +36,6 @@ def predict_command(ref: str, text: str, max_new_tokens: int, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(prediction.to_dict(), indent=2))
     elif prediction.label is not None:
-        click.echo(f"{prediction.label}\t{prediction.probability:.4f}")
+        click.echo(f"{cell(prediction.label)}\t{prediction.probability:.4f}")  # label names are the trainer's text
     else:
-        click.echo(prediction.generated_text)
+        echo_text(prediction.generated_text)

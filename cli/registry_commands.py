@@ -57,7 +57,7 @@ def register_command(path: Path, **options):
 @click.option("--alias", default=None, help="Only versions holding this alias.")
 @click.option("--sort", default=None, help="Order by this metric (versions without it last).")
 @click.option("--desc", "descending", is_flag=True, help="Sort descending.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+@click.option("--limit", type=click.IntRange(min=1, max=2**31 - 1), default=None, help="At most this many rows.")
 @json_output(columns=LIST_COLUMNS)
 def list_command(**filters):
     """List adapter versions, newest first per adapter.

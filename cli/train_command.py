@@ -5,11 +5,13 @@ Nothing heavy is imported at module level: ``adapters --help`` loads this module
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import click
 
 from adapterlab.cli.context import cli_state
+from adapterlab.cli.output import echo_text
 from adapterlab.training.config import METHODS, MIXED_PRECISION, SCHEDULERS, TASKS
 
 # flag name -> TrainConfig field, for the options that map one to one
@@ -95,7 +97,7 @@ def train_command(ctx: click.Context, print_config: bool, **options: Any) -> Non
 
     result = train(config)
     if result.is_main_process:
-        click.echo(render_result(result))
+        echo_text(render_result(result))
 
 
 def split_extra_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -132,5 +134,5 @@ def render_result(result: Any) -> str:
     if result.tracking_uri.startswith(("http://", "https://")):
         lines.append(f"  open {result.tracking_uri} (MLflow run {result.run_id})")
     else:
-        lines.append(f"  mlflow ui --backend-store-uri {result.tracking_uri}")
+        lines.append(f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)}")  # a home may hold spaces
     return "\n".join(lines)

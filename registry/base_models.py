@@ -71,7 +71,7 @@ def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
 def _model_config(folder: Path) -> dict:
     try:
         config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # a folder of bare weights is still a base; it just has no model_type
     return config if isinstance(config, dict) else {}
 

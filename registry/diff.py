@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapterlab.errors import InvalidConfig
 from adapterlab.hf_format import PeftType
+from adapterlab.registry import settings
 from adapterlab.registry.files.adapter_folder import read_adapter_weights
 from adapterlab.registry.files.lora_deltas import (
     ModuleComparison,
@@ -38,6 +40,8 @@ class VersionDiff:
 
 
 def diff(first: AdapterVersion, second: AdapterVersion, *, plot: Path | str | None = None) -> VersionDiff:
+    if plot is not None:
+        check_plot_path(Path(plot))  # before downloading and comparing anything
     same_base = first.base.fingerprint == second.base.fingerprint
     modules, note = None, None
     if first.peft_type != PeftType.LORA or second.peft_type != PeftType.LORA:
@@ -59,6 +63,19 @@ def diff(first: AdapterVersion, second: AdapterVersion, *, plot: Path | str | No
         modules=modules,
         note=note,
     )
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(plot: Path) -> None:
+    """The plot can be written where asked: an existing folder, a file name matplotlib can render."""
+    if plot.suffix.lower() not in PLOT_FORMATS:
+        raise InvalidConfig(f"--plot {plot} must end in {', '.join(PLOT_FORMATS)}")
+    if plot.is_dir():
+        raise InvalidConfig(f"--plot {plot} is a folder; give a file name such as {plot / 'deltas.png'}")
+    if not settings.usable_folder(plot.absolute().parent, "--plot's folder").is_dir():
+        raise InvalidConfig(f"--plot {plot}: the folder {plot.absolute().parent} does not exist; create it first")
 
 
 def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:

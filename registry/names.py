@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from adapterlab.errors import AdapterNotFound, InvalidConfig
 
 NAME_MAX = 128
+VERSION_MAX = 2**31 - 1  # the database's INTEGER; larger numbers name no version and overflow drivers
 # segments of letters, digits, '.', '_', '-', joined by single '/', never starting with '.' or '-'
 # (so no '..', no hidden or absolute paths when a name becomes part of an artifact path)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
@@ -70,8 +71,11 @@ def parse_ref(text: str) -> Ref:
         return Ref(validate_name(name), alias=validate_alias(alias))
     if ":" in text:
         name, number = text.rsplit(":", 1)
-        if not number.isdigit() or int(number) < 1:
-            raise InvalidConfig(f"invalid version {number!r} in {text!r}: use a positive number, e.g. {name}:3")
+        # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses
+        if not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= VERSION_MAX:
+            raise InvalidConfig(
+                f"invalid version {number!r} in {text!r}: use a whole number from 1 to {VERSION_MAX}, e.g. {name}:3"
+            )
         return Ref(validate_name(name), version=int(number))
     return Ref(validate_name(text))
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Row, Table, func, select
 
-from adapterlab.errors import AdapterNotFound
+from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 from adapterlab.registry.names import Ref, not_found, validate_alias, validate_name
@@ -26,6 +26,7 @@ from adapterlab.registry.records import (
 )
 
 _IN_BATCH = 900  # stays below every SQLite build's limit on bound parameters
+LIMIT_MAX = 2**31 - 1  # beyond it SQLite's and PostgreSQL's drivers overflow rather than list everything
 
 
 def find_adapter(connection: Connection, name: str) -> Row:
@@ -196,6 +197,8 @@ def list_versions(
     else:
         query = query.order_by(adapters.c.name, versions.c.version.desc())
     if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+            raise InvalidConfig(f"limit must be a whole number from 1 to {LIMIT_MAX}, got {limit!r}")
         query = query.limit(limit)
     with database.reading() as connection:
         rows = connection.execute(query).all()

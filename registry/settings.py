@@ -2,6 +2,10 @@
 
 Everything is read from the environment at call time (never cached), so tests and the CLI's
 ``--registry-url`` can point one process at several registries.
+
+A path is a path, whatever characters it holds: URLs are built with SQLAlchemy's ``URL.create``
+(which quotes ``?``, ``#``, ``%``, ``@`` ...) and read back with ``make_url``, never by string
+formatting or slicing, so ``ADAPTERLAB_HOME='/tmp/team?a'`` keeps the database in that folder.
 """
 
 from __future__ import annotations
@@ -10,10 +14,50 @@ import getpass
 import os
 from pathlib import Path
 
+from adapterlab.errors import InvalidConfig
+
 
 def adapterlab_home() -> Path:
-    """``$ADAPTERLAB_HOME``, default ``./.adapterlab`` (relative to the working directory)."""
-    return Path(os.environ.get("ADAPTERLAB_HOME") or ".adapterlab").expanduser().absolute()
+    """``$ADAPTERLAB_HOME``, default ``./.adapterlab`` (relative to the working directory).
+
+    A home that is a file, or lies under one, is refused here, before anything tries to create it.
+    """
+    home = Path(os.environ.get("ADAPTERLAB_HOME") or ".adapterlab").expanduser().absolute()
+    return usable_folder(home, "ADAPTERLAB_HOME")
+
+
+def usable_folder(folder: Path, what: str) -> Path:
+    """``folder``, unless it or one of its parents exists as something other than a folder."""
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "is a file" if path == folder else f"lies under the file {path}"
+                raise InvalidConfig(f"{what} {folder} {where}; choose a folder path")
+            break
+    return folder
+
+
+def sqlite_url(file: Path) -> str:
+    """The ``sqlite:///`` URL of ``file``, quoted so that any character in the path stays in the path."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=str(file)).render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file an ``sqlite:`` URL names (absolute), or None for other URLs and in-memory databases."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser().absolute()
 
 
 def registry_url(override: str | None = None) -> str:
@@ -23,7 +67,7 @@ def registry_url(override: str | None = None) -> str:
     configured = os.environ.get("ADAPTERLAB_REGISTRY_URL")
     if configured:
         return configured
-    return f"sqlite:///{adapterlab_home() / 'registry.db'}"
+    return sqlite_url(adapterlab_home() / "registry.db")
 
 
 def mlflow_tracking_uri() -> str:
@@ -31,7 +75,7 @@ def mlflow_tracking_uri() -> str:
     configured = os.environ.get("MLFLOW_TRACKING_URI")
     if configured:
         return configured
-    return f"sqlite:///{adapterlab_home() / 'mlflow.db'}"
+    return sqlite_url(adapterlab_home() / "mlflow.db")
 
 
 def artifact_root() -> str:

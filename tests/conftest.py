@@ -22,6 +22,14 @@ REGISTRY_TABLES = ("version_tags", "version_metrics", "aliases", "promotions", "
 TINY_BERT = {"hidden": 32, "layers": 2, "vocab": 64}
 
 
+@pytest.fixture(autouse=True)
+def private_fingerprint_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test (and its subprocesses) caches fingerprints in its own folder, never in ~/.cache."""
+    path = tmp_path_factory.getbasetemp() / f"fingerprints-{uuid.uuid4().hex}"
+    monkeypatch.setenv("ADAPTERLAB_FINGERPRINT_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from adapterlab.registry.db.migrate import upgrade

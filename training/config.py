@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise InvalidConfig(f"config file {file} does not exist")
     try:
         values = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidConfig(f"config file {file} is not valid YAML: {summarize(exc, limit=None)}") from exc
     if not isinstance(values, dict):
         raise InvalidConfig(f"config file {file} must hold a mapping of option: value")
@@ -122,8 +123,9 @@ def parse_peft_overrides(args: list[str]) -> dict[str, Any]:
             raise InvalidConfig(f"unexpected argument {arg!r}; PEFT fields are passed as --peft.FIELD=VALUE")
         try:
             overrides[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise InvalidConfig(f"cannot read the value of {arg!r}: {summarize(exc, limit=None)}") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
+            shown = arg if len(arg) <= 80 else arg[:77] + "..."
+            raise InvalidConfig(f"cannot read the value of {shown!r}: {summarize(exc)}") from exc
     return overrides
 
 
@@ -153,8 +155,57 @@ def resolve(config: TrainConfig) -> TrainConfig:
     )
 
 
+# type name in TrainConfig's annotations -> what a value of that type may be (bool is no number here)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                             "dict[str, Any]": (dict,)}
+INT_MAX = 2**31 - 1  # step counts, sizes and lengths beyond this only overflow somewhere deep inside
+SEED_MAX = 2**32 - 1  # numpy's seed range (accelerate seeds numpy too)
+EPOCHS_MAX = 1e6
+
+
+def check_types(config: TrainConfig) -> None:
+    """Each field holds a value of its annotated type (a YAML file can hold anything)."""
+    for item in dataclasses.fields(TrainConfig):
+        type_name, _, none = str(item.type).partition(" | ")
+        value = getattr(config, item.name)
+        if value is None and none == "None":
+            continue
+        allowed = _FIELD_TYPES[type_name]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise InvalidConfig(f"{item.name} must be {_TYPE_WORDS[type_name]}, got {value!r}")
+
+
+_TYPE_WORDS = {"str": "text", "int": "an integer", "float": "a number", "bool": "true or false",
+               "dict[str, Any]": "a mapping of PEFT config fields"}
+
+
+def check_numbers(config: TrainConfig) -> None:
+    """Every number finite and in its range, as one clear error each (``--lr nan`` included)."""
+    counts = {"batch_size": config.batch_size, "grad_accum": config.grad_accum, "max_length": config.max_length,
+              "logging_steps": config.logging_steps, "max_steps": config.max_steps, "eval_steps": config.eval_steps,
+              "save_steps": config.save_steps}
+    for name, value in counts.items():
+        if value is not None and not 1 <= value <= INT_MAX:
+            raise InvalidConfig(f"{name} must be a whole number from 1 to {INT_MAX}, got {value!r}")
+    if not 0 <= config.seed <= SEED_MAX:
+        raise InvalidConfig(f"seed must be a whole number from 0 to {SEED_MAX}, got {config.seed!r}")
+    ranges = (  # name, value, low, high, whether low itself is allowed
+        ("epochs", config.epochs, 0.0, EPOCHS_MAX, False),
+        ("lr", config.lr, 0.0, 1.0e3, False),
+        ("eval_split", config.eval_split, 0.0, 1.0, False),
+        ("warmup_ratio", config.warmup_ratio, 0.0, 1.0, True),
+        ("weight_decay", config.weight_decay, 0.0, 1.0e3, True),
+        ("max_grad_norm", config.max_grad_norm, 0.0, 1.0e12, False),
+    )
+    for name, value, low, high, low_ok in ranges:
+        if not math.isfinite(value) or not (low <= value if low_ok else low < value) or not value < high:
+            interval = f"{'[' if low_ok else '('}{low:g}, {high:g})"
+            raise InvalidConfig(f"{name} must be a finite number in {interval}, got {value!r}")
+
+
 def check_choices(config: TrainConfig) -> None:
-    """Every enumerated option and range, as one clear error each."""
+    """Every option's type, choice and range, and the adapter name by the registry's rule: one clear error each."""
+    check_types(config)
     for name, value, allowed in (
         ("task", config.task, TASKS),
         ("method", config.method, METHODS),
@@ -163,26 +214,12 @@ def check_choices(config: TrainConfig) -> None:
     ):
         if value not in allowed:
             raise InvalidConfig(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-    positive = {"batch_size": config.batch_size, "grad_accum": config.grad_accum, "max_length": config.max_length,
-                "logging_steps": config.logging_steps}
-    positive.update({k: v for k, v in (("max_steps", config.max_steps), ("eval_steps", config.eval_steps),
-                                        ("save_steps", config.save_steps)) if v is not None})
-    for name, value in positive.items():
-        if not isinstance(value, int) or value < 1:
-            raise InvalidConfig(f"{name} must be a positive integer, got {value!r}")
-    if config.epochs <= 0 or config.lr <= 0:
-        raise InvalidConfig("epochs and lr must be positive")
-    if not 0 < config.eval_split < 1:
-        raise InvalidConfig(f"eval_split must be between 0 and 1 (exclusive), got {config.eval_split}")
-    if not 0 <= config.warmup_ratio < 1:
-        raise InvalidConfig(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    check_numbers(config)
     validate_name(config.name)  # the registry's rule: the run registers under this name
     metrics = EVAL_METRICS["classification" if config.task in ("seq-cls", "token-cls") else "generation"]
     if config.metric_for_best is not None and config.metric_for_best not in metrics:
         raise InvalidConfig(f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "
                             f"one of: {', '.join(metrics)}")
-    if not isinstance(config.peft, dict):
-        raise InvalidConfig("peft must be a mapping of PEFT config fields")
 
 
 def quickstart_base_path() -> Path:

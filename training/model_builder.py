@@ -74,8 +74,11 @@ def load_tokenizer(config: TrainConfig) -> Any:
     return tokenizer
 
 
-def build_peft_config(config: TrainConfig, base_config: Any, tokenizer: Any) -> Any:
-    """The method's config from its defaults, the task, and ``config.peft`` (unknown field: an error)."""
+def build_peft_config(config: TrainConfig) -> Any:
+    """The method's config from its defaults, the task, and ``config.peft`` (unknown field: an error).
+
+    Built from the options alone, so ``train`` checks it before loading the tokenizer or the model.
+    """
     import adapterlab
 
     config_class = getattr(adapterlab, METHOD_CONFIGS[config.method])
@@ -86,10 +89,26 @@ def build_peft_config(config: TrainConfig, base_config: Any, tokenizer: Any) -> 
     unknown = sorted(set(values) - known)
     if unknown:
         raise InvalidConfig(f"{config_class.__name__} has no field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    check_sizes(values)
     try:
         return config_class(**values)
     except (TypeError, ValueError) as exc:
         raise InvalidConfig(f"invalid --peft options for {config.method}: {summarize(exc, limit=None)}") from exc
+
+
+# sizes beyond this are typos (r=80000 for r=8), not experiments: refused before any memory is allocated
+MAX_ADAPTER_SIZE = 65_536
+SIZE_FIELDS = ("r", "num_virtual_tokens", "encoder_hidden_size", "encoder_num_layers")
+
+
+def check_sizes(values: dict[str, Any]) -> None:
+    sizes = {name: values[name] for name in SIZE_FIELDS if name in values}
+    pattern = values.get("rank_pattern")
+    if isinstance(pattern, dict):
+        sizes.update({f"rank_pattern[{key!r}]": rank for key, rank in pattern.items()})
+    for name, size in sizes.items():
+        if isinstance(size, int) and not isinstance(size, bool) and size > MAX_ADAPTER_SIZE:
+            raise InvalidConfig(f"--peft.{name}={size} is larger than {MAX_ADAPTER_SIZE}; use a smaller size")
 
 
 def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None, tokenizer: Any) -> Any:
@@ -115,5 +134,5 @@ def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None,
         return adapterlab.get_peft_model(model, peft_config)
     except InvalidConfig:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, MemoryError, RuntimeError) as exc:  # RuntimeError: torch's allocator
         raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {summarize(exc, limit=None)}") from exc

@@ -9,7 +9,7 @@ from adapterlab.errors import InvalidConfig
 from adapterlab.training.config import TrainConfig
 from adapterlab.training.data import TrainingData
 from adapterlab.training.loop import EpochShuffle, LoopParts, plan_steps
-from adapterlab.training.model_builder import build_model, build_peft_config, load_tokenizer
+from adapterlab.training.model_builder import build_model, load_tokenizer
 from adapterlab.training.tokenization import BatchCollator, encode_dataset
 
 
@@ -35,7 +35,8 @@ def make_accelerator(config: TrainConfig) -> Any:
                        cpu=not torch.cuda.is_available())
 
 
-def build_parts(config: TrainConfig, base_config: Any, data: TrainingData, accelerator: Any) -> tuple[LoopParts, tuple[int, int]]:
+def build_parts(config: TrainConfig, peft_config: Any, data: TrainingData,
+                accelerator: Any) -> tuple[LoopParts, tuple[int, int]]:
     """The prepared loop parts, and (trainable, total) parameter counts of the PEFT model."""
     import torch
     from accelerate.utils import set_seed
@@ -44,7 +45,7 @@ def build_parts(config: TrainConfig, base_config: Any, data: TrainingData, accel
 
     set_seed(config.seed)  # before the model: adapter initialisation draws from the RNG
     tokenizer = load_tokenizer(config)
-    model = build_model(config, build_peft_config(config, base_config, tokenizer), data.labels, tokenizer)
+    model = build_model(config, peft_config, data.labels, tokenizer)
     with accelerator.main_process_first():
         train_set = encode_dataset(data.train, tokenizer, config, data.labels)
         eval_set = encode_dataset(data.eval, tokenizer, config, data.labels)

@@ -27,11 +27,11 @@ from adapterlab.errors import (
     summarize,
 )
 from adapterlab.labels import write_labels
-from adapterlab.training.checkpointing import latest_checkpoint
+from adapterlab.training.checkpointing import latest_checkpoint, read_checkpoint
 from adapterlab.training.config import TASKS, TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
-from adapterlab.training.model_builder import check_base, check_method_task
+from adapterlab.training.model_builder import build_peft_config, check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator
 from adapterlab.training.tracking import redact
 
@@ -59,14 +59,15 @@ def train(config: TrainConfig) -> TrainResult:
     """Train an adapter as ``config`` says; see the module docstring for the order of events."""
     config = resolve(config)
     check_method_task(config)
-    base_config = check_base(config)
-    data = load_training_data(config)
+    check_base(config)
+    peft_config = build_peft_config(config)
     check_output(config)
+    data = load_training_data(config)
     accelerator = make_accelerator(config)
     base, tracker = share_outcome(
         accelerator, lambda: (describe_base(config), open_tracking(config)) if accelerator.is_main_process else (None, None)
     )
-    parts, counts = build_parts(config, base_config, data, accelerator)
+    parts, counts = build_parts(config, peft_config, data, accelerator)
     if accelerator.is_main_process and not config.resume:  # only now: a failed check above keeps the old run
         clear_previous_run(Path(config.output))
     accelerator.wait_for_everyone()
@@ -76,8 +77,30 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def check_output(config: TrainConfig) -> None:
-    if config.resume and latest_checkpoint(Path(config.output) / "checkpoints") is None:
+    from adapterlab.registry.settings import usable_folder
+
+    usable_folder(Path(config.output), "--output")
+    if not config.resume:
+        return
+    found = latest_checkpoint(Path(config.output) / "checkpoints")
+    if found is None:
         raise InvalidConfig(f"nothing to resume: no checkpoint under {config.output}/checkpoints; drop --resume")
+    read_checkpoint(found)  # a corrupt or planted file fails here, before the model is loaded
+    resumed_run_id(Path(config.output))
+
+
+def resumed_run_id(output: Path) -> str | None:
+    """The MLflow run a resumed run continues, from ``run.json`` (checked: the folder may be handed over)."""
+    run_file = output / "run.json"
+    if not run_file.exists():
+        return None
+    try:
+        run_id = json.loads(run_file.read_text()).get("mlflow_run_id")
+    except (OSError, ValueError, RecursionError, AttributeError) as exc:
+        raise InvalidConfig(f"cannot read {run_file} ({type(exc).__name__}); delete it to resume in a new MLflow run") from exc
+    if not isinstance(run_id, str) or not run_id.isascii() or not run_id.isalnum():
+        raise InvalidConfig(f"{run_file} holds no valid mlflow_run_id; delete it to resume in a new MLflow run")
+    return run_id
 
 
 def clear_previous_run(output: Path) -> None:
@@ -150,7 +173,7 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
     """The loop inside an MLflow run; the run ends FAILED on any error."""
     run_file = Path(config.output) / "run.json"
     if tracker is not None:
-        resume_id = json.loads(run_file.read_text())["mlflow_run_id"] if config.resume and run_file.exists() else None
+        resume_id = resumed_run_id(run_file.parent) if config.resume else None
         try:
             tracker.start(config.name, resume_id, run_tags(config, base))
             log_run_inputs(config, data, accelerator, parts, tracker)

@@ -57,11 +57,14 @@ def check_tracking_reachable(uri: str, experiment: str) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from adapterlab.registry.settings import sqlite_file
+
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail in seconds, not minutes
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_file(uri)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
     except (MlflowException, OSError, ConnectionError) as exc:
         reason = summarize(exc)

@@ -31,11 +31,12 @@ from sqlalchemy.exc import (
 
 from adapterlab.errors import AdapterExists, RegistryUnavailable, summarize
 from adapterlab.registry import settings
-from adapterlab.registry.db.revisions import upgrade_engine
+from adapterlab.registry.db.revisions import known_revisions, upgrade_engine
 
 # The Alembic head this code expects (a test checks it against migrations/versions).
 SCHEMA_REVISION = "0001_initial"
 UPGRADE_HINT = "run `adapters db upgrade`"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")  # the migrations and the locking are written for these two
 _WRITE_OPTION = "adapterlab_write"
 _WRITE_ATTEMPTS = 8
 T = TypeVar("T")
@@ -112,17 +113,26 @@ def create_registry_engine(url: str) -> Engine:
         ) from exc
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise RegistryUnavailable(
+            f"unsupported registry database {parsed.get_backend_name()!r} in {display_url(url)}: the registry runs on "
+            "SQLite or PostgreSQL (sqlite:///path/registry.db or postgresql://user@host:5432/db)"
+        )
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed)
         return create_engine(parsed, pool_pre_ping=True)
-    except NoSuchModuleError as exc:
-        raise RegistryUnavailable(f"unsupported registry URL {display_url(url)}: {exc}") from exc
+    except (NoSuchModuleError, ImportError) as exc:  # an unknown driver, or one that is not installed
+        raise RegistryUnavailable(
+            f"unsupported registry URL {display_url(url)}: {type(exc).__name__}: {exc} "
+            "(use sqlite:/// or postgresql:// with the psycopg driver adapterlab installs)"
+        ) from exc
 
 
 def _sqlite_engine(url) -> Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).expanduser().absolute().parent
+        settings.usable_folder(folder, "the registry database's folder").mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -182,6 +192,8 @@ def _check_schema(url: str, engine: Engine) -> None:
         return
     if revision is None:
         raise RegistryUnavailable(f"the registry database at {display_url(url)} has no registry schema; {UPGRADE_HINT}")
+    if revision not in known_revisions():  # newer than this code: `db upgrade` could not help
+        raise unknown_revision_error(revision, url)
     raise RegistryUnavailable(
         f"the registry database at {display_url(url)} is at schema revision {revision}, "
         f"this adapterlab needs {SCHEMA_REVISION}; {UPGRADE_HINT} (or upgrade adapterlab)"
@@ -213,3 +225,12 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def unknown_revision_error(revision: str, url: str) -> RegistryUnavailable:
+    """A database stamped by a newer adapterlab: no migration here can move it, so say what can."""
+    return RegistryUnavailable(
+        f"the registry database at {display_url(url)} is at schema revision {revision!r}, which this adapterlab "
+        f"does not know (its revisions: {', '.join(known_revisions())}); it was migrated by a newer adapterlab: "
+        "upgrade adapterlab (pip install -U adapterlab) to use it"
+    )

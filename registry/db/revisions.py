@@ -26,6 +26,14 @@ def alembic_config(connection=None):
     return config
 
 
+def known_revisions() -> list[str]:
+    """The revisions this adapterlab's migrations define, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [item.revision for item in reversed(list(script.walk_revisions()))]
+
+
 def upgrade_engine(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 

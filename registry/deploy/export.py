@@ -70,7 +70,10 @@ def export_adapter(version: AdapterVersion, to_dir: str | Path, *, merged: bool 
 
 
 def check_destination(destination: Path) -> None:
-    """Exports never overwrite: the destination must not exist, or be an empty folder."""
+    """Exports never overwrite: the destination must not exist, or be an empty folder (and not lie under a file)."""
+    from adapterlab.registry.settings import usable_folder
+
+    usable_folder(destination, "destination")
     if destination.is_dir() and not any(destination.iterdir()):
         return
     if destination.exists():
@@ -78,9 +81,10 @@ def check_destination(destination: Path) -> None:
 
 
 def publish(staging: Path, destination: Path) -> None:
-    if destination.is_dir():  # the empty folder check_destination allowed
-        destination.rmdir()
-    staging.rename(destination)
+    try:
+        staging.rename(destination)  # POSIX: replaces the empty folder check_destination allowed, refuses a filled one
+    except OSError as exc:  # a concurrent export or pull got there first
+        raise AdapterExists(f"{destination} was filled by someone else during the export; pass a new folder to --to") from exc
 
 
 def write_merged_model(version: AdapterVersion, folder: Path) -> None:

@@ -67,7 +67,7 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
         raise InvalidConfig(f"{folder} has no {CONFIG_NAME}; is it an adapter folder saved with save_pretrained()?")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidConfig(f"{config_path} is not valid JSON ({exc}); fix or re-save the adapter") from exc
     if not isinstance(config, dict):
         raise InvalidConfig(f"{config_path} must hold a JSON object")

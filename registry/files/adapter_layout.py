@@ -96,7 +96,11 @@ def _targeted(module: str, targets: Any) -> bool:
     if targets is None or targets == "all-linear":
         return True
     if isinstance(targets, str):
-        return re.fullmatch(targets, module) is not None
+        try:
+            return re.fullmatch(targets, module) is not None
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise InvalidConfig(f"adapter_config.json: target_modules {targets!r} is not a valid regex ({exc}); "
+                                "fix the pattern or give a list of module names") from exc
     if isinstance(targets, list):
         return any(module == name or module.endswith(f".{name}") for name in targets)
     raise InvalidConfig(f"adapter_config.json: target_modules must be a list or a regex string, got {targets!r}")

@@ -59,7 +59,7 @@ def read_safetensors_header(path: Path) -> tuple[list[TensorEntry], dict[str, st
             header = json.loads(handle.read(header_length))
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise CheckpointError(f"{path} is corrupt (unreadable header); re-save the weights") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is corrupt (header is not a table); re-save the weights")
@@ -119,7 +119,7 @@ def _shards(index: Path) -> list[Path]:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
         files = sorted({index.parent / shard for shard in weight_map.values()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise CheckpointError(f"{index} is not a valid shard index; re-save the weights") from exc
     missing = [file.name for file in files if not file.is_file()]
     if missing:

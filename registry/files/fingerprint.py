@@ -5,6 +5,10 @@ chunk of its bytes; the fingerprint hashes the tensor digests in name order. Chu
 the work parallel (hashlib releases the GIL, so threads use every core) while the result stays
 the same whether the weights sit in one safetensors file, in shards, or in a legacy ``.bin``.
 Only the chunks being hashed are mapped at a time.
+
+Tensor digests of files unchanged since they were last hashed come from the fingerprint cache
+(``fingerprint_cache.py``), so a multi-GB base is read once per machine, and after that resolving
+its fingerprint costs a few ``stat`` calls.
 """
 
 from __future__ import annotations
@@ -14,13 +18,23 @@ import json
 import mmap
 import os
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterlab.registry.files.checkpoint_files import TensorEntry, checkpoint_tensors
+from adapterlab.errors import CheckpointError
+from adapterlab.registry.files.checkpoint_files import TensorEntry, checkpoint_tensors, weight_files
+from adapterlab.registry.files.fingerprint_cache import (
+    FileIdentity,
+    FingerprintCache,
+    TensorDigest,
+    cache_folder,
+    model_root,
+    pin,
+)
 
 CHUNK_BYTES = 16 * 1024 * 1024  # part of the fingerprint's definition: never change it
 FINGERPRINT_VERSION = b"adapterlab-fingerprint-v1\n"
@@ -37,25 +51,84 @@ class Fingerprint:
         return dict(self.__dict__)
 
 
-def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None) -> Fingerprint:
-    """Fingerprint a model folder or weights file; ``progress`` None means "on a terminal"."""
-    return fingerprint_entries(checkpoint_tensors(Path(location)), progress=progress)
+def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None, use_cache: bool = True) -> Fingerprint:
+    """Fingerprint a model folder or weights file; ``progress`` None means "on a terminal".
+
+    Files unchanged since they were last hashed are not read again; ``use_cache=False`` (or
+    ``ADAPTERLAB_FINGERPRINT_CACHE=off``) hashes every byte and leaves the cache alone.
+    """
+    location = Path(location)
+    folder = cache_folder() if use_cache else None
+    if folder is None:
+        return fingerprint_entries(checkpoint_tensors(location), progress=progress)
+    return _fingerprint_through(FingerprintCache(folder), location, progress)
+
+
+def _fingerprint_through(cache: FingerprintCache, location: Path, progress: bool | None) -> Fingerprint:
+    """The folder's remembered fingerprint, else its files' remembered digests, hashing only the rest."""
+    root, started = model_root(location), time.time_ns()
+    files = weight_files(location)
+    identities = [pin(file, root) for file in files]
+    pinned = [identity for identity in identities if identity is not None]
+    summary = cache.lookup_folder(pinned) if len(pinned) == len(files) else None
+    if summary is not None:
+        return Fingerprint(**summary)  # type: ignore[arg-type]
+    known: list[TensorDigest] = []
+    unknown: list[tuple[Path, FileIdentity | None]] = []
+    for file, identity in zip(files, identities, strict=True):
+        cached = cache.lookup(identity) if identity is not None else None
+        if cached is None:
+            unknown.append((file, identity))
+        else:
+            known.extend(cached)
+    hashed = _hash_files([file for file, _ in unknown], progress)
+    # only what provably did not change while it was hashed, and not racily, is remembered
+    unchanged = {
+        identity: tensors
+        for (file, identity), tensors in zip(unknown, hashed, strict=True)
+        if identity is not None and identity.settled(started) and pin(file, root) == identity
+    }
+    cache.store(unchanged)
+    result = _combine(known + [tensor for tensors in hashed for tensor in tensors], location)
+    if len(pinned) == len(files) and len(unchanged) == len(unknown):  # every file is remembered as it is
+        cache.store_folder(pinned, result.to_dict())
+    return result
 
 
 def fingerprint_entries(entries: list[TensorEntry], *, progress: bool | None = None) -> Fingerprint:
     """Fingerprint tensors, wherever they are (files or memory)."""
-    entries = sorted(entries, key=lambda entry: entry.name)
+    return _combine(_digest_entries(entries, progress), "these tensors")
+
+
+def _hash_files(files: list[Path], progress: bool | None) -> list[list[TensorDigest]]:
+    """The tensor digests of each file; all files' chunks share one pool of threads."""
+    per_file = [checkpoint_tensors(file) for file in files]
+    digests = iter(_digest_entries([entry for entries in per_file for entry in entries], progress))
+    return [[next(digests) for _ in entries] for entries in per_file]
+
+
+def _digest_entries(entries: list[TensorEntry], progress: bool | None) -> list[TensorDigest]:
     total = sum(entry.length for entry in entries)
     show = sys.stderr.isatty() if progress is None else progress
-    digests = _tensor_digests(entries, total, show)
+    digests = _tensor_digests(entries, total, show) if entries else []
+    return [
+        TensorDigest(name=entry.name, dtype=entry.dtype, shape=entry.shape, digest=digest)
+        for entry, digest in zip(entries, digests, strict=True)
+    ]
+
+
+def _combine(tensors: list[TensorDigest], location: Path | str) -> Fingerprint:
+    tensors = sorted(tensors, key=lambda tensor: tensor.name)
+    if len({tensor.name for tensor in tensors}) != len(tensors):
+        raise CheckpointError(f"{location} stores some tensors twice (overlapping shards); re-save the weights")
     combined = hashlib.sha256(FINGERPRINT_VERSION)
-    for digest in digests:  # entries are sorted by name
-        combined.update(digest)
+    for tensor in tensors:  # sorted by name
+        combined.update(tensor.digest)
     return Fingerprint(
         fingerprint=combined.hexdigest(),
-        tensor_count=len(entries),
-        parameter_count=sum(entry.numel for entry in entries),
-        size_bytes=total,
+        tensor_count=len(tensors),
+        parameter_count=sum(tensor.numel for tensor in tensors),
+        size_bytes=sum(tensor.length for tensor in tensors),
     )
 
 

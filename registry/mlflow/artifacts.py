@@ -10,9 +10,12 @@ it). mlflow is imported only here, inside the functions.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable, summarize
@@ -80,30 +83,52 @@ def _registration_experiment(client) -> str:
 
 
 def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:
-    """Download into ``to_dir`` (absent or empty) and verify; on any failure nothing is left there."""
-    to_dir = Path(to_dir)
+    """Download into ``to_dir`` (absent or empty) and verify; on any failure nothing is left there.
+
+    Several pulls into one folder at once: one moves its verified files in; the others succeed
+    when the folder then holds the same files, else they say someone else filled it.
+    """
+    to_dir = settings.usable_folder(Path(to_dir).absolute(), "destination")
     if to_dir.exists() and (not to_dir.is_dir() or any(to_dir.iterdir())):
         raise AdapterExists(f"{to_dir} exists and is not an empty folder; pull into a new folder")
     to_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=to_dir.parent))
     try:
         try:
-            _repository(uri).download_artifacts("", dst_path=str(staging))
+            with _quiet("mlflow.store.artifact.artifact_repo"):  # it logs "no artifacts found" to stderr
+                _repository(uri).download_artifacts("", dst_path=str(staging))
         except Exception as exc:
             raise RegistryUnavailable(f"cannot download {uri}: {summarize(exc, first_line=True, limit=None)}") from exc
         verify_folder(staging, sha256, uri)
-        if to_dir.exists():
-            to_dir.rmdir()
-        staging.rename(to_dir)
+        try:
+            staging.rename(to_dir)  # POSIX: replaces an empty folder, refuses a filled one
+        except OSError as exc:
+            if not (to_dir.is_dir() and manifest_digest(folder_files(to_dir)) == sha256):
+                raise AdapterExists(f"{to_dir} was filled by someone else during the pull; pull into a new folder") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return to_dir
 
 
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def verify_folder(folder: Path, sha256: str, source: str) -> None:
-    actual = manifest_digest(folder_files(folder))
+    files = folder_files(folder)
+    if not files:
+        raise ChecksumMismatch(f"the files at {source} are missing (nothing there to download); "
+                               "restore them from a backup or re-register the adapter")
+    actual = manifest_digest(files)
     if actual != sha256:
         raise ChecksumMismatch(
             f"the files at {source} do not match their recorded sha256 ({actual[:12]}... != {sha256[:12]}...); "
-            "the artifact was altered or corrupted: re-register the adapter"
+            "the artifact was altered, corrupted or is missing files: re-register the adapter"
         )

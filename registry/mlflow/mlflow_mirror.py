@@ -60,10 +60,7 @@ def _writer_turn(uri: str) -> Iterator[None]:
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = Path(uri.removeprefix("sqlite:///"))
-    return path if path.is_absolute() else Path.cwd() / path
+    return settings.sqlite_file(uri)  # parsed, not sliced: a home may hold '?', '#', '%'
 
 
 def mirror_version(version: AdapterVersion) -> int | None:

@@ -45,9 +45,16 @@ def test_peft_values_keep_their_types() -> None:
     [
         ({"task": "summarise"}, "unknown task 'summarise'"),
         ({"method": "ia3"}, "unknown method 'ia3'"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"eval_split": 1.5}, "eval_split must be between 0 and 1"),
+        ({"batch_size": 0}, "batch_size must be a whole number from 1 to"),
+        ({"eval_split": 1.5}, r"eval_split must be a finite number in \(0, 1\)"),
         ({"name": "a:b"}, "adapter name"),
+        ({"name": "bad name"}, "invalid adapter name 'bad name'"),  # the registry's own rule
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"epochs": float("inf")}, "epochs must be a finite number"),
+        ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+        ({"batch_size": True}, "batch_size must be an integer, got True"),
+        ({"seed": 2**40}, "seed must be a whole number from 0 to"),
+        ({"peft": [1]}, "peft must be a mapping"),
     ],
 )
 def test_bad_values_are_one_clear_error(values: dict, message: str, train_home: Path) -> None:

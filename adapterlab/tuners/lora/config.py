@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -98,6 +100,9 @@ class LoraConfig(PeftConfig):
     def _validate(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise InvalidConfig(f"LoRA rank r must be a positive integer, got {self.r!r}")
+        alpha = self.lora_alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+            raise InvalidConfig(f"lora_alpha must be a finite number, got {alpha!r}")
         if not isinstance(self.lora_dropout, (int, float)) or not 0 <= self.lora_dropout < 1:
             raise InvalidConfig(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         validate_choice(self.bias, ("none", "all", "lora_only"), "bias")
@@ -107,6 +112,12 @@ class LoraConfig(PeftConfig):
                 raise InvalidConfig(f"rank_pattern[{name!r}] must be a positive integer, got {rank!r}")
         if self.layers_pattern and self.layers_to_transform is None:
             raise InvalidConfig("layers_pattern only applies together with layers_to_transform; set both")
+        if isinstance(self.target_modules, str) and self.target_modules != ALL_LINEAR:
+            try:
+                re.compile(self.target_modules)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise InvalidConfig(f"target_modules {self.target_modules!r} is not a valid regex ({exc}); "
+                                    "give a list of module names or fix the pattern") from exc
         if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
             if self.target_modules != ALL_LINEAR:
                 raise InvalidConfig(
