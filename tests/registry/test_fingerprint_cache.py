@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from adapterlab.registry import fingerprint as module
-from adapterlab.registry import fingerprint_cache
+from adapterlab.registry.files import fingerprint as module
+from adapterlab.registry.files import fingerprint_cache
 from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.files.fingerprint_cache import CACHE_ENV, cache_folder
 
