@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 from torch import nn
 
 from adapterlab import hub
-from adapterlab.config import PeftConfig, TaskType
-from adapterlab.errors import InvalidConfig
-from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
-from adapterlab.peft_model import PeftModel
+from adapterlab.config import PeftConfig
+from adapterlab.errors import InvalidConfig, summarize
+from adapterlab.hf_format import TASKS, TaskType
+from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
 
 # PeftModel.from_pretrained's options: for the adapter only, or (HF's low_cpu_mem_usage) for both
 _ADAPTER_OPTIONS = ("autocast_adapter_dtype", "ephemeral_gpu_offload", "key_mapping", "torch_device")
@@ -28,10 +28,9 @@ _SHARED_OPTIONS = ("low_cpu_mem_usage",)
 class AutoPeftModel:
     """Base of the ``AutoPeftModelFor...`` classes; use the one for the adapter's task."""
 
-    # the adapter task a subclass loads, and the transformers auto class (by name: transformers
-    # is imported on first use) that loads its base; the PeftModel class follows from the task
+    # the adapter task a subclass loads; the transformers auto class that loads its base (by
+    # name: transformers is imported on first use) and the PeftModel class follow from the task
     task: ClassVar[TaskType | None] = None
-    auto_class: ClassVar[str] = ""
 
     def __init__(self) -> None:
         raise TypeError(f"{type(self).__name__} is not built directly; call {type(self).__name__}.from_pretrained(...)")
@@ -78,35 +77,35 @@ class AutoPeftModel:
             )
         import transformers
 
-        auto = getattr(transformers, cls.auto_class)
+        auto = getattr(transformers, TASKS[cls.task].auto_class)
         try:
             return auto.from_pretrained(base_name, revision=peft_config.revision, **hub_kwargs, **base_kwargs)
         except OSError as exc:  # transformers' error for a missing folder, repo or file
             raise InvalidConfig(
                 f"cannot load the base model {base_name!r} named in the adapter config "
-                f"({str(exc).splitlines()[0]}); make it available (download it, or fix base_model_name_or_path)"
+                f"({summarize(exc, first_line=True, limit=None)}); make it available (download it, or fix base_model_name_or_path)"
             ) from None
 
 
 class AutoPeftModelForCausalLM(AutoPeftModel):
-    task, auto_class = TaskType.CAUSAL_LM, "AutoModelForCausalLM"
+    task = TaskType.CAUSAL_LM
 
 
 class AutoPeftModelForSeq2SeqLM(AutoPeftModel):
-    task, auto_class = TaskType.SEQ_2_SEQ_LM, "AutoModelForSeq2SeqLM"
+    task = TaskType.SEQ_2_SEQ_LM
 
 
 class AutoPeftModelForSequenceClassification(AutoPeftModel):
-    task, auto_class = TaskType.SEQ_CLS, "AutoModelForSequenceClassification"
+    task = TaskType.SEQ_CLS
 
 
 class AutoPeftModelForTokenClassification(AutoPeftModel):
-    task, auto_class = TaskType.TOKEN_CLS, "AutoModelForTokenClassification"
+    task = TaskType.TOKEN_CLS
 
 
 class AutoPeftModelForQuestionAnswering(AutoPeftModel):
-    task, auto_class = TaskType.QUESTION_ANS, "AutoModelForQuestionAnswering"
+    task = TaskType.QUESTION_ANS
 
 
 class AutoPeftModelForFeatureExtraction(AutoPeftModel):
-    task, auto_class = TaskType.FEATURE_EXTRACTION, "AutoModel"
+    task = TaskType.FEATURE_EXTRACTION

@@ -14,40 +14,23 @@ import io
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch
+from adapterlab import hub
+from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch, summarize
+from adapterlab.hf_format import MODEL_PREFIX, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, write_atomically
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
 if TYPE_CHECKING:
     from adapterlab.peft_model import PeftModel
 
-SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
-WEIGHTS_NAME = "adapter_model.bin"
-
-
 class LoadResult(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _modules_to_save(peft_model: PeftModel, adapter_name: str) -> Iterable[tuple[str, dict[str, torch.Tensor]]]:
@@ -228,7 +211,7 @@ def remap_keys(weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | N
     ``base_model.model.`` prefix; the first pattern that matches a key renames it."""
     if not key_mapping:
         return weights
-    prefix = "base_model.model."
+    prefix = MODEL_PREFIX
     result = {}
     for key, tensor in weights.items():
         bare = key.removeprefix(prefix)
@@ -245,8 +228,6 @@ def load_peft_weights(model_id: str | os.PathLike[str], device: str | None = Non
     """HF PEFT's: a saved adapter's tensors (a folder, or a Hub repo id) read onto ``device``, under
     the file's keys (renamed by ``key_mapping``); ``subfolder`` and the Hub options as for
     ``PeftModel.from_pretrained``."""
-    from adapterlab import hub
-
     subfolder = hf_hub_download_kwargs.pop("subfolder", None)
     return read_adapter_weights(hub.locate(model_id, subfolder, hf_hub_download_kwargs), device, key_mapping)
 
@@ -281,7 +262,7 @@ def _read_legacy_pickle(path: Path, device: str | torch.device) -> dict[str, tor
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({str(exc).splitlines()[0]}); "
+            f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({summarize(exc, first_line=True, limit=None)}); "
             f"convert it to safetensors from a trusted source"
         ) from None
     except Exception as exc:

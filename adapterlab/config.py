@@ -17,50 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapterlab import __version__
+from adapterlab import __version__, hub
 from adapterlab.errors import CheckpointError, InvalidConfig
+from adapterlab.hf_format import CONFIG_NAME, PeftType, TaskType, write_atomically
+from adapterlab.methods import get_method
+from adapterlab.validation import coerce_enum
 
-CONFIG_NAME = "adapter_config.json"
-
-
-class PeftType(str, enum.Enum):
-    """The PEFT methods, with Hugging Face PEFT's string values."""
-
-    LORA = "LORA"
-    PROMPT_TUNING = "PROMPT_TUNING"
-    P_TUNING = "P_TUNING"
-    PREFIX_TUNING = "PREFIX_TUNING"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class TaskType(str, enum.Enum):
-    """The task a PEFT model is built for; it picks the ``PeftModelFor...`` class."""
-
-    SEQ_CLS = "SEQ_CLS"
-    SEQ_2_SEQ_LM = "SEQ_2_SEQ_LM"
-    CAUSAL_LM = "CAUSAL_LM"
-    TOKEN_CLS = "TOKEN_CLS"
-    QUESTION_ANS = "QUESTION_ANS"
-    FEATURE_EXTRACTION = "FEATURE_EXTRACTION"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def coerce_enum(enum_cls: type[enum.Enum], value: Any, field_name: str) -> Any:
-    """Accept an enum member or its string value; anything else is an InvalidConfig naming the choices."""
-    if value is None or isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(str(value).upper() if isinstance(value, str) else value)
-    except ValueError:
-        valid = ", ".join(member.value for member in enum_cls)
-        label = field_name.replace("_", " ")  # HF PEFT's wording, which scripts match on
-        raise InvalidConfig(
-            f"Invalid {label}: {value!r}. Must be one of the following {label}s: {valid} (field {field_name})"
-        ) from None
+# PeftType and TaskType live in hf_format; HF scripts import them from here too (as from peft.config)
+__all__ = ["PeftConfig", "PeftType", "TaskType", "coerce_enum", "default_field", "get_peft_config", "validate_choice"]
 
 
 def _to_json_value(value: Any) -> Any:
@@ -113,8 +77,6 @@ class PeftConfig:
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
         """Write ``adapter_config.json`` into ``save_directory`` (created if needed), atomically."""
-        from adapterlab.checkpoint import write_atomically
-
         folder = Path(save_directory)
         if folder.exists() and not folder.is_dir():
             raise CheckpointError(f"{folder} is a file; save_pretrained needs a folder path")
@@ -125,8 +87,6 @@ class PeftConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PeftConfig:
         """Build the config for ``data["peft_type"]`` (any method) or for ``cls`` when it is concrete."""
-        from adapterlab.methods import get_method
-
         target = cls
         peft_type = data.get("peft_type")
         if peft_type is not None:
@@ -181,8 +141,6 @@ class PeftConfig:
         """Read ``adapter_config.json`` from a folder or a Hub repo id. As in HF PEFT, ``kwargs``
         are Hub options (``revision``, ``token``, ``cache_dir``, ``local_files_only``,
         ``force_download``) or fields that override the file's."""
-        from adapterlab import hub
-
         options, overrides = hub.split_options(kwargs)
         data = cls.from_json_file(hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME)
         data.update(overrides)

@@ -76,3 +76,19 @@ class TrainingInterrupted(TrainingError):
 
 class HubError(AdapterlabError, ConnectionError):
     """The Hugging Face Hub cannot be reached, or refused a request (login, permissions)."""
+
+
+def summarize(exc: BaseException, *, first_line: bool = False, limit: int | None = 200) -> str:
+    """``exc`` as one line for our own error messages: its text with whitespace collapsed, at most
+    ``limit`` characters (None: all), or its type's name when it has no text.
+
+    ``first_line`` keeps only the first line: database drivers and MLflow append the SQL statement,
+    parameters or a traceback on later lines, which would bury the reason (or leak values).
+    """
+    text = str(exc).strip()
+    if first_line:
+        text = text.splitlines()[0] if text else ""
+    text = " ".join(text.split())
+    if not text:
+        return type(exc).__name__
+    return text if limit is None else text[:limit]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from adapterlab.config import CONFIG_NAME
 from adapterlab.errors import CheckpointError
+from adapterlab.hf_format import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,6 @@ def _fetch(repo_id: str, subfolder: str | None, options: HubOptions) -> Path:
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-
-    from adapterlab.checkpoint import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     where = f"{repo_id}" + (f" (revision {options.revision})" if options.revision else "")

@@ -10,27 +10,12 @@ import warnings
 
 from torch import nn
 
-from adapterlab.config import PeftConfig, TaskType
+from adapterlab.config import PeftConfig
 from adapterlab.errors import InvalidConfig
 from adapterlab.methods import get_method
-from adapterlab.peft_model import (
-    PeftModel,
-    PeftModelForCausalLM,
-    PeftModelForFeatureExtraction,
-    PeftModelForQuestionAnswering,
-    PeftModelForSeq2SeqLM,
-    PeftModelForSequenceClassification,
-    PeftModelForTokenClassification,
-)
+from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
 
-MODEL_TYPE_TO_PEFT_MODEL_MAPPING: dict[TaskType, type[PeftModel]] = {
-    TaskType.SEQ_CLS: PeftModelForSequenceClassification,
-    TaskType.SEQ_2_SEQ_LM: PeftModelForSeq2SeqLM,
-    TaskType.CAUSAL_LM: PeftModelForCausalLM,
-    TaskType.TOKEN_CLS: PeftModelForTokenClassification,
-    TaskType.QUESTION_ANS: PeftModelForQuestionAnswering,
-    TaskType.FEATURE_EXTRACTION: PeftModelForFeatureExtraction,
-}
+__all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "get_peft_model"]
 
 
 def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default", mixed: bool = False,

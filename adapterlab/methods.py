@@ -37,13 +37,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from adapterlab.config import PeftConfig, PeftType, coerce_enum
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import PeftType
+from adapterlab.validation import coerce_enum
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from adapterlab.config import PeftConfig
     from adapterlab.peft_model import PeftModel
 
 

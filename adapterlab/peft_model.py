@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from adapterlab import checkpoint, hub, model_card, status
-from adapterlab.config import PeftConfig, TaskType
+from adapterlab.config import PeftConfig
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
+from adapterlab.hf_format import TASKS, TaskType
 from adapterlab.integrations.forward_signature import shows_base_forward_signature
 from adapterlab.methods import PeftMethod, get_method
 from adapterlab.tuners.mixed_batch import adapter_layers, make_plan, mixed_batch
@@ -364,8 +365,6 @@ class PeftModel(nn.Module):
         config.inference_mode = not is_trainable
         target_cls = cls
         if cls is PeftModel and config.task_type is not None:
-            from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
-
             target_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING[TaskType(config.task_type)]
         weights = checkpoint.read_adapter_weights(folder, torch_device, key_mapping)
         peft_model = target_cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
@@ -428,15 +427,15 @@ _BASE_ONLY = PeftMethod()
 
 
 class PeftModelForSequenceClassification(PeftModel):
-    head_modules = ("classifier", "score")
+    head_modules = TASKS[TaskType.SEQ_CLS].head_modules
 
 
 class PeftModelForTokenClassification(PeftModel):
-    head_modules = ("classifier", "score")
+    head_modules = TASKS[TaskType.TOKEN_CLS].head_modules
 
 
 class PeftModelForQuestionAnswering(PeftModel):
-    head_modules = ("qa_outputs",)
+    head_modules = TASKS[TaskType.QUESTION_ANS].head_modules
 
 
 class PeftModelForCausalLM(PeftModel):
@@ -449,3 +448,14 @@ class PeftModelForSeq2SeqLM(PeftModel):
 
 class PeftModelForFeatureExtraction(PeftModel):
     pass
+
+
+# task type -> the PeftModel class for it (HF PEFT's name; ``adapterlab.mapping`` re-exports it)
+MODEL_TYPE_TO_PEFT_MODEL_MAPPING: dict[TaskType, type[PeftModel]] = {
+    TaskType.SEQ_CLS: PeftModelForSequenceClassification,
+    TaskType.SEQ_2_SEQ_LM: PeftModelForSeq2SeqLM,
+    TaskType.CAUSAL_LM: PeftModelForCausalLM,
+    TaskType.TOKEN_CLS: PeftModelForTokenClassification,
+    TaskType.QUESTION_ANS: PeftModelForQuestionAnswering,
+    TaskType.FEATURE_EXTRACTION: PeftModelForFeatureExtraction,
+}

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
-from adapterlab.registry.fingerprint_cache import RACY_SECONDS
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.files.fingerprint_cache import RACY_SECONDS
 
 TENSOR_BYTES = 64 * 1024 * 1024  # a mix of big tensors, like a transformer's layers
 SHARD_BYTES = 2 * 10**9  # the Hub's default max_shard_size

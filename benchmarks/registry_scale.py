@@ -29,13 +29,13 @@ ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 
 
 def seed(url: str, versions: int, adapters: int, bases: int) -> None:
-    from adapterlab.registry import tables
-    from adapterlab.registry.database import open_registry
+    from adapterlab.registry.db import tables
+    from adapterlab.registry.db.database import open_database
 
     now = datetime.now(timezone.utc)
     per_adapter = versions // adapters
-    registry = open_registry(url)
-    with registry.writing() as connection:
+    database = open_database(url)
+    with database.writing() as connection:
         connection.execute(insert(tables.base_models), [
             dict(id=b + 1, name=f"org/base-{b}", fingerprint=f"{b:064x}", parameter_count=10**9, tensor_count=300,
                  size_bytes=4 * 10**9, model_type="t5", created_at=now) for b in range(bases)
@@ -56,6 +56,7 @@ def seed(url: str, versions: int, adapters: int, bases: int) -> None:
                                             for row in rows])  # fmt: skip
         connection.execute(insert(tables.aliases), [dict(adapter_id=a + 1, alias="production", version_id=a * per_adapter + 1,
                                                 updated_at=now) for a in range(adapters)])  # fmt: skip
+    database.close()
 
 
 def real_adapter(folder: Path, base: Path) -> None:
@@ -89,8 +90,7 @@ def timed(args: list[str], runs: int) -> tuple[float, float, float, int]:
 
 def in_process(url: str) -> None:
     """The database work alone, without the interpreter's start and imports."""
-    from adapterlab.registry.promotion import promote
-    from adapterlab.registry.queries import list_versions, show
+    from adapterlab.registry import list_versions, promote, show
 
     for label, action in (
         ("list_versions(base='org/base-7')", lambda: list_versions(base="org/base-7", registry_url=url)),

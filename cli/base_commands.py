@@ -32,6 +32,6 @@ def fingerprint_command(path: Path):
     Example:
         adapters base fingerprint ./models/mt0-large --json
     """
-    from adapterlab.registry.fingerprint import fingerprint_checkpoint
+    from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 
     return fingerprint_checkpoint(path)

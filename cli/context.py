@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from adapterlab.registry.api import Registry
 
 
 @dataclass(frozen=True)
@@ -17,3 +21,12 @@ def cli_state() -> CliState:
     """The options given to ``adapters`` itself, from inside any sub-command."""
     state = click.get_current_context().find_object(CliState)
     return state if state is not None else CliState(registry_url=None, debug=False)
+
+
+def open_registry() -> Registry:
+    """The registry ``--registry-url`` names, opened for this command and closed when it ends."""
+    from adapterlab.registry import Registry
+
+    registry = Registry.open(cli_state().registry_url)
+    click.get_current_context().call_on_close(registry.close)
+    return registry

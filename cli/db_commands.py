@@ -32,7 +32,7 @@ def upgrade_command(revision: str):
     Example:
         adapters db upgrade
     """
-    from adapterlab.registry.migrate import upgrade
+    from adapterlab.registry.db.migrate import upgrade
 
     return _revision(upgrade(revision, cli_state().registry_url))
 
@@ -47,7 +47,7 @@ def downgrade_command(revision: str):
     Example:
         adapters db downgrade --revision base
     """
-    from adapterlab.registry.migrate import downgrade
+    from adapterlab.registry.db.migrate import downgrade
 
     return _revision(downgrade(revision, cli_state().registry_url))
 
@@ -61,6 +61,6 @@ def current_command():
     Example:
         adapters db current
     """
-    from adapterlab.registry.migrate import revision
+    from adapterlab.registry.db.migrate import revision
 
     return _revision(revision(cli_state().registry_url))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from adapterlab.cli.context import cli_state
+from adapterlab.cli.context import open_registry
 from adapterlab.cli.output import cell, json_output, render_table
 
 MODULE_COLUMNS = ("module", "norm_a", "norm_b", "cosine")
@@ -41,6 +41,4 @@ def diff_command(ref_a: str, ref_b: str, plot: Path | None):
     Example:
         adapters diff complaints:2 complaints@production --plot deltas.png
     """
-    from adapterlab.registry.diff import diff
-
-    return diff(ref_a, ref_b, plot=plot, registry_url=cli_state().registry_url)
+    return open_registry().diff(ref_a, ref_b, plot=plot)

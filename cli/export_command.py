@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from adapterlab.cli.context import cli_state
+from adapterlab.cli.context import open_registry
 from adapterlab.cli.output import cell
 
 
@@ -38,9 +38,7 @@ def export_command(ref: str, to_dir: Path, merged: bool, as_json: bool) -> None:
         adapters export quickstart-complaints@production --to ./export
         adapters export quickstart-complaints:3 --to ./merged --merged
     """
-    from adapterlab.registry.export import export_adapter
-
-    result = export_adapter(ref, to_dir, merged=merged, registry_url=cli_state().registry_url)
+    result = open_registry().export(ref, to_dir, merged=merged)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

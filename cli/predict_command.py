@@ -6,7 +6,7 @@ import json
 
 import click
 
-from adapterlab.cli.context import cli_state
+from adapterlab.cli.context import open_registry
 from adapterlab.cli.output import cell, echo_text
 
 
@@ -32,9 +32,7 @@ def predict_command(ref: str, text: str, max_new_tokens: int, as_json: bool) -> 
         adapters predict quickstart-complaints@production --text "My parcel never arrived"
         adapters predict quickstart-complaints:2 --text "Thanks, all good" --json
     """
-    from adapterlab.registry.predict import predict
-
-    prediction = predict(ref, text, max_new_tokens=max_new_tokens, registry_url=cli_state().registry_url)
+    prediction = open_registry().predict(ref, text, max_new_tokens=max_new_tokens)
     if as_json:
         click.echo(json.dumps(prediction.to_dict(), indent=2))
     elif prediction.label is not None:

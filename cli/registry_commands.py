@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from adapterlab.cli.context import cli_state
+from adapterlab.cli.context import open_registry
 from adapterlab.cli.output import json_output
 
 LIST_COLUMNS = ("name", "version", "base", "task_type", "peft_type", "aliases", "metrics", "created_at")
@@ -53,9 +53,7 @@ def register_command(path: Path, **options):
         adapters register ./out/adapter --name complaints --base ./models/mt0-large \\
             --base-name bigscience/mt0-large --metric accuracy=0.91 --tag team=support
     """
-    from adapterlab.registry import register_adapter
-
-    return register_adapter(path, registry_url=cli_state().registry_url, **options)
+    return open_registry().register(path, **options)
 
 
 @click.command("list")
@@ -75,9 +73,7 @@ def list_command(**filters):
         adapters list --base bigscience/mt0-large --sort accuracy --desc --limit 5
         adapters list --alias production --json
     """
-    from adapterlab.registry.queries import list_versions
-
-    return list_versions(registry_url=cli_state().registry_url, **filters)
+    return open_registry().list_versions(**filters)
 
 
 @click.command("show")
@@ -90,9 +86,7 @@ def show_command(ref: str):
     Example:
         adapters show complaints@production --json
     """
-    from adapterlab.registry.queries import show
-
-    return show(ref, cli_state().registry_url)
+    return open_registry().show(ref)
 
 
 @click.command("bases")
@@ -104,9 +98,7 @@ def bases_command():
     Example:
         adapters bases --json
     """
-    from adapterlab.registry.queries import list_bases
-
-    return list_bases(cli_state().registry_url)
+    return open_registry().list_bases()
 
 
 @click.command("promote")
@@ -122,9 +114,7 @@ def promote_command(ref: str, alias: str, reason: str | None, require: tuple[str
     Example:
         adapters promote complaints:3 --alias production --reason "best F1" --require 'accuracy>=0.9'
     """
-    from adapterlab.registry.promotion import promote
-
-    return promote(ref, alias=alias, reason=reason, require=require, registry_url=cli_state().registry_url)
+    return open_registry().promote(ref, alias=alias, reason=reason, require=require)
 
 
 @click.command("demote")
@@ -139,9 +129,7 @@ def demote_command(name: str, alias: str, reason: str | None):
     Example:
         adapters demote complaints --alias staging
     """
-    from adapterlab.registry.promotion import demote
-
-    return demote(name, alias=alias, reason=reason, registry_url=cli_state().registry_url)
+    return open_registry().demote(name, alias=alias, reason=reason)
 
 
 @click.command("history")
@@ -154,9 +142,7 @@ def history_command(name: str):
     Example:
         adapters history complaints --json
     """
-    from adapterlab.registry.queries import history
-
-    return history(name, cli_state().registry_url)
+    return open_registry().history(name)
 
 
 @click.command("pull")
@@ -170,9 +156,7 @@ def pull_command(ref: str, to_dir: Path):
     Example:
         adapters pull complaints@production --to ./complaints-prod
     """
-    from adapterlab.registry.loading import pull
-
-    return pull(ref, to_dir, cli_state().registry_url)
+    return open_registry().pull(ref, to_dir)
 
 
 @click.command("sync")
@@ -187,6 +171,4 @@ def sync_command():
     Example:
         adapters sync --json
     """
-    from adapterlab.registry.mirror_sync import sync_mirror
-
-    return sync_mirror(cli_state().registry_url)
+    return open_registry().sync()

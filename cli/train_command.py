@@ -13,6 +13,7 @@ import click
 from adapterlab.cli.context import cli_state
 from adapterlab.cli.output import echo_text
 from adapterlab.registry.redaction import redact
+from adapterlab.training.config import METHODS, MIXED_PRECISION, SCHEDULERS, TASKS
 
 # flag name -> TrainConfig field, for the options that map one to one
 FLAG_FIELDS = (
@@ -31,8 +32,8 @@ FLAG_FIELDS = (
 )
 @click.option("--base", help="Base model: a local folder or a Hub id (default: the bundled MiniLM).")
 @click.option("--base-name", help="Name the registry records for the base (default: its Hub id or folder name).")
-@click.option("--task", type=click.Choice(["seq-cls", "token-cls", "seq2seq", "causal-lm"]))
-@click.option("--method", type=click.Choice(["lora", "prompt-tuning", "p-tuning", "prefix-tuning"]))
+@click.option("--task", type=click.Choice(list(TASKS)))
+@click.option("--method", type=click.Choice(list(METHODS)))
 @click.option("--data", help="CSV, JSON, JSONL or Parquet file, or a Hub dataset (default: the complaints dataset).")
 @click.option("--data-split", help="Split of a Hub dataset to train on (default: train).")
 @click.option("--eval-data", help="A separate eval file/dataset (default: hold out --eval-split of --data).")
@@ -52,13 +53,13 @@ FLAG_FIELDS = (
 @click.option("--output", type=click.Path(file_okay=False), help="Run folder (default: $ADAPTERLAB_HOME/runs/NAME).")
 @click.option("--description", help="Stored with the registered version.")
 @click.option("--warmup-ratio", type=float, help="Share of steps spent warming up the learning rate.")
-@click.option("--scheduler", type=click.Choice(["linear", "cosine", "constant", "constant_with_warmup"]))
+@click.option("--scheduler", type=click.Choice(SCHEDULERS))
 @click.option("--weight-decay", type=float)
 @click.option("--max-grad-norm", type=float)
 @click.option("--eval-steps", type=int, help="Evaluate every N steps (default: every epoch).")
 @click.option("--save-steps", type=int, help="Checkpoint every N steps.")
 @click.option("--logging-steps", type=int, help="Log train metrics every N steps.")
-@click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]))
+@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION))
 @click.option("--metric-for-best", help="Eval metric that picks the best checkpoint (default: eval_accuracy / eval_loss).")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="LoRA only.")
 @click.option("--resume", is_flag=True, default=None, help="Continue from the latest checkpoint in --output.")

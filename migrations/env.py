@@ -1,10 +1,10 @@
-"""Alembic environment: migrates the connection handed over by ``adapterlab.registry.migrate``."""
+"""Alembic environment: migrates the connection handed over by ``adapterlab.registry.db.migrate``."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from adapterlab.registry.tables import metadata
+from adapterlab.registry.db.tables import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

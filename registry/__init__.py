@@ -1,5 +1,10 @@
 """The adapter registry: versions adapters against fingerprints of their base models.
 
+``Registry.open(url)`` is the API (``api.py``); the verbs it calls sit at this level
+(``register``, ``promotion``, ``queries``, ``loading``, ``diff``, ``base_models``), on top of
+``db/`` (the database), ``files/`` (reading adapter and checkpoint files), ``mlflow/`` (artifact
+store and mirror) and ``deploy/`` (export, predict, model card).
+
 Public names are resolved lazily (PEP 562): ``import adapterlab.registry`` costs nothing, and
 ``adapters list`` never imports torch, transformers or mlflow.
 """
@@ -10,17 +15,19 @@ from adapterlab.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {
-    "register_adapter": "adapterlab.registry.register",
-    "load": "adapterlab.registry.loading",
-    "pull": "adapterlab.registry.loading",
-    "show": "adapterlab.registry.queries",
-    "list_versions": "adapterlab.registry.queries",
-    "list_bases": "adapterlab.registry.queries",
-    "history": "adapterlab.registry.queries",
-    "promote": "adapterlab.registry.promotion",
-    "demote": "adapterlab.registry.promotion",
+    "Registry": "adapterlab.registry.api",
+    "default_registry": "adapterlab.registry.api",
+    "register_adapter": "adapterlab.registry.api",
+    "load": "adapterlab.registry.api",
+    "pull": "adapterlab.registry.api",
+    "show": "adapterlab.registry.api",
+    "list_versions": "adapterlab.registry.api",
+    "list_bases": "adapterlab.registry.api",
+    "history": "adapterlab.registry.api",
+    "promote": "adapterlab.registry.api",
+    "demote": "adapterlab.registry.api",
     "diff": "adapterlab.registry.diff",
-    "fingerprint_checkpoint": "adapterlab.registry.fingerprint",
+    "fingerprint_checkpoint": "adapterlab.registry.files.fingerprint",
     "parse_ref": "adapterlab.registry.names",
     "AdapterVersion": "adapterlab.registry.records",
     "BaseModelInfo": "adapterlab.registry.records",

@@ -10,24 +10,24 @@ from pathlib import Path
 from sqlalchemy import select
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.db.tables import BASE_NAME_LENGTH, base_models
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.names import not_found
 from adapterlab.registry.records import BaseSpec, base_spec_fields
-from adapterlab.registry.tables import BASE_NAME_LENGTH, base_models
 
 # .../models--<org>--<name>/snapshots/<revision>/ in a Hugging Face Hub cache
 _HUB_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<revision>[^/]+)/?$")
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
-def resolve_base(base: str | Path, base_name: str | None = None, registry_url: str | None = None) -> BaseSpec:
+def resolve_base(database: Database, base: str | Path, base_name: str | None = None) -> BaseSpec:
     """A local model folder (fingerprinted now), a registered base's name, or a Hub id in the local cache."""
     folder = Path(base)
     if folder.is_dir():
         return describe_folder(folder, base_name)
     try:
-        return registered_base(str(base), registry_url)
+        return registered_base(database, str(base))
     except AdapterNotFound:
         snapshot = _hub_cache_snapshot(str(base))
         if snapshot is None:
@@ -86,8 +86,8 @@ def _hub_identity(folder: Path, config: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def registered_base(name: str, registry_url: str | None = None) -> BaseSpec:
-    with open_registry(registry_url).reading() as connection:
+def registered_base(database: Database, name: str) -> BaseSpec:
+    with database.reading() as connection:
         rows = connection.execute(
             select(base_models).where(base_models.c.name == name).order_by(base_models.c.created_at.desc())
         ).all()

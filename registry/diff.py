@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import PeftType
 from adapterlab.registry import settings
-from adapterlab.registry.adapter_folder import read_adapter_weights
-from adapterlab.registry.artifacts import download_adapter
-from adapterlab.registry.lora_deltas import ModuleComparison, compare_deltas, lora_deltas, plot_comparison
-from adapterlab.registry.queries import show
+from adapterlab.registry.files.adapter_folder import read_adapter_weights
+from adapterlab.registry.files.lora_deltas import (
+    ModuleComparison,
+    compare_deltas,
+    lora_deltas,
+    plot_comparison,
+)
+from adapterlab.registry.mlflow.artifacts import download_adapter
 from adapterlab.registry.records import AdapterVersion
 
 
@@ -34,13 +39,12 @@ class VersionDiff:
         return data
 
 
-def diff(ref_a: str, ref_b: str, *, plot: Path | str | None = None, registry_url: str | None = None) -> VersionDiff:
+def diff(first: AdapterVersion, second: AdapterVersion, *, plot: Path | str | None = None) -> VersionDiff:
     if plot is not None:
         check_plot_path(Path(plot))  # before downloading and comparing anything
-    first, second = show(ref_a, registry_url), show(ref_b, registry_url)
     same_base = first.base.fingerprint == second.base.fingerprint
     modules, note = None, None
-    if first.peft_type != "LORA" or second.peft_type != "LORA":
+    if first.peft_type != PeftType.LORA or second.peft_type != PeftType.LORA:
         note = "per-module deltas are compared for two LoRA versions only"
     elif not same_base:
         note = "the versions have different base models: their deltas are not comparable"

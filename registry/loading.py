@@ -11,34 +11,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adapterlab import hf_format
 from adapterlab.errors import BaseModelMismatch
-from adapterlab.registry.artifacts import download_adapter
-from adapterlab.registry.queries import show
+from adapterlab.registry.mlflow.artifacts import download_adapter
 from adapterlab.registry.records import AdapterVersion
 
-# task type -> the transformers auto class that builds its base model
-AUTO_CLASSES = {
-    "SEQ_CLS": "AutoModelForSequenceClassification",
-    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
-    "CAUSAL_LM": "AutoModelForCausalLM",
-    "TOKEN_CLS": "AutoModelForTokenClassification",
-    "QUESTION_ANS": "AutoModelForQuestionAnswering",
-}
 
-
-# tasks whose head is sized by the number of classes
-LABELLED_TASKS = ("SEQ_CLS", "TOKEN_CLS")
-
-
-def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> AdapterVersion:
-    """Download the files of ``ref`` into ``to_dir`` (absent or empty), verified against their sha256."""
-    version = show(ref, registry_url)
+def pull(version: AdapterVersion, to_dir: Path | str) -> AdapterVersion:
+    """Download the files of ``version`` into ``to_dir`` (absent or empty), verified against their sha256."""
     download_adapter(version.artifact_uri, version.sha256, Path(to_dir))
     return version
 
 
-def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False, registry_url: str | None = None):
-    """The adapter ``ref`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
+def load(version: AdapterVersion, base_model: Any = None, *, allow_base_mismatch: bool = False):
+    """The adapter ``version`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
 
     ``base_model`` defaults to the base loaded from the folder it was registered from (or its
     Hub name); a given model must have the registered weights unless ``allow_base_mismatch``.
@@ -46,7 +32,6 @@ def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False,
     from adapterlab import PeftModel
     from adapterlab.labels import read_labels
 
-    version = show(ref, registry_url)
     if base_model is not None and not allow_base_mismatch:
         check_base(version, base_model)
     with tempfile.TemporaryDirectory(prefix="adapterlab-load-") as scratch:
@@ -69,8 +54,9 @@ def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | 
     local = source is not None and Path(source).is_dir()
     if check and local:
         _compare(version, _folder_fingerprint(Path(source)), f"the folder {source}")
-    auto = getattr(transformers, AUTO_CLASSES.get(version.task_type or "", "AutoModel"))
-    head = labels if labels and version.task_type in LABELLED_TASKS else {}
+    auto = getattr(transformers, hf_format.auto_class_name(version.task_type))
+    task = hf_format.task(version.task_type)
+    head = labels if labels and task is not None and task.labelled else {}
     model = auto.from_pretrained(
         source if local else version.base.name, revision=None if local else version.base.revision, **head
     )
@@ -81,8 +67,8 @@ def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | 
 
 def check_base(version: AdapterVersion, model) -> None:
     """Raise BaseModelMismatch unless ``model`` holds the weights the adapter was registered on."""
-    from adapterlab.registry.checkpoint_files import state_dict_entries
-    from adapterlab.registry.fingerprint import fingerprint_entries
+    from adapterlab.registry.files.checkpoint_files import state_dict_entries
+    from adapterlab.registry.files.fingerprint import fingerprint_entries
 
     state = model.state_dict()
     # checkpoints store a tied weight once; the module's state dict names it twice
@@ -93,7 +79,7 @@ def check_base(version: AdapterVersion, model) -> None:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    from adapterlab.registry.fingerprint import fingerprint_checkpoint
+    from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 
     return fingerprint_checkpoint(folder).fingerprint
 

@@ -15,12 +15,12 @@ from sqlalchemy import ColumnElement, Connection, Row, delete, insert, select, u
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
 from adapterlab.registry import settings
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.mlflow_mirror import alias_left_behind, mirror_alias
-from adapterlab.registry.names import Ref, parse_ref, validate_alias, validate_name
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.db.tables import aliases, metrics, promotions, utc_now, versions
+from adapterlab.registry.mlflow.mlflow_mirror import alias_left_behind, mirror_alias
+from adapterlab.registry.names import Ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
-from adapterlab.registry.tables import aliases, metrics, promotions, utc_now, versions
 
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9._/-]*)\s*(>=|<=|==|>|<|=)\s*([-+0-9.eE]+|inf|-inf)\s*")
@@ -49,19 +49,18 @@ def parse_requirement(text: str) -> Requirement:
 
 
 def promote(
-    ref: str,
+    database: Database,
+    ref: Ref,
     *,
     alias: str,
     reason: str | None = None,
     require: Iterable[str | Requirement] = (),
-    registry_url: str | None = None,
 ) -> Promotion:
     """Point ``alias`` of the adapter at the version ``ref`` names, if every requirement holds."""
-    parsed, alias = parse_ref(ref), validate_alias(alias)
+    alias = validate_alias(alias)
     requirements = [item if isinstance(item, Requirement) else parse_requirement(item) for item in require]
-    registry = open_registry(registry_url)
-    promotion, mlflow_version = registry.write_retrying(
-        lambda connection: _move_alias(connection, parsed, alias, reason, requirements), f"move alias @{alias}"
+    promotion, mlflow_version = database.write_retrying(
+        lambda connection: _move_alias(connection, ref, alias, reason, requirements), f"move alias @{alias}"
     )
     if mlflow_version is not None:
         mirror_alias(promotion.name, alias, mlflow_version)
@@ -94,11 +93,11 @@ def _move_alias(
     return promotion, version.mlflow_version
 
 
-def demote(name: str, *, alias: str, reason: str | None = None, registry_url: str | None = None) -> Promotion:
+def demote(database: Database, name: str, *, alias: str, reason: str | None = None) -> Promotion:
     """Remove ``alias`` from adapter ``name``."""
     validate_name(name)
     alias = validate_alias(alias)
-    with open_registry(registry_url).writing() as connection:
+    with database.writing() as connection:
         adapter = find_adapter(connection, name)
         this_alias, previous = _alias_target(connection, adapter, alias)
         if previous is None:

@@ -1,6 +1,8 @@
 """Reading the registry: resolving references, listing versions, building records.
 
 Core queries only (see ``tables.py``): rows come back as ``Row`` objects, read by attribute.
+Each function takes the opened :class:`Database` and parsed references; the public
+:class:`adapterlab.registry.Registry` parses the user's text.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Row, Table, func, select
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.names import Ref, not_found, parse_ref, validate_alias, validate_name
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.db.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
+from adapterlab.registry.names import Ref, not_found, validate_alias, validate_name
 from adapterlab.registry.records import (
     AdapterVersion,
     BaseModelInfo,
@@ -21,7 +24,6 @@ from adapterlab.registry.records import (
     base_spec_fields,
     iso_time,
 )
-from adapterlab.registry.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 
 _IN_BATCH = 900  # stays below every SQLite build's limit on bound parameters
 LIMIT_MAX = 2**31 - 1  # beyond it SQLite's and PostgreSQL's drivers overflow rather than list everything
@@ -143,27 +145,27 @@ def _aliases(connection: Connection, ids: list[int]) -> dict[int, list[str]]:
     return {version_id: sorted(names) for version_id, names in found.items()}
 
 
-def show(ref: str, registry_url: str | None = None) -> AdapterVersion:
-    """Everything about one version; ``ref`` is ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
-    parsed = parse_ref(ref)
-    with open_registry(registry_url).reading() as connection:
-        return version_record(connection, *resolve_ref(connection, parsed))
+def show(database: Database, ref: Ref) -> AdapterVersion:
+    """Everything about the version ``ref`` names."""
+    with database.reading() as connection:
+        return version_record(connection, *resolve_ref(connection, ref))
 
 
-def history(name: str, registry_url: str | None = None) -> list[Promotion]:
+def history(database: Database, name: str) -> list[Promotion]:
     validate_name(name)
-    with open_registry(registry_url).reading() as connection:
+    with database.reading() as connection:
         return promotion_history(connection, find_adapter(connection, name))
 
 
-def list_bases(registry_url: str | None = None) -> list[BaseModelInfo]:
-    with open_registry(registry_url).reading() as connection:
+def list_bases(database: Database) -> list[BaseModelInfo]:
+    with database.reading() as connection:
         counts = dict(connection.execute(select(adapters.c.base_model_id, func.count()).group_by(adapters.c.base_model_id)).all())
         rows = connection.execute(select(base_models).order_by(base_models.c.name, base_models.c.created_at))
         return [base_info(row, counts.get(row.id, 0)) for row in rows]
 
 
 def list_versions(
+    database: Database,
     *,
     base: str | None = None,
     task_type: str | None = None,
@@ -172,7 +174,6 @@ def list_versions(
     sort: str | None = None,
     descending: bool = False,
     limit: int | None = None,
-    registry_url: str | None = None,
 ) -> list[VersionSummary]:
     """Versions matching every given filter, newest first per adapter, or ordered by a metric."""
     query = (
@@ -199,7 +200,7 @@ def list_versions(
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
             raise InvalidConfig(f"limit must be a whole number from 1 to {LIMIT_MAX}, got {limit!r}")
         query = query.limit(limit)
-    with open_registry(registry_url).reading() as connection:
+    with database.reading() as connection:
         rows = connection.execute(query).all()
         ids = [row[0] for row in rows]
         found_metrics, found_aliases = _pairs(connection, metrics, ids), _aliases(connection, ids)

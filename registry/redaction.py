@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+from adapterlab.errors import summarize
+
 # scheme://<user info>@ -- greedy up to the last '@' before a space or quote: a password may hold
 # '/', '?' or '#' unescaped (SQLAlchemy accepts them), so masking a path's '@' too is the safe side
 _USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>]*@)")
@@ -30,8 +32,7 @@ def redact(text: str) -> str:
 
 def error_summary(exc: BaseException) -> str:
     """The first line of an exception's text (or its type's name), redacted: what we may quote."""
-    text = str(exc).strip()
-    return redact(text.splitlines()[0] if text else type(exc).__name__)
+    return redact(summarize(exc, first_line=True, limit=None))
 
 
 def split_user_info(url: str) -> tuple[str, str | None, str | None]:

@@ -14,30 +14,29 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import TASK_TYPES
 from adapterlab.registry import settings
-from adapterlab.registry.adapter_folder import read_adapter_folder
-from adapterlab.registry.artifacts import upload_adapter
 from adapterlab.registry.base_models import resolve_base
-from adapterlab.registry.database import open_registry
-from adapterlab.registry.mlflow_mirror import mirror_version
-from adapterlab.registry.names import validate_key, validate_name
-from adapterlab.registry.queries import show
-from adapterlab.registry.records import AdapterVersion
-from adapterlab.registry.store import (
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.db.store import (
     NewVersion,
     add_version,
     check_can_register,
     existing_version,
     record_mlflow_version,
 )
+from adapterlab.registry.files.adapter_folder import read_adapter_folder
+from adapterlab.registry.mlflow.artifacts import upload_adapter
+from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
+from adapterlab.registry.names import Ref, validate_key, validate_name
+from adapterlab.registry.queries import show
+from adapterlab.registry.records import AdapterVersion
 
 log = logging.getLogger("adapterlab.registry")
 
-# HF PEFT's TaskType values (kept here so registering needs no torch)
-TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")
-
 
 def register_adapter(
+    database: Database,
     path: Path | str,
     *,
     name: str,
@@ -48,13 +47,12 @@ def register_adapter(
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
     mlflow_run_id: str | None = None,
-    registry_url: str | None = None,
     include: Iterable[str] = (),
 ) -> AdapterVersion:
     """Register the adapter folder ``path`` as the next version of ``name``.
 
     ``base`` is the base model's local folder (fingerprinted) or the name of a registered base.
-    Only the adapter's own files are stored (``adapter_files.py``); ``include`` adds files
+    Only the adapter's own files are stored (``files/adapter_files.py``); ``include`` adds files
     matching its glob patterns. Registering content identical to an existing version of
     ``name`` returns that version.
     """
@@ -67,13 +65,12 @@ def register_adapter(
     _check_task(task_type, f"{folder.path}/adapter_config.json: ")
     if folder.left_out:
         log.warning("Note: not stored with the adapter: %s (add them with --include PATTERN)", ", ".join(folder.left_out))
-    registry = open_registry(registry_url)
-    known = existing_version(registry, name, folder.sha256)
+    known = existing_version(database, name, folder.sha256)
     if known is not None:
-        return show(f"{name}:{known}", registry.url)
+        return show(database, Ref(name, version=known))
     new = NewVersion(
         name=name,
-        base=resolve_base(base, base_name, registry.url),
+        base=resolve_base(database, base, base_name),
         task_type=task_type,
         folder=folder,
         artifact_uri="",  # known once the files are stored, after every check has passed
@@ -83,15 +80,15 @@ def register_adapter(
         mlflow_run_id=mlflow_run_id,
         created_by=settings.current_user(),
     )
-    check_can_register(registry, new)
+    check_can_register(database, new)
     artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
-    number, created = add_version(registry, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id))
-    record = show(f"{name}:{number}", registry.url)
+    number, created = add_version(database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id))
+    record = show(database, Ref(name, version=number))
     if created:
         mlflow_version = mirror_version(record)
         if mlflow_version is not None:
-            record_mlflow_version(registry, name, number, mlflow_version)
-            record = show(f"{name}:{number}", registry.url)
+            record_mlflow_version(database, name, number, mlflow_version)
+            record = dataclasses.replace(record, mlflow_version=mlflow_version)
     return record
 
 

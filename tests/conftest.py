@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models import require_postgres, tiny_model
 from safetensors.numpy import save_file
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -29,19 +30,9 @@ def private_fingerprint_cache(tmp_path_factory: pytest.TempPathFactory, monkeypa
     return path
 
 
-def _postgres_available() -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from adapterlab.registry.migrate import upgrade
+    from adapterlab.registry.db.migrate import upgrade
 
     path = tmp_path_factory.mktemp("template") / "registry.db"
     upgrade(registry_url=f"sqlite:///{path}")
@@ -51,11 +42,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str]:
     """One migrated schema for the whole session, dropped at its end."""
-    if not _postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    require_postgres()
     from sqlalchemy import create_engine
 
-    from adapterlab.registry.migrate import upgrade
+    from adapterlab.registry.db.migrate import upgrade
 
     schema = f"adapterlab_test_{uuid.uuid4().hex[:10]}"
     server = create_engine(POSTGRES_SERVER)
@@ -66,7 +56,7 @@ def postgres_schema_url() -> Iterator[str]:
         upgrade(registry_url=url)
         yield url
     finally:
-        from adapterlab.registry.database import forget_registries
+        from adapterlab.registry.api import forget_registries
 
         forget_registries()
         with server.begin() as connection:
@@ -86,7 +76,7 @@ def empty_postgres(url: str) -> None:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty registry on each backend."""
-    from adapterlab.registry.database import forget_registries
+    from adapterlab.registry.api import forget_registries
 
     if request.param == "sqlite":
         path = tmp_path / "registry.db"
@@ -126,15 +116,10 @@ def registry_env(registry_url: str, tmp_path: Path, mlflow_template: Path, monke
 
 
 def _save_tiny_bert(folder: Path, seed: int) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=TINY_BERT["vocab"], hidden_size=TINY_BERT["hidden"], num_hidden_layers=TINY_BERT["layers"],
-        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64,
-    )  # fmt: skip
-    BertModel(config).save_pretrained(folder)
+    model = tiny_model("FEATURE_EXTRACTION", head=False, seed=seed, vocab_size=TINY_BERT["vocab"],
+                       hidden_size=TINY_BERT["hidden"], num_hidden_layers=TINY_BERT["layers"], intermediate_size=37,
+                       max_position_embeddings=64)  # fmt: skip
+    model.save_pretrained(folder)
     return folder
 
 

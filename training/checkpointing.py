@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import CheckpointError
+from adapterlab.errors import CheckpointError, summarize
 
 KEEP_CHECKPOINTS = 2  # older ones are deleted; `best/` is kept separately
 START_OVER = "start over without --resume"
@@ -244,6 +244,6 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, proc
         scheduler.load_state_dict(contents.scheduler)
         restore_rng(contents.rng)
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot resume from {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}; "
+        raise CheckpointError(f"cannot resume from {path}: {type(exc).__name__}: {summarize(exc)}; "
                               f"{START_OVER}") from exc
     return contents.state

@@ -17,10 +17,23 @@ from typing import Any
 
 import yaml
 
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, summarize
+from adapterlab.hf_format import PeftType, TaskType
+from adapterlab.registry.names import validate_name
 
-TASKS = ("seq-cls", "token-cls", "seq2seq", "causal-lm")
-METHODS = ("lora", "prompt-tuning", "p-tuning", "prefix-tuning")
+# --task -> the PEFT task type it trains; --method -> the PEFT method (the CLI's choices are these keys)
+TASKS: dict[str, TaskType] = {
+    "seq-cls": TaskType.SEQ_CLS,
+    "token-cls": TaskType.TOKEN_CLS,
+    "seq2seq": TaskType.SEQ_2_SEQ_LM,
+    "causal-lm": TaskType.CAUSAL_LM,
+}
+METHODS: dict[str, PeftType] = {
+    "lora": PeftType.LORA,
+    "prompt-tuning": PeftType.PROMPT_TUNING,
+    "p-tuning": PeftType.P_TUNING,
+    "prefix-tuning": PeftType.PREFIX_TUNING,
+}
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 EVAL_METRICS = {
@@ -87,7 +100,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(file.read_text()) or {}
     except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise InvalidConfig(f"config file {file} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise InvalidConfig(f"config file {file} is not valid YAML: {summarize(exc, limit=None)}") from exc
     if not isinstance(values, dict):
         raise InvalidConfig(f"config file {file} must hold a mapping of option: value")
     values = {key.replace("-", "_"): value for key, value in values.items()}
@@ -112,7 +125,7 @@ def parse_peft_overrides(args: list[str]) -> dict[str, Any]:
             overrides[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
         except (yaml.YAMLError, RecursionError) as exc:
             shown = arg if len(arg) <= 80 else arg[:77] + "..."
-            raise InvalidConfig(f"cannot read the value of {shown!r}: {' '.join(str(exc).split())[:200]}") from exc
+            raise InvalidConfig(f"cannot read the value of {shown!r}: {summarize(exc)}") from exc
     return overrides
 
 
@@ -192,8 +205,6 @@ def check_numbers(config: TrainConfig) -> None:
 
 def check_choices(config: TrainConfig) -> None:
     """Every option's type, choice and range, and the adapter name by the registry's rule: one clear error each."""
-    from adapterlab.registry.names import validate_name
-
     check_types(config)
     for name, value, allowed in (
         ("task", config.task, TASKS),
@@ -204,7 +215,7 @@ def check_choices(config: TrainConfig) -> None:
         if value not in allowed:
             raise InvalidConfig(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
     check_numbers(config)
-    validate_name(config.name)
+    validate_name(config.name)  # the registry's rule: the run registers under this name
     metrics = EVAL_METRICS["classification" if config.task in ("seq-cls", "token-cls") else "generation"]
     if config.metric_for_best is not None and config.metric_for_best not in metrics:
         raise InvalidConfig(f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import InvalidConfig, summarize
 from adapterlab.training.config import TrainConfig
 
 # file suffix -> the `datasets` builder that reads it
@@ -76,7 +76,7 @@ def load_table(source: str, split: str) -> Any:
     except Exception as exc:  # datasets raises many types (FileNotFound, ConnectionError, ValueError, ...)
         if "corresponds to no data" in str(exc):  # a file with a header and no rows
             raise InvalidConfig(f"dataset {source} is empty") from exc
-        raise InvalidConfig(f"cannot load dataset {source!r}: {' '.join(str(exc).split())[:300]}") from exc
+        raise InvalidConfig(f"cannot load dataset {source!r}: {summarize(exc, limit=300)}") from exc
     if len(table) == 0:
         raise InvalidConfig(f"dataset {source} is empty")
     return table

@@ -10,16 +10,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import InvalidConfig
-from adapterlab.training.config import TrainConfig
+from adapterlab.errors import InvalidConfig, summarize
+from adapterlab.hf_format import TASKS as TASK_FACTS
+from adapterlab.training.config import METHODS, TASKS, TrainConfig
 
-# task -> (transformers auto class, its model_type table, the PEFT TaskType value)
-TASK_MODELS = {
-    "seq-cls": ("AutoModelForSequenceClassification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", "SEQ_CLS"),
-    "token-cls": ("AutoModelForTokenClassification", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES", "TOKEN_CLS"),
-    "seq2seq": ("AutoModelForSeq2SeqLM", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "SEQ_2_SEQ_LM"),
-    "causal-lm": ("AutoModelForCausalLM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "CAUSAL_LM"),
-}
 # method -> the adapterlab config class (same names as HF PEFT)
 METHOD_CONFIGS = {
     "lora": "LoraConfig",
@@ -34,17 +28,14 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "p-tuning": {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
     "prefix-tuning": {"num_virtual_tokens": 20},
 }
-# method -> its PeftType value, to ask the core's method table what the method supports
-METHOD_PEFT_TYPES = {"lora": "LORA", "prompt-tuning": "PROMPT_TUNING", "p-tuning": "P_TUNING",
-                     "prefix-tuning": "PREFIX_TUNING"}
 
 
 def check_method_task(config: TrainConfig) -> None:
     """Refuse a method/task pair the core cannot train, before anything is loaded."""
     from adapterlab.methods import get_method
 
-    supported = getattr(get_method(METHOD_PEFT_TYPES[config.method]), "supported_tasks", None)
-    task_type = TASK_MODELS[config.task][2]
+    supported = getattr(get_method(METHODS[config.method]), "supported_tasks", None)
+    task_type = TASKS[config.task].value
     if supported is not None and task_type not in {str(getattr(task, "value", task)) for task in supported}:
         raise InvalidConfig(
             f"method {config.method} cannot train task {config.task} (per-token outputs would be shifted by its "
@@ -66,10 +57,9 @@ def check_base(config: TrainConfig) -> Any:
         base_config = AutoConfig.from_pretrained(str(Path(base).expanduser()) if Path(base).expanduser().exists() else base)
     except Exception as exc:  # OSError, ValueError, connection errors: all mean "cannot use this base"
         raise InvalidConfig(
-            f"base model {base} is neither a local model folder nor reachable on the Hub: {' '.join(str(exc).split())[:200]}"
+            f"base model {base} is neither a local model folder nor reachable on the Hub: {summarize(exc)}"
         ) from exc
-    _, table_name, _ = TASK_MODELS[config.task]
-    if base_config.model_type not in getattr(modeling_auto, table_name):
+    if base_config.model_type not in getattr(modeling_auto, TASK_FACTS[TASKS[config.task]].model_types):
         raise InvalidConfig(f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another base or task")
     return base_config
 
@@ -92,7 +82,7 @@ def build_peft_config(config: TrainConfig) -> Any:
     import adapterlab
 
     config_class = getattr(adapterlab, METHOD_CONFIGS[config.method])
-    values = {**METHOD_DEFAULTS[config.method], "task_type": TASK_MODELS[config.task][2], **config.peft}
+    values = {**METHOD_DEFAULTS[config.method], "task_type": TASKS[config.task].value, **config.peft}
     if values.get("prompt_tuning_init") == "TEXT":
         values.setdefault("tokenizer_name_or_path", config.base)
     known = {item.name for item in dataclasses.fields(config_class)}
@@ -103,7 +93,7 @@ def build_peft_config(config: TrainConfig) -> Any:
     try:
         return config_class(**values)
     except (TypeError, ValueError) as exc:
-        raise InvalidConfig(f"invalid --peft options for {config.method}: {' '.join(str(exc).split())}") from exc
+        raise InvalidConfig(f"invalid --peft options for {config.method}: {summarize(exc, limit=None)}") from exc
 
 
 # sizes beyond this are typos (r=80000 for r=8), not experiments: refused before any memory is allocated
@@ -127,7 +117,7 @@ def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None,
 
     import adapterlab
 
-    auto_class = getattr(transformers, TASK_MODELS[config.task][0])
+    auto_class = getattr(transformers, TASK_FACTS[TASKS[config.task]].auto_class)
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs = {
@@ -145,4 +135,4 @@ def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None,
     except InvalidConfig:
         raise
     except (TypeError, ValueError, MemoryError, RuntimeError) as exc:  # RuntimeError: torch's allocator
-        raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {' '.join(str(exc).split())}") from exc
+        raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {summarize(exc, limit=None)}") from exc

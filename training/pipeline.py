@@ -19,13 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import InvalidConfig, RegistryUnavailable, TrainingError, TrainingInterrupted
+from adapterlab.errors import (
+    InvalidConfig,
+    RegistryUnavailable,
+    TrainingError,
+    TrainingInterrupted,
+    summarize,
+)
 from adapterlab.labels import write_labels
 from adapterlab.training.checkpointing import latest_checkpoint, read_checkpoint
-from adapterlab.training.config import TrainConfig, resolve, to_yaml
+from adapterlab.training.config import TASKS, TrainConfig, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
-from adapterlab.training.model_builder import TASK_MODELS, build_peft_config, check_base, check_method_task
+from adapterlab.training.model_builder import build_peft_config, check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator
 from adapterlab.training.tracking import redact
 
@@ -116,14 +122,14 @@ def describe_base(config: TrainConfig) -> Any:
 
 def open_tracking(config: TrainConfig) -> Any:
     """Reach MLflow (and the registry when registering) before any training happens."""
-    from adapterlab.registry.database import open_registry
+    from adapterlab.registry import Registry
     from adapterlab.registry.settings import mlflow_tracking_uri
     from adapterlab.training.tracking import RunTracker, check_tracking_reachable, default_artifact_location
 
     uri = mlflow_tracking_uri()
     check_tracking_reachable(uri, config.experiment)
     if config.register:
-        open_registry(config.registry_url)
+        Registry.open(config.registry_url).close()
     return RunTracker(uri, config.experiment, default_artifact_location(uri))
 
 
@@ -175,7 +181,7 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
             if tracker.run_id:
                 tracker.end("FAILED")
             raise RegistryUnavailable(
-                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: {summarize(exc)}"
             ) from exc
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps({"mlflow_run_id": tracker.run_id}))
@@ -273,7 +279,7 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
         try:
             tracker.log_artifacts(adapter, config_yaml)
         except Exception as exc:  # the store went away at the very end
-            tracker.lost = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            tracker.lost = f"{type(exc).__name__}: {summarize(exc)}"
     if tracker.lost:
         raise TrainingError(
             f"training finished but MLflow stopped answering ({tracker.lost}); the adapter is saved in {adapter} "
@@ -281,14 +287,15 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
         )
     if not config.register:
         return None
-    from adapterlab.registry import register_adapter
+    from adapterlab.registry import Registry
 
-    registered = register_adapter(
-        adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
-        task_type=TASK_MODELS[config.task][2], metrics=outcome.state.best_metrics,
-        tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
-        mlflow_run_id=tracker.run_id, registry_url=config.registry_url,
-    )
+    with Registry.open(config.registry_url) as registry:
+        registered = registry.register(
+            adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
+            task_type=TASKS[config.task].value, metrics=outcome.state.best_metrics,
+            tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
+            mlflow_run_id=tracker.run_id,
+        )
     return registered.version
 
 

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import RegistryUnavailable
+from adapterlab.errors import RegistryUnavailable, summarize
 from adapterlab.registry.redaction import redact  # the one helper: user info masked up to the last '@'
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's limit on a param's length
@@ -62,14 +62,14 @@ def check_tracking_reachable(uri: str, experiment: str) -> None:
             database.parent.mkdir(parents=True, exist_ok=True)
         mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
     except (MlflowException, OSError, ConnectionError) as exc:
-        reason = " ".join(str(exc).split())[:200]
+        reason = summarize(exc)
         raise RegistryUnavailable(
             f"cannot reach the MLflow tracking store at {redact(uri)}: {reason} (check MLFLOW_TRACKING_URI)"
         ) from exc
     except Exception as exc:  # sqlalchemy/requests errors surface under many types
         raise RegistryUnavailable(
             f"cannot reach the MLflow tracking store at {redact(uri)}: {type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]} (check MLFLOW_TRACKING_URI)"
+            f"{summarize(exc)} (check MLFLOW_TRACKING_URI)"
         ) from exc
 
 
@@ -121,7 +121,7 @@ class RunTracker:
         try:
             self._mlflow.log_metrics(metrics, step=step)
         except Exception as exc:  # any transport/store error: training goes on without tracking
-            self.lost = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            self.lost = f"{type(exc).__name__}: {summarize(exc)}"
             print(f"Warning: MLflow at {redact(self.uri)} stopped answering ({self.lost}); "
                   "training continues without logging", file=sys.stderr)
 
@@ -134,7 +134,7 @@ class RunTracker:
         try:
             self._mlflow.end_run(status=status)
         except Exception as exc:  # the store already failed us; the caller reports `lost`
-            self.lost = self.lost or f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            self.lost = self.lost or f"{type(exc).__name__}: {summarize(exc)}"
 
 
 def default_artifact_location(uri: str) -> str | None:

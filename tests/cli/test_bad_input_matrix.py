@@ -25,7 +25,8 @@ from click.testing import CliRunner
 
 from adapterlab.cli.main import cli
 from adapterlab.registry import list_versions, register_adapter, show
-from adapterlab.registry.database import SCHEMA_REVISION, create_registry_engine, forget_registries
+from adapterlab.registry.api import forget_registries
+from adapterlab.registry.db.database import SCHEMA_REVISION, create_registry_engine
 
 
 @dataclass(frozen=True)

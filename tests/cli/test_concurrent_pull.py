@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adapterlab.registry import register_adapter
-from adapterlab.registry.adapter_folder import folder_files, manifest_digest
+from adapterlab.registry.files.adapter_folder import folder_files, manifest_digest
 
 ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 PULLS = 4
@@ -60,7 +60,7 @@ class RacingRepository:
 @pytest.mark.parametrize("winner", ["same files", "other files"])
 def test_losing_the_rename_race(winner: str, make_lora, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from adapterlab.errors import AdapterExists
-    from adapterlab.registry import artifacts
+    from adapterlab.registry.mlflow import artifacts
 
     files = make_lora(seed=1)
     winner_files = files if winner == "same files" else make_lora(seed=2)

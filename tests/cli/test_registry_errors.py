@@ -114,7 +114,7 @@ def test_unreachable_database_names_the_url_without_its_password(registry_env) -
 
 
 def test_out_of_date_schema_names_the_upgrade_command(registry_env) -> None:
-    from adapterlab.registry.migrate import downgrade, upgrade
+    from adapterlab.registry.db.migrate import downgrade, upgrade
 
     downgrade("base", registry_url=registry_env)
     try:
@@ -146,16 +146,17 @@ def test_alias_rows_cannot_point_at_another_adapters_version(registry_env, tiny_
     from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError
 
-    from adapterlab.registry.database import open_registry
-    from adapterlab.registry.tables import adapters, aliases, utc_now, versions
+    from adapterlab.registry.db.database import open_database
+    from adapterlab.registry.db.tables import adapters, aliases, utc_now, versions
 
     register_adapter(make_lora(seed=1), name="a", base=tiny_base)
     register_adapter(make_lora(seed=2), name="b", base=tiny_base)
-    registry = open_registry()
-    with pytest.raises(IntegrityError), registry.writing() as connection:
+    database = open_database()
+    with pytest.raises(IntegrityError), database.writing() as connection:
         a = connection.scalar(select(adapters.c.id).where(adapters.c.name == "a"))
         b_version = connection.scalar(select(versions.c.id).join(adapters).where(adapters.c.name == "b"))
         connection.execute(insert(aliases).values(adapter_id=a, alias="production", version_id=b_version, updated_at=utc_now()))
+    database.close()
 
 
 def test_invalid_alias_and_requirement(registry_env, tiny_base, make_lora) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 import torch
-from core_bases import bert_config, gpt2_config, llama_config, minilm_dir, t5_config
+from core_bases import bert_config, gpt2_config, llama_config, t5_config
+from models import minilm_dir
 from safetensors import safe_open
 from transformers import (
     AutoModelForSequenceClassification,

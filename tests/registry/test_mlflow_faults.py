@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from adapterlab.registry.mlflow_mirror import mirror_alias
+from adapterlab.registry.mlflow.mlflow_mirror import mirror_alias
 from adapterlab.registry.redaction import redact
 
 ADAPTERS = str(Path(sys.executable).with_name("adapters"))
@@ -282,10 +282,8 @@ def test_sync_removes_an_alias_the_registry_dropped_and_finds_versions_mlflow_al
 ) -> None:
     from sqlalchemy import update
 
-    from adapterlab.registry import demote, promote, register_adapter
-    from adapterlab.registry.database import open_registry
-    from adapterlab.registry.mirror_sync import sync_mirror
-    from adapterlab.registry.tables import versions
+    from adapterlab.registry import Registry, demote, promote, register_adapter
+    from adapterlab.registry.db.tables import versions
 
     first = register_adapter(make_lora(seed=1), name="m", base=tiny_base)
     promote("m:1", alias="staging")
@@ -296,13 +294,15 @@ def test_sync_removes_an_alias_the_registry_dropped_and_finds_versions_mlflow_al
         demote("m", alias="staging")  # MLflow keeps @staging: behind
     finally:
         del os.environ["ADAPTERLAB_MLFLOW_MIRROR"]
-    with open_registry().writing() as connection:  # a registration that died before recording its number
+    registry = Registry.open()
+    with registry.database.writing() as connection:  # a registration that died before recording its number
         connection.execute(update(versions).values(mlflow_version=None))
-    report = sync_mirror()
+    report = registry.sync()
     assert report.versions == ["m:1"] and report.aliases == ["m@staging removed"]
     assert len(client.search_model_versions("name = 'm'")) == 1  # found, not created twice
     assert client.get_registered_model("m").aliases == {}
-    assert sync_mirror().to_dict() == {"versions": [], "aliases": [], "failed": []}
+    assert registry.sync().to_dict() == {"versions": [], "aliases": [], "failed": []}
+    registry.close()
     assert first.mlflow_version == 1
 
 

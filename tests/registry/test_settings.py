@@ -47,7 +47,7 @@ def test_a_home_with_url_characters_keeps_everything_inside_it(bare_env: Path, m
     from click.testing import CliRunner
 
     from adapterlab.cli.main import cli
-    from adapterlab.registry.database import forget_registries
+    from adapterlab.registry.api import forget_registries
 
     home = bare_env / "homes" / folder
     monkeypatch.setenv("ADAPTERLAB_HOME", str(home))

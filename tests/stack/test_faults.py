@@ -95,7 +95,7 @@ def test_postgres_restarted_between_two_commands(
 ) -> None:
     """The CLI, this process's pooled registry engine and the MLflow server all outlive the restart."""
     from adapterlab.registry import show
-    from adapterlab.registry.database import forget_registries
+    from adapterlab.registry.api import forget_registries
 
     registry_url = private_postgres.url(private_postgres.create_database())
     server = start_mlflow(private_postgres.url(private_postgres.create_database()))

@@ -18,8 +18,8 @@ def test_model_page_shows_the_version_and_its_alias(
 ) -> None:
     """The registry's own flow (register, register, promote) mirrored into MLflow, seen in its UI."""
     from adapterlab.registry import promote, register_adapter
-    from adapterlab.registry.database import forget_registries
-    from adapterlab.registry.migrate import upgrade
+    from adapterlab.registry.api import forget_registries
+    from adapterlab.registry.db.migrate import upgrade
 
     registry_url = postgres_database().url
     monkeypatch.setenv("ADAPTERLAB_HOME", str(tmp_path / "home"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from adapterlab.registry.model_card import render_model_card
+from adapterlab.registry.deploy.model_card import render_model_card
 from adapterlab.registry.records import AdapterVersion, BaseModelInfo
 
 BASE = BaseModelInfo(

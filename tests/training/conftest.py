@@ -7,48 +7,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from adapterlab.training.config import quickstart_base_path
-
-VOCAB = 30522  # MiniLM's (BERT uncased) tokenizer, shared by every tiny model here
-
-
-def _tokenizer(folder: Path) -> None:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(quickstart_base_path())
-    tokenizer.eos_token = "[SEP]"  # causal LM and seq2seq targets end with it
-    tokenizer.save_pretrained(folder)
-
-
-def _save(model, folder: Path) -> Path:
-    model.save_pretrained(folder)
-    _tokenizer(folder)
-    return folder
+from models import save_tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """task -> a tiny model folder that has a head for it (seeded, so identical every session)."""
-    import torch
-    from transformers import (
-        BertConfig,
-        BertModel,
-        GPT2Config,
-        GPT2LMHeadModel,
-        T5Config,
-        T5ForConditionalGeneration,
-    )
-
     root = tmp_path_factory.mktemp("tiny-models")
-    torch.manual_seed(0)
-    bert = _save(BertModel(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, max_position_embeddings=128)), root / "tiny-bert")
-    gpt2 = _save(GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                                            bos_token_id=101, eos_token_id=102, pad_token_id=0)), root / "tiny-gpt2")
-    t5 = _save(T5ForConditionalGeneration(T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2,
-                                                   num_heads=2, decoder_start_token_id=0, pad_token_id=0,
-                                                   eos_token_id=102)), root / "tiny-t5")
+    # one seed for the three, drawn in this order: the bases every training test was tuned on
+    bert = save_tiny_model(root / "tiny-bert", "FEATURE_EXTRACTION", head=False, seed=0, max_position_embeddings=128)
+    gpt2 = save_tiny_model(root / "tiny-gpt2", "CAUSAL_LM", seed=None)
+    t5 = save_tiny_model(root / "tiny-t5", "SEQ_2_SEQ_LM", seed=None)
     return {"seq-cls": bert, "token-cls": bert, "causal-lm": gpt2, "seq2seq": t5}
 
 

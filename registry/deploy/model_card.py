@@ -10,25 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapterlab.hf_format import auto_class_name, task
 from adapterlab.registry.records import AdapterVersion
-
-# PEFT task type -> (hub pipeline tag, transformers auto class that loads such a model)
-TASK_CLASSES = {
-    "SEQ_CLS": ("text-classification", "AutoModelForSequenceClassification"),
-    "TOKEN_CLS": ("token-classification", "AutoModelForTokenClassification"),
-    "CAUSAL_LM": ("text-generation", "AutoModelForCausalLM"),
-    "SEQ_2_SEQ_LM": ("text2text-generation", "AutoModelForSeq2SeqLM"),
-    "QUESTION_ANS": ("question-answering", "AutoModelForQuestionAnswering"),
-    "FEATURE_EXTRACTION": ("feature-extraction", "AutoModel"),
-}
-
-
-def auto_class_name(task_type: str | None) -> str:
-    return TASK_CLASSES.get(task_type or "", (None, "AutoModel"))[1]
 
 
 def card_metadata(version: AdapterVersion, *, merged: bool) -> dict[str, Any]:
-    pipeline_tag = TASK_CLASSES.get(version.task_type or "", (None, None))[0]
+    facts = task(version.task_type)
+    pipeline_tag = facts.pipeline_tag if facts is not None else None
     metadata: dict[str, Any] = {
         "library_name": "transformers" if merged else "peft",
         "base_model": version.base.name,

@@ -17,18 +17,19 @@ from sqlalchemy import select
 
 from adapterlab.errors import InvalidConfig, RegistryUnavailable
 from adapterlab.registry import settings
-from adapterlab.registry.database import Registry, open_registry
-from adapterlab.registry.mlflow_http import TrackingServerDown, mlflow_call_settings
-from adapterlab.registry.mlflow_mirror import (
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.db.store import record_mlflow_version
+from adapterlab.registry.db.tables import adapters, aliases, promotions, versions
+from adapterlab.registry.mlflow.mlflow_http import TrackingServerDown, mlflow_call_settings
+from adapterlab.registry.mlflow.mlflow_mirror import (
     create_mirrored_version,
     mlflow_client,
     reachable_tracking_uri,
     set_mirrored_alias,
 )
+from adapterlab.registry.names import Ref
 from adapterlab.registry.queries import show
 from adapterlab.registry.redaction import error_summary, redact
-from adapterlab.registry.store import record_mlflow_version
-from adapterlab.registry.tables import adapters, aliases, promotions, versions
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class SyncReport:
         return "\n".join(lines + [f"not mirrored: {line}" for line in self.failed])
 
 
-def sync_mirror(registry_url: str | None = None) -> SyncReport:
+def sync_mirror(database: Database) -> SyncReport:
     """Mirror every unmirrored version, then move every MLflow alias that differs from the registry's."""
     if not settings.mlflow_mirror_enabled():
         raise InvalidConfig("the MLflow mirror is off (ADAPTERLAB_MLFLOW_MIRROR); unset it to sync")
@@ -57,11 +58,10 @@ def sync_mirror(registry_url: str | None = None) -> SyncReport:
         reachable_tracking_uri()
     except TrackingServerDown as exc:
         raise RegistryUnavailable(f"{exc}; nothing was changed: start it or check MLFLOW_TRACKING_URI") from exc
-    registry = open_registry(registry_url)
     report = SyncReport()
     with mlflow_call_settings():
-        _sync_versions(registry, report)
-        _sync_aliases(registry, report)
+        _sync_versions(database, report)
+        _sync_aliases(database, report)
     if report.failed:  # what was done stays done; running sync again retries only the rest
         done = len(report.versions) + len(report.aliases)
         raise RegistryUnavailable(
@@ -71,8 +71,8 @@ def sync_mirror(registry_url: str | None = None) -> SyncReport:
     return report
 
 
-def _sync_versions(registry: Registry, report: SyncReport) -> None:
-    with registry.reading() as connection:
+def _sync_versions(database: Database, report: SyncReport) -> None:
+    with database.reading() as connection:
         missing = connection.execute(
             select(adapters.c.name, versions.c.version)
             .join(adapters, adapters.c.id == versions.c.adapter_id)
@@ -80,13 +80,13 @@ def _sync_versions(registry: Registry, report: SyncReport) -> None:
             .order_by(adapters.c.name, versions.c.version)
         ).all()
     for name, number in missing:
-        record = show(f"{name}:{number}", registry.url)
+        record = show(database, Ref(name, version=number))
         try:
             mirrored = _already_mirrored(name, number, record.sha256) or create_mirrored_version(record)
         except Exception as exc:  # MLflow raises many types; report and go on with the others
             report.failed.append(f"{record.ref}: {error_summary(exc)}")
             continue
-        record_mlflow_version(registry, name, number, mirrored)
+        record_mlflow_version(database, name, number, mirrored)
         report.versions.append(record.ref)
 
 
@@ -105,10 +105,10 @@ def _already_mirrored(name: str, number: int, sha256: str) -> int | None:
     return None
 
 
-def _sync_aliases(registry: Registry, report: SyncReport) -> None:
+def _sync_aliases(database: Database, report: SyncReport) -> None:
     from mlflow.exceptions import MlflowException
 
-    with registry.reading() as connection:
+    with database.reading() as connection:
         wanted = connection.execute(
             select(adapters.c.name, aliases.c.alias, versions.c.version, versions.c.mlflow_version)
             .join(aliases, aliases.c.adapter_id == adapters.c.id)

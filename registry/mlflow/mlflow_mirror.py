@@ -25,8 +25,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from adapterlab.registry import settings
-from adapterlab.registry.database import file_lock
-from adapterlab.registry.mlflow_http import is_http, mlflow_call_settings, require_server, rest_call
+from adapterlab.registry.db.database import file_lock
+from adapterlab.registry.mlflow.mlflow_http import is_http, mlflow_call_settings, require_server, rest_call
 from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.redaction import error_summary
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import TASKS, TaskType
+from adapterlab.registry.loading import load
 from adapterlab.registry.records import AdapterVersion
 
-CLASSIFICATION = ("SEQ_CLS",)
-GENERATION = ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+CLASSIFICATION = (TaskType.SEQ_CLS.value,)
+GENERATION = tuple(task_type.value for task_type, task in TASKS.items() if task.generative)
 # a folder holds a tokenizer when it has one of these (fast, WordPiece, BPE, SentencePiece)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
                    "sentencepiece.bpe.model")  # fmt: skip
@@ -36,13 +38,10 @@ class Prediction:
         return dict(self.__dict__)
 
 
-def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str | None = None) -> Prediction:
-    """Run the adapter ``ref`` on ``text``: classify it, or continue it (LM tasks)."""
-    from adapterlab.registry import load, show
-
+def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> Prediction:
+    """Run the adapter ``version`` on ``text``: classify it, or continue it (LM tasks)."""
     if not text.strip():
         raise InvalidConfig("the text to predict on is empty; pass some text with --text")
-    version = show(ref, registry_url=registry_url)
     if version.task_type not in CLASSIFICATION + GENERATION:
         raise InvalidConfig(
             f"{version.ref} is a {version.task_type or 'task-less'} adapter; predict runs "
@@ -54,7 +53,7 @@ def predict(ref: str, text: str, *, max_new_tokens: int = 32, registry_url: str 
             f"no tokenizer found for the base of {version.ref} ({version.base.name}, registered from "
             f"{version.base.source or 'its name'}); register the base from a folder that holds its tokenizer files"
         )
-    model = load(version.ref, registry_url=registry_url)
+    model = load(version)
     model.eval()
     if version.task_type in CLASSIFICATION:
         return classify(model, tokenizer, text, version)

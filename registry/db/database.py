@@ -1,8 +1,6 @@
 """Opening the registry database: engines, sessions, the schema check, SQLite's write lock.
 
-Transactions are Core connections: the read-only commands and ``promote`` never import the ORM
-(a fifth of a fresh process's time); the writers that want a unit of work open a ``Session`` on
-the connection they are handed (``store.py``).
+Transactions are Core connections (the registry never imports the ORM: see ``tables.py``).
 
 SQLite serialises writers with ``BEGIN IMMEDIATE`` (taken by write sessions only, so readers in
 WAL mode never wait) and a long busy timeout; PostgreSQL locks the adapter's row with
@@ -14,7 +12,6 @@ command that upgrades it.
 from __future__ import annotations
 
 import fcntl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +29,9 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
-from adapterlab.errors import AdapterExists, RegistryUnavailable
+from adapterlab.errors import AdapterExists, RegistryUnavailable, summarize
 from adapterlab.registry import settings
+from adapterlab.registry.db.revisions import known_revisions, upgrade_engine
 from adapterlab.registry.redaction import redact
 
 # The Alembic head this code expects (a test checks it against migrations/versions).
@@ -44,13 +42,10 @@ _WRITE_OPTION = "adapterlab_write"
 _WRITE_ATTEMPTS = 8
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_registries: dict[str, Registry] = {}
-
 
 @dataclass(frozen=True)
-class Registry:
-    """An opened, schema-checked registry database."""
+class Database:
+    """An opened, schema-checked registry database; ``close()`` releases its connections."""
 
     url: str
     engine: Engine  # use ``reading()`` / ``writing()``, which translate lost connections
@@ -59,6 +54,9 @@ class Registry:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -84,7 +82,7 @@ class Registry:
                     return action(connection)
             except IntegrityError as exc:
                 if attempt == _WRITE_ATTEMPTS - 1:
-                    raise AdapterExists(f"could not {what}: {str(exc.orig).splitlines()[0]}") from exc
+                    raise AdapterExists(f"could not {what}: {summarize(exc.orig, first_line=True, limit=None)}") from exc
         raise AssertionError("unreachable")
 
 
@@ -156,29 +154,20 @@ def _sqlite_engine(url) -> Engine:
     return engine
 
 
-def open_registry(url: str | None = None) -> Registry:
-    """The registry at ``url`` (or the configured one), checked to be reachable and up to date."""
+def open_database(url: str | None = None) -> Database:
+    """The registry database at ``url`` (or the configured one), checked to be reachable and up to date."""
     resolved = settings.registry_url(url)
-    with _lock:
-        registry = _registries.get(resolved)
-        if registry is None:
-            engine = create_registry_engine(resolved)
-            _check_schema(resolved, engine)
-            registry = Registry(url=resolved, engine=engine, write_engine=engine.execution_options(**{_WRITE_OPTION: True}))
-            _registries[resolved] = registry
-        return registry
-
-
-def forget_registries() -> None:
-    """Dispose every cached engine (tests, and after ``db upgrade``/``downgrade``)."""
-    with _lock:
-        for registry in _registries.values():
-            registry.engine.dispose()
-        _registries.clear()
+    engine = create_registry_engine(resolved)
+    try:
+        _check_schema(resolved, engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Database(url=resolved, engine=engine, write_engine=engine.execution_options(**{_WRITE_OPTION: True}))
 
 
 def unreachable(url: str, exc: Exception) -> RegistryUnavailable:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = summarize(getattr(exc, "orig", None) or exc, first_line=True, limit=None)
     return RegistryUnavailable(
         f"cannot reach the registry database at {display_url(url)}: {redact(reason)} "
         "(check --registry-url / ADAPTERLAB_REGISTRY_URL)"
@@ -204,8 +193,6 @@ def _check_schema(url: str, engine: Engine) -> None:
         return
     if revision is None:
         raise RegistryUnavailable(f"the registry database at {display_url(url)} has no registry schema; {UPGRADE_HINT}")
-    from adapterlab.registry.migrate import known_revisions, unknown_revision_error
-
     if revision not in known_revisions():  # newer than this code: `db upgrade` could not help
         raise unknown_revision_error(revision, url)
     raise RegistryUnavailable(
@@ -216,8 +203,6 @@ def _check_schema(url: str, engine: Engine) -> None:
 
 def _create_embedded(url: str, engine: Engine) -> str | None:
     """Create a new SQLite registry at head; concurrent first users wait for the first one."""
-    from adapterlab.registry.migrate import upgrade_engine
-
     database = engine.url.database
     if not database or database == ":memory:":
         upgrade_engine(engine)
@@ -241,3 +226,12 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def unknown_revision_error(revision: str, url: str) -> RegistryUnavailable:
+    """A database stamped by a newer adapterlab: no migration here can move it, so say what can."""
+    return RegistryUnavailable(
+        f"the registry database at {display_url(url)} is at schema revision {revision!r}, which this adapterlab "
+        f"does not know (its revisions: {', '.join(known_revisions())}); it was migrated by a newer adapterlab: "
+        "upgrade adapterlab (pip install -U adapterlab) to use it"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapterlab.errors import CheckpointError
-from adapterlab.registry.checkpoint_files import TensorEntry
+from adapterlab.registry.files.checkpoint_files import TensorEntry
 
 # safetensors dtype -> (bytes per element, mask of the exponent bits, value when not finite)
 _SPECIALS = {

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapterlab.errors import CheckpointError
-from adapterlab.registry.checkpoint_files import TensorEntry, checkpoint_tensors, weight_files
-from adapterlab.registry.fingerprint_cache import (
+from adapterlab.registry.files.checkpoint_files import TensorEntry, checkpoint_tensors, weight_files
+from adapterlab.registry.files.fingerprint_cache import (
     FileIdentity,
     FingerprintCache,
     TensorDigest,

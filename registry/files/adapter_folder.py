@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import CheckpointError, InvalidConfig
-from adapterlab.registry.adapter_files import select_adapter_files
-from adapterlab.registry.adapter_layout import check_tensor_layout
-from adapterlab.registry.checkpoint_files import TensorEntry, read_bin_tensors, read_safetensors_header
-from adapterlab.registry.finite_weights import check_finite
-
-CONFIG_NAME = "adapter_config.json"
-WEIGHT_NAMES = ("adapter_model.safetensors", "adapter_model.bin")
-KNOWN_PEFT_TYPES = ("LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
+from adapterlab.hf_format import CONFIG_NAME, WEIGHT_NAMES
+from adapterlab.hf_format import PEFT_TYPES as KNOWN_PEFT_TYPES
+from adapterlab.registry.files.adapter_files import select_adapter_files
+from adapterlab.registry.files.adapter_layout import check_tensor_layout
+from adapterlab.registry.files.checkpoint_files import TensorEntry, read_bin_tensors, read_safetensors_header
+from adapterlab.registry.files.finite_weights import check_finite
 
 
 @dataclass(frozen=True)

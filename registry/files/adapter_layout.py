@@ -13,19 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import CheckpointError, InvalidConfig
-
-PREFIX = "base_model.model."
-_LORA_KEY = re.compile(
-    r"(?P<module>.+)\.(?P<part>lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B"
-    r"|lora_magnitude_vector(?:\.weight)?)"
+from adapterlab.hf_format import (
+    LORA_A,
+    LORA_B,
+    LORA_EMBEDDING_A,
+    LORA_EMBEDDING_B,
+    LORA_MAGNITUDE,
+    PROMPT_EMBEDDINGS,
+    TASKS,
+    PeftType,
 )
+from adapterlab.hf_format import MODEL_PREFIX as PREFIX
+
+_LORA_PARTS = "|".join(re.escape(part) for part in (LORA_A, LORA_B, LORA_EMBEDDING_A, LORA_EMBEDDING_B))
+_LORA_KEY = re.compile(rf"(?P<module>.+)\.(?P<part>{_LORA_PARTS}|{LORA_MAGNITUDE}(?:\.weight)?)")
 # heads HF PEFT saves for classification / QA tasks even when the config leaves them implicit
-TASK_HEADS = ("classifier", "score", "qa_outputs")
+TASK_HEADS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.head_modules))
 
 
 def check_tensor_layout(peft_type: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]], folder: Path) -> None:
     saved = _saved_modules(config)
-    if peft_type == "LORA":
+    if peft_type == PeftType.LORA:
         _check_lora(config, shapes, saved, folder)
     else:
         _check_prompt(peft_type, config, shapes, saved, folder)
@@ -71,7 +79,7 @@ def _is_lora_bias(key: str, config: dict[str, Any]) -> bool:
 def _check_lora_module(module: str, parts: dict[str, tuple[int, ...]], config: dict[str, Any], rank: int, folder: Path) -> None:
     if not _targeted(module, config.get("target_modules")):
         raise _mismatch(folder, f"module {module!r} is not in target_modules")
-    for a_name, b_name in (("lora_A.weight", "lora_B.weight"), ("lora_embedding_A", "lora_embedding_B")):
+    for a_name, b_name in ((LORA_A, LORA_B), (LORA_EMBEDDING_A, LORA_EMBEDDING_B)):
         if (a_name in parts) != (b_name in parts):
             raise _mismatch(folder, f"module {module!r} has only one of {a_name} / {b_name}")
         if a_name in parts:
@@ -80,7 +88,7 @@ def _check_lora_module(module: str, parts: dict[str, tuple[int, ...]], config: d
                 raise _mismatch(folder, f"module {module!r}: {a_name} {list(a_shape)} and {b_name} {list(b_shape)} disagree")
             if not config.get("rank_pattern") and a_shape[0] != rank:
                 raise _mismatch(folder, f"module {module!r} has rank {a_shape[0]}, the config says r={rank}")
-    if not any(name in parts for name in ("lora_A.weight", "lora_embedding_A")):
+    if not any(name in parts for name in (LORA_A, LORA_EMBEDDING_A)):
         raise _mismatch(folder, f"module {module!r} has a magnitude vector but no LoRA matrices")
 
 
@@ -99,14 +107,14 @@ def _targeted(module: str, targets: Any) -> bool:
 
 
 def _check_prompt(peft_type: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]], saved: tuple[str, ...], folder: Path) -> None:
-    if "prompt_embeddings" not in shapes:
-        raise _mismatch(folder, "no 'prompt_embeddings' tensor")
+    if PROMPT_EMBEDDINGS not in shapes:
+        raise _mismatch(folder, f"no {PROMPT_EMBEDDINGS!r} tensor")
     for key in shapes:
-        if key != "prompt_embeddings" and not _is_saved_module(key, saved):
+        if key != PROMPT_EMBEDDINGS and not _is_saved_module(key, saved):
             raise _mismatch(folder, f"unexpected tensor {key!r}")
     expected = _prompt_shape(peft_type, config)
-    if expected is not None and shapes["prompt_embeddings"] != expected:
-        raise _mismatch(folder, f"prompt_embeddings is {list(shapes['prompt_embeddings'])}, the config implies {list(expected)}")
+    if expected is not None and shapes[PROMPT_EMBEDDINGS] != expected:
+        raise _mismatch(folder, f"{PROMPT_EMBEDDINGS} is {list(shapes[PROMPT_EMBEDDINGS])}, the config implies {list(expected)}")
 
 
 def _prompt_shape(peft_type: str, config: dict[str, Any]) -> tuple[int, int] | None:

@@ -39,7 +39,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterlab.registry.checkpoint_files import DTYPE_SIZES
+from adapterlab.registry.files.checkpoint_files import DTYPE_SIZES
 
 CACHE_ENV = "ADAPTERLAB_FINGERPRINT_CACHE"
 CACHE_FORMAT = 1  # bump (and the folder name) when entries or the fingerprint change meaning

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import AdapterExists, InvalidConfig
-from adapterlab.registry.model_card import render_model_card
+from adapterlab.hf_format import PeftType
+from adapterlab.registry.deploy.model_card import render_model_card
+from adapterlab.registry.deploy.predict import load_tokenizer
+from adapterlab.registry.loading import load, pull
 from adapterlab.registry.records import AdapterVersion
 
 MODEL_CARD_NAME = "README.md"
-MERGEABLE_PEFT_TYPES = ("LORA",)  # prompt methods add virtual tokens at run time: nothing to fold in
+MERGEABLE_PEFT_TYPES = (PeftType.LORA.value,)  # prompt methods add virtual tokens at run time: nothing to fold in
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,10 @@ class ExportResult:
         return {"ref": self.ref, "path": str(self.path), "merged": self.merged, "files": list(self.files)}
 
 
-def export_adapter(
-    ref: str, to_dir: str | Path, *, merged: bool = False, registry_url: str | None = None
-) -> ExportResult:
-    """Write the adapter ``ref`` (or, with ``merged``, base + adapter as one model) to ``to_dir``."""
-    from adapterlab.registry import show
-
+def export_adapter(version: AdapterVersion, to_dir: str | Path, *, merged: bool = False) -> ExportResult:
+    """Write the adapter ``version`` (or, with ``merged``, base + adapter as one model) to ``to_dir``."""
     destination = Path(to_dir).expanduser().absolute()
     check_destination(destination)
-    version = show(ref, registry_url=registry_url)
     if merged and version.peft_type not in MERGEABLE_PEFT_TYPES:
         raise InvalidConfig(
             f"{version.ref} is a {version.peft_type} adapter, which adds virtual tokens at run time and "
@@ -57,9 +55,9 @@ def export_adapter(
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.export-", dir=destination.parent))
     try:
         if merged:
-            write_merged_model(version, staging, registry_url=registry_url)
+            write_merged_model(version, staging)
         else:
-            write_adapter(version.ref, staging, registry_url=registry_url)
+            pull(version, staging)  # the stored files, verified against the registry's checksums
         (staging / MODEL_CARD_NAME).write_text(render_model_card(version, merged=merged), encoding="utf-8")
         publish(staging, destination)
     except BaseException:
@@ -89,19 +87,9 @@ def publish(staging: Path, destination: Path) -> None:
         raise AdapterExists(f"{destination} was filled by someone else during the export; pass a new folder to --to") from exc
 
 
-def write_adapter(ref: str, folder: Path, *, registry_url: str | None) -> None:
-    """The stored adapter files, verified against the registry's checksums by ``pull``."""
-    from adapterlab.registry import pull
-
-    pull(ref, folder, registry_url=registry_url)
-
-
-def write_merged_model(version: AdapterVersion, folder: Path, *, registry_url: str | None) -> None:
+def write_merged_model(version: AdapterVersion, folder: Path) -> None:
     """Base + adapter as one plain transformers model (safetensors), with the base's tokenizer."""
-    from adapterlab.registry import load
-    from adapterlab.registry.predict import load_tokenizer
-
-    model = load(version.ref, registry_url=registry_url)
+    model = load(version)
     merged = model.merge_and_unload()
     # the class names came with registry.load (from the adapter's labels.json) and stay in config.json
     merged.save_pretrained(folder)

@@ -5,7 +5,7 @@ The adapter row carries the last version handed out. A writer locks that row (Po
 it and inserts the version in the same transaction, so concurrent writers queue instead of
 colliding. The unique constraints stay as the last line of defence: a writer that loses a race
 (two first versions of one new adapter, two copies of one new base) retries from the start
-(``Registry.write_retrying``).
+(``Database.write_retrying``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
-from adapterlab.registry.adapter_folder import AdapterFolder
-from adapterlab.registry.database import Registry
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.db.tables import adapters, base_models, metrics, tags, versions
+from adapterlab.registry.files.adapter_folder import AdapterFolder
 from adapterlab.registry.records import BaseSpec
-from adapterlab.registry.schema import AdapterRow, BaseModelRow, MetricRow, TagRow, VersionRow
-from adapterlab.registry.tables import adapters, base_models, metrics, tags, versions
 
 
 @dataclass(frozen=True)
@@ -39,17 +37,17 @@ class NewVersion:
     created_by: str
 
 
-def add_version(registry: Registry, new: NewVersion) -> tuple[int, bool]:
+def add_version(database: Database, new: NewVersion) -> tuple[int, bool]:
     """Insert ``new`` as the adapter's next version; returns (version number, created?).
 
     Identical content (same sha256) under the same name returns the existing version.
     """
-    return registry.write_retrying(lambda connection: _in_session(connection, new), f"register {new.name}")
+    return database.write_retrying(lambda connection: _add_version(connection, new), f"register {new.name}")
 
 
-def existing_version(registry: Registry, name: str, sha256: str) -> int | None:
+def existing_version(database: Database, name: str, sha256: str) -> int | None:
     """The version of ``name`` with exactly this content, if any (a cheap read before uploading)."""
-    with registry.reading() as connection:
+    with database.reading() as connection:
         return connection.scalar(
             select(versions.c.version)
             .join(adapters, adapters.c.id == versions.c.adapter_id)
@@ -57,7 +55,7 @@ def existing_version(registry: Registry, name: str, sha256: str) -> int | None:
         )
 
 
-def check_can_register(registry: Registry, new: NewVersion) -> None:
+def check_can_register(database: Database, new: NewVersion) -> None:
     """Every refusal ``add_version`` could make, checked read-only before any file is uploaded:
     values longer than their columns, and a line of versions with another base or task."""
     check_fits(base_models, new.base.__dict__, "base model")
@@ -67,7 +65,7 @@ def check_can_register(registry: Registry, new: NewVersion) -> None:
     for table, keys in ((metrics, new.metrics), (tags, new.tags)):
         for key in keys:
             check_fits(table, {"key": key}, table.name.removeprefix("version_").rstrip("s"))
-    with registry.reading() as connection:
+    with database.reading() as connection:
         row = connection.execute(
             select(adapters.c.name, adapters.c.task_type, base_models.c.name.label("base"), base_models.c.fingerprint)
             .join(base_models, base_models.c.id == adapters.c.base_model_id)
@@ -82,73 +80,71 @@ def check_fits(table: Table, values: Mapping[str, object], what: str) -> None:
     for key, value in values.items():
         length = getattr(table.c[key].type, "length", None)
         if isinstance(value, str) and length is not None and len(value) > length:
-            raise InvalidConfig(f"the {what}'s {key.replace('_', ' ')} is {len(value)} characters long; "
-                                f"the registry stores at most {length}: shorten it")  # fmt: skip
+            raise InvalidConfig(
+                f"the {what}'s {key.replace('_', ' ')} is {len(value)} characters long; "
+                f"the registry stores at most {length}: shorten it"
+            )
 
 
-def _in_session(connection: Connection, new: NewVersion) -> tuple[int, bool]:
-    # An ORM unit of work inside the registry's write transaction: the session joins the
-    # connection's transaction and never commits it, so a lost race still rolls back everything.
-    with Session(bind=connection, join_transaction_mode="rollback_only") as session:
-        result = _add_version(session, new)
-        session.flush()
-        return result
-
-
-def _add_version(session: Session, new: NewVersion) -> tuple[int, bool]:
-    base = _base_row(session, new.base)
-    adapter = session.scalar(select(AdapterRow).where(AdapterRow.name == new.name).with_for_update())
+def _add_version(connection: Connection, new: NewVersion) -> tuple[int, bool]:
+    base = _base_row(connection, new.base)
+    adapter = connection.execute(select(adapters).where(adapters.c.name == new.name).with_for_update()).first()
     if adapter is None:
-        adapter = AdapterRow(name=new.name, base_model_id=base.id, task_type=new.task_type, latest_version=0)
-        session.add(adapter)
-        session.flush()  # a concurrent creator makes this raise IntegrityError: retry, then lock its row
-    check_compatible(session, adapter, base, new.task_type)
-    duplicate = session.scalar(
-        select(VersionRow.version).where(VersionRow.adapter_id == adapter.id, VersionRow.sha256 == new.folder.sha256)
+        # a concurrent creator makes this raise IntegrityError: retry, then lock its row
+        connection.execute(
+            insert(adapters).values(name=new.name, base_model_id=base.id, task_type=new.task_type, latest_version=0)
+        )
+        adapter = connection.execute(select(adapters).where(adapters.c.name == new.name).with_for_update()).one()
+    check_compatible(connection, adapter, base, new.task_type)
+    duplicate = connection.scalar(
+        select(versions.c.version).where(versions.c.adapter_id == adapter.id, versions.c.sha256 == new.folder.sha256)
     )
     if duplicate is not None:
         return duplicate, False
-    adapter.latest_version += 1
-    version = VersionRow(
-        adapter_id=adapter.id,
-        version=adapter.latest_version,
-        peft_type=new.folder.peft_type,
-        config_json=json.dumps(new.folder.config, sort_keys=True),
-        artifact_uri=new.artifact_uri,
-        sha256=new.folder.sha256,
-        size_bytes=new.folder.size_bytes,
-        trainable_params=new.folder.trainable_params,
-        description=new.description,
-        mlflow_run_id=new.mlflow_run_id,
-        created_by=new.created_by,
+    number = adapter.latest_version + 1
+    connection.execute(update(adapters).where(adapters.c.id == adapter.id).values(latest_version=number))
+    inserted = connection.execute(
+        insert(versions).values(
+            adapter_id=adapter.id,
+            version=number,
+            peft_type=new.folder.peft_type,
+            config_json=json.dumps(new.folder.config, sort_keys=True),
+            artifact_uri=new.artifact_uri,
+            sha256=new.folder.sha256,
+            size_bytes=new.folder.size_bytes,
+            trainable_params=new.folder.trainable_params,
+            description=new.description,
+            mlflow_run_id=new.mlflow_run_id,
+            created_by=new.created_by,
+        )
     )
-    session.add(version)
-    session.flush()
-    session.add_all(MetricRow(version_id=version.id, key=key, value=value) for key, value in new.metrics.items())
-    session.add_all(TagRow(version_id=version.id, key=key, value=value) for key, value in new.tags.items())
-    return version.version, True
+    version_id = inserted.inserted_primary_key[0]
+    for table, pairs in ((metrics, new.metrics), (tags, new.tags)):
+        if pairs:
+            connection.execute(insert(table), [{"version_id": version_id, "key": k, "value": v} for k, v in pairs.items()])
+    return number, True
 
 
-def _base_row(session: Session, spec: BaseSpec) -> BaseModelRow:
-    row = session.scalar(
-        select(BaseModelRow).where(BaseModelRow.name == spec.name, BaseModelRow.fingerprint == spec.fingerprint)
-    )
+def _base_row(connection: Connection, spec: BaseSpec) -> Row:
+    this_base = (base_models.c.name == spec.name) & (base_models.c.fingerprint == spec.fingerprint)
+    row = connection.execute(select(base_models).where(this_base)).first()
     if row is None:
-        row = BaseModelRow(**spec.__dict__)
-        session.add(row)
-        session.flush()
+        connection.execute(insert(base_models).values(**spec.__dict__))
+        row = connection.execute(select(base_models).where(this_base)).one()
     return row
 
 
-def check_compatible(session: Session, adapter: AdapterRow, base: BaseModelRow, task_type: str | None) -> None:
+def check_compatible(connection: Connection, adapter: Row, base: Row, task_type: str | None) -> None:
     """A line of versions keeps one base model and one task type."""
-    registered = session.get(BaseModelRow, adapter.base_model_id)
-    _check_line(adapter.name, (registered.name, registered.fingerprint), adapter.task_type,
-                (base.name, base.fingerprint), task_type)  # fmt: skip
+    registered = connection.execute(select(base_models).where(base_models.c.id == adapter.base_model_id)).one()
+    _check_line(
+        adapter.name, (registered.name, registered.fingerprint), adapter.task_type, (base.name, base.fingerprint), task_type
+    )
 
 
-def _check_line(name: str, registered: tuple[str, str], registered_task: str | None, base: tuple[str, str],
-                task_type: str | None) -> None:  # fmt: skip
+def _check_line(
+    name: str, registered: tuple[str, str], registered_task: str | None, base: tuple[str, str], task_type: str | None
+) -> None:
     """The one rule, for the early read-only check and the last one in the write transaction."""
     if registered != base:
         raise BaseModelMismatch(
@@ -159,8 +155,8 @@ def _check_line(name: str, registered: tuple[str, str], registered_task: str | N
         raise InvalidConfig(f"adapter {name} is for task {registered_task}, not {task_type}; register it under another name")
 
 
-def record_mlflow_version(registry: Registry, name: str, version: int, mlflow_version: int) -> None:
-    with registry.writing() as connection:
+def record_mlflow_version(database: Database, name: str, version: int, mlflow_version: int) -> None:
+    with database.writing() as connection:
         adapter_id = select(adapters.c.id).where(adapters.c.name == name).scalar_subquery()
         connection.execute(
             update(versions)

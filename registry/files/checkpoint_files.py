@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterlab.errors import CheckpointError
+from adapterlab.errors import CheckpointError, summarize
 
 # bytes per element of each safetensors dtype
 DTYPE_SIZES = {
@@ -134,7 +134,7 @@ def read_bin_tensors(path: Path) -> list[TensorEntry]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        raise CheckpointError(f"cannot read {path} safely: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"cannot read {path} safely: {summarize(exc, first_line=True, limit=None)}") from exc
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f"{path} is not a state dict of tensors")
     return [_tensor_entry(name, tensor) for name, tensor in state.items()]

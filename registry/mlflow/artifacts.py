@@ -25,8 +25,8 @@ from pathlib import Path
 
 from adapterlab.errors import AdapterExists, ChecksumMismatch, RegistryUnavailable
 from adapterlab.registry import settings
-from adapterlab.registry.adapter_folder import AdapterFolder, folder_files, manifest_digest
-from adapterlab.registry.mlflow_http import mlflow_call_settings, require_server
+from adapterlab.registry.files.adapter_folder import AdapterFolder, folder_files, manifest_digest
+from adapterlab.registry.mlflow.mlflow_http import mlflow_call_settings, require_server
 from adapterlab.registry.redaction import error_summary, redact
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.registry.adapter_layout import PREFIX
-from adapterlab.registry.checkpoint_files import TensorEntry
+from adapterlab.registry.files.adapter_layout import PREFIX
+from adapterlab.registry.files.checkpoint_files import TensorEntry
 
 _PAIR = re.compile(r"(?P<module>.+)\.(?:lora_A\.weight|lora_embedding_A)")
 

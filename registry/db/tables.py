@@ -1,9 +1,9 @@
-"""The registry's tables, in SQLAlchemy Core.
+"""The registry's tables, in SQLAlchemy Core: the one definition of the schema.
 
-They are defined here, apart from the typed ORM models of ``schema.py`` that map onto them, so
-that the read-only commands (``adapters list``, ``show``, ``history``, ``bases``) and ``promote``
-run on Core alone: importing ``sqlalchemy.orm`` and building the mappers costs about a fifth of
-a fresh ``adapters`` process. Every constraint is named through the naming convention so that
+Alembic compares its migrations against this metadata. The registry reads and writes through
+Core alone, never the ORM: importing ``sqlalchemy.orm`` and building mappers would cost about a
+fifth of a fresh ``adapters`` process, and the registry hands out its own frozen records
+(``records.py``) anyway. Every constraint is named through the naming convention so that
 Alembic migrations (and SQLite batch mode, which rebuilds tables) can refer to them.
 """
 

@@ -1,0 +1,213 @@
+"""Real servers for the team-stack tests: PostgreSQL databases and clusters, ``mlflow server``, the CLI.
+
+The topology is the one ``docker-compose.yml`` starts, without Docker: an MLflow tracking server
+on 127.0.0.1 whose backend is a fresh PostgreSQL database and whose artifacts it proxies
+(``--serve-artifacts``) to a folder standing in for the object store. The fixtures that start
+and stop them are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from models import POSTGRES
+
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+def postgres_execute(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(statement)
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+
+    @property
+    def url(self) -> str:
+        """As the ``postgres`` superuser (trust auth on loopback)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}"
+
+
+def create_database() -> Database:
+    name = f"stack_{uuid.uuid4().hex[:12]}"
+    postgres_execute(f'CREATE DATABASE "{name}"')
+    return Database(name)
+
+
+def drop_database(name: str) -> None:
+    postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class MlflowServer:
+    """One ``mlflow server`` process group, its database and its artifact folder."""
+
+    url: str
+    artifacts: Path
+    log: Path
+    process: subprocess.Popen
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            # The server forks uvicorn workers: signal the whole group it leads.
+            os.killpg(self.process.pid, sig)
+            try:  # uvicorn drains keep-alive connections on SIGTERM: a few seconds, then no more waiting
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """Dies the way a crashed server does: no shutdown, connections cut."""
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def wait_until_healthy(server: MlflowServer, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"mlflow server not healthy after {timeout:.0f}s:\n{server.log_tail()}")
+
+
+def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    artifacts = folder / "object-store"
+    log = folder / "mlflow-server.log"
+    command = [
+        str(MLFLOW),
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    # Background jobs (huey consumers: several processes) serve GenAI features these tests don't use.
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            cwd=folder,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = MlflowServer(f"http://127.0.0.1:{port}", artifacts, log, process)
+    wait_until_healthy(server)
+    return server
+
+
+@dataclass(frozen=True)
+class PasswordDatabases:
+    """Databases owned by a role that has a password (loopback trust auth still lets it in)."""
+
+    role: str
+    password: str
+    registry: str  # database names
+    mlflow: str
+
+    def url(self, database: str, host: str = "127.0.0.1:5432") -> str:
+        return f"postgresql+psycopg://{self.role}:{self.password}@{host}/{database}"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    command: str
+
+
+@dataclass(frozen=True)
+class PrivateCluster:
+    """A PostgreSQL server of this test's own: restarting it disturbs nobody else's connections."""
+
+    folder: Path
+    port: int
+    pg_ctl: list[str]  # the command prefix, run as the ``postgres`` user when we are root
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"stack_{uuid.uuid4().hex[:12]}"
+        info = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(info, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def control(self, *args: str) -> None:
+        subprocess.run([*self.pg_ctl, "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"), "-w",
+                        *args], check=True, capture_output=True, timeout=120)  # fmt: skip
+
+
+def start_private_cluster() -> PrivateCluster | None:
+    """A new PostgreSQL cluster on a free port (None: no server binaries here); stop it with ``stop_private_cluster``."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not binaries or not (binaries[-1] / "initdb").is_file():
+        return None
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    folder = Path(tempfile.mkdtemp(prefix="adapterlab-pg-"))  # not under pytest's root-only tmp folders
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    subprocess.run([*as_postgres, str(binaries[-1] / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    cluster = PrivateCluster(folder, port, [*as_postgres, str(binaries[-1] / "pg_ctl")])
+    cluster.control("-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    return cluster
+
+
+def stop_private_cluster(cluster: PrivateCluster) -> None:
+    cluster.control("-m", "immediate", "stop")
+    shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
+def run_adapters(*args: str, env: dict[str, str], timeout: float = 600) -> CommandResult:
+    """``adapters ARGS`` in a fresh process (as a user would), with extra environment."""
+    executable = Path(sys.executable).with_name("adapters")
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
+    done = subprocess.run([str(executable), *args], env=environment, capture_output=True, text=True, timeout=timeout)
+    return CommandResult(done.returncode, done.stdout, done.stderr, " ".join(["adapters", *args]))
