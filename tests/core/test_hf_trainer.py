@@ -22,7 +22,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from core_bases import VOCAB, bert_config, minilm_dir, t5_config
+from core_bases import VOCAB, bert_config, t5_config
+from models import minilm_dir
 from safetensors.torch import load_file
 from transformers import (
     BertForSequenceClassification,
