@@ -7,9 +7,8 @@ The public names are resolved lazily (PEP 562) so that ``import adapterlab.regis
 
 from __future__ import annotations
 
+from adapterlab._version import __version__
 from adapterlab.lazy import lazy_exports
-
-__version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {

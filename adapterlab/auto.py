@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from adapterlab import hub
+import adapterlab.hub as hub
 from adapterlab.config import PeftConfig
 from adapterlab.errors import InvalidConfig, summarize
 from adapterlab.hf_format import TASKS, TaskType

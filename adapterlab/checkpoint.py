@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from adapterlab import hub
+import adapterlab.hub as hub
 from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch, summarize
 from adapterlab.hf_format import MODEL_PREFIX, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, write_atomically
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper

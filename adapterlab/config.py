@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapterlab import __version__, hub
+import adapterlab.hub as hub
+from adapterlab._version import __version__
 from adapterlab.errors import CheckpointError, InvalidConfig
 from adapterlab.hf_format import CONFIG_NAME, PeftType, TaskType, write_atomically
 from adapterlab.methods import get_method

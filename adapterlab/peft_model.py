@@ -23,7 +23,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adapterlab import checkpoint, hub, model_card, status
+import adapterlab.checkpoint as checkpoint
+import adapterlab.hub as hub
+import adapterlab.model_card as model_card
+import adapterlab.status as status
 from adapterlab.config import PeftConfig
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig
 from adapterlab.hf_format import TASKS, TaskType
@@ -39,8 +42,15 @@ class PeftModel(nn.Module):
 
     # task heads trained and saved along with the adapter (names as transformers uses them)
     head_modules: ClassVar[tuple[str, ...]] = ()
+    # the task a PeftModelFor... class serves (None on PeftModel itself); its head modules follow
+    class_task: ClassVar[TaskType | None] = None
     # True inside ``with model.disable_adapter():``
     adapters_disabled: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "class_task" in cls.__dict__ and "head_modules" not in cls.__dict__:
+            cls.head_modules = TASKS[cls.class_task].head_modules
 
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default",
                  autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False) -> None:
@@ -290,12 +300,7 @@ class PeftModel(nn.Module):
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """(trainable, all) parameters of the whole model, each shared tensor counted once."""
-        trainable = total = 0
-        for _, param in self.named_parameters():
-            total += param.numel()
-            if param.requires_grad:
-                trainable += param.numel()
-        return trainable, total
+        return status.count_parameters(self)
 
     def print_trainable_parameters(self) -> None:
         trainable, total = self.get_nb_trainable_parameters()
@@ -427,35 +432,38 @@ _BASE_ONLY = PeftMethod()
 
 
 class PeftModelForSequenceClassification(PeftModel):
-    head_modules = TASKS[TaskType.SEQ_CLS].head_modules
+    class_task = TaskType.SEQ_CLS
 
 
 class PeftModelForTokenClassification(PeftModel):
-    head_modules = TASKS[TaskType.TOKEN_CLS].head_modules
+    class_task = TaskType.TOKEN_CLS
 
 
 class PeftModelForQuestionAnswering(PeftModel):
-    head_modules = TASKS[TaskType.QUESTION_ANS].head_modules
+    class_task = TaskType.QUESTION_ANS
 
 
 class PeftModelForCausalLM(PeftModel):
-    pass
+    class_task = TaskType.CAUSAL_LM
 
 
 class PeftModelForSeq2SeqLM(PeftModel):
-    pass
+    class_task = TaskType.SEQ_2_SEQ_LM
 
 
 class PeftModelForFeatureExtraction(PeftModel):
-    pass
+    class_task = TaskType.FEATURE_EXTRACTION
 
 
 # task type -> the PeftModel class for it (HF PEFT's name; ``adapterlab.mapping`` re-exports it)
 MODEL_TYPE_TO_PEFT_MODEL_MAPPING: dict[TaskType, type[PeftModel]] = {
-    TaskType.SEQ_CLS: PeftModelForSequenceClassification,
-    TaskType.SEQ_2_SEQ_LM: PeftModelForSeq2SeqLM,
-    TaskType.CAUSAL_LM: PeftModelForCausalLM,
-    TaskType.TOKEN_CLS: PeftModelForTokenClassification,
-    TaskType.QUESTION_ANS: PeftModelForQuestionAnswering,
-    TaskType.FEATURE_EXTRACTION: PeftModelForFeatureExtraction,
+    cls.class_task: cls
+    for cls in (
+        PeftModelForSequenceClassification,
+        PeftModelForSeq2SeqLM,
+        PeftModelForCausalLM,
+        PeftModelForTokenClassification,
+        PeftModelForQuestionAnswering,
+        PeftModelForFeatureExtraction,
+    )
 }

@@ -86,11 +86,20 @@ def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     return statuses
 
 
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, all) parameters of ``model``, each shared tensor counted once."""
+    trainable = total = 0
+    for _, param in model.named_parameters():
+        total += param.numel()
+        if param.requires_grad:
+            trainable += param.numel()
+    return trainable, total
+
+
 def get_model_status(model: nn.Module) -> TunerModelStatus:
     """The layers' statuses folded into one; a field on which layers disagree reads "irregular"."""
-    from adapterlab.peft_model import PeftModel
-
-    if isinstance(model, PeftModel):
+    # a PeftModel, told by its class (this module sits below peft_model.py, which imports it)
+    if callable(getattr(type(model), "_is_tuner", None)):
         if not model._is_tuner():
             raise TypeError("get_model_status() needs adapter layers; prompt-learning methods have none")
         base_model_type = type(model.get_base_model()).__name__
@@ -99,7 +108,7 @@ def get_model_status(model: nn.Module) -> TunerModelStatus:
     else:
         base_model_type = type(model).__name__ if hasattr(model, "config") else "other"
         adapter_model_type, peft_types = "None", {}
-    trainable, total = PeftModel.get_nb_trainable_parameters(model)
+    trainable, total = count_parameters(model)
     layers = get_layer_status(model)
     merged_anywhere = sorted({a for s in layers for a in s.merged_adapters})
     # an adapter merged in one layer and held unmerged in another leaves the model half-merged

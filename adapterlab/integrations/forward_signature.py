@@ -65,10 +65,8 @@ def instance_signature(base_class: type) -> inspect.Signature | None:
 
 
 def _task_of(peft_model_class: type) -> str | None:
-    from adapterlab.mapping import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
-
-    tasks = {cls: task.value for task, cls in MODEL_TYPE_TO_PEFT_MODEL_MAPPING.items()}
-    return next((tasks[cls] for cls in peft_model_class.__mro__ if cls in tasks), None)
+    task = getattr(peft_model_class, "class_task", None)  # set by each PeftModelFor... class
+    return None if task is None else str(task.value)
 
 
 def class_signature(peft_model_class: type) -> inspect.Signature | None:

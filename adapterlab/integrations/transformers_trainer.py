@@ -112,17 +112,17 @@ def load_checkpoint(model: Any, folder: str | os.PathLike[str]) -> None:
     The adapter ``default`` lies in the folder itself, any other in ``<folder>/<name>/``; the
     tensors go into the existing parameters, so the optimizer and ``requires_grad`` are untouched.
     """
-    from adapterlab import checkpoint
+    from adapterlab.checkpoint import read_adapter_weights, set_peft_model_state_dict
     from adapterlab.errors import CheckpointError
 
     root = os.fspath(folder)
     if not os.path.isdir(root):
         raise CheckpointError(f"no checkpoint folder at {root}; pass a checkpoint-<step> folder the Trainer wrote")
     # every file read before any adapter changes, so a missing one leaves the model as it was
-    weights = {name: checkpoint.read_adapter_weights(root if name == "default" else os.path.join(root, name))
+    weights = {name: read_adapter_weights(root if name == "default" else os.path.join(root, name))
                for name in model.peft_config}
     for name, tensors in weights.items():
-        checkpoint.set_peft_model_state_dict(model, tensors, adapter_name=name)
+        set_peft_model_state_dict(model, tensors, adapter_name=name)
 
 
 def _with_adapterlab(method: Callable[..., Any], ours: Callable[..., Any], *, model_argument: bool = False
