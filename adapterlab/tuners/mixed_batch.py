@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -82,6 +83,16 @@ def mixed_batch(layers: Sequence[nn.Module], plan: BatchPlan) -> Iterator[None]:
             layer.batch_plan = None
 
 
+@runtime_checkable
+class AdapterLayer(Protocol):
+    """A layer holding adapters by name: a LoRA layer, a ``modules_to_save`` copy, a trainable-token
+    table. Mixed batches hand it a plan; the tuner switches it off. (HF's ``BaseTunerLayer`` base
+    covers the LoRA layers only, as in HF PEFT, where the other two are not tuner layers.)"""
+
+    batch_plan: BatchPlan | None  # set for the duration of one mixed-batch call
+    disable_adapters: bool
+
+
 def adapter_layers(root: nn.Module) -> list[nn.Module]:
-    """Every layer under ``root`` that holds adapters (has ``batch_plan`` and ``disable_adapters``)."""
-    return [m for m in root.modules() if hasattr(m, "batch_plan") and hasattr(m, "disable_adapters")]
+    """Every layer under ``root`` that holds adapters."""
+    return [m for m in root.modules() if isinstance(m, AdapterLayer)]

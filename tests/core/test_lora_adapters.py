@@ -161,3 +161,22 @@ def test_generate_for_seq2seq_and_causal_lm() -> None:
     gpt2 = get_peft_model(make_base("gpt2"), LoraConfig(task_type="CAUSAL_LM", r=2))
     gen = gpt2.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
     assert gen.shape == (3, ids.shape[1] + 3)
+
+
+def test_every_layer_holding_adapters_is_an_adapter_layer() -> None:
+    from adapterlab.tuners.lora.layer import LoraLayer
+    from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper
+    from adapterlab.tuners.mixed_batch import AdapterLayer, adapter_layers
+    from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+
+    base = make_base("llama")
+    config = LoraConfig(target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"], trainable_token_indices=[1, 2])
+    model = get_peft_model(base, config)
+    found = adapter_layers(model)
+    kinds = {LoraLayer: 0, ModulesToSaveWrapper: 0, TrainableTokensWrapper: 0}
+    for layer in found:
+        kinds[next(kind for kind in kinds if isinstance(layer, kind))] += 1
+    assert all(kinds.values()), kinds  # each kind of adapter layer is found
+    assert len(found) == sum(kinds.values())
+    assert not isinstance(torch.nn.Linear(2, 2), AdapterLayer)
+    assert {id(m) for m in model.base_model.adapter_aware_layers()} == {id(m) for m in found}

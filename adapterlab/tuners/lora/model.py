@@ -19,6 +19,7 @@ from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
+from adapterlab.tuners.mixed_batch import adapter_layers
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
@@ -45,8 +46,7 @@ class LoraModel(BaseTuner, nn.Module):
         return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
 
     def adapter_aware_layers(self) -> list[nn.Module]:
-        return [m for m in self.model.modules()
-                if isinstance(m, (LoraLayer, ModulesToSaveWrapper, TrainableTokensWrapper))]
+        return adapter_layers(self.model)
 
     def token_layers(self) -> list[TrainableTokensWrapper]:
         return [m for m in self.model.modules() if isinstance(m, TrainableTokensWrapper)]
