@@ -1,0 +1,62 @@
+"""HF PEFT's LoraConfig fields that adapterlab accepts as plain data or refuses by name.
+
+HF's own tests (and users' scripts) pass every LoraConfig field as a keyword argument; a field we
+lack must never surface as a bare ``TypeError`` from the dataclass ``__init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import peft
+import pytest
+
+from adapterlab import LoraConfig, PeftConfig
+from adapterlab.errors import UnsupportedFeature
+
+
+def test_every_hf_lora_config_field_is_accepted_at_its_hf_default() -> None:
+    hf_defaults = peft.LoraConfig()
+    names = {f.name for f in dataclasses.fields(peft.LoraConfig)} - {"peft_version", "peft_type"}
+    ours = LoraConfig(**{name: getattr(hf_defaults, name) for name in names})
+    assert {f.name for f in dataclasses.fields(LoraConfig)} >= names
+    assert ours.megatron_core == "megatron.core" and ours.qalora_group_size == 16
+
+
+def test_saved_config_has_hf_s_keys_without_the_runtime_options(tmp_path) -> None:
+    LoraConfig(target_modules=["lin0"]).save_pretrained(tmp_path)
+    saved = set(json.loads((tmp_path / "adapter_config.json").read_text()))
+    assert saved == set(peft.LoraConfig(target_modules=["lin0"]).to_dict())
+    assert "runtime_config" not in saved
+    assert isinstance(PeftConfig.from_pretrained(tmp_path), LoraConfig)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("velora_config", {"num_groups": 2}),
+        ("use_bdlora", {"nblocks": 2}),
+        ("kasa_config", {"rank": 2}),
+        ("layer_replication", [[0, 2]]),
+        ("ensure_weight_tying", True),
+        ("use_qalora", True),
+        ("alora_invocation_tokens", [1, 2]),
+        ("loftq_config", {"loftq_bits": 4}),
+    ],
+)
+def test_a_field_that_switches_on_an_hf_only_feature_is_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(UnsupportedFeature, match=field):
+        LoraConfig(**{field: value})
+
+
+def test_plain_data_fields_keep_any_value() -> None:
+    config = LoraConfig(megatron_core="my.megatron", qalora_group_size=32)
+    assert config.to_dict()["megatron_core"] == "my.megatron"
+    assert config.to_dict()["qalora_group_size"] == 32
+
+
+def test_ephemeral_gpu_offload_is_refused_and_the_default_runtime_config_accepted() -> None:
+    LoraConfig(runtime_config=peft.tuners.lora.config.LoraRuntimeConfig())
+    with pytest.raises(UnsupportedFeature, match="ephemeral_gpu_offload"):
+        LoraConfig(runtime_config=peft.tuners.lora.config.LoraRuntimeConfig(ephemeral_gpu_offload=True))
