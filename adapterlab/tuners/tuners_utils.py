@@ -15,6 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+# HF PEFT's private name for it, which its tests and some libraries import from here
+from adapterlab.tuners.minimal_targets import find_minimal_target_modules as _find_minimal_target_modules
+
+__all__ = ["BaseTuner", "BaseTunerLayer", "_find_minimal_target_modules", "_get_submodules", "check_target_module_exists"]
+
 
 class BaseTunerLayer:
     """Mixin of every adapter-holding layer; the layer keeps the module it adapts as ``base_layer``.

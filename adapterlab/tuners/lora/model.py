@@ -19,6 +19,7 @@ from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
+from adapterlab.tuners.minimal_targets import MIN_TARGET_MODULES_FOR_OPTIMIZATION, find_minimal_target_modules
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
@@ -70,6 +71,11 @@ class LoraModel(BaseTuner, nn.Module):
             self._adapt_module(key, config, adapter_name)
         if config.trainable_token_indices:
             attach_trainable_tokens(self.model, config.trainable_token_indices, adapter_name)
+        if isinstance(targets, list) and len(targets) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION:
+            # a long list of full names is saved as the few suffixes that select the same modules
+            chosen = set(matched)
+            others = [key for key in candidates if key not in chosen]
+            config.target_modules = sorted(find_minimal_target_modules(chosen, others))
 
     def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
         module = self.model.get_submodule(key)
