@@ -218,12 +218,6 @@ def test_save_onto_a_file_path(tmp_path) -> None:
     assert "is a file" in one_line(excinfo)
 
 
-def test_dora_on_a_convolution_is_refused_clearly() -> None:
-    with pytest.raises(InvalidConfig) as excinfo:
-        get_peft_model(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), LoraConfig(target_modules=["0"], use_dora=True))
-    assert "DoRA" in one_line(excinfo) and "convolution" in str(excinfo.value)
-
-
 def test_mixed_batch_refuses_dora_adapters() -> None:
     model = get_peft_model(make_base("bert"), LoraConfig(r=2, use_dora=True))
     with pytest.raises(InvalidConfig) as excinfo:

@@ -145,9 +145,7 @@ def test_dora_on_an_embedding_merges_exactly() -> None:
 # -- refused, by name ------------------------------------------------------------------------------
 
 
-def test_dora_and_grouped_convolutions_are_refused_by_name() -> None:
-    with pytest.raises(UnsupportedFeature, match="DoRA on convolution"):
-        adapterlab.get_peft_model(_base(), adapterlab.LoraConfig(target_modules=["conv2d"], use_dora=True))
+def test_grouped_convolutions_are_refused_by_name() -> None:
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
     with pytest.raises(UnsupportedFeature, match="grouped convolutions"):
         adapterlab.get_peft_model(grouped, adapterlab.LoraConfig(target_modules=["0"]))

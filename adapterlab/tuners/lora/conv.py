@@ -10,7 +10,7 @@ channels at each position), so the update merges into the base kernel exactly:
 A also takes the base's dilation and padding mode, which Hugging Face PEFT's A leaves out: for a
 dilated base its merged and unmerged outputs differ, and so would checkpoints read across. Shapes
 and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel), ``lora_B.weight``
-(out, r, 1, ...).
+(out, r, 1, ...). DoRA (:mod:`~adapterlab.tuners.lora.dora`) works per output channel.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from adapterlab.errors import UnsupportedFeature
-from adapterlab.tuners.lora import init
+from adapterlab.tuners.lora import dora, init
 from adapterlab.tuners.lora.layer import LoraLayer, adapter_dtype, low_rank_path
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -39,9 +39,6 @@ class Conv(LoraLayer):
         super().__init__(base_layer, base_layer.in_channels, base_layer.out_channels)
 
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
-        if kw.get("use_dora"):
-            raise UnsupportedFeature("DoRA on convolution layers is not supported; exclude convolutions from "
-                                     "target_modules or set use_dora=False")
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         base = self.base_layer
         conv_type = type(base) if type(base) in CONV_TYPES else next(t for t in CONV_TYPES if isinstance(base, t))
@@ -53,6 +50,9 @@ class Conv(LoraLayer):
         pointwise = (1,) * (base.weight.dim() - 2)
         self.lora_B[name] = conv_type(r, self.out_features, pointwise, pointwise, bias=self.lora_bias[name], **options)
         init.initialize(self, name, kw.get("init_lora_weights", True))
+        if kw.get("use_dora"):
+            self.use_dora[name] = True
+            self.lora_magnitude_vector[name] = nn.Parameter(dora.weight_norm(self, name, self.scaling[name]))
 
     def lora_weight(self, name: str) -> torch.Tensor:
         """``B @ A`` as a kernel (out, in, *kernel), unscaled."""
