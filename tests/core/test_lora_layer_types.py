@@ -145,12 +145,6 @@ def test_dora_on_an_embedding_merges_exactly() -> None:
 # -- refused, by name ------------------------------------------------------------------------------
 
 
-def test_grouped_convolutions_are_refused_by_name() -> None:
-    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
-    with pytest.raises(UnsupportedFeature, match="grouped convolutions"):
-        adapterlab.get_peft_model(grouped, adapterlab.LoraConfig(target_modules=["0"]))
-
-
 def test_combining_conv_adapters_is_refused_by_name() -> None:
     model = adapterlab.get_peft_model(_base(), adapterlab.LoraConfig(r=4, target_modules=CONV_TARGETS))
     with pytest.raises(UnsupportedFeature, match="convolution"):

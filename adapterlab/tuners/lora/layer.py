@@ -117,15 +117,20 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         delta = self.lora_weight(name) * self.scaling[name]
         return delta.T if self.fan_in_fan_out else delta
 
+    def check_mergeable(self, names: list[str]) -> None:
+        """Raise (an InvalidConfig) if any of adapters ``names`` held here cannot be merged into the base."""
+        for name in names:
+            if self.lora_bias.get(name) and getattr(self.base_layer, "bias", None) is None:
+                raise InvalidConfig(f"adapter {name!r} has lora_bias but {type(self.base_layer).__name__} has no "
+                                    f"bias to merge it into; keep the adapter unmerged")
+
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         names = self.active_adapters if adapter_names is None else adapter_names
         weight = self.base_layer.weight
+        self.check_mergeable(names)
         for name in names:
             if name not in self.r or name in self.merged_adapters:
                 continue
-            if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
-                raise InvalidConfig(f"adapter {name!r} has lora_bias but {type(self.base_layer).__name__} has no "
-                                    f"bias to merge it into; keep the adapter unmerged")
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
                 new_weight, norm = dora.merged_weight(self, name, weight.data, delta)

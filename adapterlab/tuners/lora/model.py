@@ -155,6 +155,7 @@ class LoraModel(BaseTuner, nn.Module):
         """Add the adapters' updates into the base weights (they stay removable with unmerge_adapter)."""
         self._check_names(adapter_names)
         layers = self.lora_layers()
+        self._check_mergeable(layers, adapter_names)
         already = [len(layer.merged_adapters) for layer in layers]
         try:
             for layer in layers:
@@ -182,6 +183,8 @@ class LoraModel(BaseTuner, nn.Module):
         return self._unload(merge=False)
 
     def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+        if merge:
+            self._check_mergeable(self.lora_layers(), adapter_names)
         for key, module in list(self.model.named_modules()):
             if isinstance(module, LoraLayer):
                 if merge:
@@ -202,6 +205,12 @@ class LoraModel(BaseTuner, nn.Module):
             parent_name, _, child_name = key.rpartition(".")
             setattr(self.model.get_submodule(parent_name), child_name, replacement)
         return self.model
+
+    @staticmethod
+    def _check_mergeable(layers: list[LoraLayer], adapter_names: list[str] | None) -> None:
+        """Every layer is checked before the first one is touched: merging is all or nothing."""
+        for layer in layers:
+            layer.check_mergeable(layer.active_adapters if adapter_names is None else adapter_names)
 
     def _check_names(self, adapter_names: list[str] | None) -> None:
         for name in adapter_names or []:

@@ -1,4 +1,4 @@
-"""DoRA on Conv1d/2d/3d: a magnitude per output channel, numerically HF PEFT's, merging exactly."""
+"""DoRA on Conv1d/2d/3d (a magnitude per output channel) and LoRA on grouped convolutions, as HF PEFT."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from torch import nn
 
 import adapterlab
 from adapterlab import LoraConfig, get_peft_model
+from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.tuners.lora.layer import LoraLayer
 
 
 class _ConvNet(nn.Module):
@@ -77,3 +79,53 @@ def test_dora_conv_trains_its_magnitude_and_dropout_path_agrees() -> None:
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
     out.sum().backward()
     assert layer.lora_magnitude_vector["default"].grad is not None
+
+
+# -- grouped convolutions: HF PEFT's layout (full A, grouped B), never merged ------------------------
+
+
+def _grouped() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(16, 32, 3, padding=1, groups=2))
+
+
+def test_grouped_conv_lora_matches_hf_peft() -> None:
+    torch.manual_seed(0)
+    base = _grouped()
+    with pytest.warns(UserWarning, match="cannot be merged"):
+        ours = get_peft_model(copy.deepcopy(base), LoraConfig(target_modules=["0"], r=4))
+    _randomize(ours)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(target_modules=["0"], r=4))
+    state = adapterlab.get_peft_model_state_dict(ours)
+    assert state["base_model.model.0.lora_B.weight"].shape == (32, 2, 1, 1)  # grouped B: r / groups inputs
+    peft.set_peft_model_state_dict(theirs, state)
+    x = torch.randn(2, 16, 5, 5)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ours(x), base(x), atol=1e-3)
+
+
+def test_grouped_conv_refuses_merging_without_touching_any_layer() -> None:
+    model = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.warns(UserWarning):
+        peft_model = get_peft_model(model, LoraConfig(target_modules=["0", "1"], r=2, init_lora_weights=False))
+    before = [p.detach().clone() for p in peft_model.get_base_model().parameters()]
+    with pytest.raises(UnsupportedFeature, match="groups=2"):
+        peft_model.merge_and_unload()
+    with pytest.raises(UnsupportedFeature, match="groups=2"):
+        peft_model.merge_adapter()
+    after = list(peft_model.get_base_model().parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert isinstance(peft_model.base_model.model[0], LoraLayer)  # nothing was unloaded either
+
+
+@pytest.mark.parametrize(
+    "config, error, message",
+    [
+        ({"r": 3}, InvalidConfig, "divisible by groups"),
+        ({"r": 2, "use_dora": True}, UnsupportedFeature, "DoRA on grouped"),
+    ],
+)
+def test_grouped_conv_needs_a_divisible_rank_and_no_dora(config, error, message) -> None:
+    with pytest.raises(error, match=message):
+        get_peft_model(_grouped(), LoraConfig(target_modules=["0"], **config))
