@@ -92,6 +92,17 @@ class LoraLayer(nn.Module, BaseTunerLayer):
                 old = params[name]
                 params[name] = nn.Parameter(old.detach().to(dtype), requires_grad=old.requires_grad)
 
+    def release_to_meta(self, name: str) -> None:
+        """Put adapter ``name``'s tensors on the meta device (shapes kept, no memory), for a load to
+        fill with ``load_state_dict(..., assign=True)``: HF PEFT's ``low_cpu_mem_usage``."""
+        for modules in (self.lora_A, self.lora_B):
+            if name in modules:
+                modules[name].to("meta")
+        for params in (self.lora_embedding_A, self.lora_embedding_B, self.lora_magnitude_vector):
+            if name in params:
+                old = params[name]
+                params[name] = nn.Parameter(old.detach().to("meta"), requires_grad=old.requires_grad)
+
     def delete_adapter(self, name: str) -> None:
         for container in (self.lora_A, self.lora_B, self.lora_dropout, self.lora_embedding_A,
                           self.lora_embedding_B, self.lora_magnitude_vector):

@@ -54,8 +54,9 @@ class LoraModel(BaseTuner, nn.Module):
 
     # -- adding and removing adapters -------------------------------------------------------
 
-    def inject_adapter(self, config: LoraConfig, adapter_name: str) -> None:
-        """Create adapter ``adapter_name`` on every module ``config`` targets."""
+    def inject_adapter(self, config: LoraConfig, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
+        """Create adapter ``adapter_name`` on every module ``config`` targets; with ``low_cpu_mem_usage``
+        its LoRA tensors end on the meta device, for a load to fill (HF PEFT's option)."""
         targets = resolve_target_modules(config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type)
         config.target_modules = targets
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
@@ -76,6 +77,9 @@ class LoraModel(BaseTuner, nn.Module):
             chosen = set(matched)
             others = [key for key in candidates if key not in chosen]
             config.target_modules = sorted(find_minimal_target_modules(chosen, others))
+        if low_cpu_mem_usage:
+            for key in matched:
+                self.model.get_submodule(key).release_to_meta(adapter_name)
 
     def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
         module = self.model.get_submodule(key)
