@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapterlab import __version__
-from adapterlab.errors import CheckpointError, InvalidConfig
+from adapterlab.errors import CheckpointError, ConfigKeysMissing, InvalidConfig
 
 CONFIG_NAME = "adapter_config.json"
 
@@ -172,6 +172,7 @@ class PeftConfig:
             raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
+        data.pop("runtime_config", None)  # HF PEFT's run-time options: never part of a saved adapter
         return data
 
     @classmethod
@@ -185,6 +186,11 @@ class PeftConfig:
 
         options, overrides = hub.split_options(kwargs)
         data = cls.from_json_file(hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME)
+        if "peft_type" not in data:  # any JSON file would otherwise pass for an adapter config
+            raise ConfigKeysMissing(
+                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}. "
+                f"It is not an adapter config; give the folder save_pretrained wrote"
+            )
         data.update(overrides)
         return cls.from_dict(data)
 

@@ -76,3 +76,7 @@ class TrainingInterrupted(TrainingError):
 
 class HubError(AdapterlabError, ConnectionError):
     """The Hugging Face Hub cannot be reached, or refused a request (login, permissions)."""
+
+
+class ConfigKeysMissing(CheckpointError, TypeError):
+    """An ``adapter_config.json`` lacks a key every adapter config has (``peft_type``); HF PEFT raises TypeError."""

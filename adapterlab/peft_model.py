@@ -113,7 +113,7 @@ class PeftModel(nn.Module):
     def set_adapter(self, adapter_name: str) -> None:
         """Make ``adapter_name`` the adapter forward and generate use (and the only one that trains)."""
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"Adapter {adapter_name!r} does not exist; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(_no_such_adapter(adapter_name, self.peft_config))
         self.method_for(adapter_name).set_adapter(self, adapter_name)
         trainable = not self.peft_config[adapter_name].inference_mode
         for module in self.modules():
@@ -123,7 +123,7 @@ class PeftModel(nn.Module):
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"Adapter {adapter_name!r} does not exist; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(_no_such_adapter(adapter_name, self.peft_config))
         if any(adapter_name in getattr(layer, "merged_adapters", ()) for layer in self.modules()):
             raise InvalidConfig(
                 f"Cannot delete adapter(s) {[adapter_name]} while they are merged. Please unmerge them first."
@@ -449,3 +449,8 @@ class PeftModelForSeq2SeqLM(PeftModel):
 
 class PeftModelForFeatureExtraction(PeftModel):
     pass
+
+
+def _no_such_adapter(adapter_name: str, loaded: dict[str, Any]) -> str:
+    """HF PEFT's wording (scripts match on it), with the name escaped: it is the caller's text."""
+    return f"Adapter {repr(str(adapter_name))[1:-1]} does not exist; loaded: {', '.join(loaded)}"

@@ -166,7 +166,7 @@ def test_unknown_adapter_names(tmp_path) -> None:
     model = _saved_bert(tmp_path)
     with pytest.raises(AdapterNotFound) as excinfo:
         model.set_adapter("nope")
-    assert "'nope'" in one_line(excinfo) and "default" in str(excinfo.value)
+    assert "Adapter nope does not exist" in one_line(excinfo) and "default" in str(excinfo.value)
     with pytest.raises(AdapterNotFound):
         model.delete_adapter("nope")
     ids = torch.randint(2, 60, (2, 5))

@@ -13,7 +13,7 @@ import peft
 import pytest
 
 from adapterlab import LoraConfig, PeftConfig
-from adapterlab.errors import UnsupportedFeature
+from adapterlab.errors import AdapterNotFound, CheckpointError, ConfigKeysMissing, UnsupportedFeature
 
 
 def test_every_hf_lora_config_field_is_accepted_at_its_hf_default() -> None:
@@ -60,3 +60,32 @@ def test_ephemeral_gpu_offload_is_refused_and_the_default_runtime_config_accepte
     LoraConfig(runtime_config=peft.tuners.lora.config.LoraRuntimeConfig())
     with pytest.raises(UnsupportedFeature, match="ephemeral_gpu_offload"):
         LoraConfig(runtime_config=peft.tuners.lora.config.LoraRuntimeConfig(ephemeral_gpu_offload=True))
+
+
+def test_a_runtime_config_saved_by_accident_is_ignored_on_read(tmp_path) -> None:
+    config = LoraConfig(target_modules=["lin0"])
+    config.save_pretrained(tmp_path)
+    path = tmp_path / "adapter_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "runtime_config": {"ephemeral_gpu_offload": True}}))
+    assert LoraConfig.from_json_file(path) == config.to_dict()
+    assert PeftConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()
+
+
+def test_a_json_file_without_peft_type_is_not_an_adapter_config(tmp_path) -> None:
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"foo": "bar"}))
+    with pytest.raises(ConfigKeysMissing, match=r"missing required keys: \{'peft_type'\}") as excinfo:
+        LoraConfig.from_pretrained(tmp_path)
+    assert isinstance(excinfo.value, TypeError) and isinstance(excinfo.value, CheckpointError)
+
+
+def test_an_unknown_adapter_name_is_named_with_control_characters_escaped() -> None:
+    from torch import nn
+
+    from adapterlab import get_peft_model
+
+    model = get_peft_model(nn.Sequential(nn.Linear(2, 2)), LoraConfig(target_modules=["0"]))
+    with pytest.raises(AdapterNotFound, match="Adapter unknown-adapter does not exist; loaded: default"):
+        model.delete_adapter("unknown-adapter")
+    with pytest.raises(AdapterNotFound) as excinfo:
+        model.set_adapter("evil\x1b[2J")
+    assert "\x1b" not in str(excinfo.value) and "evil\\x1b[2J" in str(excinfo.value)
