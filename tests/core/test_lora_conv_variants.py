@@ -129,3 +129,11 @@ def test_grouped_conv_refuses_merging_without_touching_any_layer() -> None:
 def test_grouped_conv_needs_a_divisible_rank_and_no_dora(config, error, message) -> None:
     with pytest.raises(error, match=message):
         get_peft_model(_grouped(), LoraConfig(target_modules=["0"], **config))
+
+
+@pytest.mark.parametrize("autocast, expected", [(True, torch.float32), (False, torch.bfloat16)])
+@pytest.mark.parametrize("layer", [nn.Linear(4, 4), nn.Conv2d(4, 4, 1), nn.Embedding(5, 4)])
+def test_dora_magnitude_has_the_adapter_dtype(layer: nn.Module, autocast: bool, expected: torch.dtype) -> None:
+    base = nn.Sequential(copy.deepcopy(layer)).to(torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(target_modules=["0"], use_dora=True), autocast_adapter_dtype=autocast)
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {expected}

@@ -33,9 +33,10 @@ def _per_output(weight: torch.Tensor) -> tuple[int, ...]:
 def weight_norm(layer: LoraLayer, name: str, scaling: float) -> torch.Tensor:
     """Row norms of ``W + scaling * B @ A``: the magnitude DoRA starts from ((out,); convolutions
     (1, out, 1, ...))."""
-    weight = layer.base_weight_out_in()
-    lora_weight = layer.lora_weight(name).to(weight.dtype)
-    norm = _row_norms(weight + scaling * lora_weight).to(weight.dtype).detach()
+    lora_weight = layer.lora_weight(name)
+    # in the adapter's dtype (float32 on a half-precision base, unless autocasting is off), as lora_A/B
+    weight = layer.base_weight_out_in().to(lora_weight.dtype)
+    norm = _row_norms(weight + scaling * lora_weight).detach()
     return norm.view(_per_output(weight)) if weight.dim() > 2 else norm
 
 
