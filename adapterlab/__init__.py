@@ -49,6 +49,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "get_layer_status": "adapterlab.status",
     "get_model_status": "adapterlab.status",
     "PromptLearningConfig": "adapterlab.tuners.prompt.config",
+    "PeftWarning": "adapterlab.errors",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

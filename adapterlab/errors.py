@@ -80,3 +80,11 @@ class HubError(AdapterlabError, ConnectionError):
 
 class ConfigKeysMissing(CheckpointError, TypeError):
     """An ``adapter_config.json`` lacks a key every adapter config has (``peft_type``); HF PEFT raises TypeError."""
+
+
+class MergeImpossible(InvalidConfig, RuntimeError):
+    """An adapter cannot be merged into its base layer (HF PEFT raises RuntimeError there)."""
+
+
+class PeftWarning(UserWarning):
+    """HF PEFT's warning class, for what works but probably not as the user meant."""

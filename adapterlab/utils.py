@@ -23,6 +23,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "infer_device": "adapterlab.devices",
     "INCLUDE_LINEAR_LAYERS_SHORTHAND": "adapterlab.tuners.targeting",
     "MIN_TARGET_MODULES_FOR_OPTIMIZATION": "adapterlab.tuners.minimal_targets",
+    "PeftWarning": "adapterlab.errors",
 }
 
 __all__ = list(_LAZY_EXPORTS)

@@ -13,7 +13,13 @@ import peft
 import pytest
 
 from adapterlab import LoraConfig, PeftConfig
-from adapterlab.errors import AdapterNotFound, CheckpointError, ConfigKeysMissing, UnsupportedFeature
+from adapterlab.errors import (
+    AdapterNotFound,
+    CheckpointError,
+    ConfigKeysMissing,
+    InvalidConfig,
+    UnsupportedFeature,
+)
 
 
 def test_every_hf_lora_config_field_is_accepted_at_its_hf_default() -> None:
@@ -89,3 +95,13 @@ def test_an_unknown_adapter_name_is_named_with_control_characters_escaped() -> N
     with pytest.raises(AdapterNotFound) as excinfo:
         model.set_adapter("evil\x1b[2J")
     assert "\x1b" not in str(excinfo.value) and "evil\\x1b[2J" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"use_dora": True}, {"init_lora_weights": "gaussian"}, {"init_lora_weights": "eva"},
+     {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4}}],
+)
+def test_lora_bias_conflicts_are_named_before_anything_else(options: dict) -> None:
+    with pytest.raises(InvalidConfig, match="The argument lora_bias=True is"):
+        LoraConfig(lora_bias=True, **options)

@@ -144,6 +144,12 @@ class LoraConfig(PeftConfig):
                 )
 
     def _validate(self) -> None:
+        # lora_bias first: its conflicts are the user's choice to fix, whatever else the config asks for
+        if self.lora_bias and self.init_lora_weights not in (True, False):
+            raise InvalidConfig(f"The argument lora_bias=True is only supported with init_lora_weights=True or "
+                                f"False, got {self.init_lora_weights!r}")
+        if self.lora_bias and self.use_dora:
+            raise InvalidConfig("The argument lora_bias=True is not supported with DoRA; set use_dora=False")
         self._refuse_foreign_features()
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise InvalidConfig(f"LoRA rank r must be a positive integer, got {self.r!r}")
@@ -163,11 +169,6 @@ class LoraConfig(PeftConfig):
                 f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
                 f"'pissa_niter_K' (K an integer), got {self.init_lora_weights!r}"
             )
-        if self.lora_bias and self.init_lora_weights not in (True, False):
-            raise InvalidConfig(f"lora_bias=True works with init_lora_weights=True or False only, "
-                                f"got {self.init_lora_weights!r}")
-        if self.lora_bias and self.use_dora:
-            raise InvalidConfig("lora_bias=True cannot be combined with DoRA; set use_dora=False")
         if self.target_parameters:
             raise UnsupportedFeature(
                 "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove it from the config"

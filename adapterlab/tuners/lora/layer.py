@@ -17,6 +17,7 @@ update of :mod:`adapterlab.tuners.cpu_fast_paths`, with equal results. Merging a
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.errors import InvalidConfig, MergeImpossible, PeftWarning, UnsupportedFeature
 from adapterlab.tuners import cpu_fast_paths
 from adapterlab.tuners.lora import dora, init
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
@@ -76,6 +77,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self.scaling[name] = lora_scaling(alpha, r, use_rslora)
         self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_bias[name] = bool(kw.get("lora_bias", False))
+        if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
+            warnings.warn(f"`lora_bias=True` was passed but the targeted layer of type {type(self.base_layer).__name__} "
+                          f"has no bias: adapter {name!r} will train, but merging it will be refused", PeftWarning,
+                          stacklevel=3)
         self.use_dora[name] = False
 
     def set_scale(self, name: str, scale: float) -> None:
@@ -132,8 +137,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         """Raise (an InvalidConfig) if any of adapters ``names`` held here cannot be merged into the base."""
         for name in names:
             if self.lora_bias.get(name) and getattr(self.base_layer, "bias", None) is None:
-                raise InvalidConfig(f"adapter {name!r} has lora_bias but {type(self.base_layer).__name__} has no "
-                                    f"bias to merge it into; keep the adapter unmerged")
+                raise MergeImpossible(
+                    f"Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias: adapter "
+                    f"{name!r} on {type(self.base_layer).__name__} has no bias to merge it into; keep it unmerged"
+                )
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         names = self.active_adapters if adapter_names is None else adapter_names
@@ -248,7 +255,7 @@ class Embedding(LoraLayer):
 
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
         if kw.get("lora_bias"):
-            raise UnsupportedFeature("lora_bias is not supported on nn.Embedding layers; exclude embeddings "
+            raise UnsupportedFeature("lora_bias=True is not supported for Embedding layers; exclude embeddings "
                                      "from target_modules or set lora_bias=False")
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         weight = self.base_layer.weight
