@@ -12,6 +12,7 @@ import json
 import peft
 import pytest
 
+import adapterlab
 from adapterlab import LoraConfig, PeftConfig
 from adapterlab.errors import (
     AdapterNotFound,
@@ -105,3 +106,19 @@ def test_an_unknown_adapter_name_is_named_with_control_characters_escaped() -> N
 def test_lora_bias_conflicts_are_named_before_anything_else(options: dict) -> None:
     with pytest.raises(InvalidConfig, match="The argument lora_bias=True is"):
         LoraConfig(lora_bias=True, **options)
+
+
+@pytest.mark.parametrize(
+    "config_class, kwargs, expected",
+    [
+        ("LoraConfig", {}, "LORA"),
+        ("PromptTuningConfig", {"num_virtual_tokens": 4}, "PROMPT_TUNING"),
+        ("PromptEncoderConfig", {"num_virtual_tokens": 4}, "P_TUNING"),
+        ("PrefixTuningConfig", {"num_virtual_tokens": 4}, "PREFIX_TUNING"),
+    ],
+)
+def test_the_config_class_decides_the_peft_type(config_class: str, kwargs: dict, expected: str, tmp_path) -> None:
+    config = getattr(adapterlab, config_class)(peft_type="test", **kwargs)
+    assert config.peft_type.value == expected
+    config.save_pretrained(tmp_path)
+    assert PeftConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()

@@ -113,8 +113,8 @@ class LoraConfig(PeftConfig):
     runtime_config: Any = None
 
     def __post_init__(self) -> None:
+        self.peft_type = PeftType.LORA  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
-        self.peft_type = PeftType.LORA
         if isinstance(self.target_modules, (list, tuple, set)):
             self.target_modules = list(dict.fromkeys(self.target_modules))
         if isinstance(self.modules_to_save, (tuple, set)):
