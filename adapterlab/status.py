@@ -66,14 +66,18 @@ def _per_adapter(layer: BaseTunerLayer) -> tuple[dict[str, list[bool]], dict[str
 
 def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     """One entry per adapter layer of ``model`` (a PeftModel or a model with adapters injected)."""
+    from adapterlab.peft_model import PeftModel
+
     statuses = []
-    for name, module in model.named_modules():
+    # names relative to the tuner (``model.lin0``), as HF PEFT reports them
+    root = model.base_model if isinstance(model, PeftModel) else model
+    for name, module in root.named_modules():
         if not isinstance(module, BaseTunerLayer):
             continue
         grads, devices = _per_adapter(module)
         statuses.append(TunerLayerStatus(
             name=name,
-            module_type=type(module).__name__,
+            module_type=module.layer_kind,
             enabled=not module.disable_adapters,
             active_adapters=list(module.active_adapters),
             merged_adapters=list(module.merged_adapters),

@@ -36,6 +36,12 @@ class BaseTunerLayer:
     merged_adapters: list[str]
     disable_adapters: bool
 
+    @property
+    def layer_kind(self) -> str:
+        """HF PEFT's name for the kind of layer, ``"<method>.<class>"`` (``"lora.Linear"``), as
+        ``get_layer_status`` reports it."""
+        return type(self).__name__
+
     def get_base_layer(self) -> nn.Module:
         """The module this layer adapts (through any nesting of adapter layers)."""
         base: Any = self

@@ -137,3 +137,10 @@ def test_dora_magnitude_has_the_adapter_dtype(layer: nn.Module, autocast: bool, 
     base = nn.Sequential(copy.deepcopy(layer)).to(torch.bfloat16)
     model = get_peft_model(base, LoraConfig(target_modules=["0"], use_dora=True), autocast_adapter_dtype=autocast)
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {expected}
+
+
+def test_layer_status_names_conv_layers_as_hf_peft_does() -> None:
+    from adapterlab import get_layer_status
+
+    model = get_peft_model(_ConvNet(3), LoraConfig(target_modules=["conv"]))
+    assert [(s.name, s.module_type) for s in get_layer_status(model)] == [("model.conv", "lora.Conv3d")]

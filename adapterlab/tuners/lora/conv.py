@@ -39,6 +39,10 @@ class Conv(LoraLayer):
     def __init__(self, base_layer: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> None:
         super().__init__(base_layer, base_layer.in_channels, base_layer.out_channels)
 
+    @property
+    def layer_kind(self) -> str:
+        return f"lora.{type(self.base_layer).__name__}"  # HF PEFT has one class per dimension: lora.Conv2d
+
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
         base = self.base_layer
         kind = type(base).__name__

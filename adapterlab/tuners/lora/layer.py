@@ -67,6 +67,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self._merged_norms: dict[str, torch.Tensor] = {}  # DoRA: norms at merge time, to unmerge exactly
 
     @property
+    def layer_kind(self) -> str:
+        return f"lora.{type(self).__name__}"
+
+    @property
     def adapter_names(self) -> list[str]:
         return list(self.r)
 
