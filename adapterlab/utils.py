@@ -24,6 +24,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "INCLUDE_LINEAR_LAYERS_SHORTHAND": "adapterlab.tuners.targeting",
     "MIN_TARGET_MODULES_FOR_OPTIMIZATION": "adapterlab.tuners.minimal_targets",
     "PeftWarning": "adapterlab.errors",
+    "DUMMY_MODEL_CONFIG": "adapterlab.tuners.tuners_utils",
 }
 
 __all__ = list(_LAZY_EXPORTS)

@@ -10,6 +10,7 @@ name), so trainability is decided by structure, never by matching parameter name
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -18,7 +19,10 @@ from torch import nn
 # HF PEFT's private name for it, which its tests and some libraries import from here
 from adapterlab.tuners.minimal_targets import find_minimal_target_modules as _find_minimal_target_modules
 
-__all__ = ["BaseTuner", "BaseTunerLayer", "_find_minimal_target_modules", "_get_submodules", "check_target_module_exists"]
+# what get_model_config reports for a model without a config (HF PEFT's value)
+DUMMY_MODEL_CONFIG: dict[str, Any] = {"model_type": "custom"}
+
+__all__ = ["DUMMY_MODEL_CONFIG", "BaseTuner", "BaseTunerLayer", "_find_minimal_target_modules", "_get_submodules", "check_target_module_exists"]
 
 
 class BaseTunerLayer:
@@ -125,6 +129,19 @@ class BaseTuner:
 
     model: nn.Module
     active_adapters: list[str]
+
+    @staticmethod
+    def get_model_config(model: nn.Module) -> dict[str, Any]:
+        """HF PEFT's helper: ``model.config`` as a dict (from ``to_dict()``, a dataclass or a dict), or
+        ``DUMMY_MODEL_CONFIG`` for a model without one (a plain ``nn.Module``)."""
+        config = getattr(model, "config", None)
+        if config is None:
+            return dict(DUMMY_MODEL_CONFIG)
+        if hasattr(config, "to_dict"):
+            return config.to_dict()
+        if dataclasses.is_dataclass(config) and not isinstance(config, type):
+            return dataclasses.asdict(config)
+        return config
 
     def __getattr__(self, name: str) -> Any:
         try:
