@@ -184,3 +184,14 @@ def check_target_module_exists(config: Any, key: str) -> bool:
     from adapterlab.tuners.targeting import is_target
 
     return config.target_modules is not None and is_target(config, config.target_modules, key)
+
+
+def __getattr__(name: str) -> Any:
+    # HF PEFT's private names for the key-prefix helpers; their module imports this one, hence lazily
+    helpers = {"_get_tuner_state_dict_key_prefixes": "tuner_state_dict_key_prefixes",
+               "_filter_state_dict_by_key_prefixes": "filter_state_dict_by_key_prefixes"}
+    if name in helpers:
+        from adapterlab.tuners import key_prefixes
+
+        return getattr(key_prefixes, helpers[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,3 +34,28 @@ def test_get_model_config_reads_every_kind_of_config() -> None:
     assert no_config == DUMMY_MODEL_CONFIG == {"model_type": "custom"}
     no_config["model_type"] = "changed"  # a copy: the shared default stays as it is
     assert DUMMY_MODEL_CONFIG == {"model_type": "custom"}
+
+
+def test_key_prefixes_select_the_adapter_s_state_dict_entries_by_structure() -> None:
+    from adapterlab import LoraConfig, get_peft_model
+    from adapterlab.tuners.tuners_utils import (
+        _filter_state_dict_by_key_prefixes,
+        _get_tuner_state_dict_key_prefixes,
+    )
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin0 = nn.Linear(4, 4)
+            self.lora_lookalike = nn.Linear(4, 4)  # a base module, though named like an adapter part
+
+    model = get_peft_model(Model(), LoraConfig(target_modules=["lin0"]))
+    model.add_adapter("other", LoraConfig(target_modules=["lin0"]))
+    prefixes = _get_tuner_state_dict_key_prefixes(model)
+    selected = _filter_state_dict_by_key_prefixes(model.state_dict(), prefixes)
+    assert sorted(selected) == [f"base_model.model.lin0.lora_{p}.{a}.weight" for p in "AB" for a in ("default", "other")]
+    only_other = _get_tuner_state_dict_key_prefixes(model, adapter_name="other")
+    assert "base_model.model.lin0.lora_A.other" in only_other and not any(".default" in p for p in only_other)
+    assert "lin0.lora_A" in _get_tuner_state_dict_key_prefixes(model.base_model.model)  # an injected model
+    # "." boundaries: "a.b" covers "a.b.c" but not "a.bc"
+    assert _filter_state_dict_by_key_prefixes({"a.b.c": 1, "a.bc": 2, "x.a.b": 3}, {"a.b"}) == {"a.b.c": 1}
