@@ -144,3 +144,14 @@ def test_layer_status_names_conv_layers_as_hf_peft_does() -> None:
 
     model = get_peft_model(_ConvNet(3), LoraConfig(target_modules=["conv"]))
     assert [(s.name, s.module_type) for s in get_layer_status(model)] == [("model.conv", "lora.Conv3d")]
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(4, 4), nn.Conv2d(4, 4, 1), nn.Embedding(5, 4)])
+def test_merging_a_float32_dora_magnitude_keeps_the_base_dtype(layer: nn.Module) -> None:
+    base = nn.Sequential(copy.deepcopy(layer)).to(torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(target_modules=["0"], use_dora=True))
+    model.merge_adapter()
+    assert model.base_model.model[0].base_layer.weight.dtype == torch.bfloat16
+    model.unmerge_adapter()
+    assert model.base_model.model[0].base_layer.weight.dtype == torch.bfloat16
+    assert model.merge_and_unload()[0].weight.dtype == torch.bfloat16

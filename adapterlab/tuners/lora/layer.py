@@ -156,6 +156,7 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
                 new_weight, norm = dora.merged_weight(self, name, weight.data, delta)
+                new_weight = new_weight.to(weight.dtype)  # the magnitude may be float32 on a half-precision base
                 self._merged_norms[name] = norm
             else:
                 new_weight = weight.data + delta
@@ -172,7 +173,8 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             name = self.merged_adapters.pop()
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
-                weight.data = dora.unmerged_weight(self, name, weight.data, delta, self._merged_norms.pop(name))
+                weight.data = dora.unmerged_weight(self, name, weight.data, delta,
+                                                   self._merged_norms.pop(name)).to(weight.dtype)
             else:
                 weight.data = weight.data - delta
             self._shift_bias(name, -1)
