@@ -1,12 +1,19 @@
-"""HF PEFT's tuner helpers that scripts call directly: BaseTuner.get_model_config."""
+"""HF PEFT's tuner helpers that scripts call directly: get_model_config, key prefixes, set_requires_grad."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from torch import nn
 
-from adapterlab.tuners.tuners_utils import BaseTuner
+from adapterlab import LoraConfig, get_peft_model
+from adapterlab.errors import AdapterNotFound
+from adapterlab.tuners.tuners_utils import (
+    BaseTuner,
+    _filter_state_dict_by_key_prefixes,
+    _get_tuner_state_dict_key_prefixes,
+)
 from adapterlab.utils import DUMMY_MODEL_CONFIG
 
 
@@ -37,12 +44,6 @@ def test_get_model_config_reads_every_kind_of_config() -> None:
 
 
 def test_key_prefixes_select_the_adapter_s_state_dict_entries_by_structure() -> None:
-    from adapterlab import LoraConfig, get_peft_model
-    from adapterlab.tuners.tuners_utils import (
-        _filter_state_dict_by_key_prefixes,
-        _get_tuner_state_dict_key_prefixes,
-    )
-
     class Model(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -59,3 +60,21 @@ def test_key_prefixes_select_the_adapter_s_state_dict_entries_by_structure() -> 
     assert "lin0.lora_A" in _get_tuner_state_dict_key_prefixes(model.base_model.model)  # an injected model
     # "." boundaries: "a.b" covers "a.b.c" but not "a.bc"
     assert _filter_state_dict_by_key_prefixes({"a.b.c": 1, "a.bc": 2, "x.a.b": 3}, {"a.b"}) == {"a.b.c": 1}
+
+
+def test_set_requires_grad_switches_one_adapter_s_tensors_whichever_is_active() -> None:
+    base = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2))
+    model = get_peft_model(base, LoraConfig(target_modules=["0"]), adapter_name="a0")
+    model.add_adapter("a1", LoraConfig(target_modules=["0", "1"], modules_to_save=["2"]))
+
+    def grads(adapter: str) -> set[bool]:
+        return {p.requires_grad for n, p in model.named_parameters() if f".{adapter}." in n or n.endswith(f".{adapter}")}
+
+    assert grads("a0") == {True} and grads("a1") == {False}
+    model.set_requires_grad(adapter_names="a1")
+    assert grads("a0") == {True} and grads("a1") == {True}
+    assert model.active_adapter == "a0"  # nothing else changed
+    model.set_requires_grad(adapter_names=["a0", "a1"], requires_grad=False)
+    assert grads("a0") == {False} and grads("a1") == {False}
+    with pytest.raises(AdapterNotFound):
+        model.set_requires_grad("ghost")

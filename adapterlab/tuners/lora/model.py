@@ -132,6 +132,23 @@ class LoraModel(BaseTuner, nn.Module):
         for config_name in trainable:
             self._train_biases(self.peft_config[config_name].bias)
 
+    def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
+        """Switch gradients of the named adapters' tensors (LoRA, modules_to_save copies, token rows) on
+        or off, whichever adapter is active (HF PEFT's); the next set_adapter decides them afresh."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        self._check_names(names)
+        for layer in self.model.modules():
+            if isinstance(layer, (LoraLayer, ModulesToSaveWrapper)):
+                containers = [getattr(layer, attr) for attr in layer.adapter_layer_names]
+            elif isinstance(layer, TrainableTokensWrapper):
+                containers = [layer.token_adapter.trainable_tokens_delta]
+            else:
+                continue
+            for container in containers:
+                for name in names:
+                    if name in container:
+                        container[name].requires_grad_(requires_grad)
+
     def _train_biases(self, bias: str) -> None:
         if bias == "all":
             for name, param in self.model.named_parameters():
