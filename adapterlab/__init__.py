@@ -50,6 +50,8 @@ _LAZY_EXPORTS: dict[str, str] = {
     "get_model_status": "adapterlab.status",
     "PromptLearningConfig": "adapterlab.tuners.prompt.config",
     "PeftWarning": "adapterlab.errors",
+    "PeftError": "adapterlab.errors",
+    "NoMatchingPeftModuleError": "adapterlab.errors",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

@@ -88,3 +88,8 @@ class MergeImpossible(InvalidConfig, RuntimeError):
 
 class PeftWarning(UserWarning):
     """HF PEFT's warning class, for what works but probably not as the user meant."""
+
+
+# HF PEFT's names for the same errors, for code that catches them by those names
+PeftError = AdapterlabError
+NoMatchingPeftModuleError = TargetModuleNotFound

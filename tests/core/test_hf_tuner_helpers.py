@@ -78,3 +78,14 @@ def test_set_requires_grad_switches_one_adapter_s_tensors_whichever_is_active() 
     assert grads("a0") == {False} and grads("a1") == {False}
     with pytest.raises(AdapterNotFound):
         model.set_requires_grad("ghost")
+
+
+def test_hf_error_names_catch_our_errors() -> None:
+    import adapterlab
+
+    model = get_peft_model(nn.Sequential(nn.Linear(2, 2)), LoraConfig(target_modules=["0"]))
+    with pytest.raises(adapterlab.NoMatchingPeftModuleError, match="Target modules 'nope' not found in the base model"):
+        model.add_adapter("other", LoraConfig(target_modules=["nope"]))
+    assert issubclass(adapterlab.NoMatchingPeftModuleError, ValueError)
+    assert issubclass(adapterlab.NoMatchingPeftModuleError, adapterlab.PeftError)
+    assert list(model.peft_config) == ["default"]  # the failed adapter left nothing behind
