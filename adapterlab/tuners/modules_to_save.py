@@ -34,7 +34,7 @@ class ModulesToSaveWrapper(nn.Module):
         if adapter_name not in self.modules_to_save:
             self.modules_to_save[adapter_name] = copy.deepcopy(self.original_module)
 
-    def set_adapter(self, adapter_name: str | None, trainable: bool) -> None:
+    def set_adapter(self, adapter_name: str | None, trainable: bool = True) -> None:
         """Use ``adapter_name``'s copy (None: the original); only that copy trains, if ``trainable``."""
         self.active_adapter = adapter_name if adapter_name in self.modules_to_save else None
         self.original_module.requires_grad_(False)

@@ -89,3 +89,26 @@ def test_hf_error_names_catch_our_errors() -> None:
     assert issubclass(adapterlab.NoMatchingPeftModuleError, ValueError)
     assert issubclass(adapterlab.NoMatchingPeftModuleError, adapterlab.PeftError)
     assert list(model.peft_config) == ["default"]  # the failed adapter left nothing behind
+
+
+def test_set_adapter_in_inference_mode_trains_nothing() -> None:
+    model = get_peft_model(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
+                           LoraConfig(target_modules=["0"], modules_to_save=["1"]))
+    model.add_adapter("other", LoraConfig(target_modules=["0"], modules_to_save=["1"]))
+    model.set_adapter("other", inference_mode=True)
+    assert model.active_adapter == "other"
+    assert not any(p.requires_grad for p in model.parameters())
+    model.set_adapter("other")  # back to training: only "other"'s tensors
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    assert trainable and all(".other." in n for n in trainable)
+
+
+def test_a_modules_to_save_wrapper_switched_directly_trains_its_copy() -> None:
+    from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+
+    wrapper = ModulesToSaveWrapper(nn.Linear(2, 2), "a")
+    wrapper.add_adapter("b")
+    wrapper.set_adapter("b")  # HF PEFT's call: trainable unless said otherwise
+    assert wrapper.active_adapters == ["b"]
+    assert all(p.requires_grad for p in wrapper.modules_to_save["b"].parameters())
+    assert not any(p.requires_grad for p in wrapper.modules_to_save["a"].parameters())
