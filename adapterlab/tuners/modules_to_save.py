@@ -19,6 +19,7 @@ from adapterlab.errors import InvalidConfig, TargetModuleNotFound
 class ModulesToSaveWrapper(nn.Module):
     # HF PEFT's names for the container of per-adapter copies (as on adapter layers)
     adapter_layer_names = ("modules_to_save",)
+    other_param_names: tuple[str, ...] = ()  # no other per-adapter state
 
     def __init__(self, module: nn.Module, adapter_name: str) -> None:
         super().__init__()

@@ -112,3 +112,16 @@ def test_a_modules_to_save_wrapper_switched_directly_trains_its_copy() -> None:
     assert wrapper.active_adapters == ["b"]
     assert all(p.requires_grad for p in wrapper.modules_to_save["b"].parameters())
     assert not any(p.requires_grad for p in wrapper.modules_to_save["a"].parameters())
+
+
+def test_every_adapter_holding_layer_lists_its_adapter_attributes() -> None:
+    # HF PEFT's tests and tools read adapter_layer_names + other_param_names of any such layer
+    from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
+
+    model = get_peft_model(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
+                           LoraConfig(target_modules=["0"], modules_to_save=["1"]))
+    for layer in model.base_model.adapter_holding_layers():
+        names = layer.adapter_layer_names + layer.other_param_names
+        assert all("default" in getattr(layer, name) for name in layer.adapter_layer_names if getattr(layer, name))
+        assert names
+    assert ModulesToSaveWrapper.other_param_names == ()
