@@ -48,6 +48,9 @@ _LAZY_EXPORTS: dict[str, str] = {
     "get_layer_status": "adapterlab.status",
     "get_model_status": "adapterlab.status",
     "PromptLearningConfig": "adapterlab.tuners.prompt.config",
+    "PeftWarning": "adapterlab.errors",
+    "PeftError": "adapterlab.errors",
+    "NoMatchingPeftModuleError": "adapterlab.errors",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import adapterlab.hub as hub
 from adapterlab._version import __version__
-from adapterlab.errors import CheckpointError, InvalidConfig
+from adapterlab.errors import CheckpointError, ConfigKeysMissing, InvalidConfig
 from adapterlab.hf_format import CONFIG_NAME, PeftType, TaskType, write_atomically
 from adapterlab.methods import get_method
 from adapterlab.validation import coerce_enum
@@ -133,6 +133,7 @@ class PeftConfig:
             raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
+        data.pop("runtime_config", None)  # HF PEFT's run-time options: never part of a saved adapter
         return data
 
     @classmethod
@@ -144,6 +145,11 @@ class PeftConfig:
         ``force_download``) or fields that override the file's."""
         options, overrides = hub.split_options(kwargs)
         data = cls.from_json_file(hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME)
+        if "peft_type" not in data:  # any JSON file would otherwise pass for an adapter config
+            raise ConfigKeysMissing(
+                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}. "
+                f"It is not an adapter config; give the folder save_pretrained wrote"
+            )
         data.update(overrides)
         return cls.from_dict(data)
 

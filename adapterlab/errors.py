@@ -78,6 +78,23 @@ class HubError(AdapterlabError, ConnectionError):
     """The Hugging Face Hub cannot be reached, or refused a request (login, permissions)."""
 
 
+class ConfigKeysMissing(CheckpointError, TypeError):
+    """An ``adapter_config.json`` lacks a key every adapter config has (``peft_type``); HF PEFT raises TypeError."""
+
+
+class MergeImpossible(InvalidConfig, RuntimeError):
+    """An adapter cannot be merged into its base layer (HF PEFT raises RuntimeError there)."""
+
+
+class PeftWarning(UserWarning):
+    """HF PEFT's warning class, for what works but probably not as the user meant."""
+
+
+# HF PEFT's names for the same errors, for code that catches them by those names
+PeftError = AdapterlabError
+NoMatchingPeftModuleError = TargetModuleNotFound
+
+
 def summarize(exc: BaseException, *, first_line: bool = False, limit: int | None = 200) -> str:
     """``exc`` as one line for our own error messages: its text with whitespace collapsed, at most
     ``limit`` characters (None: all), or its type's name when it has no text.

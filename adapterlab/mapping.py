@@ -51,8 +51,9 @@ def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_n
     """Put the adapter layers of ``peft_config`` into ``model`` (in place) and return it, unwrapped.
 
     The base weights are frozen and the new adapter (with its ``modules_to_save`` copies) trains.
-    Only injection methods (LoRA) have layers to inject. HF PEFT's parameters; ``low_cpu_mem_usage``
-    changes nothing here (adapter weights are small and always initialized).
+    Only injection methods (LoRA) have layers to inject. HF PEFT's parameters: with
+    ``low_cpu_mem_usage`` the LoRA tensors are left on the meta device (shapes only, no memory), to be
+    filled from a checkpoint with ``model.load_state_dict(state_dict, strict=False, assign=True)``.
     """
     from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
 
@@ -69,7 +70,7 @@ def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_n
             "target_modules in the config and load the weights with set_peft_model_state_dict afterwards"
         )
     tuner = method.wrap_base_model(model, {adapter_name: peft_config})
-    tuner.inject_adapter(peft_config, adapter_name)
+    tuner.inject_adapter(peft_config, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
     tuner.set_adapter(adapter_name)
     attach_modules_to_save(model, getattr(peft_config, "modules_to_save", None), adapter_name)
     for module in model.modules():

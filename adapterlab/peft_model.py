@@ -121,20 +121,24 @@ class PeftModel(nn.Module):
         if adapter_name != self.active_adapter:
             self.set_adapter(self.active_adapter)  # keep the active adapter's training state
 
-    def set_adapter(self, adapter_name: str) -> None:
-        """Make ``adapter_name`` the adapter forward and generate use (and the only one that trains)."""
+    def set_adapter(self, adapter_name: str, inference_mode: bool = False) -> None:
+        """Make ``adapter_name`` the adapter forward and generate use (and the only one that trains);
+        with ``inference_mode`` (HF PEFT's option) nothing trains, whatever the adapter's config says."""
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"Adapter {adapter_name!r} does not exist; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(_no_such_adapter(adapter_name, self.peft_config))
         self.method_for(adapter_name).set_adapter(self, adapter_name)
-        trainable = not self.peft_config[adapter_name].inference_mode
+        trainable = not (self.peft_config[adapter_name].inference_mode or inference_mode)
         for module in self.modules():
             if isinstance(module, ModulesToSaveWrapper):
                 module.set_adapter(adapter_name, trainable)
+        if not trainable:
+            for param in self.parameters():  # the base is frozen already; this catches the adapter's tensors
+                param.requires_grad_(False)
         self.active_adapter = adapter_name
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
-            raise AdapterNotFound(f"Adapter {adapter_name!r} does not exist; loaded: {', '.join(self.peft_config)}")
+            raise AdapterNotFound(_no_such_adapter(adapter_name, self.peft_config))
         if any(adapter_name in getattr(layer, "merged_adapters", ()) for layer in self.modules()):
             raise InvalidConfig(
                 f"Cannot delete adapter(s) {[adapter_name]} while they are merged. Please unmerge them first."
@@ -467,3 +471,8 @@ MODEL_TYPE_TO_PEFT_MODEL_MAPPING: dict[TaskType, type[PeftModel]] = {
         PeftModelForFeatureExtraction,
     )
 }
+
+
+def _no_such_adapter(adapter_name: str, loaded: dict[str, Any]) -> str:
+    """HF PEFT's wording (scripts match on it), with the name escaped: it is the caller's text."""
+    return f"Adapter {repr(str(adapter_name))[1:-1]} does not exist; loaded: {', '.join(loaded)}"

@@ -67,13 +67,15 @@ def _per_adapter(layer: BaseTunerLayer) -> tuple[dict[str, list[bool]], dict[str
 def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     """One entry per adapter layer of ``model`` (a PeftModel or a model with adapters injected)."""
     statuses = []
-    for name, module in model.named_modules():
+    # names relative to the tuner (``model.lin0``), as HF PEFT reports them
+    root = model.base_model if _is_peft_model(model) else model
+    for name, module in root.named_modules():
         if not isinstance(module, BaseTunerLayer):
             continue
         grads, devices = _per_adapter(module)
         statuses.append(TunerLayerStatus(
             name=name,
-            module_type=type(module).__name__,
+            module_type=module.layer_kind,
             enabled=not module.disable_adapters,
             active_adapters=list(module.active_adapters),
             merged_adapters=list(module.merged_adapters),
@@ -84,6 +86,11 @@ def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     if not statuses:
         raise InvalidConfig("the model has no adapter layers; pass a PeftModel or a model with adapters injected")
     return statuses
+
+
+def _is_peft_model(model: nn.Module) -> bool:
+    """A PeftModel, told by its class: this module sits below peft_model.py, which imports it."""
+    return callable(getattr(type(model), "_is_tuner", None))
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -98,8 +105,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def get_model_status(model: nn.Module) -> TunerModelStatus:
     """The layers' statuses folded into one; a field on which layers disagree reads "irregular"."""
-    # a PeftModel, told by its class (this module sits below peft_model.py, which imports it)
-    if callable(getattr(type(model), "_is_tuner", None)):
+    if _is_peft_model(model):
         if not model._is_tuner():
             raise TypeError("get_model_status() needs adapter layers; prompt-learning methods have none")
         base_model_type = type(model.get_base_model()).__name__

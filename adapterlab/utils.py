@@ -22,6 +22,9 @@ _LAZY_EXPORTS: dict[str, str] = {
     "prepare_model_for_kbit_training": "adapterlab.prepare",
     "infer_device": "adapterlab.devices",
     "INCLUDE_LINEAR_LAYERS_SHORTHAND": "adapterlab.tuners.targeting",
+    "MIN_TARGET_MODULES_FOR_OPTIMIZATION": "adapterlab.tuners.minimal_targets",
+    "PeftWarning": "adapterlab.errors",
+    "DUMMY_MODEL_CONFIG": "adapterlab.tuners.tuners_utils",
 }
 
 __all__ = list(_LAZY_EXPORTS)

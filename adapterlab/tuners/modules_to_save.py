@@ -19,6 +19,7 @@ from adapterlab.errors import InvalidConfig, TargetModuleNotFound
 class ModulesToSaveWrapper(nn.Module):
     # HF PEFT's names for the container of per-adapter copies (as on adapter layers)
     adapter_layer_names = ("modules_to_save",)
+    other_param_names: tuple[str, ...] = ()  # no other per-adapter state
 
     def __init__(self, module: nn.Module, adapter_name: str) -> None:
         super().__init__()
@@ -34,7 +35,7 @@ class ModulesToSaveWrapper(nn.Module):
         if adapter_name not in self.modules_to_save:
             self.modules_to_save[adapter_name] = copy.deepcopy(self.original_module)
 
-    def set_adapter(self, adapter_name: str | None, trainable: bool) -> None:
+    def set_adapter(self, adapter_name: str | None, trainable: bool = True) -> None:
         """Use ``adapter_name``'s copy (None: the original); only that copy trains, if ``trainable``."""
         self.active_adapter = adapter_name if adapter_name in self.modules_to_save else None
         self.original_module.requires_grad_(False)

@@ -116,6 +116,6 @@ def check_all_targets_found(
     leaf_names = sorted(adaptable) + sorted(others)
     shown = ", ".join(leaf_names[:20]) + (", ..." if len(leaf_names) > 20 else "")
     raise TargetModuleNotFound(
-        f"target_modules {', '.join(map(repr, missing))} not found in the base model (or excluded); "
+        f"Target modules {', '.join(map(repr, missing))} not found in the base model (or excluded); "
         f"module names that exist: {shown}"
     )

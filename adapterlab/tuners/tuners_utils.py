@@ -10,10 +10,19 @@ name), so trainability is decided by structure, never by matching parameter name
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
+
+# HF PEFT's private name for it, which its tests and some libraries import from here
+from adapterlab.tuners.minimal_targets import find_minimal_target_modules as _find_minimal_target_modules
+
+# what get_model_config reports for a model without a config (HF PEFT's value)
+DUMMY_MODEL_CONFIG: dict[str, Any] = {"model_type": "custom"}
+
+__all__ = ["DUMMY_MODEL_CONFIG", "BaseTuner", "BaseTunerLayer", "_find_minimal_target_modules", "_get_submodules", "check_target_module_exists"]
 
 
 class BaseTunerLayer:
@@ -30,6 +39,12 @@ class BaseTunerLayer:
     active_adapters: list[str]
     merged_adapters: list[str]
     disable_adapters: bool
+
+    @property
+    def layer_kind(self) -> str:
+        """HF PEFT's name for the kind of layer, ``"<method>.<class>"`` (``"lora.Linear"``), as
+        ``get_layer_status`` reports it."""
+        return type(self).__name__
 
     def get_base_layer(self) -> nn.Module:
         """The module this layer adapts (through any nesting of adapter layers)."""
@@ -115,6 +130,19 @@ class BaseTuner:
     model: nn.Module
     active_adapters: list[str]
 
+    @staticmethod
+    def get_model_config(model: nn.Module) -> dict[str, Any]:
+        """HF PEFT's helper: ``model.config`` as a dict (from ``to_dict()``, a dataclass or a dict), or
+        ``DUMMY_MODEL_CONFIG`` for a model without one (a plain ``nn.Module``)."""
+        config = getattr(model, "config", None)
+        if config is None:
+            return dict(DUMMY_MODEL_CONFIG)
+        if hasattr(config, "to_dict"):
+            return config.to_dict()
+        if dataclasses.is_dataclass(config) and not isinstance(config, type):
+            return dataclasses.asdict(config)
+        return config
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)  # type: ignore[misc]  # nn.Module's: parameters, submodules
@@ -156,3 +184,14 @@ def check_target_module_exists(config: Any, key: str) -> bool:
     from adapterlab.tuners.targeting import is_target
 
     return config.target_modules is not None and is_target(config, config.target_modules, key)
+
+
+def __getattr__(name: str) -> Any:
+    # HF PEFT's private names for the key-prefix helpers; their module imports this one, hence lazily
+    helpers = {"_get_tuner_state_dict_key_prefixes": "tuner_state_dict_key_prefixes",
+               "_filter_state_dict_by_key_prefixes": "filter_state_dict_by_key_prefixes"}
+    if name in helpers:
+        from adapterlab.tuners import key_prefixes
+
+        return getattr(key_prefixes, helpers[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

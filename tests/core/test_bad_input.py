@@ -166,7 +166,7 @@ def test_unknown_adapter_names(tmp_path) -> None:
     model = _saved_bert(tmp_path)
     with pytest.raises(AdapterNotFound) as excinfo:
         model.set_adapter("nope")
-    assert "'nope'" in one_line(excinfo) and "default" in str(excinfo.value)
+    assert "Adapter nope does not exist" in one_line(excinfo) and "default" in str(excinfo.value)
     with pytest.raises(AdapterNotFound):
         model.delete_adapter("nope")
     ids = torch.randint(2, 60, (2, 5))
@@ -216,12 +216,6 @@ def test_save_onto_a_file_path(tmp_path) -> None:
     with pytest.raises(CheckpointError) as excinfo:
         model.save_pretrained(tmp_path / "file")
     assert "is a file" in one_line(excinfo)
-
-
-def test_dora_on_a_convolution_is_refused_clearly() -> None:
-    with pytest.raises(InvalidConfig) as excinfo:
-        get_peft_model(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), LoraConfig(target_modules=["0"], use_dora=True))
-    assert "DoRA" in one_line(excinfo) and "convolution" in str(excinfo.value)
 
 
 def test_mixed_batch_refuses_dora_adapters() -> None:

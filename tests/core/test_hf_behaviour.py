@@ -282,7 +282,8 @@ def test_layer_and_model_status() -> None:
     model = lora_mlp()
     model.add_adapter("other", LoraConfig(target_modules=["lin0", "lin1"]))
     layers = get_layer_status(model)
-    assert [s.name for s in layers] == ["base_model.model.lin0", "base_model.model.lin1"]
+    assert [s.name for s in layers] == ["model.lin0", "model.lin1"]  # relative to the tuner, as in HF PEFT
+    assert [s.module_type for s in layers] == ["lora.Linear", "lora.Linear"]
     assert layers[0].available_adapters == ["default", "other"] and layers[0].requires_grad["default"] is True
     status = model.get_model_status()
     assert status.active_adapters == "irregular"  # lin1 holds only "other", so it has no active adapter

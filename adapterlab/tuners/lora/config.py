@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from adapterlab.config import PeftConfig, PeftType, validate_choice
 from adapterlab.errors import InvalidConfig, UnsupportedFeature
@@ -35,6 +35,12 @@ ALL_LINEAR = "all-linear"
 NAMED_INITS = ("gaussian", "pissa", "olora", "orthogonal")
 # HF PEFT's initializations that need data, a quantizer or gradients: refused by name
 HF_ONLY_INITS = ("loftq", "eva", "corda", "lora_ga", "mica")
+# HF PEFT's LoRA fields for features adapterlab lacks (see LoraConfig): each is off when falsy
+FOREIGN_FEATURE_FIELDS = (
+    "megatron_config", "loftq_config", "eva_config", "corda_config", "lora_ga_config", "velora_config",
+    "alora_invocation_tokens", "use_qalora", "monteclora_config", "layer_replication", "use_bdlora",
+    "arrow_config", "kasa_config", "ensure_weight_tying", "runtime_config",
+)
 PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -84,36 +90,67 @@ class LoraConfig(PeftConfig):
     # HF PEFT's LoRA on raw parameters (e.g. MoE expert weights): refused (UnsupportedFeature) unless unset
     target_parameters: list[str] | None = None
 
-    inert_foreign_fields: ClassVar[dict[str, Any]] = {
-        "megatron_config": None,
-        "megatron_core": "megatron.core",
-        "loftq_config": {},
-        "eva_config": None,
-        "corda_config": None,
-        "lora_ga_config": None,
-        "velora_config": None,
-        "alora_invocation_tokens": None,
-        "use_qalora": False,
-        "qalora_group_size": 16,
-        "monteclora_config": None,
-        "layer_replication": None,
-        "use_bdlora": None,
-        "arrow_config": None,
-        "kasa_config": None,
-        "ensure_weight_tying": False,
-        "runtime_config": None,
-    }
+    # HF PEFT's LoRA fields for features adapterlab does not implement. They are accepted with HF's
+    # defaults (so HF's calls and files work unchanged, and saved configs carry the same keys); a
+    # value that would switch the feature on is refused by name in _refuse_foreign_features.
+    megatron_config: dict[str, Any] | None = None
+    megatron_core: str | None = "megatron.core"
+    loftq_config: dict[str, Any] = field(default_factory=dict)
+    eva_config: Any = None
+    corda_config: Any = None
+    lora_ga_config: Any = None
+    velora_config: Any = None
+    alora_invocation_tokens: list[int] | None = None
+    use_qalora: bool = False
+    qalora_group_size: int = 16
+    monteclora_config: Any = None
+    layer_replication: list[tuple[int, int]] | None = None
+    use_bdlora: Any = None
+    arrow_config: Any = None
+    kasa_config: Any = None
+    ensure_weight_tying: bool = False
+    # HF PEFT's run-time options (GPU offload for DoRA); never saved, as in HF PEFT
+    runtime_config: Any = None
 
     def __post_init__(self) -> None:
+        self.peft_type = PeftType.LORA  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
-        self.peft_type = PeftType.LORA
         if isinstance(self.target_modules, (list, tuple, set)):
             self.target_modules = list(dict.fromkeys(self.target_modules))
         if isinstance(self.modules_to_save, (tuple, set)):
             self.modules_to_save = list(self.modules_to_save)
         self._validate()
 
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.pop("runtime_config")  # a run-time option, not part of the adapter (as in HF PEFT)
+        return data
+
+    def _refuse_foreign_features(self) -> None:
+        """Refuse by name any HF-only feature field set to a value that would switch it on."""
+        for name in FOREIGN_FEATURE_FIELDS:
+            value = getattr(self, name)
+            if name == "runtime_config":
+                if value is not None and getattr(value, "ephemeral_gpu_offload", False):
+                    raise UnsupportedFeature(
+                        "runtime_config.ephemeral_gpu_offload (a Hugging Face PEFT feature) is not supported by "
+                        "adapterlab; leave it False"
+                    )
+                continue
+            if value not in (None, {}, [], False):
+                raise UnsupportedFeature(
+                    f"{name}={value!r} is a Hugging Face PEFT feature adapterlab does not support; "
+                    f"remove it from the config"
+                )
+
     def _validate(self) -> None:
+        # lora_bias first: its conflicts are the user's choice to fix, whatever else the config asks for
+        if self.lora_bias and self.init_lora_weights not in (True, False):
+            raise InvalidConfig(f"The argument lora_bias=True is only supported with init_lora_weights=True or "
+                                f"False, got {self.init_lora_weights!r}")
+        if self.lora_bias and self.use_dora:
+            raise InvalidConfig("The argument lora_bias=True is not supported with DoRA; set use_dora=False")
+        self._refuse_foreign_features()
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise InvalidConfig(f"LoRA rank r must be a positive integer, got {self.r!r}")
         alpha = self.lora_alpha
@@ -132,11 +169,6 @@ class LoraConfig(PeftConfig):
                 f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
                 f"'pissa_niter_K' (K an integer), got {self.init_lora_weights!r}"
             )
-        if self.lora_bias and self.init_lora_weights not in (True, False):
-            raise InvalidConfig(f"lora_bias=True works with init_lora_weights=True or False only, "
-                                f"got {self.init_lora_weights!r}")
-        if self.lora_bias and self.use_dora:
-            raise InvalidConfig("lora_bias=True cannot be combined with DoRA; set use_dora=False")
         if self.target_parameters:
             raise UnsupportedFeature(
                 "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove it from the config"

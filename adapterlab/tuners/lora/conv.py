@@ -10,40 +10,52 @@ channels at each position), so the update merges into the base kernel exactly:
 A also takes the base's dilation and padding mode, which Hugging Face PEFT's A leaves out: for a
 dilated base its merged and unmerged outputs differ, and so would checkpoints read across. Shapes
 and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel), ``lora_B.weight``
-(out, r, 1, ...).
+(out, r, 1, ...). DoRA (:mod:`~adapterlab.tuners.lora.dora`) works per output channel.
+
+On a grouped convolution (``groups`` = g > 1) A stays a full convolution and B is grouped (each of
+its g groups maps r / g of A's channels to out / g outputs), as in Hugging Face PEFT. That update is
+not a grouped kernel, so it cannot be merged into the base weights: merging is refused, and so is
+DoRA (which needs the merged kernel's norms).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from adapterlab.errors import UnsupportedFeature
-from adapterlab.tuners.lora import init
+from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.tuners.lora import dora, init
 from adapterlab.tuners.lora.layer import LoraLayer, adapter_dtype, low_rank_path
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class Conv(LoraLayer):
-    """LoRA around an ``nn.Conv1d``, ``nn.Conv2d`` or ``nn.Conv3d`` (groups=1)."""
+    """LoRA around an ``nn.Conv1d``, ``nn.Conv2d`` or ``nn.Conv3d``."""
 
     def __init__(self, base_layer: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> None:
-        if base_layer.groups != 1:
-            raise UnsupportedFeature(
-                f"LoRA on grouped convolutions (groups={base_layer.groups}) is not supported; "
-                f"exclude this {type(base_layer).__name__} from target_modules"
-            )
         super().__init__(base_layer, base_layer.in_channels, base_layer.out_channels)
 
+    @property
+    def layer_kind(self) -> str:
+        return f"lora.{type(self.base_layer).__name__}"  # HF PEFT has one class per dimension: lora.Conv2d
+
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
-        if kw.get("use_dora"):
-            raise UnsupportedFeature("DoRA on convolution layers is not supported; exclude convolutions from "
-                                     "target_modules or set use_dora=False")
-        super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         base = self.base_layer
+        kind = type(base).__name__
+        if base.groups > 1:
+            if r % base.groups:
+                raise InvalidConfig(f"LoRA rank r={r} on a {kind} with groups={base.groups}: r must be divisible by "
+                                    f"groups; choose another r (or a rank_pattern entry) or exclude this layer")
+            if kw.get("use_dora"):
+                raise UnsupportedFeature(f"DoRA on grouped convolutions (a {kind} with groups={base.groups}) is not "
+                                         f"supported; exclude this layer or set use_dora=False")
+            warnings.warn(f"LoRA on a {kind} with groups={base.groups} cannot be merged into the base weights; "
+                          f"keep the adapter unmerged", UserWarning, stacklevel=2)
+        super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         conv_type = type(base) if type(base) in CONV_TYPES else next(t for t in CONV_TYPES if isinstance(base, t))
         options = {"device": base.weight.device, "dtype": adapter_dtype(base.weight.dtype)}
         self.lora_A[name] = conv_type(
@@ -51,11 +63,26 @@ class Conv(LoraLayer):
             bias=False, padding_mode=base.padding_mode, **options,
         )
         pointwise = (1,) * (base.weight.dim() - 2)
-        self.lora_B[name] = conv_type(r, self.out_features, pointwise, pointwise, bias=self.lora_bias[name], **options)
+        self.lora_B[name] = conv_type(r, self.out_features, pointwise, pointwise, groups=base.groups,
+                                      bias=self.lora_bias[name], **options)
         init.initialize(self, name, kw.get("init_lora_weights", True))
+        if kw.get("use_dora"):
+            self.use_dora[name] = True
+            self.lora_magnitude_vector[name] = nn.Parameter(dora.weight_norm(self, name, self.scaling[name]))
+
+    def check_mergeable(self, names: list[str]) -> None:
+        if any(name in self.r for name in names):
+            self._refuse_grouped()
+        super().check_mergeable(names)
+
+    def _refuse_grouped(self) -> None:
+        if self.base_layer.groups > 1:
+            raise UnsupportedFeature(f"merging LoRA into a {type(self.base_layer).__name__} with groups="
+                                     f"{self.base_layer.groups} is not supported; keep the adapter unmerged")
 
     def lora_weight(self, name: str) -> torch.Tensor:
-        """``B @ A`` as a kernel (out, in, *kernel), unscaled."""
+        """``B @ A`` as a kernel (out, in, *kernel), unscaled (ungrouped convolutions only)."""
+        self._refuse_grouped()
         a = self.lora_A[name].weight  # (r, in, *kernel)
         b = self.lora_B[name].weight.flatten(1)  # (out, r)
         return (b @ a.flatten(1)).view(b.shape[0], *a.shape[1:])

@@ -17,6 +17,7 @@ update of :mod:`adapterlab.tuners.cpu_fast_paths`, with equal results. Merging a
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.errors import InvalidConfig, MergeImpossible, PeftWarning, UnsupportedFeature
 from adapterlab.tuners import cpu_fast_paths
 from adapterlab.tuners.lora import dora, init
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
@@ -66,6 +67,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self._merged_norms: dict[str, torch.Tensor] = {}  # DoRA: norms at merge time, to unmerge exactly
 
     @property
+    def layer_kind(self) -> str:
+        return f"lora.{type(self).__name__}"
+
+    @property
     def adapter_names(self) -> list[str]:
         return list(self.r)
 
@@ -76,6 +81,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self.scaling[name] = lora_scaling(alpha, r, use_rslora)
         self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_bias[name] = bool(kw.get("lora_bias", False))
+        if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
+            warnings.warn(f"`lora_bias=True` was passed but the targeted layer of type {type(self.base_layer).__name__} "
+                          f"has no bias: adapter {name!r} will train, but merging it will be refused", PeftWarning,
+                          stacklevel=3)
         self.use_dora[name] = False
 
     def set_scale(self, name: str, scale: float) -> None:
@@ -91,6 +100,17 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             if name in params:
                 old = params[name]
                 params[name] = nn.Parameter(old.detach().to(dtype), requires_grad=old.requires_grad)
+
+    def release_to_meta(self, name: str) -> None:
+        """Put adapter ``name``'s tensors on the meta device (shapes kept, no memory), for a load to
+        fill with ``load_state_dict(..., assign=True)``: HF PEFT's ``low_cpu_mem_usage``."""
+        for modules in (self.lora_A, self.lora_B):
+            if name in modules:
+                modules[name].to("meta")
+        for params in (self.lora_embedding_A, self.lora_embedding_B, self.lora_magnitude_vector):
+            if name in params:
+                old = params[name]
+                params[name] = nn.Parameter(old.detach().to("meta"), requires_grad=old.requires_grad)
 
     def delete_adapter(self, name: str) -> None:
         for container in (self.lora_A, self.lora_B, self.lora_dropout, self.lora_embedding_A,
@@ -117,18 +137,26 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         delta = self.lora_weight(name) * self.scaling[name]
         return delta.T if self.fan_in_fan_out else delta
 
+    def check_mergeable(self, names: list[str]) -> None:
+        """Raise (an InvalidConfig) if any of adapters ``names`` held here cannot be merged into the base."""
+        for name in names:
+            if self.lora_bias.get(name) and getattr(self.base_layer, "bias", None) is None:
+                raise MergeImpossible(
+                    f"Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias: adapter "
+                    f"{name!r} on {type(self.base_layer).__name__} has no bias to merge it into; keep it unmerged"
+                )
+
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         names = self.active_adapters if adapter_names is None else adapter_names
         weight = self.base_layer.weight
+        self.check_mergeable(names)
         for name in names:
             if name not in self.r or name in self.merged_adapters:
                 continue
-            if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
-                raise InvalidConfig(f"adapter {name!r} has lora_bias but {type(self.base_layer).__name__} has no "
-                                    f"bias to merge it into; keep the adapter unmerged")
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
                 new_weight, norm = dora.merged_weight(self, name, weight.data, delta)
+                new_weight = new_weight.to(weight.dtype)  # the magnitude may be float32 on a half-precision base
                 self._merged_norms[name] = norm
             else:
                 new_weight = weight.data + delta
@@ -145,7 +173,8 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             name = self.merged_adapters.pop()
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
-                weight.data = dora.unmerged_weight(self, name, weight.data, delta, self._merged_norms.pop(name))
+                weight.data = dora.unmerged_weight(self, name, weight.data, delta,
+                                                   self._merged_norms.pop(name)).to(weight.dtype)
             else:
                 weight.data = weight.data - delta
             self._shift_bias(name, -1)
@@ -232,7 +261,7 @@ class Embedding(LoraLayer):
 
     def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
         if kw.get("lora_bias"):
-            raise UnsupportedFeature("lora_bias is not supported on nn.Embedding layers; exclude embeddings "
+            raise UnsupportedFeature("lora_bias=True is not supported for Embedding layers; exclude embeddings "
                                      "from target_modules or set lora_bias=False")
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         weight = self.base_layer.weight

@@ -19,6 +19,7 @@ from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
+from adapterlab.tuners.minimal_targets import MIN_TARGET_MODULES_FOR_OPTIMIZATION, find_minimal_target_modules
 from adapterlab.tuners.mixed_batch import adapter_layers
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
@@ -53,8 +54,9 @@ class LoraModel(BaseTuner, nn.Module):
 
     # -- adding and removing adapters -------------------------------------------------------
 
-    def inject_adapter(self, config: LoraConfig, adapter_name: str) -> None:
-        """Create adapter ``adapter_name`` on every module ``config`` targets."""
+    def inject_adapter(self, config: LoraConfig, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
+        """Create adapter ``adapter_name`` on every module ``config`` targets; with ``low_cpu_mem_usage``
+        its LoRA tensors end on the meta device, for a load to fill (HF PEFT's option)."""
         targets = resolve_target_modules(config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type)
         config.target_modules = targets
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
@@ -70,6 +72,14 @@ class LoraModel(BaseTuner, nn.Module):
             self._adapt_module(key, config, adapter_name)
         if config.trainable_token_indices:
             attach_trainable_tokens(self.model, config.trainable_token_indices, adapter_name)
+        if isinstance(targets, list) and len(targets) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION:
+            # a long list of full names is saved as the few suffixes that select the same modules
+            chosen = set(matched)
+            others = [key for key in candidates if key not in chosen]
+            config.target_modules = sorted(find_minimal_target_modules(chosen, others))
+        if low_cpu_mem_usage:
+            for key in matched:
+                self.model.get_submodule(key).release_to_meta(adapter_name)
 
     def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
         module = self.model.get_submodule(key)
@@ -122,6 +132,23 @@ class LoraModel(BaseTuner, nn.Module):
         for config_name in trainable:
             self._train_biases(self.peft_config[config_name].bias)
 
+    def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
+        """Switch gradients of the named adapters' tensors (LoRA, modules_to_save copies, token rows) on
+        or off, whichever adapter is active (HF PEFT's); the next set_adapter decides them afresh."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        self._check_names(names)
+        for layer in self.model.modules():
+            if isinstance(layer, (LoraLayer, ModulesToSaveWrapper)):
+                containers = [getattr(layer, attr) for attr in layer.adapter_layer_names]
+            elif isinstance(layer, TrainableTokensWrapper):
+                containers = [layer.token_adapter.trainable_tokens_delta]
+            else:
+                continue
+            for container in containers:
+                for name in names:
+                    if name in container:
+                        container[name].requires_grad_(requires_grad)
+
     def _train_biases(self, bias: str) -> None:
         if bias == "all":
             for name, param in self.model.named_parameters():
@@ -149,6 +176,7 @@ class LoraModel(BaseTuner, nn.Module):
         """Add the adapters' updates into the base weights (they stay removable with unmerge_adapter)."""
         self._check_names(adapter_names)
         layers = self.lora_layers()
+        self._check_mergeable(layers, adapter_names)
         already = [len(layer.merged_adapters) for layer in layers]
         try:
             for layer in layers:
@@ -176,6 +204,8 @@ class LoraModel(BaseTuner, nn.Module):
         return self._unload(merge=False)
 
     def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+        if merge:
+            self._check_mergeable(self.lora_layers(), adapter_names)
         for key, module in list(self.model.named_modules()):
             if isinstance(module, LoraLayer):
                 if merge:
@@ -196,6 +226,12 @@ class LoraModel(BaseTuner, nn.Module):
             parent_name, _, child_name = key.rpartition(".")
             setattr(self.model.get_submodule(parent_name), child_name, replacement)
         return self.model
+
+    @staticmethod
+    def _check_mergeable(layers: list[LoraLayer], adapter_names: list[str] | None) -> None:
+        """Every layer is checked before the first one is touched: merging is all or nothing."""
+        for layer in layers:
+            layer.check_mergeable(layer.active_adapters if adapter_names is None else adapter_names)
 
     def _check_names(self, adapter_names: list[str] | None) -> None:
         for name in adapter_names or []:

@@ -102,8 +102,8 @@ class PromptTuningConfig(PromptLearningConfig):
     tokenizer_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        self.peft_type = PeftType.PROMPT_TUNING  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
-        self.peft_type = PeftType.PROMPT_TUNING
         self.prompt_tuning_init = coerce_enum(PromptTuningInit, self.prompt_tuning_init, "prompt_tuning_init")
         if self.prompt_tuning_init is PromptTuningInit.TEXT:
             if not self.prompt_tuning_init_text:
@@ -133,8 +133,8 @@ class PromptEncoderConfig(PromptLearningConfig):
     encoder_dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        self.peft_type = PeftType.P_TUNING  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
-        self.peft_type = PeftType.P_TUNING
         self.encoder_reparameterization_type = coerce_enum(
             PromptEncoderReparameterizationType,
             self.encoder_reparameterization_type,
@@ -158,8 +158,8 @@ class PrefixTuningConfig(PromptLearningConfig):
     prefix_projection: bool = False
 
     def __post_init__(self) -> None:
+        self.peft_type = PeftType.PREFIX_TUNING  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
-        self.peft_type = PeftType.PREFIX_TUNING
         if self.init_weights not in (None, "zero"):
             raise InvalidConfig(f"init_weights must be None or 'zero', got {self.init_weights!r}")
         _require_positive(self, ("encoder_hidden_size",))
