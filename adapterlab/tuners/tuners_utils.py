@@ -18,6 +18,7 @@ from torch import nn
 
 # HF PEFT's private name for it, which its tests and some libraries import from here
 from adapterlab.tuners.minimal_targets import find_minimal_target_modules as _find_minimal_target_modules
+from adapterlab.tuners.mixed_batch import AdapterLayer
 
 # what get_model_config reports for a model without a config (HF PEFT's value)
 DUMMY_MODEL_CONFIG: dict[str, Any] = {"model_type": "custom"}
@@ -186,12 +187,65 @@ def check_target_module_exists(config: Any, key: str) -> bool:
     return config.target_modules is not None and is_target(config, config.target_modules, key)
 
 
-def __getattr__(name: str) -> Any:
-    # HF PEFT's private names for the key-prefix helpers; their module imports this one, hence lazily
-    helpers = {"_get_tuner_state_dict_key_prefixes": "tuner_state_dict_key_prefixes",
-               "_filter_state_dict_by_key_prefixes": "filter_state_dict_by_key_prefixes"}
-    if name in helpers:
-        from adapterlab.tuners import key_prefixes
+# -- which state-dict keys belong to the adapters, found from the model's structure ---------------
+# Everything an adapter layer holds besides the layer it wraps (``base_layer``) is the adapter's:
+# ``lora_A``, ``lora_B``, ``lora_dropout``, the DoRA magnitudes. Collecting those attribute paths as
+# prefixes and keeping the keys under one (at a ``.`` boundary) selects the adapter's entries of
+# ``model.state_dict()``, and never a base module that merely has ``lora_`` in its name.
 
-        return getattr(key_prefixes, helpers[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the wrapped module: on an adapter layer its base layer, on a tuner the whole base model
+_WRAPPED = ("base_layer", "model")
+
+
+def _own_attribute_prefixes(module: nn.Module, module_name: str, adapter_name: str | None) -> set[str]:
+    names = [n for n, _ in module.named_children()]
+    names += [n for n, _ in module.named_parameters(recurse=False)]
+    names += [n for n, _ in module.named_buffers(recurse=False)]
+    prefixes = set()
+    for name in names:
+        if name in _WRAPPED:
+            continue
+        prefix = f"{module_name}.{name}" if module_name else name
+        child = getattr(module, name)
+        if adapter_name is not None and isinstance(child, (nn.ModuleDict, nn.ParameterDict)):
+            if adapter_name in child:  # a container keyed by adapter name: only that adapter's entry
+                prefixes.add(f"{prefix}.{adapter_name}")
+        else:
+            prefixes.add(prefix)
+    return prefixes
+
+
+def tuner_state_dict_key_prefixes(model: nn.Module, adapter_name: str | None = None) -> set[str]:
+    """The key prefixes of everything the adapter layers (and the tuner) hold in ``model`` (a PeftModel
+    or a model with adapters injected); with ``adapter_name``, only that adapter's entries. The
+    ``modules_to_save`` and trainable-token wrappers are left out: they are saved their own way."""
+    prefixes: set[str] = set()
+    auxiliary: set[str] = set()
+    for name, module in model.named_modules():  # parents come before their children
+        if isinstance(module, AdapterLayer) and not isinstance(module, BaseTunerLayer):  # those wrappers
+            auxiliary.add(name)
+        elif isinstance(module, BaseTuner) or (
+            isinstance(module, BaseTunerLayer) and not key_under_prefixes(name, auxiliary)
+        ):
+            prefixes |= _own_attribute_prefixes(module, name, adapter_name)
+    return prefixes
+
+
+def key_under_prefixes(key: str, prefixes: set[str]) -> bool:
+    """Whether ``key`` equals one of ``prefixes`` or lies under one: ``a.b`` covers ``a.b.c``, not ``a.bc``."""
+    while True:
+        if key in prefixes:
+            return True
+        key, dot, _ = key.rpartition(".")
+        if not dot:
+            return False
+
+
+def filter_state_dict_by_key_prefixes(state_dict: dict[str, Any], prefixes: set[str]) -> dict[str, Any]:
+    """The entries of ``state_dict`` under one of ``prefixes``."""
+    return {key: value for key, value in state_dict.items() if key_under_prefixes(key, prefixes)}
+
+
+# HF PEFT's (private) names for the two helpers, which its tests and some scripts import from here
+_get_tuner_state_dict_key_prefixes = tuner_state_dict_key_prefixes
+_filter_state_dict_by_key_prefixes = filter_state_dict_by_key_prefixes
