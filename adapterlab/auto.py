@@ -33,13 +33,21 @@ class AutoPeftModel:
     task: ClassVar[TaskType | None] = None
 
     def __init__(self) -> None:
-        raise TypeError(f"{type(self).__name__} is not built directly; call {type(self).__name__}.from_pretrained(...)")
+        raise TypeError(
+            f"{type(self).__name__} is not built directly; call {type(self).__name__}.from_pretrained(...)"
+        )
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], adapter_name: str = "default",
-                        is_trainable: bool = False, config: PeftConfig | None = None,
-                        revision: str | None = None, import_allowlist: list[str] | None = None,
-                        **kwargs: Any) -> PeftModel:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike[str],
+        adapter_name: str = "default",
+        is_trainable: bool = False,
+        config: PeftConfig | None = None,
+        revision: str | None = None,
+        import_allowlist: list[str] | None = None,
+        **kwargs: Any,
+    ) -> PeftModel:
         """The base model named by the adapter's config, with the adapter loaded onto it.
 
         ``import_allowlist`` limits what HF PEFT may import for a config's custom ``auto_mapping``;
@@ -51,15 +59,25 @@ class AutoPeftModel:
         subfolder = kwargs.pop("subfolder", None)
         adapter_kwargs = {k: kwargs.pop(k) for k in _ADAPTER_OPTIONS if k in kwargs}
         adapter_kwargs.update({k: kwargs[k] for k in _SHARED_OPTIONS if k in kwargs})
-        peft_config = config or PeftConfig.from_pretrained(pretrained_model_name_or_path, subfolder, **hub_kwargs)
+        peft_config = config or PeftConfig.from_pretrained(
+            pretrained_model_name_or_path, subfolder, **hub_kwargs
+        )
         base = cls._load_base(peft_config, {k: v for k, v in hub_kwargs.items() if k != "revision"}, kwargs)
         return MODEL_TYPE_TO_PEFT_MODEL_MAPPING[cls.task].from_pretrained(
-            base, pretrained_model_name_or_path, adapter_name, is_trainable, peft_config,
-            subfolder=subfolder, **adapter_kwargs, **hub_kwargs,
-        )  # fmt: skip
+            base,
+            pretrained_model_name_or_path,
+            adapter_name,
+            is_trainable,
+            peft_config,
+            subfolder=subfolder,
+            **adapter_kwargs,
+            **hub_kwargs,
+        )
 
     @classmethod
-    def _load_base(cls, peft_config: PeftConfig, hub_kwargs: dict[str, Any], base_kwargs: dict[str, Any]) -> nn.Module:
+    def _load_base(
+        cls, peft_config: PeftConfig, hub_kwargs: dict[str, Any], base_kwargs: dict[str, Any]
+    ) -> nn.Module:
         task = TaskType(peft_config.task_type) if peft_config.task_type is not None else None
         if cls.task is None:
             raise InvalidConfig(
@@ -68,7 +86,9 @@ class AutoPeftModel:
             )
         if task is not None and task != cls.task:
             right = next(auto for auto in AutoPeftModel.__subclasses__() if auto.task == task)
-            raise InvalidConfig(f"the adapter is for task_type {task}; load it with {right.__name__}, not {cls.__name__}")
+            raise InvalidConfig(
+                f"the adapter is for task_type {task}; load it with {right.__name__}, not {cls.__name__}"
+            )
         base_name = peft_config.base_model_name_or_path
         if not base_name:
             raise InvalidConfig(

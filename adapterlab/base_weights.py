@@ -44,7 +44,7 @@ def _key_map(base: nn.Module) -> tuple[list[tuple[str, str]], list[str]]:
 def _original_key(key: str, renames: list[tuple[str, str]]) -> str:
     for wrapped, original in renames:
         if key.startswith(wrapped):
-            key = original + key[len(wrapped):]
+            key = original + key[len(wrapped) :]
     return key
 
 
@@ -59,7 +59,9 @@ def get_base_model_state_dict(model: PeftModel) -> dict[str, torch.Tensor]:
     }
 
 
-def set_base_model_state_dict(model: PeftModel, state_dict: dict[str, torch.Tensor], strict: bool = True) -> LoadResult:
+def set_base_model_state_dict(
+    model: PeftModel, state_dict: dict[str, torch.Tensor], strict: bool = True
+) -> LoadResult:
     """Load base weights keyed as in the plain base model; the adapters keep their values.
 
     With ``strict`` a missing or unexpected key raises torch's RuntimeError naming the keys.
@@ -68,7 +70,9 @@ def set_base_model_state_dict(model: PeftModel, state_dict: dict[str, torch.Tens
     renames, adapter_prefixes = _key_map(base)
     current = base.state_dict(keep_vars=True)
     wrapped_by_original = {
-        _original_key(key, renames): key for key in current if not any(key.startswith(p) for p in adapter_prefixes)
+        _original_key(key, renames): key
+        for key in current
+        if not any(key.startswith(p) for p in adapter_prefixes)
     }
     translated = {wrapped_by_original.get(key, key): value for key, value in state_dict.items()}
     adapters = {k: v for k, v in current.items() if any(k.startswith(p) for p in adapter_prefixes)}

@@ -28,12 +28,15 @@ from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 if TYPE_CHECKING:
     from adapterlab.peft_model import PeftModel
 
+
 class LoadResult(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
 
 
-def _modules_to_save(peft_model: PeftModel, adapter_name: str) -> Iterable[tuple[str, dict[str, torch.Tensor]]]:
+def _modules_to_save(
+    peft_model: PeftModel, adapter_name: str
+) -> Iterable[tuple[str, dict[str, torch.Tensor]]]:
     """(module path, the adapter's copy's tensors) of every modules_to_save wrapper holding the adapter."""
     for path, module in peft_model.named_modules():
         if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
@@ -160,9 +163,13 @@ def load_into_model(
         target.copy_(value.to(device=target.device, dtype=target.dtype))
 
 
-def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
-                  selected_adapters: list[str] | None = None, save_embedding_layers: str | bool = "auto",
-                  safe_serialization: bool = True) -> None:
+def save_adapters(
+    peft_model: PeftModel,
+    save_directory: str | os.PathLike[str],
+    selected_adapters: list[str] | None = None,
+    save_embedding_layers: str | bool = "auto",
+    safe_serialization: bool = True,
+) -> None:
     """Write each selected adapter (default: all) in HF PEFT's folder layout.
 
     ``safe_serialization=False`` writes the legacy ``adapter_model.bin`` (a pickle holding only a dict of
@@ -175,12 +182,18 @@ def save_adapters(peft_model: PeftModel, save_directory: str | os.PathLike[str],
     names = list(peft_model.peft_config) if selected_adapters is None else list(selected_adapters)
     for name in names:
         if name not in peft_model.peft_config:
-            raise AdapterNotFound(f"no adapter named {name!r} to save; loaded: {', '.join(peft_model.peft_config)}")
+            raise AdapterNotFound(
+                f"no adapter named {name!r} to save; loaded: {', '.join(peft_model.peft_config)}"
+            )
     for name in names:
         target = folder if name == "default" else folder / name
         target.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous().clone().cpu() for k, v in get_peft_model_state_dict(
-            peft_model, adapter_name=name, save_embedding_layers=save_embedding_layers).items()}
+        tensors = {
+            k: v.contiguous().clone().cpu()
+            for k, v in get_peft_model_state_dict(
+                peft_model, adapter_name=name, save_embedding_layers=save_embedding_layers
+            ).items()
+        }
         if safe_serialization:
             write_atomically(target / SAFETENSORS_WEIGHTS_NAME, _safetensors_bytes(tensors))
         else:
@@ -206,7 +219,9 @@ def _pickle_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def remap_keys(weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | None) -> dict[str, torch.Tensor]:
+def remap_keys(
+    weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | None
+) -> dict[str, torch.Tensor]:
     """HF PEFT's ``key_mapping``: regex -> replacement, applied to each key without its
     ``base_model.model.`` prefix; the first pattern that matches a key renames it."""
     if not key_mapping:
@@ -223,8 +238,12 @@ def remap_keys(weights: dict[str, torch.Tensor], key_mapping: dict[str, str] | N
     return result
 
 
-def load_peft_weights(model_id: str | os.PathLike[str], device: str | None = None,
-                      key_mapping: dict[str, str] | None = None, **hf_hub_download_kwargs: Any) -> dict[str, torch.Tensor]:
+def load_peft_weights(
+    model_id: str | os.PathLike[str],
+    device: str | None = None,
+    key_mapping: dict[str, str] | None = None,
+    **hf_hub_download_kwargs: Any,
+) -> dict[str, torch.Tensor]:
     """HF PEFT's: a saved adapter's tensors (a folder, or a Hub repo id) read onto ``device``, under
     the file's keys (renamed by ``key_mapping``); ``subfolder`` and the Hub options as for
     ``PeftModel.from_pretrained``."""
@@ -232,8 +251,11 @@ def load_peft_weights(model_id: str | os.PathLike[str], device: str | None = Non
     return read_adapter_weights(hub.locate(model_id, subfolder, hf_hub_download_kwargs), device, key_mapping)
 
 
-def read_adapter_weights(folder: str | os.PathLike[str], device: str | torch.device | None = None,
-                         key_mapping: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+def read_adapter_weights(
+    folder: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    key_mapping: dict[str, str] | None = None,
+) -> dict[str, torch.Tensor]:
     """The tensors of ``adapter_model.safetensors`` (or a legacy ``adapter_model.bin``) in ``folder``,
     read onto ``device`` (default CPU), under their keys renamed by ``key_mapping``."""
     return remap_keys(_read_weight_file(Path(folder), device or "cpu"), key_mapping)
@@ -247,7 +269,9 @@ def _read_weight_file(folder: Path, device: str | torch.device) -> dict[str, tor
         try:
             return load_file(str(path), device=str(device))
         except Exception as exc:  # safetensors raises its own error types for corrupt files
-            raise CheckpointError(f"{path} is corrupt or not a safetensors file ({exc}); re-save the adapter") from None
+            raise CheckpointError(
+                f"{path} is corrupt or not a safetensors file ({exc}); re-save the adapter"
+            ) from None
     legacy = folder / WEIGHTS_NAME
     if legacy.is_file():
         return _read_legacy_pickle(legacy, device)

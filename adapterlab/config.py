@@ -25,7 +25,15 @@ from adapterlab.methods import get_method
 from adapterlab.validation import coerce_enum
 
 # PeftType and TaskType live in hf_format; HF scripts import them from here too (as from peft.config)
-__all__ = ["PeftConfig", "PeftType", "TaskType", "coerce_enum", "default_field", "get_peft_config", "validate_choice"]
+__all__ = [
+    "PeftConfig",
+    "PeftType",
+    "TaskType",
+    "coerce_enum",
+    "default_field",
+    "get_peft_config",
+    "validate_choice",
+]
 
 
 def _to_json_value(value: Any) -> Any:
@@ -96,7 +104,7 @@ class PeftConfig:
                 raise InvalidConfig(f"the config is for {peft_type}, not for {cls.__name__}")
             target = method_config
         elif cls is PeftConfig:
-            raise InvalidConfig("the config has no peft_type; add e.g. \"peft_type\": \"LORA\"")
+            raise InvalidConfig('the config has no peft_type; add e.g. "peft_type": "LORA"')
         return target(**target._known_fields(data))
 
     @classmethod
@@ -129,7 +137,12 @@ class PeftConfig:
         path = Path(path_json_file)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
+        except (
+            OSError,
+            UnicodeDecodeError,
+            json.JSONDecodeError,
+            RecursionError,
+        ) as exc:  # RecursionError: nested too deeply
             raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the adapter") from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object; re-save the adapter")
@@ -138,13 +151,18 @@ class PeftConfig:
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike[str], subfolder: str | None = None, **kwargs: Any
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike[str],
+        subfolder: str | None = None,
+        **kwargs: Any,
     ) -> PeftConfig:
         """Read ``adapter_config.json`` from a folder or a Hub repo id. As in HF PEFT, ``kwargs``
         are Hub options (``revision``, ``token``, ``cache_dir``, ``local_files_only``,
         ``force_download``) or fields that override the file's."""
         options, overrides = hub.split_options(kwargs)
-        data = cls.from_json_file(hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME)
+        data = cls.from_json_file(
+            hub.adapter_folder(pretrained_model_name_or_path, subfolder, options) / CONFIG_NAME
+        )
         if "peft_type" not in data:  # any JSON file would otherwise pass for an adapter config
             raise ConfigKeysMissing(
                 f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}. "

@@ -72,18 +72,37 @@ class Task:
 
 
 TASKS: dict[TaskType, Task] = {
-    TaskType.SEQ_CLS: Task("AutoModelForSequenceClassification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
-                           "text-classification", ("classifier", "score"), labelled=True),
-    TaskType.SEQ_2_SEQ_LM: Task("AutoModelForSeq2SeqLM", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
-                                "text2text-generation", generative=True),
-    TaskType.CAUSAL_LM: Task("AutoModelForCausalLM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "text-generation",
-                             generative=True),
-    TaskType.TOKEN_CLS: Task("AutoModelForTokenClassification", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
-                             "token-classification", ("classifier", "score"), labelled=True),
-    TaskType.QUESTION_ANS: Task("AutoModelForQuestionAnswering", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
-                                "question-answering", ("qa_outputs",)),
+    TaskType.SEQ_CLS: Task(
+        "AutoModelForSequenceClassification",
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+        "text-classification",
+        ("classifier", "score"),
+        labelled=True,
+    ),
+    TaskType.SEQ_2_SEQ_LM: Task(
+        "AutoModelForSeq2SeqLM",
+        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+        "text2text-generation",
+        generative=True,
+    ),
+    TaskType.CAUSAL_LM: Task(
+        "AutoModelForCausalLM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "text-generation", generative=True
+    ),
+    TaskType.TOKEN_CLS: Task(
+        "AutoModelForTokenClassification",
+        "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+        "token-classification",
+        ("classifier", "score"),
+        labelled=True,
+    ),
+    TaskType.QUESTION_ANS: Task(
+        "AutoModelForQuestionAnswering",
+        "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+        "question-answering",
+        ("qa_outputs",),
+    ),
     TaskType.FEATURE_EXTRACTION: Task("AutoModel", "MODEL_MAPPING_NAMES", "feature-extraction"),
-}  # fmt: skip
+}
 
 
 def task(task_type: TaskType | str | None) -> Task | None:

@@ -58,7 +58,9 @@ def adapter_folder(
 
 def _checked(folder: Path) -> Path:
     if folder.is_file():
-        raise CheckpointError(f"{folder} is a file; give the folder save_pretrained wrote (it holds {CONFIG_NAME})")
+        raise CheckpointError(
+            f"{folder} is a file; give the folder save_pretrained wrote (it holds {CONFIG_NAME})"
+        )
     if not folder.is_dir():
         raise CheckpointError(
             f"adapter folder {folder} does not exist; give the folder save_pretrained wrote or a Hub repo id"
@@ -106,7 +108,9 @@ def _fetch(repo_id: str, subfolder: str | None, options: HubOptions) -> Path:
             f"the path or name, or log in (HF_TOKEN) for a private or gated repo"
         ) from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"{repo_id} has no revision {options.revision!r}; give a branch, tag or commit") from None
+        raise CheckpointError(
+            f"{repo_id} has no revision {options.revision!r}; give a branch, tag or commit"
+        ) from None
     except LocalEntryNotFoundError:
         raise CheckpointError(
             f"{where} is not a local folder, and not in the local Hugging Face cache while the Hub cannot "
@@ -120,8 +124,16 @@ def _fetch(repo_id: str, subfolder: str | None, options: HubOptions) -> Path:
     return Path(root) / prefix if prefix else Path(root)
 
 
-def upload_folder(folder: str | os.PathLike[str], repo_id: str, *, commit_message: str, private: bool | None,
-                  token: str | bool | None, revision: str | None, create_pr: bool) -> str:
+def upload_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    commit_message: str,
+    private: bool | None,
+    token: str | bool | None,
+    revision: str | None,
+    create_pr: bool,
+) -> str:
     """Upload ``folder``'s files to the Hub model repo ``repo_id`` (created if missing); the commit's URL."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -133,15 +145,23 @@ def upload_folder(folder: str | os.PathLike[str], repo_id: str, *, commit_messag
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                                   revision=revision, create_pr=create_pr, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            revision=revision,
+            create_pr=create_pr,
+            repo_type="model",
+        )
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
         raise HubError(
             f"the Hub refused the upload to {repo_id} (HTTP {status}); log in with a token that may write "
             f"there (HF_TOKEN or `hf auth login`)"
         ) from None
-    except OSError as exc:  # offline mode, no network, DNS: huggingface_hub's and requests' errors are OSErrors
+    except (
+        OSError
+    ) as exc:  # offline mode, no network, DNS: huggingface_hub's and requests' errors are OSErrors
         raise HubError(
             f"cannot reach the Hugging Face Hub to upload {repo_id} ({type(exc).__name__}); check the network "
             f"and HF_HUB_OFFLINE, or save_pretrained() to a folder and upload it later"

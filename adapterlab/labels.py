@@ -18,8 +18,10 @@ LABELS_FILE = "labels.json"
 
 
 def write_labels(folder: Path, labels: list[str]) -> None:
-    content = {"id2label": {str(i): name for i, name in enumerate(labels)},
-               "label2id": {name: i for i, name in enumerate(labels)}}
+    content = {
+        "id2label": {str(i): name for i, name in enumerate(labels)},
+        "label2id": {name: i for i, name in enumerate(labels)},
+    }
     (Path(folder) / LABELS_FILE).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
@@ -33,5 +35,7 @@ def read_labels(folder: Path | str) -> dict[str, Any] | None:
         id2label = {int(i): str(name) for i, name in content["id2label"].items()}
         label2id = {str(name): int(i) for name, i in content["label2id"].items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        raise CheckpointError(f"{path} is not a valid label file ({type(exc).__name__}); re-save the adapter") from exc
+        raise CheckpointError(
+            f"{path} is not a valid label file ({type(exc).__name__}); re-save the adapter"
+        ) from exc
     return {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id}

@@ -18,16 +18,24 @@ from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
 __all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "get_peft_model"]
 
 
-def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default", mixed: bool = False,
-                   autocast_adapter_dtype: bool = True, revision: str | None = None,
-                   low_cpu_mem_usage: bool = False) -> PeftModel:
+def get_peft_model(
+    model: nn.Module,
+    peft_config: PeftConfig,
+    adapter_name: str = "default",
+    mixed: bool = False,
+    autocast_adapter_dtype: bool = True,
+    revision: str | None = None,
+    low_cpu_mem_usage: bool = False,
+) -> PeftModel:
     """Add a new adapter to ``model`` (modified in place) and return the PEFT model around it.
 
     HF PEFT's parameters: ``revision`` is the base model's, recorded in the adapter config;
     ``autocast_adapter_dtype`` and ``low_cpu_mem_usage`` as in :meth:`PeftModel.add_adapter`.
     """
     if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}")
+        raise TypeError(
+            f"peft_config must be a PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}"
+        )
     if mixed:
         raise InvalidConfig(
             "mixed=True (HF PEFT's PeftMixedModel, several adapter types at once) is not supported; "
@@ -39,15 +47,21 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     if revision is not None:
         if peft_config.revision not in (None, revision):
             warnings.warn(
-                f"the config's revision {peft_config.revision!r} is replaced by revision={revision!r}", stacklevel=2
+                f"the config's revision {peft_config.revision!r} is replaced by revision={revision!r}",
+                stacklevel=2,
             )
         peft_config.revision = revision
     model_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(peft_config.task_type, PeftModel)
     return model_cls(model, peft_config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
 
 
-def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_name: str = "default",
-                            low_cpu_mem_usage: bool = False, state_dict: dict | None = None) -> nn.Module:
+def inject_adapter_in_model(
+    peft_config: PeftConfig,
+    model: nn.Module,
+    adapter_name: str = "default",
+    low_cpu_mem_usage: bool = False,
+    state_dict: dict | None = None,
+) -> nn.Module:
     """Put the adapter layers of ``peft_config`` into ``model`` (in place) and return it, unwrapped.
 
     The base weights are frozen and the new adapter (with its ``modules_to_save`` copies) trains.
@@ -58,7 +72,9 @@ def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_n
     from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
 
     if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}")
+        raise TypeError(
+            f"peft_config must be a PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}"
+        )
     method = get_method(peft_config.peft_type)
     if method.is_prompt_learning:
         raise InvalidConfig(

@@ -47,9 +47,9 @@ def new_card(peft_model: PeftModel) -> str:
         front.append(f"base_model: {_yaml_value(base)}")
     front += ["tags:", *(f"- {_yaml_value(str(c.peft_type).lower())}" for c in configs.values()), _FENCE]
     rows = [f"| `{name}` | {c.peft_type} | {c.task_type or '-'} |" for name, c in configs.items()]
-    load_base = f'AutoModel.from_pretrained({_yaml_value(base)})' if base else "<the base model>"
+    load_base = f"AutoModel.from_pretrained({_yaml_value(base)})" if base else "<the base model>"
     body = f"""
-# Adapter{f' for {base}' if base else ''}
+# Adapter{f" for {base}" if base else ""}
 
 Parameter-efficient fine-tuning weights in Hugging Face PEFT's format (`adapter_config.json` and
 `adapter_model.safetensors`), written by adapterlab. They hold only the adapter: load them on top of

@@ -52,8 +52,14 @@ class PeftModel(nn.Module):
         if "class_task" in cls.__dict__ and "head_modules" not in cls.__dict__:
             cls.head_modules = TASKS[cls.class_task].head_modules
 
-    def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default",
-                 autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        peft_config: PeftConfig,
+        adapter_name: str = "default",
+        autocast_adapter_dtype: bool = True,
+        low_cpu_mem_usage: bool = False,
+    ) -> None:
         super().__init__()
         self.peft_type = peft_config.peft_type
         self.peft_config: dict[str, PeftConfig] = {}
@@ -85,12 +91,21 @@ class PeftModel(nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             # dunders (copy, pickle) and a model still being built (no base_model yet) forward nothing
-            if name.startswith("__") or name == "base_model" or "base_model" not in self.__dict__.get("_modules", {}):
+            if (
+                name.startswith("__")
+                or name == "base_model"
+                or "base_model" not in self.__dict__.get("_modules", {})
+            ):
                 raise
         return getattr(self.__dict__["_modules"]["base_model"], name)
 
-    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
-                    autocast_adapter_dtype: bool = True) -> None:
+    def add_adapter(
+        self,
+        adapter_name: str,
+        peft_config: PeftConfig,
+        low_cpu_mem_usage: bool = False,
+        autocast_adapter_dtype: bool = True,
+    ) -> None:
         """Add a new (inactive, unless it is the first) adapter; ``set_adapter`` switches to it.
 
         HF PEFT's parameters: with ``autocast_adapter_dtype`` (the default) LoRA weights on a float16
@@ -101,20 +116,29 @@ class PeftModel(nn.Module):
         if adapter_name in self.peft_config:
             raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
         _check_one_bias_trainer(self.peft_config, peft_config, adapter_name)
-        if get_method(peft_config.peft_type).is_prompt_learning != get_method(self.peft_type).is_prompt_learning:
+        if (
+            get_method(peft_config.peft_type).is_prompt_learning
+            != get_method(self.peft_type).is_prompt_learning
+        ):
             raise InvalidConfig(
                 f"cannot add a {peft_config.peft_type} adapter to a {self.peft_type} model; "
                 f"prompt-learning and LoRA adapters need separate models"
             )
-        config = peft_config  # kept, not copied: HF PEFT scripts (and tests) hold on to the object they passed
+        config = (
+            peft_config  # kept, not copied: HF PEFT scripts (and tests) hold on to the object they passed
+        )
         if self.head_modules and hasattr(config, "modules_to_save"):
-            config.modules_to_save = list(dict.fromkeys([*(config.modules_to_save or []), *self.head_modules]))
+            config.modules_to_save = list(
+                dict.fromkeys([*(config.modules_to_save or []), *self.head_modules])
+            )
         self.peft_config[adapter_name] = config
         try:
             self.method_for(adapter_name).add_adapter(self, config, adapter_name)
             if not autocast_adapter_dtype:
                 self.method_for(adapter_name).keep_base_dtype(self, adapter_name)
-            attach_modules_to_save(self.get_base_model(), getattr(config, "modules_to_save", None), adapter_name)
+            attach_modules_to_save(
+                self.get_base_model(), getattr(config, "modules_to_save", None), adapter_name
+            )
         except Exception:
             del self.peft_config[adapter_name]
             raise
@@ -149,7 +173,9 @@ class PeftModel(nn.Module):
                 module.delete_adapter(adapter_name)
         del self.peft_config[adapter_name]
         if self._is_tuner():
-            self.base_model.active_adapters = [a for a in self.base_model.active_adapters if a != adapter_name]
+            self.base_model.active_adapters = [
+                a for a in self.base_model.active_adapters if a != adapter_name
+            ]
         if self.active_adapter == adapter_name and self.peft_config:
             self.set_adapter(next(iter(self.peft_config)))
 
@@ -192,9 +218,13 @@ class PeftModel(nn.Module):
 
     def generate(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
         """``transformers`` generation through the adapters (``adapter_names`` as in ``forward``)."""
-        generation_config = kwargs.get("generation_config") or getattr(self.get_base_model(), "generation_config", None)
+        generation_config = kwargs.get("generation_config") or getattr(
+            self.get_base_model(), "generation_config", None
+        )
         beams = kwargs.get("num_beams") or getattr(generation_config, "num_beams", 1) or 1
-        returns = kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1
+        returns = (
+            kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1
+        )
         with self._mixed_batch(adapter_names, repeats=max(beams, returns)):
             return self._running_method().generate(self, *args, **kwargs)
 
@@ -208,10 +238,14 @@ class PeftModel(nn.Module):
             return nullcontext()
         method = self.method_for(self.active_adapter)
         if method.is_prompt_learning:
-            raise InvalidConfig("adapter_names (mixed batches) works with LoRA adapters, not prompt-learning ones")
+            raise InvalidConfig(
+                "adapter_names (mixed batches) works with LoRA adapters, not prompt-learning ones"
+            )
         layers = adapter_layers(self)
         if any(getattr(layer, "merged", False) for layer in layers):
-            raise InvalidConfig("adapter_names cannot be used while adapters are merged; call unmerge_adapter() first")
+            raise InvalidConfig(
+                "adapter_names cannot be used while adapters are merged; call unmerge_adapter() first"
+            )
         if any(getattr(self.peft_config.get(n), "use_dora", False) for n in adapter_names):
             raise InvalidConfig("adapter_names (mixed batches) does not support DoRA adapters")
         return mixed_batch(layers, make_plan(adapter_names, set(self.peft_config), repeats))
@@ -258,8 +292,12 @@ class PeftModel(nn.Module):
         base = self.get_base_model()
         return bool(getattr(base, "can_generate", lambda: False)())
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
-        self.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self.get_base_model().gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
+        )
 
     def enable_input_require_grads(self) -> None:
         self.get_base_model().enable_input_require_grads()
@@ -276,7 +314,9 @@ class PeftModel(nn.Module):
         merge = self._tuner("merge_adapter")
         names = set(self.active_adapters if adapter_names is None else adapter_names)
         holding = [layer for layer in self.modules() if isinstance(layer, BaseTunerLayer)]
-        if holding and all(names & set(layer._adapter_names()) <= set(layer.merged_adapters) for layer in holding):
+        if holding and all(
+            names & set(layer._adapter_names()) <= set(layer.merged_adapters) for layer in holding
+        ):
             warnings.warn("All adapters are already merged, nothing to do.", UserWarning, stacklevel=2)
             return
         merge(adapter_names=adapter_names, safe_merge=safe_merge)
@@ -284,18 +324,26 @@ class PeftModel(nn.Module):
     def unmerge_adapter(self) -> None:
         self._tuner("unmerge_adapter")()
 
-    def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False,
-                         adapter_names: list[str] | None = None) -> nn.Module:
+    def merge_and_unload(
+        self, progressbar: bool = False, safe_merge: bool = False, adapter_names: list[str] | None = None
+    ) -> nn.Module:
         """Merge the adapters into the base weights and return the plain transformers model."""
-        return self._tuner("merge_and_unload")(progressbar=progressbar, safe_merge=safe_merge,
-                                               adapter_names=adapter_names)
+        return self._tuner("merge_and_unload")(
+            progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names
+        )
 
     def unload(self) -> nn.Module:
         """Take the adapter layers out (unmerged) and return the plain transformers model."""
         return self._tuner("unload")()
 
-    def add_weighted_adapter(self, adapters: list[str], weights: list[float], adapter_name: str,
-                             combination_type: str = "svd", svd_rank: int | None = None) -> None:
+    def add_weighted_adapter(
+        self,
+        adapters: list[str],
+        weights: list[float],
+        adapter_name: str,
+        combination_type: str = "svd",
+        svd_rank: int | None = None,
+    ) -> None:
         """Add ``adapter_name``: a weighted combination (``linear``, ``cat`` or ``svd``) of existing adapters."""
         self._tuner("add_weighted_adapter")(adapters, weights, adapter_name, combination_type, svd_rank)
         self.set_adapter(self.active_adapter)
@@ -308,14 +356,21 @@ class PeftModel(nn.Module):
 
     def print_trainable_parameters(self) -> None:
         trainable, total = self.get_nb_trainable_parameters()
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+        print(
+            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        )
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str], safe_serialization: bool = True,
-                        selected_adapters: list[str] | None = None, save_embedding_layers: str | bool = "auto",
-                        is_main_process: bool = True,
-                        path_initial_model_for_weight_conversion: str | None = None) -> None:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        safe_serialization: bool = True,
+        selected_adapters: list[str] | None = None,
+        save_embedding_layers: str | bool = "auto",
+        is_main_process: bool = True,
+        path_initial_model_for_weight_conversion: str | None = None,
+    ) -> None:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (other adapters in sub-folders).
 
         HF PEFT's parameters, in its order. ``safe_serialization=False`` writes the legacy
@@ -323,27 +378,46 @@ class PeftModel(nn.Module):
         embedding tables LoRA targets (``embed_tokens`` / ``lm_head``), False leaves them out.
         """
         if save_embedding_layers not in ("auto", True, False):
-            raise InvalidConfig(f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}")
+            raise InvalidConfig(
+                f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}"
+            )
         if path_initial_model_for_weight_conversion is not None:
             raise InvalidConfig(
                 "path_initial_model_for_weight_conversion converts PiSSA/OLoRA adapters, whose initializations "
                 "adapterlab does not implement; drop the argument"
             )
         if is_main_process:
-            checkpoint.save_adapters(self, save_directory, selected_adapters, save_embedding_layers, safe_serialization)
+            checkpoint.save_adapters(
+                self, save_directory, selected_adapters, save_embedding_layers, safe_serialization
+            )
             model_card.write_model_card(Path(save_directory), self)
 
-    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload adapter", private: bool | None = None,
-                    token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
-                    **save_kwargs: Any) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload adapter",
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        **save_kwargs: Any,
+    ) -> str:
         """Save the adapters (as ``save_pretrained``) and upload them to the Hub repo ``repo_id``; returns the
         commit URL. ``save_kwargs`` go to ``save_pretrained``."""
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, **save_kwargs)
-            return hub.upload_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
-                                     revision=revision, create_pr=create_pr)
+            return hub.upload_folder(
+                folder,
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
 
     def get_layer_status(self) -> list[status.TunerLayerStatus]:
         """One entry per adapter layer: active, merged, trainable adapters (see :mod:`adapterlab.status`)."""
@@ -354,12 +428,23 @@ class PeftModel(nn.Module):
         return status.get_model_status(self)
 
     @classmethod
-    def from_pretrained(cls, model: nn.Module, model_id: str | os.PathLike[str], adapter_name: str = "default",
-                        is_trainable: bool = False, config: PeftConfig | None = None,
-                        autocast_adapter_dtype: bool = True, ephemeral_gpu_offload: bool = False,
-                        low_cpu_mem_usage: bool = False, key_mapping: dict[str, str] | None = None,
-                        *, subfolder: str | None = None, torch_device: str | None = None,
-                        device_map: str | dict[str, Any] | None = None, **hub_options: Any) -> PeftModel:
+    def from_pretrained(
+        cls,
+        model: nn.Module,
+        model_id: str | os.PathLike[str],
+        adapter_name: str = "default",
+        is_trainable: bool = False,
+        config: PeftConfig | None = None,
+        autocast_adapter_dtype: bool = True,
+        ephemeral_gpu_offload: bool = False,
+        low_cpu_mem_usage: bool = False,
+        key_mapping: dict[str, str] | None = None,
+        *,
+        subfolder: str | None = None,
+        torch_device: str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        **hub_options: Any,
+    ) -> PeftModel:
         """Load a saved adapter (a folder, or a Hub repo id) onto ``model``, ready for inference: frozen and
         in eval mode (dropout off) unless ``is_trainable``, which leaves it trainable and in train mode.
 
@@ -384,11 +469,20 @@ class PeftModel(nn.Module):
             peft_model.eval()
         return peft_model
 
-    def load_adapter(self, model_id: str | os.PathLike[str], adapter_name: str, is_trainable: bool = False,
-                     torch_device: str | None = None, autocast_adapter_dtype: bool = True,
-                     ephemeral_gpu_offload: bool = False, low_cpu_mem_usage: bool = False,
-                     key_mapping: dict[str, str] | None = None, *, subfolder: str | None = None,
-                     **hub_options: Any) -> checkpoint.LoadResult:
+    def load_adapter(
+        self,
+        model_id: str | os.PathLike[str],
+        adapter_name: str,
+        is_trainable: bool = False,
+        torch_device: str | None = None,
+        autocast_adapter_dtype: bool = True,
+        ephemeral_gpu_offload: bool = False,
+        low_cpu_mem_usage: bool = False,
+        key_mapping: dict[str, str] | None = None,
+        *,
+        subfolder: str | None = None,
+        **hub_options: Any,
+    ) -> checkpoint.LoadResult:
         """Load a saved adapter as ``adapter_name`` next to the ones present (it does not become active).
         Parameters as in :meth:`from_pretrained`; ``torch_device`` is where the file is read to."""
         if adapter_name in self.peft_config:
@@ -421,8 +515,12 @@ def _check_one_bias_trainer(configs: dict[str, PeftConfig], new: PeftConfig, new
         )
 
 
-def _locate_adapter(model_id: str | os.PathLike[str], subfolder: str | None, hub_options: dict[str, Any],
-                    ephemeral_gpu_offload: bool) -> Path:
+def _locate_adapter(
+    model_id: str | os.PathLike[str],
+    subfolder: str | None,
+    hub_options: dict[str, Any],
+    ephemeral_gpu_offload: bool,
+) -> Path:
     """The adapter's local folder (fetched first if ``model_id`` is a Hub repo)."""
     if ephemeral_gpu_offload:
         raise InvalidConfig(

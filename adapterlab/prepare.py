@@ -22,14 +22,19 @@ from torch import nn
 _KEEP_DTYPE_METHODS = ("gptq", "aqlm", "eetq", "hqq", "torchao")
 
 
-def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing: bool = True,
-                                    gradient_checkpointing_kwargs: dict[str, Any] | None = None,
-                                    auto_clear_cache: bool = True) -> nn.Module:
+def prepare_model_for_kbit_training(
+    model: nn.Module,
+    use_gradient_checkpointing: bool = True,
+    gradient_checkpointing_kwargs: dict[str, Any] | None = None,
+    auto_clear_cache: bool = True,
+) -> nn.Module:
     """Freeze ``model``, upcast its half-precision parameters, and (quantized models) turn on
     gradient checkpointing; returns ``model``."""
     method = getattr(model, "quantization_method", None)
     keeps_dtype = method in _KEEP_DTYPE_METHODS or bool(getattr(model, "hqq_quantized", False))
-    bits_and_bytes = bool(getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False))
+    bits_and_bytes = bool(
+        getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    )
     model.requires_grad_(False)
     if not keeps_dtype:
         for param in model.parameters():

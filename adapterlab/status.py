@@ -73,18 +73,22 @@ def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
         if not isinstance(module, BaseTunerLayer):
             continue
         grads, devices = _per_adapter(module)
-        statuses.append(TunerLayerStatus(
-            name=name,
-            module_type=module.layer_kind,
-            enabled=not module.disable_adapters,
-            active_adapters=list(module.active_adapters),
-            merged_adapters=list(module.merged_adapters),
-            requires_grad={a: _agree(v) if v else False for a, v in grads.items()},
-            available_adapters=sorted(grads),
-            devices={a: sorted(d) for a, d in devices.items()},
-        ))
+        statuses.append(
+            TunerLayerStatus(
+                name=name,
+                module_type=module.layer_kind,
+                enabled=not module.disable_adapters,
+                active_adapters=list(module.active_adapters),
+                merged_adapters=list(module.merged_adapters),
+                requires_grad={a: _agree(v) if v else False for a, v in grads.items()},
+                available_adapters=sorted(grads),
+                devices={a: sorted(d) for a, d in devices.items()},
+            )
+        )
     if not statuses:
-        raise InvalidConfig("the model has no adapter layers; pass a PeftModel or a model with adapters injected")
+        raise InvalidConfig(
+            "the model has no adapter layers; pass a PeftModel or a model with adapters injected"
+        )
     return statuses
 
 
@@ -118,7 +122,9 @@ def get_model_status(model: nn.Module) -> TunerModelStatus:
     layers = get_layer_status(model)
     merged_anywhere = sorted({a for s in layers for a in s.merged_adapters})
     # an adapter merged in one layer and held unmerged in another leaves the model half-merged
-    half_merged = any(set(merged_anywhere) & (set(s.available_adapters) - set(s.merged_adapters)) for s in layers)
+    half_merged = any(
+        set(merged_anywhere) & (set(s.available_adapters) - set(s.merged_adapters)) for s in layers
+    )
     grads: dict[str, list[Any]] = collections.defaultdict(list)
     devices: dict[str, set[str]] = collections.defaultdict(set)
     for status in layers:

@@ -40,7 +40,14 @@ from adapterlab.registry.files.fingerprint_cache import RACY_SECONDS
 TENSOR_BYTES = 64 * 1024 * 1024  # a mix of big tensors, like a transformer's layers
 SHARD_BYTES = 2 * 10**9  # the Hub's default max_shard_size
 POOL_FLOATS = 16 * 2**20
-MT0_LARGE = {"vocab_size": 250112, "d_model": 1024, "d_ff": 2816, "num_layers": 24, "num_heads": 16, "d_kv": 64}
+MT0_LARGE = {
+    "vocab_size": 250112,
+    "d_model": 1024,
+    "d_ff": 2816,
+    "num_layers": 24,
+    "num_heads": 16,
+    "d_kv": 64,
+}
 TINY_MT5 = {"vocab_size": 64, "d_model": 16, "d_ff": 24, "num_layers": 2, "num_heads": 2, "d_kv": 8}
 LORA_RANK = 2
 
@@ -77,14 +84,20 @@ def throughput(options: argparse.Namespace) -> None:
         path = make_checkpoint(Path(scratch), options.gib)
         size = path.stat().st_size
         single_thread_sha256(path)  # warm the page cache
-        ours = best_of(options.runs, lambda: fingerprint_checkpoint(path.parent, progress=False, use_cache=False))
+        ours = best_of(
+            options.runs, lambda: fingerprint_checkpoint(path.parent, progress=False, use_cache=False)
+        )
         baseline = best_of(options.runs, lambda: single_thread_sha256(path))
     gib = size / 2**30
     print(f"checkpoint: {gib:.2f} GiB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for label, times in (("fingerprint_checkpoint", ours), ("hashlib.sha256, 1 thread", baseline)):
-        print(f"{label:<26} best {gib / min(times):5.2f} GiB/s   median {gib / statistics.median(times):5.2f} GiB/s")
-    print(f"speed-up (best / best): {min(baseline) / min(ours):.2f}x   (median / median): "
-          f"{statistics.median(baseline) / statistics.median(ours):.2f}x")  # fmt: skip
+        print(
+            f"{label:<26} best {gib / min(times):5.2f} GiB/s   median {gib / statistics.median(times):5.2f} GiB/s"
+        )
+    print(
+        f"speed-up (best / best): {min(baseline) / min(ours):.2f}x   (median / median): "
+        f"{statistics.median(baseline) / statistics.median(ours):.2f}x"
+    )
 
 
 # --- an mT5 checkpoint, written tensor by tensor ------------------------------------------------
@@ -96,8 +109,10 @@ def mt5_shapes(dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
     attention = {"q": (inner, d), "k": (inner, d), "v": (inner, d), "o": (d, inner)}
     gated = {"wi_0": (ff, d), "wi_1": (ff, d), "wo": (d, ff)}
     shapes: dict[str, tuple[int, ...]] = {"shared.weight": (dims["vocab_size"], d)}
-    for stack, blocks in (("encoder", ("SelfAttention", "DenseReluDense")),
-                          ("decoder", ("SelfAttention", "EncDecAttention", "DenseReluDense"))):  # fmt: skip
+    for stack, blocks in (
+        ("encoder", ("SelfAttention", "DenseReluDense")),
+        ("decoder", ("SelfAttention", "EncDecAttention", "DenseReluDense")),
+    ):
         for block in range(dims["num_layers"]):
             for index, kind in enumerate(blocks):
                 prefix = f"{stack}.block.{block}.layer.{index}"
@@ -105,7 +120,10 @@ def mt5_shapes(dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
                     shapes[f"{prefix}.{kind}.{name}.weight"] = shape
                 shapes[f"{prefix}.layer_norm.weight"] = (d,)
             if block == 0:
-                shapes[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (buckets, dims["num_heads"])
+                shapes[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
+                    buckets,
+                    dims["num_heads"],
+                )
         shapes[f"{stack}.final_layer_norm.weight"] = (d,)
     shapes["lm_head.weight"] = (dims["vocab_size"], d)  # mt0-large does not tie it
     return shapes
@@ -132,14 +150,22 @@ def write_mt5(folder: Path, dims: dict[str, int], seed: int) -> int:
     total = sum(4 * math.prod(shape) for shape in mt5_shapes(dims).values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    config = {**dims, "model_type": "mt5", "architectures": ["MT5ForConditionalGeneration"],
-              "num_decoder_layers": dims["num_layers"], "feed_forward_proj": "gated-gelu",
-              "tie_word_embeddings": False, "is_encoder_decoder": True}  # fmt: skip
+    config = {
+        **dims,
+        "model_type": "mt5",
+        "architectures": ["MT5ForConditionalGeneration"],
+        "num_decoder_layers": dims["num_layers"],
+        "feed_forward_proj": "gated-gelu",
+        "tie_word_embeddings": False,
+        "is_encoder_decoder": True,
+    }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return total
 
 
-def write_safetensors(path: Path, tensors: list[tuple[str, tuple[int, ...]]], rng: np.random.Generator) -> None:
+def write_safetensors(
+    path: Path, tensors: list[tuple[str, tuple[int, ...]]], rng: np.random.Generator
+) -> None:
     """The safetensors layout (header length, JSON header, raw bytes), one tensor in memory at a time."""
     header, offset = {}, 0
     for name, shape in tensors:
@@ -170,14 +196,33 @@ def write_lora(folder: Path, dims: dict[str, int], seed: int) -> Path:
     for name, shape in mt5_shapes(dims).items():
         if ".block.0." in name and name.endswith((".q.weight", ".v.weight")):
             module, (out_features, in_features) = "base_model.model." + name.removesuffix(".weight"), shape
-            tensors[f"{module}.lora_A.weight"] = rng.standard_normal((LORA_RANK, in_features), dtype=np.float32)
-            tensors[f"{module}.lora_B.weight"] = rng.standard_normal((out_features, LORA_RANK), dtype=np.float32)
+            tensors[f"{module}.lora_A.weight"] = rng.standard_normal(
+                (LORA_RANK, in_features), dtype=np.float32
+            )
+            tensors[f"{module}.lora_B.weight"] = rng.standard_normal(
+                (out_features, LORA_RANK), dtype=np.float32
+            )
     folder.mkdir(parents=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
-    config = {"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": LORA_RANK, "lora_alpha": 4,
-              "lora_dropout": 0.0, "target_modules": ["q", "v"], "layers_to_transform": [0], "layers_pattern": "block", "bias": "none", "fan_in_fan_out": False,
-              "modules_to_save": None, "base_model_name_or_path": None, "revision": None, "inference_mode": True,
-              "use_rslora": False, "use_dora": False, "init_lora_weights": True}  # fmt: skip
+    config = {
+        "peft_type": "LORA",
+        "task_type": "SEQ_2_SEQ_LM",
+        "r": LORA_RANK,
+        "lora_alpha": 4,
+        "lora_dropout": 0.0,
+        "target_modules": ["q", "v"],
+        "layers_to_transform": [0],
+        "layers_pattern": "block",
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+        "base_model_name_or_path": None,
+        "revision": None,
+        "inference_mode": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+    }
     (folder / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     return folder
 
@@ -204,14 +249,20 @@ def cache(options: argparse.Namespace) -> None:
         root = Path(scratch)
         home = root / "home"
         # a private registry, MLflow store and fingerprint cache, whatever the shell points at
-        os.environ.update(ADAPTERLAB_HOME=str(home), ADAPTERLAB_REGISTRY_URL=f"sqlite:///{home / 'registry.db'}",
-                          MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}", ADAPTERLAB_USER="bench",
-                          ADAPTERLAB_FINGERPRINT_CACHE=str(root / "fingerprints"),
-                          MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
+        os.environ.update(
+            ADAPTERLAB_HOME=str(home),
+            ADAPTERLAB_REGISTRY_URL=f"sqlite:///{home / 'registry.db'}",
+            MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
+            ADAPTERLAB_USER="bench",
+            ADAPTERLAB_FINGERPRINT_CACHE=str(root / "fingerprints"),
+            MLFLOW_DISABLE_TELEMETRY="true",
+        )
         os.environ.pop("ADAPTERLAB_ARTIFACT_ROOT", None)
         seconds, size = timed(lambda: write_mt5(root / "mt0-large-random", MT0_LARGE, seed=0))
-        print(f"wrote mt0-large-shaped checkpoint: {size / 1e9:.2f} GB in "
-              f"{len(list((root / 'mt0-large-random').glob('*.safetensors')))} shards, {seconds:.1f} s")  # fmt: skip
+        print(
+            f"wrote mt0-large-shaped checkpoint: {size / 1e9:.2f} GB in "
+            f"{len(list((root / 'mt0-large-random').glob('*.safetensors')))} shards, {seconds:.1f} s"
+        )
         write_mt5(root / "tiny-mt5", TINY_MT5, seed=1)
         # a base is older than this when it is used; a file modified within RACY_SECONDS is not cached
         time.sleep(RACY_SECONDS + 0.5)
@@ -221,10 +272,14 @@ def cache(options: argparse.Namespace) -> None:
         warm, cached = statistics.median(seconds for seconds, _ in warm_runs), warm_runs[-1][1]
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         print(f"fingerprint, uncached (page cache): {cold:8.3f} s  ({size / 2**30 / cold:.2f} GiB/s)")
-        print(f"fingerprint, later times (cached):  {warm:8.3f} s  (median of {options.runs}) goal < 0.1 s: "
-              f"{'met' if warm < 0.1 else 'MISSED'}  ({cold / warm:,.0f}x faster)")  # fmt: skip
-        print(f"cached == uncached: {cached == uncached}  ({uncached.fingerprint[:16]}..., "
-              f"{uncached.parameter_count:,} parameters)")  # fmt: skip
+        print(
+            f"fingerprint, later times (cached):  {warm:8.3f} s  (median of {options.runs}) goal < 0.1 s: "
+            f"{'met' if warm < 0.1 else 'MISSED'}  ({cold / warm:,.0f}x faster)"
+        )
+        print(
+            f"cached == uncached: {cached == uncached}  ({uncached.fingerprint[:16]}..., "
+            f"{uncached.parameter_count:,} parameters)"
+        )
         registrations(root, big, size, options.runs)
 
 
@@ -236,7 +291,9 @@ def registrations(root: Path, big: Path, size: int, runs: int) -> None:
     def register(base: Path, dims: dict[str, int], name: str) -> tuple[float, float]:
         number = next(adapters)
         folder = write_lora(root / "adapters" / f"lora-{number}", dims, seed=number)
-        return wall_and_cpu(lambda: register_adapter(folder, name=name, base=base, base_name=f"bench/{base.name}"))
+        return wall_and_cpu(
+            lambda: register_adapter(folder, name=name, base=base, base_name=f"bench/{base.name}")
+        )
 
     tiny = root / "tiny-mt5"
     first_tiny = register(tiny, TINY_MT5, "on-tiny")  # creates the registry and the MLflow store
@@ -248,15 +305,21 @@ def registrations(root: Path, big: Path, size: int, runs: int) -> None:
     big_lora = (root / "adapters" / "lora-1" / "adapter_model.safetensors").stat().st_size
     tiny_lora = (root / "adapters" / "lora-0" / "adapter_model.safetensors").stat().st_size
     gigabytes = f"{size / 1e9:.1f} GB"
-    print(f"first registrations (not compared): tiny base {first_tiny[0]:.3f} s (creates the stores), "
-          f"{gigabytes} base {first_big[0]:.3f} s")  # fmt: skip
-    print(f"later registrations (LoRA {big_lora / 2**10:.1f} KiB on the {gigabytes} base, "
-          f"{tiny_lora / 2**10:.1f} KiB on the tiny one), median of {runs}:")  # fmt: skip
+    print(
+        f"first registrations (not compared): tiny base {first_tiny[0]:.3f} s (creates the stores), "
+        f"{gigabytes} base {first_big[0]:.3f} s"
+    )
+    print(
+        f"later registrations (LoRA {big_lora / 2**10:.1f} KiB on the {gigabytes} base, "
+        f"{tiny_lora / 2**10:.1f} KiB on the tiny one), median of {runs}:"
+    )
     for column, label in ((0, "wall"), (1, "CPU")):
         big_median = statistics.median(times[column] for times in on_big)
         tiny_median = statistics.median(times[column] for times in on_tiny)
-        print(f"  {label:>4}: {gigabytes} base {big_median:.3f} s {_runs(on_big, column)}, tiny base {tiny_median:.3f} s "
-              f"{_runs(on_tiny, column)}, ratio {big_median / tiny_median:.2f} (goal: no longer, <= 1)")
+        print(
+            f"  {label:>4}: {gigabytes} base {big_median:.3f} s {_runs(on_big, column)}, tiny base {tiny_median:.3f} s "
+            f"{_runs(on_tiny, column)}, ratio {big_median / tiny_median:.2f} (goal: no longer, <= 1)"
+        )
 
 
 def _runs(times: list[tuple[float, float]], column: int) -> str:
@@ -268,7 +331,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("cache", "throughput"), default="cache")
     parser.add_argument("--gib", type=float, default=1.0, help="throughput: checkpoint size")
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--scratch", help="folder for the temporary checkpoint (default: the system's temp dir)")
+    parser.add_argument(
+        "--scratch", help="folder for the temporary checkpoint (default: the system's temp dir)"
+    )
     options = parser.parse_args()
     (cache if options.mode == "cache" else throughput)(options)
 

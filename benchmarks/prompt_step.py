@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
             f"ratio {ours / theirs:.3f}  (goal <= 1.00)"
         )
     control = medians["prompt tuning | adapterlab"] / medians["control"]
-    print(f"A/A control: adapterlab prompt tuning / an identical twin = {control:.3f} (the noise of this run)")
+    print(
+        f"A/A control: adapterlab prompt tuning / an identical twin = {control:.3f} (the noise of this run)"
+    )
 
 
 if __name__ == "__main__":

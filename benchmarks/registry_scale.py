@@ -36,26 +36,65 @@ def seed(url: str, versions: int, adapters: int, bases: int) -> None:
     per_adapter = versions // adapters
     database = open_database(url)
     with database.writing() as connection:
-        connection.execute(insert(tables.base_models), [
-            dict(id=b + 1, name=f"org/base-{b}", fingerprint=f"{b:064x}", parameter_count=10**9, tensor_count=300,
-                 size_bytes=4 * 10**9, model_type="t5", created_at=now) for b in range(bases)
-        ])  # fmt: skip
-        connection.execute(insert(tables.adapters), [
-            dict(id=a + 1, name=f"adapter-{a:04d}", base_model_id=a % bases + 1, task_type="SEQ_CLS",
-                 latest_version=per_adapter, created_at=now) for a in range(adapters)
-        ])  # fmt: skip
+        connection.execute(
+            insert(tables.base_models),
+            [
+                dict(
+                    id=b + 1,
+                    name=f"org/base-{b}",
+                    fingerprint=f"{b:064x}",
+                    parameter_count=10**9,
+                    tensor_count=300,
+                    size_bytes=4 * 10**9,
+                    model_type="t5",
+                    created_at=now,
+                )
+                for b in range(bases)
+            ],
+        )
+        connection.execute(
+            insert(tables.adapters),
+            [
+                dict(
+                    id=a + 1,
+                    name=f"adapter-{a:04d}",
+                    base_model_id=a % bases + 1,
+                    task_type="SEQ_CLS",
+                    latest_version=per_adapter,
+                    created_at=now,
+                )
+                for a in range(adapters)
+            ],
+        )
         rows = [
-            dict(id=a * per_adapter + v + 1, adapter_id=a + 1, version=v + 1, peft_type="LORA",
-                 config_json='{"peft_type": "LORA", "r": 8}', artifact_uri=f"file:///nowhere/{a}/{v}",
-                 sha256=f"{a * per_adapter + v:064x}", size_bytes=10**6, trainable_params=10**5,
-                 created_by="bench", created_at=now)
-            for a in range(adapters) for v in range(per_adapter)
-        ]  # fmt: skip
+            dict(
+                id=a * per_adapter + v + 1,
+                adapter_id=a + 1,
+                version=v + 1,
+                peft_type="LORA",
+                config_json='{"peft_type": "LORA", "r": 8}',
+                artifact_uri=f"file:///nowhere/{a}/{v}",
+                sha256=f"{a * per_adapter + v:064x}",
+                size_bytes=10**6,
+                trainable_params=10**5,
+                created_by="bench",
+                created_at=now,
+            )
+            for a in range(adapters)
+            for v in range(per_adapter)
+        ]
         connection.execute(insert(tables.versions), rows)
-        connection.execute(insert(tables.metrics), [dict(version_id=row["id"], key="accuracy", value=(row["id"] % 1000) / 1000)
-                                            for row in rows])  # fmt: skip
-        connection.execute(insert(tables.aliases), [dict(adapter_id=a + 1, alias="production", version_id=a * per_adapter + 1,
-                                                updated_at=now) for a in range(adapters)])  # fmt: skip
+        connection.execute(
+            insert(tables.metrics),
+            [dict(version_id=row["id"], key="accuracy", value=(row["id"] % 1000) / 1000) for row in rows],
+        )
+        connection.execute(
+            insert(tables.aliases),
+            [
+                dict(adapter_id=a + 1, alias="production", version_id=a * per_adapter + 1, updated_at=now)
+                for a in range(adapters)
+            ],
+        )
     database.close()
 
 
@@ -65,10 +104,16 @@ def real_adapter(folder: Path, base: Path) -> None:
     base.mkdir(parents=True)
     save_file({"w": np.ones((8, 8), dtype=np.float32)}, str(base / "model.safetensors"))
     folder.mkdir(parents=True)
-    save_file({"base_model.model.q.lora_A.weight": np.ones((2, 8), dtype=np.float32),
-               "base_model.model.q.lora_B.weight": np.ones((8, 2), dtype=np.float32)},
-              str(folder / "adapter_model.safetensors"))  # fmt: skip
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "target_modules": ["q"]}))
+    save_file(
+        {
+            "base_model.model.q.lora_A.weight": np.ones((2, 8), dtype=np.float32),
+            "base_model.model.q.lora_B.weight": np.ones((8, 2), dtype=np.float32),
+        },
+        str(folder / "adapter_model.safetensors"),
+    )
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 2, "target_modules": ["q"]})
+    )
     register_adapter(folder, name="real", base=base, base_name="org/base-0", metrics={"accuracy": 0.9})
 
 
@@ -95,8 +140,11 @@ def in_process(url: str) -> None:
     for label, action in (
         ("list_versions(base='org/base-7')", lambda: list_versions(base="org/base-7", registry_url=url)),
         ("show('adapter-0421:57')", lambda: show("adapter-0421:57", url)),
-        ("promote('adapter-0421:98', alias='staging')", lambda: promote("adapter-0421:98", alias="staging", registry_url=url)),
-    ):  # fmt: skip
+        (
+            "promote('adapter-0421:98', alias='staging')",
+            lambda: promote("adapter-0421:98", alias="staging", registry_url=url),
+        ),
+    ):
         start = time.perf_counter()
         action()
         print(f"in process: {label:<52} {time.perf_counter() - start:.3f} s")
@@ -118,20 +166,49 @@ def main() -> None:
     start = time.perf_counter()
     seed(url, options.versions, options.adapters, options.bases)
     real_adapter(home / "real-adapter", home / "real-base")
-    print(f"seeded {options.versions:,} versions / {options.adapters:,} adapters / {options.bases} bases "
-          f"in {time.perf_counter() - start:.1f} s ({(home / 'registry.db').stat().st_size / 2**20:.0f} MiB)")  # fmt: skip
+    print(
+        f"seeded {options.versions:,} versions / {options.adapters:,} adapters / {options.bases} bases "
+        f"in {time.perf_counter() - start:.1f} s ({(home / 'registry.db').stat().st_size / 2**20:.0f} MiB)"
+    )
 
     commands = {
         "python -c 'import adapterlab.cli.main'": [sys.executable, "-c", "import adapterlab.cli.main"],
         "adapters --version": [ADAPTERS, "--version"],
         "adapters list --base org/base-7 --json": [ADAPTERS, "list", "--base", "org/base-7", "--json"],
-        "adapters list --base org/base-7 --sort accuracy --desc --limit 10 --json":
-            [ADAPTERS, "list", "--base", "org/base-7", "--sort", "accuracy", "--desc", "--limit", "10", "--json"],
+        "adapters list --base org/base-7 --sort accuracy --desc --limit 10 --json": [
+            ADAPTERS,
+            "list",
+            "--base",
+            "org/base-7",
+            "--sort",
+            "accuracy",
+            "--desc",
+            "--limit",
+            "10",
+            "--json",
+        ],
         "adapters show adapter-0421:57 --json": [ADAPTERS, "show", "adapter-0421:57", "--json"],
-        "adapters show adapter-0421@production --json": [ADAPTERS, "show", "adapter-0421@production", "--json"],
-        "adapters promote adapter-0421:99 --alias production": [ADAPTERS, "promote", "adapter-0421:99", "--alias", "production"],
-        "adapters promote real:1 --alias production (MLflow alias too)": [ADAPTERS, "promote", "real:1", "--alias", "production"],
-    }  # fmt: skip
+        "adapters show adapter-0421@production --json": [
+            ADAPTERS,
+            "show",
+            "adapter-0421@production",
+            "--json",
+        ],
+        "adapters promote adapter-0421:99 --alias production": [
+            ADAPTERS,
+            "promote",
+            "adapter-0421:99",
+            "--alias",
+            "production",
+        ],
+        "adapters promote real:1 --alias production (MLflow alias too)": [
+            ADAPTERS,
+            "promote",
+            "real:1",
+            "--alias",
+            "production",
+        ],
+    }
     in_process(url)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'command':<78} {'min s':>7} {'median s':>9} {'cpu s':>7} {'stdout':>10}")

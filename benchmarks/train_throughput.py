@@ -23,8 +23,16 @@ def adapterlab_samples_per_second(steps: int, batch_size: int, home: str) -> flo
     from adapterlab.training import TrainConfig, train
 
     os.environ["ADAPTERLAB_HOME"] = home
-    result = train(TrainConfig(max_steps=steps, batch_size=batch_size, eval_steps=steps, save_steps=None,
-                               register=False, name="throughput"))
+    result = train(
+        TrainConfig(
+            max_steps=steps,
+            batch_size=batch_size,
+            eval_steps=steps,
+            save_steps=None,
+            register=False,
+            name="throughput",
+        )
+    )
     return result.samples_per_second
 
 
@@ -47,16 +55,30 @@ def hf_trainer_samples_per_second(steps: int, batch_size: int, output: str) -> f
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     train_set = encode_dataset(data.train, tokenizer, config, data.labels)
     model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=len(data.labels))
-    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1,
-                                             target_modules=["query", "value"]))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
+        ),
+    )
     arguments = TrainingArguments(
-        output_dir=output, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=config.lr,
-        warmup_steps=round(config.warmup_ratio * steps), lr_scheduler_type="linear", logging_steps=config.logging_steps,
-        save_strategy="no", eval_strategy="no", report_to=[], seed=config.seed, use_cpu=True,
+        output_dir=output,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=config.lr,
+        warmup_steps=round(config.warmup_ratio * steps),
+        lr_scheduler_type="linear",
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        seed=config.seed,
+        use_cpu=True,
         disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=arguments, train_dataset=train_set,
-                      data_collator=DataCollatorWithPadding(tokenizer))
+    trainer = Trainer(
+        model=model, args=arguments, train_dataset=train_set, data_collator=DataCollatorWithPadding(tokenizer)
+    )
     return trainer.train().metrics["train_samples_per_second"]
 
 
@@ -71,11 +93,21 @@ def main() -> None:
     # one home for every round: MLflow caches its store per process, so it must outlive the rounds
     with tempfile.TemporaryDirectory() as scratch:
         for round_index in range(args.rounds):
-            ours = max(ours, adapterlab_samples_per_second(args.steps, args.batch_size, os.path.join(scratch, "home")))
-            theirs = max(theirs, hf_trainer_samples_per_second(args.steps, args.batch_size, os.path.join(scratch, "hf")))
-            print(f"round {round_index + 1}: best so far ours {ours:.1f}, HF {theirs:.1f} samples/s", flush=True)
-    print(f"\n{args.steps} steps x batch {args.batch_size}, MiniLM + LoRA r=8, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}, {time.perf_counter() - started:.0f} s in all")
+            ours = max(
+                ours,
+                adapterlab_samples_per_second(args.steps, args.batch_size, os.path.join(scratch, "home")),
+            )
+            theirs = max(
+                theirs,
+                hf_trainer_samples_per_second(args.steps, args.batch_size, os.path.join(scratch, "hf")),
+            )
+            print(
+                f"round {round_index + 1}: best so far ours {ours:.1f}, HF {theirs:.1f} samples/s", flush=True
+            )
+    print(
+        f"\n{args.steps} steps x batch {args.batch_size}, MiniLM + LoRA r=8, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, {time.perf_counter() - started:.0f} s in all"
+    )
     print(f"adapterlab loop        {ours:8.1f} samples/s")
     print(f"HF Trainer + HF PEFT   {theirs:8.1f} samples/s")
     print(f"ratio                  {ours / theirs:8.2f}x (goal >= 1.0)")

@@ -38,7 +38,9 @@ def upgrade_command(revision: str):
 
 
 @db_group.command("downgrade")
-@click.option("--revision", default="-1", show_default=True, help="Target Alembic revision (base: drop everything).")
+@click.option(
+    "--revision", default="-1", show_default=True, help="Target Alembic revision (base: drop everything)."
+)
 @json_output(text=lambda result: f"Registry schema at {result['revision'] or 'base (empty)'}")
 def downgrade_command(revision: str):
     """Migrate the registry database back (to run an older adapterlab).

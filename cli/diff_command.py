@@ -31,8 +31,12 @@ def render_diff(result) -> str:
 @click.command("diff")
 @click.argument("ref_a")
 @click.argument("ref_b")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the per-module delta norms and cosines to this PNG.")  # fmt: skip
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the per-module delta norms and cosines to this PNG.",
+)
 @json_output(text=render_diff)
 def diff_command(ref_a: str, ref_b: str, plot: Path | None):
     """Compare two versions: config, metrics, sizes and, for LoRA on one base, per-module deltas.

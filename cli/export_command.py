@@ -43,4 +43,6 @@ def export_command(ref: str, to_dir: Path, merged: bool, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     shape = "merged model" if merged else "adapter (HF PEFT format)"
-    click.echo(f"Exported {cell(result.ref)} as {shape} to {cell(str(result.path))}: {cell(list(result.files))}")
+    click.echo(
+        f"Exported {cell(result.ref)} as {shape} to {cell(str(result.path))}: {cell(list(result.files))}"
+    )

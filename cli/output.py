@@ -129,8 +129,12 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
         return "(none)"
     cells = [[cell(row.get(column), _CELL_WIDTH) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = ["  ".join(cell(column).upper().ljust(width) for column, width in zip(columns, widths, strict=True))]
-    lines += ["  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)) for line in cells]
+    lines = [
+        "  ".join(cell(column).upper().ljust(width) for column, width in zip(columns, widths, strict=True))
+    ]
+    lines += [
+        "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)) for line in cells
+    ]
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -36,6 +36,8 @@ def predict_command(ref: str, text: str, max_new_tokens: int, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(prediction.to_dict(), indent=2))
     elif prediction.label is not None:
-        click.echo(f"{cell(prediction.label)}\t{prediction.probability:.4f}")  # label names are the trainer's text
+        click.echo(
+            f"{cell(prediction.label)}\t{prediction.probability:.4f}"
+        )  # label names are the trainer's text
     else:
         echo_text(prediction.generated_text)

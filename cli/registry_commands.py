@@ -32,15 +32,24 @@ def _pairs(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Adapter name: the line of versions this one joins.")
 @click.option("--base", required=True, help="Base model: a local model folder, or a registered base's name.")
-@click.option("--base-name", default=None, help="Name to record for a folder's base (default: Hub id or folder name).")
-@click.option("--task", "task_type", default=None, help="Task type (default: the adapter config's task_type).")
+@click.option(
+    "--base-name", default=None, help="Name to record for a folder's base (default: Hub id or folder name)."
+)
+@click.option(
+    "--task", "task_type", default=None, help="Task type (default: the adapter config's task_type)."
+)
 @click.option("--metric", "metrics", multiple=True, callback=_pairs, help="KEY=NUMBER, repeatable.")
 @click.option("--tag", "tags", multiple=True, callback=_pairs, help="KEY=VALUE, repeatable.")
 @click.option("--description", default=None, help="Free text shown by `adapters show`.")
 @click.option("--run-id", "mlflow_run_id", default=None, help="MLflow run that produced the adapter.")
-@click.option("--include", "include", multiple=True, metavar="PATTERN",
-              help="Also store files matching this glob (relative to PATH), repeatable. By default only the "
-                   "adapter's own files are stored (config, weights, README.md, labels.json, tokenizer files).")  # fmt: skip
+@click.option(
+    "--include",
+    "include",
+    multiple=True,
+    metavar="PATTERN",
+    help="Also store files matching this glob (relative to PATH), repeatable. By default only the "
+    "adapter's own files are stored (config, weights, README.md, labels.json, tokenizer files).",
+)
 @json_output()
 def register_command(path: Path, **options):
     """Register an adapter folder (HF PEFT format) as the next version of NAME.
@@ -63,7 +72,9 @@ def register_command(path: Path, **options):
 @click.option("--alias", default=None, help="Only versions holding this alias.")
 @click.option("--sort", default=None, help="Order by this metric (versions without it last).")
 @click.option("--desc", "descending", is_flag=True, help="Sort descending.")
-@click.option("--limit", type=click.IntRange(min=1, max=2**31 - 1), default=None, help="At most this many rows.")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=2**31 - 1), default=None, help="At most this many rows."
+)
 @json_output(columns=LIST_COLUMNS)
 def list_command(**filters):
     """List adapter versions, newest first per adapter.
@@ -105,7 +116,9 @@ def bases_command():
 @click.argument("ref")
 @click.option("--alias", required=True, help="Alias to move, e.g. production.")
 @click.option("--reason", default=None, help="Why, for the promotion history.")
-@click.option("--require", "require", multiple=True, help="METRIC>=VALUE (or >, <=, <, ==) that must hold; repeatable.")
+@click.option(
+    "--require", "require", multiple=True, help="METRIC>=VALUE (or >, <=, <, ==) that must hold; repeatable."
+)
 @json_output()
 def promote_command(ref: str, alias: str, reason: str | None, require: tuple[str, ...]):
     """Point ALIAS at the version REF names (one transaction, recorded in the history).

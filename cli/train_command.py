@@ -17,10 +17,37 @@ from adapterlab.training.config import METHODS, MIXED_PRECISION, SCHEDULERS, TAS
 
 # flag name -> TrainConfig field, for the options that map one to one
 FLAG_FIELDS = (
-    "base", "base_name", "task", "method", "data", "data_split", "eval_data", "text_column", "label_column",
-    "target_column", "epochs", "max_steps", "lr", "batch_size", "grad_accum", "max_length", "seed", "eval_split",
-    "name", "experiment", "output", "description", "warmup_ratio", "scheduler", "weight_decay", "max_grad_norm",
-    "eval_steps", "save_steps", "logging_steps", "mixed_precision", "metric_for_best",
+    "base",
+    "base_name",
+    "task",
+    "method",
+    "data",
+    "data_split",
+    "eval_data",
+    "text_column",
+    "label_column",
+    "target_column",
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "seed",
+    "eval_split",
+    "name",
+    "experiment",
+    "output",
+    "description",
+    "warmup_ratio",
+    "scheduler",
+    "weight_decay",
+    "max_grad_norm",
+    "eval_steps",
+    "save_steps",
+    "logging_steps",
+    "mixed_precision",
+    "metric_for_best",
 )
 
 
@@ -31,10 +58,14 @@ FLAG_FIELDS = (
     epilog="Any PEFT config field can be set as --peft.FIELD=VALUE, e.g. --peft.r=16 --peft.target_modules=[query,value].",
 )
 @click.option("--base", help="Base model: a local folder or a Hub id (default: the bundled MiniLM).")
-@click.option("--base-name", help="Name the registry records for the base (default: its Hub id or folder name).")
+@click.option(
+    "--base-name", help="Name the registry records for the base (default: its Hub id or folder name)."
+)
 @click.option("--task", type=click.Choice(list(TASKS)))
 @click.option("--method", type=click.Choice(list(METHODS)))
-@click.option("--data", help="CSV, JSON, JSONL or Parquet file, or a Hub dataset (default: the complaints dataset).")
+@click.option(
+    "--data", help="CSV, JSON, JSONL or Parquet file, or a Hub dataset (default: the complaints dataset)."
+)
 @click.option("--data-split", help="Split of a Hub dataset to train on (default: train).")
 @click.option("--eval-data", help="A separate eval file/dataset (default: hold out --eval-split of --data).")
 @click.option("--text-column", help="Input column (token-cls: a list of words; causal-lm: the prompt).")
@@ -50,7 +81,9 @@ FLAG_FIELDS = (
 @click.option("--eval-split", type=float, help="Share of --data held out for evaluation.")
 @click.option("--name", help="Adapter name in the registry (default: quickstart-complaints).")
 @click.option("--experiment", help="MLflow experiment (default: adapterlab).")
-@click.option("--output", type=click.Path(file_okay=False), help="Run folder (default: $ADAPTERLAB_HOME/runs/NAME).")
+@click.option(
+    "--output", type=click.Path(file_okay=False), help="Run folder (default: $ADAPTERLAB_HOME/runs/NAME)."
+)
 @click.option("--description", help="Stored with the registered version.")
 @click.option("--warmup-ratio", type=float, help="Share of steps spent warming up the learning rate.")
 @click.option("--scheduler", type=click.Choice(SCHEDULERS))
@@ -60,10 +93,15 @@ FLAG_FIELDS = (
 @click.option("--save-steps", type=int, help="Checkpoint every N steps.")
 @click.option("--logging-steps", type=int, help="Log train metrics every N steps.")
 @click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION))
-@click.option("--metric-for-best", help="Eval metric that picks the best checkpoint (default: eval_accuracy / eval_loss).")
+@click.option(
+    "--metric-for-best",
+    help="Eval metric that picks the best checkpoint (default: eval_accuracy / eval_loss).",
+)
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="LoRA only.")
 @click.option("--resume", is_flag=True, default=None, help="Continue from the latest checkpoint in --output.")
-@click.option("--register/--no-register", default=None, help="Register the adapter on success (default: yes).")
+@click.option(
+    "--register/--no-register", default=None, help="Register the adapter on success (default: yes)."
+)
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as YAML and exit.")
 @click.pass_context
 def train_command(ctx: click.Context, print_config: bool, **options: Any) -> None:
@@ -88,8 +126,12 @@ def train_command(ctx: click.Context, print_config: bool, **options: Any) -> Non
     except InvalidConfig as exc:
         raise click.UsageError(str(exc)) from exc
     flags = {name: options[name] for name in FLAG_FIELDS}
-    flags.update(resume=options["resume"], register=options["register"],
-                 gradient_checkpointing=options["gradient_checkpointing"], registry_url=cli_state().registry_url)
+    flags.update(
+        resume=options["resume"],
+        register=options["register"],
+        gradient_checkpointing=options["gradient_checkpointing"],
+        registry_url=cli_state().registry_url,
+    )
     config = build_config(config_file, flags, peft_overrides)
     if print_config:
         click.echo(to_yaml(config), nl=False)
@@ -120,7 +162,10 @@ def render_result(result: Any) -> str:
     from adapterlab.training.progress import summary_table
 
     rows: list[tuple[str, Any]] = [
-        ("adapter", f"{result.name}:{result.version}" if result.version else f"{result.name} (not registered)"),
+        (
+            "adapter",
+            f"{result.name}:{result.version}" if result.version else f"{result.name} (not registered)",
+        ),
         ("adapter folder", str(result.adapter_path)),
         ("mlflow run", result.run_id),
         ("best step", f"{result.best_step} of {result.steps}"),
@@ -135,5 +180,7 @@ def render_result(result: Any) -> str:
     if result.tracking_uri.startswith(("http://", "https://")):
         lines.append(f"  open {redact(result.tracking_uri)} (MLflow run {result.run_id})")
     else:
-        lines.append(f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)}")  # a home may hold spaces
+        lines.append(
+            f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)}"
+        )  # a home may hold spaces
     return "\n".join(lines)

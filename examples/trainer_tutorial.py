@@ -33,14 +33,22 @@ from adapterlab import LoraConfig, TaskType, get_peft_model  # the tutorial's `f
 # a tiny sentiment set (1 = positive), small enough to train on in seconds
 REVIEWS = {
     "text": [
-        "I loved this film, the acting was wonderful.", "A dull, boring and far too long movie.",
-        "What a delightful surprise, I would watch it again.", "The plot made no sense and the jokes fell flat.",
-        "Brilliant soundtrack and a moving story.", "I walked out halfway through, truly awful.",
-        "Charming, funny and beautifully shot.", "The worst film I have seen this year.",
-        "An uplifting story with a great cast.", "Terrible dialogue and wooden acting.",
-        "A masterpiece, every scene is perfect.", "I regret paying for this mess.",
-        "Warm, clever and full of heart.", "Predictable, slow and forgettable.",
-        "The kids and I enjoyed every minute.", "Nothing happens for two hours.",
+        "I loved this film, the acting was wonderful.",
+        "A dull, boring and far too long movie.",
+        "What a delightful surprise, I would watch it again.",
+        "The plot made no sense and the jokes fell flat.",
+        "Brilliant soundtrack and a moving story.",
+        "I walked out halfway through, truly awful.",
+        "Charming, funny and beautifully shot.",
+        "The worst film I have seen this year.",
+        "An uplifting story with a great cast.",
+        "Terrible dialogue and wooden acting.",
+        "A masterpiece, every scene is perfect.",
+        "I regret paying for this mess.",
+        "Warm, clever and full of heart.",
+        "Predictable, slow and forgettable.",
+        "The kids and I enjoyed every minute.",
+        "Nothing happens for two hours.",
     ],
     "label": [1, 0] * 8,
 }
@@ -58,14 +66,20 @@ def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
-def build_trainer(output_dir: str | Path, max_steps: int = 8, seed: int = 0,
-                  metrics: Callable[[EvalPrediction], dict[str, float]] = compute_metrics) -> Trainer:
+def build_trainer(
+    output_dir: str | Path,
+    max_steps: int = 8,
+    seed: int = 0,
+    metrics: Callable[[EvalPrediction], dict[str, float]] = compute_metrics,
+) -> Trainer:
     """The tutorial's setup: tokenizer, dataset, LoRA model, training arguments, Trainer."""
     model_dir = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = Dataset.from_dict(REVIEWS).train_test_split(test_size=0.25, seed=seed)
     # the "text" column stays in the dataset: the Trainer drops what the model's forward does not take
-    dataset = dataset.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=32), batched=True)
+    dataset = dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=32), batched=True
+    )
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     peft_config = LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1)
@@ -101,8 +115,12 @@ def build_trainer(output_dir: str | Path, max_steps: int = 8, seed: int = 0,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="LoRA on MiniLM with the transformers Trainer.")
     parser.add_argument("--output-dir", type=Path, default=Path("./trainer-tutorial"))
-    parser.add_argument("--max-steps", type=int, default=8, help="training steps (evaluated and saved every 2)")
-    parser.add_argument("--resume-from-checkpoint", metavar="DIR", help="a checkpoint-<step> folder to resume")
+    parser.add_argument(
+        "--max-steps", type=int, default=8, help="training steps (evaluated and saved every 2)"
+    )
+    parser.add_argument(
+        "--resume-from-checkpoint", metavar="DIR", help="a checkpoint-<step> folder to resume"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.max_steps < 1:

@@ -92,9 +92,18 @@ class Registry:
         Registering content identical to an existing version of ``name`` returns that version.
         """
         return register.register_adapter(
-            self.database, path, name=name, base=base, base_name=base_name, task_type=task_type, metrics=metrics,
-            tags=tags, description=description, mlflow_run_id=mlflow_run_id, include=include,
-        )  # fmt: skip
+            self.database,
+            path,
+            name=name,
+            base=base,
+            base_name=base_name,
+            task_type=task_type,
+            metrics=metrics,
+            tags=tags,
+            description=description,
+            mlflow_run_id=mlflow_run_id,
+            include=include,
+        )
 
     def list_versions(
         self,
@@ -109,9 +118,15 @@ class Registry:
     ) -> list[VersionSummary]:
         """Versions matching every given filter, newest first per adapter, or ordered by the metric ``sort``."""
         return queries.list_versions(
-            self.database, base=base, task_type=task_type, peft_type=peft_type, alias=alias, sort=sort,
-            descending=descending, limit=limit,
-        )  # fmt: skip
+            self.database,
+            base=base,
+            task_type=task_type,
+            peft_type=peft_type,
+            alias=alias,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+        )
 
     def list_bases(self) -> list[BaseModelInfo]:
         """Every registered base model, with how many adapters each has."""
@@ -235,5 +250,7 @@ def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> Adapt
     return default_registry(registry_url).pull(ref, to_dir)
 
 
-def load(ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False, registry_url: str | None = None) -> Any:
+def load(
+    ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False, registry_url: str | None = None
+) -> Any:
     return default_registry(registry_url).load(ref, base_model, allow_base_mismatch=allow_base_mismatch)

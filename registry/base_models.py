@@ -43,7 +43,9 @@ def _hub_cache_snapshot(repo_id: str) -> Path | None:
         from huggingface_hub import snapshot_download
 
         # the cache folder is read now, not when huggingface_hub was first imported
-        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE")))
+        return Path(
+            snapshot_download(repo_id, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE"))
+        )
     except Exception:  # not cached (or no huggingface_hub): the caller reports the name as unknown
         return None
 

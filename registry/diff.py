@@ -75,11 +75,15 @@ def check_plot_path(plot: Path) -> None:
     if plot.is_dir():
         raise InvalidConfig(f"--plot {plot} is a folder; give a file name such as {plot / 'deltas.png'}")
     if not settings.usable_folder(plot.absolute().parent, "--plot's folder").is_dir():
-        raise InvalidConfig(f"--plot {plot}: the folder {plot.absolute().parent} does not exist; create it first")
+        raise InvalidConfig(
+            f"--plot {plot}: the folder {plot.absolute().parent} does not exist; create it first"
+        )
 
 
 def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {key: {"a": a.get(key), "b": b.get(key)} for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+    return {
+        key: {"a": a.get(key), "b": b.get(key)} for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
+    }
 
 
 def _metric_changes(a: dict[str, float], b: dict[str, float]) -> dict[str, dict[str, float | None]]:

@@ -42,7 +42,9 @@ def validate_alias(alias: str) -> str:
 
 def validate_key(key: str, what: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise InvalidConfig(f"invalid {what} name {key!r}: use letters, digits, '.', '_', '-', '/' (e.g. eval_accuracy)")
+        raise InvalidConfig(
+            f"invalid {what} name {key!r}: use letters, digits, '.', '_', '-', '/' (e.g. eval_accuracy)"
+        )
     return key
 
 
@@ -80,9 +82,12 @@ def parse_ref(text: str) -> Ref:
     return Ref(validate_name(text))
 
 
-def not_found(what: str, wanted: str, known: Iterable[str], listing: str = "`adapters list`") -> AdapterNotFound:
+def not_found(
+    what: str, wanted: str, known: Iterable[str], listing: str = "`adapters list`"
+) -> AdapterNotFound:
     """An AdapterNotFound that suggests the closest known names."""
     import difflib  # only on this error path: keeps `adapters list` starting fast
+
     matches = difflib.get_close_matches(wanted, list(known), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(matches)}?" if matches else f"; see {listing}"
     return AdapterNotFound(f"no {what} {wanted!r}{hint}")

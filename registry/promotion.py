@@ -22,7 +22,14 @@ from adapterlab.registry.names import Ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
 
-_COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
+_COMPARISONS = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "=": operator.eq,
+}
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9._/-]*)\s*(>=|<=|==|>|<|=)\s*([-+0-9.eE]+|inf|-inf)\s*")
 
 
@@ -40,7 +47,9 @@ def parse_requirement(text: str) -> Requirement:
     """``'eval_accuracy>=0.9'`` -> Requirement."""
     match = _REQUIREMENT.fullmatch(text)
     if match is None:
-        raise InvalidConfig(f"invalid requirement {text!r}: use METRIC>=VALUE (or >, <=, <, ==), e.g. eval_accuracy>=0.9")
+        raise InvalidConfig(
+            f"invalid requirement {text!r}: use METRIC>=VALUE (or >, <=, <, ==), e.g. eval_accuracy>=0.9"
+        )
     try:
         value = float(match[3])
     except ValueError as exc:
@@ -82,13 +91,21 @@ def _move_alias(
     connection: Connection, ref: Ref, alias: str, reason: str | None, requirements: list[Requirement]
 ) -> tuple[Promotion, int | None]:
     adapter, version = resolve_ref(connection, ref)
-    found = connection.execute(select(metrics.c.key, metrics.c.value).where(metrics.c.version_id == version.id))
+    found = connection.execute(
+        select(metrics.c.key, metrics.c.value).where(metrics.c.version_id == version.id)
+    )
     _check_requirements(f"{adapter.name}:{version.version}", dict(found.all()), requirements)
     this_alias, previous = _alias_target(connection, adapter, alias, lock=True)
     if previous is None:
-        connection.execute(insert(aliases).values(adapter_id=adapter.id, alias=alias, version_id=version.id, updated_at=utc_now()))
+        connection.execute(
+            insert(aliases).values(
+                adapter_id=adapter.id, alias=alias, version_id=version.id, updated_at=utc_now()
+            )
+        )
     else:
-        connection.execute(update(aliases).where(this_alias).values(version_id=version.id, updated_at=utc_now()))
+        connection.execute(
+            update(aliases).where(this_alias).values(version_id=version.id, updated_at=utc_now())
+        )
     promotion = _record(connection, adapter, alias, previous, version.version, reason)
     return promotion, version.mlflow_version
 
@@ -112,15 +129,28 @@ def _check_requirements(label: str, metrics: dict[str, float], requirements: lis
     for requirement in requirements:
         if requirement.metric not in metrics:
             known = ", ".join(sorted(metrics)) or "none"
-            raise PromotionRefused(f"{label} has no metric {requirement.metric!r} (it has: {known}); nothing changed")
+            raise PromotionRefused(
+                f"{label} has no metric {requirement.metric!r} (it has: {known}); nothing changed"
+            )
         value = metrics[requirement.metric]
         if not _COMPARISONS[requirement.comparison](value, requirement.value):
-            raise PromotionRefused(f"{label} fails {requirement}: {requirement.metric} is {value:g}; nothing changed")
+            raise PromotionRefused(
+                f"{label} fails {requirement}: {requirement.metric} is {value:g}; nothing changed"
+            )
 
 
-def _record(connection: Connection, adapter: Row, alias: str, previous: int | None, target: int | None, reason: str | None) -> Promotion:
+def _record(
+    connection: Connection,
+    adapter: Row,
+    alias: str,
+    previous: int | None,
+    target: int | None,
+    reason: str | None,
+) -> Promotion:
     """Append the move to the promotion history, in the transaction that makes it."""
-    event = dict(alias=alias, from_version=previous, to_version=target, actor=settings.current_user(), reason=reason)
+    event = dict(
+        alias=alias, from_version=previous, to_version=target, actor=settings.current_user(), reason=reason
+    )
     created_at = utc_now()
     connection.execute(insert(promotions).values(adapter_id=adapter.id, created_at=created_at, **event))
     return Promotion(name=adapter.name, created_at=iso_time(created_at), **event)

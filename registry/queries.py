@@ -44,7 +44,9 @@ def resolve_ref(connection: Connection, ref: Ref) -> tuple[Row, Row]:
     if ref.version is not None:
         version = connection.execute(query.where(versions.c.version == ref.version)).first()
         if version is None:
-            raise AdapterNotFound(f"{ref.name} has no version {ref.version} (latest is {adapter.latest_version})")
+            raise AdapterNotFound(
+                f"{ref.name} has no version {ref.version} (latest is {adapter.latest_version})"
+            )
     elif ref.alias is not None:
         version = connection.execute(
             query.join(aliases, aliases.c.version_id == versions.c.id).where(
@@ -75,7 +77,9 @@ def _alias_not_found(connection: Connection, adapter: Row, alias: str) -> Adapte
 
 
 def base_info(row: Row, adapter_count: int = 0) -> BaseModelInfo:
-    return BaseModelInfo(**base_spec_fields(row), created_at=iso_time(row.created_at), adapter_count=adapter_count)
+    return BaseModelInfo(
+        **base_spec_fields(row), created_at=iso_time(row.created_at), adapter_count=adapter_count
+    )
 
 
 def version_record(connection: Connection, adapter: Row, version: Row) -> AdapterVersion:
@@ -130,7 +134,9 @@ def _pairs(connection: Connection, table: Table, ids: list[int]) -> dict[int, di
     """``{version_id: {key: value}}`` from the metrics or the tags table."""
     found: dict[int, dict] = {}
     for batch in _batches(ids):
-        rows = connection.execute(select(table.c.version_id, table.c.key, table.c.value).where(table.c.version_id.in_(batch)))
+        rows = connection.execute(
+            select(table.c.version_id, table.c.key, table.c.value).where(table.c.version_id.in_(batch))
+        )
         for version_id, key, value in rows:
             found.setdefault(version_id, {})[key] = value
     return found
@@ -139,7 +145,9 @@ def _pairs(connection: Connection, table: Table, ids: list[int]) -> dict[int, di
 def _aliases(connection: Connection, ids: list[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
     for batch in _batches(ids):
-        rows = connection.execute(select(aliases.c.version_id, aliases.c.alias).where(aliases.c.version_id.in_(batch)))
+        rows = connection.execute(
+            select(aliases.c.version_id, aliases.c.alias).where(aliases.c.version_id.in_(batch))
+        )
         for version_id, alias in rows:
             found.setdefault(version_id, []).append(alias)
     return {version_id: sorted(names) for version_id, names in found.items()}
@@ -159,7 +167,11 @@ def history(database: Database, name: str) -> list[Promotion]:
 
 def list_bases(database: Database) -> list[BaseModelInfo]:
     with database.reading() as connection:
-        counts = dict(connection.execute(select(adapters.c.base_model_id, func.count()).group_by(adapters.c.base_model_id)).all())
+        counts = dict(
+            connection.execute(
+                select(adapters.c.base_model_id, func.count()).group_by(adapters.c.base_model_id)
+            ).all()
+        )
         rows = connection.execute(select(base_models).order_by(base_models.c.name, base_models.c.created_at))
         return [base_info(row, counts.get(row.id, 0)) for row in rows]
 
@@ -177,11 +189,18 @@ def list_versions(
 ) -> list[VersionSummary]:
     """Versions matching every given filter, newest first per adapter, or ordered by a metric."""
     query = (
-        select(versions.c.id, adapters.c.name, versions.c.version, base_models.c.name, adapters.c.task_type,
-               versions.c.peft_type, versions.c.created_at)
+        select(
+            versions.c.id,
+            adapters.c.name,
+            versions.c.version,
+            base_models.c.name,
+            adapters.c.task_type,
+            versions.c.peft_type,
+            versions.c.created_at,
+        )
         .join(adapters, adapters.c.id == versions.c.adapter_id)
         .join(base_models, base_models.c.id == adapters.c.base_model_id)
-    )  # fmt: skip
+    )
     if base is not None:
         query = query.where(base_models.c.name == base)
     if task_type is not None:
@@ -189,7 +208,9 @@ def list_versions(
     if peft_type is not None:
         query = query.where(versions.c.peft_type == peft_type.upper())
     if alias is not None:
-        query = query.join(aliases, aliases.c.version_id == versions.c.id).where(aliases.c.alias == validate_alias(alias))
+        query = query.join(aliases, aliases.c.version_id == versions.c.id).where(
+            aliases.c.alias == validate_alias(alias)
+        )
     if sort is not None:
         value = metrics.c.value if not descending else metrics.c.value.desc()
         query = query.outerjoin(metrics, (metrics.c.version_id == versions.c.id) & (metrics.c.key == sort))
@@ -205,8 +226,15 @@ def list_versions(
         ids = [row[0] for row in rows]
         found_metrics, found_aliases = _pairs(connection, metrics, ids), _aliases(connection, ids)
     return [
-        VersionSummary(name=name, version=number, base=base_name, task_type=task, peft_type=method,
-                       aliases=found_aliases.get(version_id, []), metrics=found_metrics.get(version_id, {}),
-                       created_at=iso_time(created))
+        VersionSummary(
+            name=name,
+            version=number,
+            base=base_name,
+            task_type=task,
+            peft_type=method,
+            aliases=found_aliases.get(version_id, []),
+            metrics=found_metrics.get(version_id, {}),
+            created_at=iso_time(created),
+        )
         for version_id, name, number, base_name, task, method, created in rows
-    ]  # fmt: skip
+    ]

@@ -19,8 +19,10 @@ from adapterlab.errors import summarize
 # '/', '?' or '#' unescaped (SQLAlchemy accepts them), so masking a path's '@' too is the safe side
 _USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>]*@)")
 # key=value credentials in libpq connection strings and similar messages
-_PASSWORD_PAIR = re.compile(r"(?P<key>\b(?:password|passwd|pwd|token)\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;&)]+)",
-                            re.IGNORECASE)  # fmt: skip
+_PASSWORD_PAIR = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|token)\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;&)]+)",
+    re.IGNORECASE,
+)
 MASK = "***"
 
 
@@ -46,4 +48,8 @@ def split_user_info(url: str) -> tuple[str, str | None, str | None]:
         return url, None, None
     user_info, _, location = rest.rpartition("@")
     user, _, password = user_info.partition(":")
-    return f"{scheme}://{location}", urllib.parse.unquote(user), urllib.parse.unquote(password) if password else None
+    return (
+        f"{scheme}://{location}",
+        urllib.parse.unquote(user),
+        urllib.parse.unquote(password) if password else None,
+    )

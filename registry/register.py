@@ -64,7 +64,10 @@ def register_adapter(
     task_type = task_type or folder.config.get("task_type")
     _check_task(task_type, f"{folder.path}/adapter_config.json: ")
     if folder.left_out:
-        log.warning("Note: not stored with the adapter: %s (add them with --include PATTERN)", ", ".join(folder.left_out))
+        log.warning(
+            "Note: not stored with the adapter: %s (add them with --include PATTERN)",
+            ", ".join(folder.left_out),
+        )
     known = existing_version(database, name, folder.sha256)
     if known is not None:
         return show(database, Ref(name, version=known))
@@ -82,7 +85,9 @@ def register_adapter(
     )
     check_can_register(database, new)
     artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
-    number, created = add_version(database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id))
+    number, created = add_version(
+        database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)
+    )
     record = show(database, Ref(name, version=number))
     if created:
         mlflow_version = mirror_version(record)

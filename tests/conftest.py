@@ -18,12 +18,22 @@ from models import require_postgres, tiny_model
 from safetensors.numpy import save_file
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REGISTRY_TABLES = ("version_tags", "version_metrics", "aliases", "promotions", "adapter_versions", "adapters", "base_models")
+REGISTRY_TABLES = (
+    "version_tags",
+    "version_metrics",
+    "aliases",
+    "promotions",
+    "adapter_versions",
+    "adapters",
+    "base_models",
+)
 TINY_BERT = {"hidden": 32, "layers": 2, "vocab": 64}
 
 
 @pytest.fixture(autouse=True)
-def private_fingerprint_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_fingerprint_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test (and its subprocesses) caches fingerprints in its own folder, never in ~/.cache."""
     path = tmp_path_factory.getbasetemp() / f"fingerprints-{uuid.uuid4().hex}"
     monkeypatch.setenv("ADAPTERLAB_FINGERPRINT_CACHE", str(path))
@@ -95,12 +105,16 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_registered_models()
+    MlflowClient(
+        tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}"
+    ).search_registered_models()
     return path
 
 
 @pytest.fixture
-def registry_env(registry_url: str, tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def registry_env(
+    registry_url: str, tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """Points the process (and its subprocesses) at a fresh home, registry and MLflow store."""
     home = tmp_path / "home"
     home.mkdir()
@@ -116,9 +130,16 @@ def registry_env(registry_url: str, tmp_path: Path, mlflow_template: Path, monke
 
 
 def _save_tiny_bert(folder: Path, seed: int) -> Path:
-    model = tiny_model("FEATURE_EXTRACTION", head=False, seed=seed, vocab_size=TINY_BERT["vocab"],
-                       hidden_size=TINY_BERT["hidden"], num_hidden_layers=TINY_BERT["layers"], intermediate_size=37,
-                       max_position_embeddings=64)  # fmt: skip
+    model = tiny_model(
+        "FEATURE_EXTRACTION",
+        head=False,
+        seed=seed,
+        vocab_size=TINY_BERT["vocab"],
+        hidden_size=TINY_BERT["hidden"],
+        num_hidden_layers=TINY_BERT["layers"],
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
     model.save_pretrained(folder)
     return folder
 
@@ -135,8 +156,15 @@ def other_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save_tiny_bert(tmp_path_factory.mktemp("other") / "tiny-bert", seed=1)
 
 
-def write_lora(folder: Path, *, seed: int = 0, r: int = 4, targets: tuple[str, ...] = ("query", "value"),
-               task_type: str | None = "FEATURE_EXTRACTION", alpha: int = 8) -> Path:
+def write_lora(
+    folder: Path,
+    *,
+    seed: int = 0,
+    r: int = 4,
+    targets: tuple[str, ...] = ("query", "value"),
+    task_type: str | None = "FEATURE_EXTRACTION",
+    alpha: int = 8,
+) -> Path:
     """An HF-PEFT-format LoRA adapter for the tiny BERT, written directly (no torch)."""
     rng = np.random.default_rng(seed)
     hidden = TINY_BERT["hidden"]
@@ -149,11 +177,22 @@ def write_lora(folder: Path, *, seed: int = 0, r: int = 4, targets: tuple[str, .
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     config = {
-        "peft_type": "LORA", "task_type": task_type, "r": r, "lora_alpha": alpha, "lora_dropout": 0.0,
-        "target_modules": list(targets), "bias": "none", "fan_in_fan_out": False, "modules_to_save": None,
-        "base_model_name_or_path": "tiny-bert", "revision": None, "inference_mode": True,
-        "use_rslora": False, "use_dora": False, "init_lora_weights": True,
-    }  # fmt: skip
+        "peft_type": "LORA",
+        "task_type": task_type,
+        "r": r,
+        "lora_alpha": alpha,
+        "lora_dropout": 0.0,
+        "target_modules": list(targets),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+        "base_model_name_or_path": "tiny-bert",
+        "revision": None,
+        "inference_mode": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+    }
     (folder / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     return folder
 
@@ -167,4 +206,3 @@ def make_lora(tmp_path: Path) -> Callable[..., Path]:
         return write_lora(tmp_path / "adapters" / f"lora-{next(counter)}", **options)
 
     return make
-

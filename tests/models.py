@@ -24,13 +24,36 @@ POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 # task type -> (transformers config class, its fields): two layers, width 32. The special tokens
 # are MiniLM's ([CLS], [SEP], [PAD]), not the models' own defaults, so its tokenizer drives them.
 TINY_CONFIGS: dict[TaskType, tuple[str, dict[str, Any]]] = {
-    TaskType.SEQ_CLS: ("BertConfig", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                          intermediate_size=64)),
-    TaskType.CAUSAL_LM: ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=101,
-                                            eos_token_id=102, pad_token_id=0)),
-    TaskType.SEQ_2_SEQ_LM: ("T5Config", dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
-                                             decoder_start_token_id=0, pad_token_id=0, eos_token_id=102)),
-}  # fmt: skip
+    TaskType.SEQ_CLS: (
+        "BertConfig",
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    ),
+    TaskType.CAUSAL_LM: (
+        "GPT2Config",
+        dict(
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=101,
+            eos_token_id=102,
+            pad_token_id=0,
+        ),
+    ),
+    TaskType.SEQ_2_SEQ_LM: (
+        "T5Config",
+        dict(
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=2,
+            num_heads=2,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=102,
+        ),
+    ),
+}
 TINY_CONFIGS[TaskType.TOKEN_CLS] = TINY_CONFIGS[TaskType.FEATURE_EXTRACTION] = TINY_CONFIGS[TaskType.SEQ_CLS]
 
 
@@ -57,8 +80,9 @@ def tiny_model(task_type: TaskType | str, *, head: bool = True, seed: int | None
     return getattr(transformers, auto_class_name(task_type) if head else "AutoModel").from_config(config)
 
 
-def save_tiny_model(folder: Path, task_type: TaskType | str, *, head: bool = True, seed: int | None = 0,
-                    **fields: Any) -> Path:  # fmt: skip
+def save_tiny_model(
+    folder: Path, task_type: TaskType | str, *, head: bool = True, seed: int | None = 0, **fields: Any
+) -> Path:
     """``tiny_model(...)`` saved in ``folder`` with MiniLM's tokenizer: a base as a user has one."""
     tiny_model(task_type, head=head, seed=seed, **fields).save_pretrained(folder)
     save_minilm_tokenizer(folder)
@@ -73,7 +97,9 @@ def save_lora_adapter(base: Path, folder: Path, task_type: TaskType | str) -> Pa
     from adapterlab import LoraConfig, get_peft_model
 
     auto_class = getattr(transformers, auto_class_name(task_type))
-    model = get_peft_model(auto_class.from_pretrained(base), LoraConfig(task_type=str(task_type), r=4, lora_alpha=8))
+    model = get_peft_model(
+        auto_class.from_pretrained(base), LoraConfig(task_type=str(task_type), r=4, lora_alpha=8)
+    )
     torch.manual_seed(1)
     with torch.no_grad():
         for parameter in model.parameters():

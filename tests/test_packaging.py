@@ -19,7 +19,18 @@ FOLDERS = {
 
 def test_wheel_contains_every_module_under_its_namespaced_name(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -37,7 +48,9 @@ def test_wheel_contains_every_module_under_its_namespaced_name(tmp_path: Path) -
     assert not missing, f"modules missing from the wheel: {missing[:10]}"
     assert "adapterlab/py.typed" in names
     # no generic top-level package may be installed
-    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
+    top_level = {
+        name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))
+    }
     assert top_level == {"adapterlab"}
 
 

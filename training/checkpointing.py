@@ -48,7 +48,11 @@ def rng_snapshot() -> dict[str, Any]:
     import numpy
     import torch
 
-    snapshot = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state()}
+    snapshot = {
+        "python": random.getstate(),
+        "numpy": numpy.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         snapshot["cuda"] = torch.cuda.get_rng_state_all()
     return snapshot
@@ -71,7 +75,13 @@ def rng_to_json(snapshot: dict[str, Any]) -> dict[str, Any]:
     algorithm, keys, position, has_gauss, cached_gaussian = snapshot["numpy"]
     encoded: dict[str, Any] = {
         "python": [version, list(internal), gauss_next],
-        "numpy": [algorithm, [int(key) for key in keys], int(position), int(has_gauss), float(cached_gaussian)],
+        "numpy": [
+            algorithm,
+            [int(key) for key in keys],
+            int(position),
+            int(has_gauss),
+            float(cached_gaussian),
+        ],
         "torch": _bytes_to_text(snapshot["torch"]),
     }
     if "cuda" in snapshot:
@@ -88,9 +98,18 @@ def rng_from_json(encoded: Any) -> dict[str, Any]:
     version, internal, gauss_next = encoded["python"]
     algorithm, keys, position, has_gauss, cached_gaussian = encoded["numpy"]
     snapshot: dict[str, Any] = {
-        "python": (int(version), tuple(int(value) for value in internal), None if gauss_next is None else float(gauss_next)),
-        "numpy": (str(algorithm), numpy.array(keys, dtype=numpy.uint32), int(position), int(has_gauss),
-                  float(cached_gaussian)),
+        "python": (
+            int(version),
+            tuple(int(value) for value in internal),
+            None if gauss_next is None else float(gauss_next),
+        ),
+        "numpy": (
+            str(algorithm),
+            numpy.array(keys, dtype=numpy.uint32),
+            int(position),
+            int(has_gauss),
+            float(cached_gaussian),
+        ),
         "torch": _text_to_bytes(encoded["torch"]),
     }
     if "cuda" in encoded:
@@ -111,11 +130,22 @@ def _text_to_bytes(text: Any) -> Any:
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
-    return {name: param.detach().cpu().contiguous() for name, param in model.named_parameters() if param.requires_grad}
+    return {
+        name: param.detach().cpu().contiguous()
+        for name, param in model.named_parameters()
+        if param.requires_grad
+    }
 
 
-def save_checkpoint(root: Path, model: Any, optimizer: Any, scheduler: Any, state: LoopState,
-                    rng: dict[str, Any], accelerator: Any) -> Path:
+def save_checkpoint(
+    root: Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    state: LoopState,
+    rng: dict[str, Any],
+    accelerator: Any,
+) -> Path:
     """Write ``step-N`` under ``root`` from every process (RNG files) and return its path."""
     import torch
     from safetensors.torch import save_file
@@ -169,8 +199,10 @@ def read_checkpoint(path: Path, process_index: int = 0) -> CheckpointContents:
         if not rng_file.exists():
             rng_file = path / "rng-0.json"
         if not rng_file.exists() and any(path.glob("rng-*.pt")):
-            raise CheckpointError(f"checkpoint {path} was written by an older adapterlab (pickled RNG states, "
-                                  f"which are no longer read); {START_OVER}")
+            raise CheckpointError(
+                f"checkpoint {path} was written by an older adapterlab (pickled RNG states, "
+                f"which are no longer read); {START_OVER}"
+            )
         return CheckpointContents(
             tensors=load_file(str(path / "trainable.safetensors")),
             optimizer=_read_plain_state(path / "optimizer.pt"),
@@ -182,8 +214,10 @@ def read_checkpoint(path: Path, process_index: int = 0) -> CheckpointContents:
         raise
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError) as exc:
         # RecursionError (deeply nested JSON) is a RuntimeError; binascii.Error a ValueError
-        raise CheckpointError(f"cannot resume from {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}; "
-                              f"{START_OVER}") from exc
+        raise CheckpointError(
+            f"cannot resume from {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}; "
+            f"{START_OVER}"
+        ) from exc
 
 
 def _read_rng(file: Path) -> dict[str, Any]:
@@ -204,8 +238,10 @@ def _read_plain_state(file: Path) -> dict[str, Any]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refusing {file}: it is a pickle that would run code or build objects other than "
-                              f"tensors and plain values; {START_OVER}") from exc
+        raise CheckpointError(
+            f"refusing {file}: it is a pickle that would run code or build objects other than "
+            f"tensors and plain values; {START_OVER}"
+        ) from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{file} does not hold a state dict; {START_OVER}")
     return state
@@ -215,11 +251,15 @@ def _read_loop_state(file: Path) -> LoopState:
     values = json.loads(file.read_text())
     known = {field.name for field in fields(LoopState)}
     if not isinstance(values, dict) or not set(values) <= known:
-        raise CheckpointError(f"{file} is not a loop state (expected the keys {', '.join(sorted(known))}); {START_OVER}")
+        raise CheckpointError(
+            f"{file} is not a loop state (expected the keys {', '.join(sorted(known))}); {START_OVER}"
+        )
     state = LoopState(**values)
     counters = (state.global_step, state.epoch, state.batches_done)
     if not all(isinstance(value, int) and not isinstance(value, bool) and value >= 0 for value in counters):
-        raise CheckpointError(f"{file} holds a step, epoch or batch count that is not a non-negative integer; {START_OVER}")
+        raise CheckpointError(
+            f"{file} holds a step, epoch or batch count that is not a non-negative integer; {START_OVER}"
+        )
     return state
 
 
@@ -244,6 +284,7 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, proc
         scheduler.load_state_dict(contents.scheduler)
         restore_rng(contents.rng)
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot resume from {path}: {type(exc).__name__}: {summarize(exc)}; "
-                              f"{START_OVER}") from exc
+        raise CheckpointError(
+            f"cannot resume from {path}: {type(exc).__name__}: {summarize(exc)}; {START_OVER}"
+        ) from exc
     return contents.state

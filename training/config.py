@@ -78,7 +78,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_steps: int | None = None  # evaluate every N optimizer steps; None: after every epoch
-    save_steps: int | None = 50  # checkpoint every N optimizer steps; None: none (a stop request still saves one)
+    save_steps: int | None = (
+        50  # checkpoint every N optimizer steps; None: none (a stop request still saves one)
+    )
     logging_steps: int = 5  # log train metrics every N optimizer steps
     gradient_checkpointing: bool = False  # LoRA only: trade compute for activation memory
     mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU that has it, else fp32
@@ -106,7 +108,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     values = {key.replace("-", "_"): value for key, value in values.items()}
     unknown = sorted(set(values) - field_names())
     if unknown:
-        raise InvalidConfig(f"unknown option(s) {', '.join(unknown)} in {file}; known: {', '.join(sorted(field_names()))}")
+        raise InvalidConfig(
+            f"unknown option(s) {', '.join(unknown)} in {file}; known: {', '.join(sorted(field_names()))}"
+        )
     return values
 
 
@@ -156,8 +160,13 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 
 # type name in TrainConfig's annotations -> what a value of that type may be (bool is no number here)
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
-                                             "dict[str, Any]": (dict,)}
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict[str, Any]": (dict,),
+}
 INT_MAX = 2**31 - 1  # step counts, sizes and lengths beyond this only overflow somewhere deep inside
 SEED_MAX = 2**32 - 1  # numpy's seed range (accelerate seeds numpy too)
 EPOCHS_MAX = 1e6
@@ -175,15 +184,26 @@ def check_types(config: TrainConfig) -> None:
             raise InvalidConfig(f"{item.name} must be {_TYPE_WORDS[type_name]}, got {value!r}")
 
 
-_TYPE_WORDS = {"str": "text", "int": "an integer", "float": "a number", "bool": "true or false",
-               "dict[str, Any]": "a mapping of PEFT config fields"}
+_TYPE_WORDS = {
+    "str": "text",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "dict[str, Any]": "a mapping of PEFT config fields",
+}
 
 
 def check_numbers(config: TrainConfig) -> None:
     """Every number finite and in its range, as one clear error each (``--lr nan`` included)."""
-    counts = {"batch_size": config.batch_size, "grad_accum": config.grad_accum, "max_length": config.max_length,
-              "logging_steps": config.logging_steps, "max_steps": config.max_steps, "eval_steps": config.eval_steps,
-              "save_steps": config.save_steps}
+    counts = {
+        "batch_size": config.batch_size,
+        "grad_accum": config.grad_accum,
+        "max_length": config.max_length,
+        "logging_steps": config.logging_steps,
+        "max_steps": config.max_steps,
+        "eval_steps": config.eval_steps,
+        "save_steps": config.save_steps,
+    }
     for name, value in counts.items():
         if value is not None and not 1 <= value <= INT_MAX:
             raise InvalidConfig(f"{name} must be a whole number from 1 to {INT_MAX}, got {value!r}")
@@ -218,8 +238,10 @@ def check_choices(config: TrainConfig) -> None:
     validate_name(config.name)  # the registry's rule: the run registers under this name
     metrics = EVAL_METRICS["classification" if config.task in ("seq-cls", "token-cls") else "generation"]
     if config.metric_for_best is not None and config.metric_for_best not in metrics:
-        raise InvalidConfig(f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "
-                            f"one of: {', '.join(metrics)}")
+        raise InvalidConfig(
+            f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "
+            f"one of: {', '.join(metrics)}"
+        )
 
 
 def quickstart_base_path() -> Path:
@@ -246,5 +268,7 @@ def to_yaml(config: TrainConfig) -> str:
     beside the adapter and logged to MLflow, none of which may hold a secret."""
     from adapterlab.training.tracking import redact
 
-    shown = {key: redact(value) if isinstance(value, str) else value for key, value in config.to_dict().items()}
+    shown = {
+        key: redact(value) if isinstance(value, str) else value for key, value in config.to_dict().items()
+    }
     return yaml.safe_dump(shown, sort_keys=False)

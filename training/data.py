@@ -84,7 +84,11 @@ def load_table(source: str, split: str) -> Any:
 
 def looks_like_path(source: str) -> bool:
     """A Hub name is ``name`` or ``org/name``; anything with a suffix or a path prefix is a file."""
-    return source.startswith((".", "/", "~")) or Path(source).suffix.lower() in FILE_BUILDERS or source.count("/") > 1
+    return (
+        source.startswith((".", "/", "~"))
+        or Path(source).suffix.lower() in FILE_BUILDERS
+        or source.count("/") > 1
+    )
 
 
 def describe_source(source: str) -> str:
@@ -104,7 +108,9 @@ def check_columns(table: Any, config: TrainConfig, source: str) -> None:
             )
         missing = [row for row, value in enumerate(table[column]) if value is None or value == []]
         if missing:
-            raise InvalidConfig(f"column {column!r} of {source} is empty in {len(missing)} row(s), first row {missing[0]}")
+            raise InvalidConfig(
+                f"column {column!r} of {source} is empty in {len(missing)} row(s), first row {missing[0]}"
+            )
 
 
 def split_eval(table: Any, config: TrainConfig) -> tuple[Any, Any]:

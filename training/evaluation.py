@@ -7,7 +7,9 @@ from typing import Any
 from adapterlab.training.metrics import accuracy, classification_predictions, exact_matches, macro_f1
 
 
-def evaluate(model: Any, loader: Any, accelerator: Any, task: str, num_labels: int | None) -> dict[str, float]:
+def evaluate(
+    model: Any, loader: Any, accelerator: Any, task: str, num_labels: int | None
+) -> dict[str, float]:
     """``eval_loss`` plus ``eval_accuracy``/``eval_f1`` (classification) or ``eval_exact_match``."""
     import torch
 

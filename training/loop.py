@@ -92,8 +92,13 @@ def run_loop(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Loo
     checkpoints = Path(config.output) / "checkpoints"
     state = LoopState()
     if config.resume and (found := latest_checkpoint(checkpoints)) is not None:
-        state = load_checkpoint(found, accelerator.unwrap_model(parts.model), parts.optimizer, parts.scheduler,
-                                accelerator.process_index)
+        state = load_checkpoint(
+            found,
+            accelerator.unwrap_model(parts.model),
+            parts.optimizer,
+            parts.scheduler,
+            accelerator.process_index,
+        )
     parts.model.train()  # from_pretrained returns eval mode; dropout must be on from the first step
     boundary_rng = rng_snapshot()
     bar = ProgressBar(parts.total_steps, initial=state.global_step, enabled=accelerator.is_local_main_process)
@@ -109,14 +114,23 @@ def run_loop(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Loo
             evaluate_and_keep_best(config, parts, accelerator, hooks, state)
     saved = None
     if stopped:
-        saved = save_checkpoint(checkpoints, parts.model, parts.optimizer, parts.scheduler, state, boundary_rng,
-                                accelerator)
+        saved = save_checkpoint(
+            checkpoints, parts.model, parts.optimizer, parts.scheduler, state, boundary_rng, accelerator
+        )
     bar.close()
     return LoopResult(state, time.perf_counter() - started, meter.rate(), stopped, saved)
 
 
-def run_epoch(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: LoopHooks, state: LoopState,
-              bar: ProgressBar, meter: ThroughputMeter, boundary_rng: dict) -> tuple[dict, bool]:
+def run_epoch(
+    config: TrainConfig,
+    parts: LoopParts,
+    accelerator: Any,
+    hooks: LoopHooks,
+    state: LoopState,
+    bar: ProgressBar,
+    meter: ThroughputMeter,
+    boundary_rng: dict,
+) -> tuple[dict, bool]:
     """Train from ``state.batches_done`` to the epoch's end (or the last step, or a stop request).
 
     Returns the RNG snapshot of the last step boundary and whether a stop was requested.
@@ -160,8 +174,15 @@ def run_epoch(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Lo
             if config.eval_steps and state.global_step % config.eval_steps == 0:
                 evaluate_and_keep_best(config, parts, accelerator, hooks, state)
             if config.save_steps and state.global_step % config.save_steps == 0:
-                save_checkpoint(Path(config.output) / "checkpoints", parts.model, parts.optimizer, parts.scheduler,
-                                state, boundary_rng, accelerator)
+                save_checkpoint(
+                    Path(config.output) / "checkpoints",
+                    parts.model,
+                    parts.optimizer,
+                    parts.scheduler,
+                    state,
+                    boundary_rng,
+                    accelerator,
+                )
         if any_process_stopping(accelerator, hooks):
             return boundary_rng, True
         if state.global_step >= parts.total_steps:
@@ -172,8 +193,16 @@ def run_epoch(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: Lo
     return boundary_rng, any_process_stopping(accelerator, hooks)
 
 
-def log_train_metrics(parts: LoopParts, accelerator: Any, hooks: LoopHooks, state: LoopState, bar: ProgressBar,
-                      meter: ThroughputMeter, train_loss: float, grad_norm: float) -> None:
+def log_train_metrics(
+    parts: LoopParts,
+    accelerator: Any,
+    hooks: LoopHooks,
+    state: LoopState,
+    bar: ProgressBar,
+    meter: ThroughputMeter,
+    train_loss: float,
+    grad_norm: float,
+) -> None:
     metrics = {
         "train_loss": train_loss,
         "learning_rate": parts.scheduler.get_last_lr()[0],
@@ -195,15 +224,18 @@ def any_process_stopping(accelerator: Any, hooks: LoopHooks) -> bool:
     return accelerator.reduce(flag, reduction="sum").item() > 0
 
 
-def evaluate_and_keep_best(config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: LoopHooks,
-                           state: LoopState) -> dict[str, float]:
+def evaluate_and_keep_best(
+    config: TrainConfig, parts: LoopParts, accelerator: Any, hooks: LoopHooks, state: LoopState
+) -> dict[str, float]:
     """Evaluate (without touching the training RNG), log, and pass an improved model to ``on_best``."""
     saved_rng = rng_snapshot()
     metrics = evaluate(parts.model, parts.eval_loader, accelerator, config.task, parts.num_labels)
     restore_rng(saved_rng)
     name = parts.metric_for_best
     if name not in metrics:
-        raise InvalidConfig(f"metric_for_best {name!r} is not computed for {config.task}; one of: {', '.join(metrics)}")
+        raise InvalidConfig(
+            f"metric_for_best {name!r} is not computed for {config.task}; one of: {', '.join(metrics)}"
+        )
     value, best = metrics[name], state.best_metric
     improved = best is None or (value < best if name.endswith("loss") else value > best)
     state.last_eval_step = state.global_step

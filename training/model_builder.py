@@ -54,13 +54,17 @@ def check_base(config: TrainConfig) -> Any:
     if not Path(base).expanduser().exists() and base.startswith((".", "/", "~")):
         raise InvalidConfig(f"base model folder {base} does not exist")
     try:
-        base_config = AutoConfig.from_pretrained(str(Path(base).expanduser()) if Path(base).expanduser().exists() else base)
+        base_config = AutoConfig.from_pretrained(
+            str(Path(base).expanduser()) if Path(base).expanduser().exists() else base
+        )
     except Exception as exc:  # OSError, ValueError, connection errors: all mean "cannot use this base"
         raise InvalidConfig(
             f"base model {base} is neither a local model folder nor reachable on the Hub: {summarize(exc)}"
         ) from exc
     if base_config.model_type not in getattr(modeling_auto, TASK_FACTS[TASKS[config.task]].model_types):
-        raise InvalidConfig(f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another base or task")
+        raise InvalidConfig(
+            f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another base or task"
+        )
     return base_config
 
 
@@ -88,12 +92,16 @@ def build_peft_config(config: TrainConfig) -> Any:
     known = {item.name for item in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise InvalidConfig(f"{config_class.__name__} has no field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise InvalidConfig(
+            f"{config_class.__name__} has no field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     check_sizes(values)
     try:
         return config_class(**values)
     except (TypeError, ValueError) as exc:
-        raise InvalidConfig(f"invalid --peft options for {config.method}: {summarize(exc, limit=None)}") from exc
+        raise InvalidConfig(
+            f"invalid --peft options for {config.method}: {summarize(exc, limit=None)}"
+        ) from exc
 
 
 # sizes beyond this are typos (r=80000 for r=8), not experiments: refused before any memory is allocated
@@ -135,4 +143,6 @@ def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None,
     except InvalidConfig:
         raise
     except (TypeError, ValueError, MemoryError, RuntimeError) as exc:  # RuntimeError: torch's allocator
-        raise InvalidConfig(f"{config.method} cannot wrap {config.base}: {summarize(exc, limit=None)}") from exc
+        raise InvalidConfig(
+            f"{config.method} cannot wrap {config.base}: {summarize(exc, limit=None)}"
+        ) from exc

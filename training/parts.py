@@ -31,12 +31,14 @@ def make_accelerator(config: TrainConfig) -> Any:
         AcceleratorState._reset_state(reset_partial_state=True)
     # the schedule is stepped by hand once per optimizer step, whatever the number of processes;
     # cpu=True without CUDA: only then does accelerate join a torchrun/launch group over gloo
-    return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
-                       cpu=not torch.cuda.is_available())
+    return Accelerator(
+        mixed_precision=precision, step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available()
+    )
 
 
-def build_parts(config: TrainConfig, peft_config: Any, data: TrainingData,
-                accelerator: Any) -> tuple[LoopParts, tuple[int, int]]:
+def build_parts(
+    config: TrainConfig, peft_config: Any, data: TrainingData, accelerator: Any
+) -> tuple[LoopParts, tuple[int, int]]:
     """The prepared loop parts, and (trainable, total) parameter counts of the PEFT model."""
     import torch
     from accelerate.utils import set_seed
@@ -52,19 +54,36 @@ def build_parts(config: TrainConfig, peft_config: Any, data: TrainingData,
     collate = BatchCollator(tokenizer)
     sampler = EpochShuffle(len(train_set), config.seed)
     # an explicit generator keeps loader start-up off the global RNG that dropout uses
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
-                              generator=torch.Generator().manual_seed(config.seed))
+    train_loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
     eval_loader = DataLoader(eval_set, batch_size=config.batch_size * 2, collate_fn=collate)
     trainable = [param for param in model.parameters() if param.requires_grad]
     counts = (sum(param.numel() for param in trainable), sum(param.numel() for param in model.parameters()))
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader
+    )
     total_steps = plan_steps(config, len(train_loader))
-    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=round(config.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = get_scheduler(
+        config.scheduler,
+        optimizer,
+        num_warmup_steps=round(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
     parts = LoopParts(
-        model=model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader, eval_loader=eval_loader,
-        sampler=sampler, total_steps=total_steps, metric_for_best=config.metric_for_best or default_metric(config.task),
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+        sampler=sampler,
+        total_steps=total_steps,
+        metric_for_best=config.metric_for_best or default_metric(config.task),
         num_labels=len(data.labels) if data.labels else None,
     )
     return parts, counts

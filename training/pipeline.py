@@ -65,7 +65,10 @@ def train(config: TrainConfig) -> TrainResult:
     data = load_training_data(config)
     accelerator = make_accelerator(config)
     base, tracker = share_outcome(
-        accelerator, lambda: (describe_base(config), open_tracking(config)) if accelerator.is_main_process else (None, None)
+        accelerator,
+        lambda: (
+            (describe_base(config), open_tracking(config)) if accelerator.is_main_process else (None, None)
+        ),
     )
     parts, counts = build_parts(config, peft_config, data, accelerator)
     if accelerator.is_main_process and not config.resume:  # only now: a failed check above keeps the old run
@@ -84,7 +87,9 @@ def check_output(config: TrainConfig) -> None:
         return
     found = latest_checkpoint(Path(config.output) / "checkpoints")
     if found is None:
-        raise InvalidConfig(f"nothing to resume: no checkpoint under {config.output}/checkpoints; drop --resume")
+        raise InvalidConfig(
+            f"nothing to resume: no checkpoint under {config.output}/checkpoints; drop --resume"
+        )
     read_checkpoint(found)  # a corrupt or planted file fails here, before the model is loaded
     resumed_run_id(Path(config.output))
 
@@ -97,9 +102,13 @@ def resumed_run_id(output: Path) -> str | None:
     try:
         run_id = json.loads(run_file.read_text()).get("mlflow_run_id")
     except (OSError, ValueError, RecursionError, AttributeError) as exc:
-        raise InvalidConfig(f"cannot read {run_file} ({type(exc).__name__}); delete it to resume in a new MLflow run") from exc
+        raise InvalidConfig(
+            f"cannot read {run_file} ({type(exc).__name__}); delete it to resume in a new MLflow run"
+        ) from exc
     if not isinstance(run_id, str) or not run_id.isascii() or not run_id.isalnum():
-        raise InvalidConfig(f"{run_file} holds no valid mlflow_run_id; delete it to resume in a new MLflow run")
+        raise InvalidConfig(
+            f"{run_file} holds no valid mlflow_run_id; delete it to resume in a new MLflow run"
+        )
     return run_id
 
 
@@ -168,8 +177,15 @@ def stop_on_signals():
             signal.signal(sig, handler)
 
 
-def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator: Any, tracker: Any, base: Any,
-                stop: threading.Event) -> LoopResult:
+def run_tracked(
+    config: TrainConfig,
+    data: TrainingData,
+    parts: Any,
+    accelerator: Any,
+    tracker: Any,
+    base: Any,
+    stop: threading.Event,
+) -> LoopResult:
     """The loop inside an MLflow run; the run ends FAILED on any error."""
     run_file = Path(config.output) / "run.json"
     if tracker is not None:
@@ -199,25 +215,36 @@ def run_tracked(config: TrainConfig, data: TrainingData, parts: Any, accelerator
 
 
 def run_tags(config: TrainConfig, base: Any) -> dict[str, str]:
-    tags = {"adapterlab.task": config.task, "adapterlab.method": config.method, "adapterlab.adapter_name": config.name,
-            "adapterlab.base_name": base.name if base else config.base}
+    tags = {
+        "adapterlab.task": config.task,
+        "adapterlab.method": config.method,
+        "adapterlab.adapter_name": config.name,
+        "adapterlab.base_name": base.name if base else config.base,
+    }
     if base is not None:
         tags["adapterlab.base_fingerprint"] = base.fingerprint
     return tags
 
 
-def log_run_inputs(config: TrainConfig, data: TrainingData, accelerator: Any, parts: Any, tracker: Any) -> None:
+def log_run_inputs(
+    config: TrainConfig, data: TrainingData, accelerator: Any, parts: Any, tracker: Any
+) -> None:
     from adapterlab.training.tracking import flatten_params
 
     peft_config = accelerator.unwrap_model(parts.model).peft_config["default"]
     params = flatten_params({key: value for key, value in config.to_dict().items() if key != "peft"})
     params.update(flatten_params(peft_config.to_dict(), "peft."))
-    params.update(num_processes=str(accelerator.num_processes), total_steps=str(parts.total_steps),
-                  effective_batch_size=str(config.batch_size * config.grad_accum * accelerator.num_processes))
+    params.update(
+        num_processes=str(accelerator.num_processes),
+        total_steps=str(parts.total_steps),
+        effective_batch_size=str(config.batch_size * config.grad_accum * accelerator.num_processes),
+    )
     tracker.log_params(params)
     target = config.label_column if config.task in ("seq-cls", "token-cls") else config.target_column
     tracker.log_dataset(data.train, data.source, f"{Path(data.source).name}:train", "training", target)
-    tracker.log_dataset(data.eval, config.eval_data or data.source, f"{Path(data.source).name}:eval", "evaluation", target)
+    tracker.log_dataset(
+        data.eval, config.eval_data or data.source, f"{Path(data.source).name}:eval", "evaluation", target
+    )
 
 
 def save_adapter(model: Any, folder: Path, labels: list[str] | None) -> None:
@@ -231,8 +258,15 @@ def save_adapter(model: Any, folder: Path, labels: list[str] | None) -> None:
     staging.rename(folder)
 
 
-def finish(config: TrainConfig, data: TrainingData, accelerator: Any, tracker: Any, base: Any,
-           outcome: LoopResult, counts: tuple[int, int]) -> TrainResult:
+def finish(
+    config: TrainConfig,
+    data: TrainingData,
+    accelerator: Any,
+    tracker: Any,
+    base: Any,
+    outcome: LoopResult,
+    counts: tuple[int, int],
+) -> TrainResult:
     """Close the run as it ended; on success publish the best adapter and register it."""
     output = Path(config.output)
     if outcome.interrupted:
@@ -257,16 +291,27 @@ def finish(config: TrainConfig, data: TrainingData, accelerator: Any, tracker: A
 
     version = share_outcome(accelerator, publish_on_main)
     return TrainResult(
-        name=config.name, version=version, run_id=tracker.run_id if tracker else "", tracking_uri=tracker.uri if tracker else "",
-        adapter_path=adapter, metrics=outcome.state.best_metrics or {}, best_step=outcome.state.best_step,
-        steps=outcome.state.global_step, seconds=outcome.seconds, samples_per_second=outcome.samples_per_second,
-        train_rows=len(data.train), eval_rows=len(data.eval), trainable_parameters=counts[0], total_parameters=counts[1],
+        name=config.name,
+        version=version,
+        run_id=tracker.run_id if tracker else "",
+        tracking_uri=tracker.uri if tracker else "",
+        adapter_path=adapter,
+        metrics=outcome.state.best_metrics or {},
+        best_step=outcome.state.best_step,
+        steps=outcome.state.global_step,
+        seconds=outcome.seconds,
+        samples_per_second=outcome.samples_per_second,
+        train_rows=len(data.train),
+        eval_rows=len(data.eval),
+        trainable_parameters=counts[0],
+        total_parameters=counts[1],
         is_main_process=accelerator.is_main_process,
     )
 
 
-def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, outcome: LoopResult,
-            adapter: Path) -> int | None:
+def publish(
+    config: TrainConfig, data: TrainingData, tracker: Any, base: Any, outcome: LoopResult, adapter: Path
+) -> int | None:
     """Copy the best adapter to ``<output>/adapter``, log it as an artifact, register it."""
     best = Path(config.output) / "best"
     if not best.is_dir():
@@ -291,15 +336,22 @@ def publish(config: TrainConfig, data: TrainingData, tracker: Any, base: Any, ou
 
     with Registry.open(config.registry_url) as registry:
         registered = registry.register(
-            adapter, name=config.name, base=config.base, base_name=base.name if base else config.base_name,
-            task_type=TASKS[config.task].value, metrics=outcome.state.best_metrics,
-            tags={"method": config.method, "data": Path(data.source).name}, description=config.description,
+            adapter,
+            name=config.name,
+            base=config.base,
+            base_name=base.name if base else config.base_name,
+            task_type=TASKS[config.task].value,
+            metrics=outcome.state.best_metrics,
+            tags={"method": config.method, "data": Path(data.source).name},
+            description=config.description,
             mlflow_run_id=tracker.run_id,
         )
     return registered.version
 
 
-def register_command(config: TrainConfig, base: Any, outcome: LoopResult, adapter: Path, run_id: str | None) -> str:
+def register_command(
+    config: TrainConfig, base: Any, outcome: LoopResult, adapter: Path, run_id: str | None
+) -> str:
     """The ``adapters register`` line that records this adapter as training would have."""
     words = ["adapters", "register", str(adapter), "--name", config.name, "--base", config.base]
     base_name = base.name if base else config.base_name

@@ -15,8 +15,15 @@ class ProgressBar:
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled,
-                         file=sys.stderr, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total,
+            initial=initial,
+            desc="training",
+            unit="step",
+            disable=not enabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
     def advance(self) -> None:
         self._bar.update(1)

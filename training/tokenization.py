@@ -34,21 +34,35 @@ def encode_dataset(table: Any, tokenizer: Any, config: TrainConfig, labels: list
     fingerprint = hashlib.sha256(
         f"{table._fingerprint}|{config.task}|{config.max_length}|{config.base}|{labels}".encode()
     ).hexdigest()[:16]
-    return table.map(encode, batched=True, keep_in_memory=True, remove_columns=table.column_names,
-                     new_fingerprint=fingerprint, desc=f"tokenizing ({config.task})")
+    return table.map(
+        encode,
+        batched=True,
+        keep_in_memory=True,
+        remove_columns=table.column_names,
+        new_fingerprint=fingerprint,
+        desc=f"tokenizing ({config.task})",
+    )
 
 
-def encode_classification(batch: dict, tokenizer: Any, config: TrainConfig, label_ids: dict[str, int]) -> dict:
+def encode_classification(
+    batch: dict, tokenizer: Any, config: TrainConfig, label_ids: dict[str, int]
+) -> dict:
     encoded = tokenizer(batch[config.text_column], truncation=True, max_length=config.max_length)
     encoded["labels"] = [label_ids[str(label)] for label in batch[config.label_column]]
     return dict(encoded)
 
 
-def encode_token_classification(batch: dict, tokenizer: Any, config: TrainConfig, label_ids: dict[str, int]) -> dict:
+def encode_token_classification(
+    batch: dict, tokenizer: Any, config: TrainConfig, label_ids: dict[str, int]
+) -> dict:
     """Each word's label goes to its first sub-token; later sub-tokens and specials get -100."""
     if not getattr(tokenizer, "is_fast", False):
-        raise InvalidConfig("token classification needs a fast tokenizer (one with word_ids); this base has none")
-    encoded = tokenizer(batch[config.text_column], is_split_into_words=True, truncation=True, max_length=config.max_length)
+        raise InvalidConfig(
+            "token classification needs a fast tokenizer (one with word_ids); this base has none"
+        )
+    encoded = tokenizer(
+        batch[config.text_column], is_split_into_words=True, truncation=True, max_length=config.max_length
+    )
     aligned = []
     for row, tags in enumerate(batch[config.label_column]):
         previous_word = None
@@ -64,7 +78,9 @@ def encode_token_classification(batch: dict, tokenizer: Any, config: TrainConfig
 
 def encode_seq2seq(batch: dict, tokenizer: Any, config: TrainConfig, label_ids: dict[str, int]) -> dict:
     encoded = tokenizer(batch[config.text_column], truncation=True, max_length=config.max_length)
-    targets = tokenizer(text_target=batch[config.target_column], truncation=True, max_length=config.max_length)
+    targets = tokenizer(
+        text_target=batch[config.target_column], truncation=True, max_length=config.max_length
+    )
     encoded["labels"] = targets["input_ids"]
     return dict(encoded)
 

@@ -95,12 +95,20 @@ class RunTracker:
         mlflow = self._mlflow
         mlflow.set_tracking_uri(self.uri)
         experiment = mlflow.get_experiment_by_name(self.experiment)
-        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
-            self.experiment, artifact_location=self.artifact_location)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        )
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
-        run = mlflow.start_run(run_id=resume_run_id, experiment_id=None if resume_run_id else experiment_id,
-                               run_name=None if resume_run_id else run_name, tags=tags, log_system_metrics=True)
+        run = mlflow.start_run(
+            run_id=resume_run_id,
+            experiment_id=None if resume_run_id else experiment_id,
+            run_name=None if resume_run_id else run_name,
+            tags=tags,
+            log_system_metrics=True,
+        )
         self.run_id = run.info.run_id
         return self.run_id
 
@@ -122,8 +130,11 @@ class RunTracker:
             self._mlflow.log_metrics(metrics, step=step)
         except Exception as exc:  # any transport/store error: training goes on without tracking
             self.lost = f"{type(exc).__name__}: {summarize(exc)}"
-            print(f"Warning: MLflow at {redact(self.uri)} stopped answering ({self.lost}); "
-                  "training continues without logging", file=sys.stderr)
+            print(
+                f"Warning: MLflow at {redact(self.uri)} stopped answering ({self.lost}); "
+                "training continues without logging",
+                file=sys.stderr,
+            )
 
     def log_artifacts(self, adapter_dir: Path, config_yaml: str) -> None:
         self._mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")

@@ -35,10 +35,26 @@ TASK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "SEQ_CLS": ("input_ids", "attention_mask", "inputs_embeds", "labels", *_OUTPUTS),
     "TOKEN_CLS": ("input_ids", "attention_mask", "inputs_embeds", "labels", *_OUTPUTS),
     "CAUSAL_LM": ("input_ids", "attention_mask", "inputs_embeds", "labels", *_OUTPUTS),
-    "SEQ_2_SEQ_LM": ("input_ids", "attention_mask", "inputs_embeds", "decoder_input_ids", "decoder_attention_mask",
-                     "decoder_inputs_embeds", "labels", *_OUTPUTS),
-    "QUESTION_ANS": ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds",
-                     "start_positions", "end_positions", *_OUTPUTS),
+    "SEQ_2_SEQ_LM": (
+        "input_ids",
+        "attention_mask",
+        "inputs_embeds",
+        "decoder_input_ids",
+        "decoder_attention_mask",
+        "decoder_inputs_embeds",
+        "labels",
+        *_OUTPUTS,
+    ),
+    "QUESTION_ANS": (
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "position_ids",
+        "inputs_embeds",
+        "start_positions",
+        "end_positions",
+        *_OUTPUTS,
+    ),
     "FEATURE_EXTRACTION": ("input_ids", "attention_mask", "inputs_embeds", *_OUTPUTS),
 }
 
@@ -47,7 +63,11 @@ def _with_adapter_names(parameters: list[inspect.Parameter]) -> list[inspect.Par
     if any(parameter.name == ADAPTER_NAMES.name for parameter in parameters):
         return parameters
     kinds = [parameter.kind for parameter in parameters]
-    at = kinds.index(inspect.Parameter.VAR_KEYWORD) if inspect.Parameter.VAR_KEYWORD in kinds else len(parameters)
+    at = (
+        kinds.index(inspect.Parameter.VAR_KEYWORD)
+        if inspect.Parameter.VAR_KEYWORD in kinds
+        else len(parameters)
+    )
     return [*parameters[:at], ADAPTER_NAMES, *parameters[at:]]
 
 
@@ -74,14 +94,19 @@ def class_signature(peft_model_class: type) -> inspect.Signature | None:
     task = _task_of(peft_model_class)
     if task is None:
         return None
-    keyword = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in TASK_PARAMETERS[task]]
-    return inspect.Signature([
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
-        *keyword,
-        ADAPTER_NAMES,
-        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
-    ])
+    keyword = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for name in TASK_PARAMETERS[task]
+    ]
+    return inspect.Signature(
+        [
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+            *keyword,
+            ADAPTER_NAMES,
+            inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+        ]
+    )
 
 
 class shows_base_forward_signature:  # noqa: N801 -- used as a decorator, named like one

@@ -50,6 +50,7 @@ def is_adapterlab_model(model: object) -> bool:
 
 # -- 1. the predicate -------------------------------------------------------------------------
 
+
 def _knowing_adapterlab(is_peft_model: Callable[[object], bool]) -> Callable[[object], bool]:
     @functools.wraps(is_peft_model)
     def _is_peft_model(model: object) -> bool:
@@ -71,6 +72,7 @@ def _teach_predicate() -> None:
 
 
 # -- 2. checkpoints ---------------------------------------------------------------------------
+
 
 def _adapterlab_model(trainer: Any, model: Any = None) -> Any:
     """The adapterlab PeftModel the trainer trains (under DDP / torch.compile wrappers), or None."""
@@ -117,16 +119,21 @@ def load_checkpoint(model: Any, folder: str | os.PathLike[str]) -> None:
 
     root = os.fspath(folder)
     if not os.path.isdir(root):
-        raise CheckpointError(f"no checkpoint folder at {root}; pass a checkpoint-<step> folder the Trainer wrote")
+        raise CheckpointError(
+            f"no checkpoint folder at {root}; pass a checkpoint-<step> folder the Trainer wrote"
+        )
     # every file read before any adapter changes, so a missing one leaves the model as it was
-    weights = {name: read_adapter_weights(root if name == "default" else os.path.join(root, name))
-               for name in model.peft_config}
+    weights = {
+        name: read_adapter_weights(root if name == "default" else os.path.join(root, name))
+        for name in model.peft_config
+    }
     for name, tensors in weights.items():
         set_peft_model_state_dict(model, tensors, adapter_name=name)
 
 
-def _with_adapterlab(method: Callable[..., Any], ours: Callable[..., Any], *, model_argument: bool = False
-                     ) -> Callable[..., Any]:
+def _with_adapterlab(
+    method: Callable[..., Any], ours: Callable[..., Any], *, model_argument: bool = False
+) -> Callable[..., Any]:
     """``method`` of Trainer, running ``ours(trainer, model, *args)`` when the model is adapterlab's."""
 
     @functools.wraps(method)
@@ -179,16 +186,25 @@ def install() -> None:
 
 # -- when ---------------------------------------------------------------------------------------
 
+
 class _InstallAfterImport(importlib.abc.MetaPathFinder):
     """Runs :func:`install` right after ``transformers.trainer`` has been imported, then leaves."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-                  ) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != TRAINER_MODULE:
             return None
         sys.meta_path.remove(self)
-        spec = next((found for finder in sys.meta_path if hasattr(finder, "find_spec")
-                     and (found := finder.find_spec(fullname, path, target)) is not None), None)
+        spec = next(
+            (
+                found
+                for finder in sys.meta_path
+                if hasattr(finder, "find_spec")
+                and (found := finder.find_spec(fullname, path, target)) is not None
+            ),
+            None,
+        )
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader = spec.loader

@@ -103,8 +103,14 @@ class _LowRankUpdate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, result: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
-                a: torch.Tensor, b_scaled: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        result: torch.Tensor,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        a: torch.Tensor,
+        b_scaled: torch.Tensor,
+    ) -> torch.Tensor:
         dropped = x if mask is None else x * mask
         flat_x = dropped.reshape(-1, dropped.shape[-1])  # (N, in)
         hidden = flat_x @ a.T  # (N, r)
@@ -128,14 +134,16 @@ class _LowRankUpdate(torch.autograd.Function):
         return grad if ctx.needs_input_grad[0] else None, grad_x, None, grad_a, grad_b
 
 
-def low_rank_update(result: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
-                    a: torch.Tensor, b_scaled: torch.Tensor) -> torch.Tensor:
+def low_rank_update(
+    result: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None, a: torch.Tensor, b_scaled: torch.Tensor
+) -> torch.Tensor:
     """``result + ((x * mask) @ a.T) @ b_scaled.T`` (``mask`` None: no dropout)."""
     return _LowRankUpdate.apply(result, x, mask, a, b_scaled)
 
 
-def takes_lora_linear(x: torch.Tensor, result: torch.Tensor, dropout: nn.Module, lora_a: nn.Module,
-                      lora_b: nn.Module) -> bool:
+def takes_lora_linear(
+    x: torch.Tensor, result: torch.Tensor, dropout: nn.Module, lora_a: nn.Module, lora_b: nn.Module
+) -> bool:
     """Whether :func:`lora_linear_update` may replace the plain path for these tensors and modules."""
     return (
         x.device.type == "cpu"
@@ -148,8 +156,14 @@ def takes_lora_linear(x: torch.Tensor, result: torch.Tensor, dropout: nn.Module,
     )
 
 
-def lora_linear_update(result: torch.Tensor, x: torch.Tensor, dropout: nn.Module, a: torch.Tensor,
-                       b: torch.Tensor, scaling: float) -> torch.Tensor:
+def lora_linear_update(
+    result: torch.Tensor,
+    x: torch.Tensor,
+    dropout: nn.Module,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scaling: float,
+) -> torch.Tensor:
     """``result + B(A(dropout(x))) * scaling`` as one fused update (equal to the plain path).
 
     ``dropout`` is the layer's ``nn.Dropout`` (or ``nn.Identity``): only its ``p`` and training mode
@@ -236,8 +250,13 @@ class LiveRowsConv1D(Conv1D):
 
 
 # exactly these classes: subclasses (quantized linears, LoRA layers) compute something else
-LIVE_ROWS_CLASSES: dict[type[nn.Module], type[nn.Module]] = {nn.Linear: LiveRowsLinear, Conv1D: LiveRowsConv1D}
-PLAIN_CLASSES: dict[type[nn.Module], type[nn.Module]] = {live: plain for plain, live in LIVE_ROWS_CLASSES.items()}
+LIVE_ROWS_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: LiveRowsLinear,
+    Conv1D: LiveRowsConv1D,
+}
+PLAIN_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
+    live: plain for plain, live in LIVE_ROWS_CLASSES.items()
+}
 
 
 def last_block(model: nn.Module) -> nn.Module | None:

@@ -45,7 +45,9 @@ def find_minimal_target_modules(target_modules: Iterable[str], other_module_name
     chosen: set[str] = set()
     uncovered = set(targets)
     # shortest candidates first, so one short suffix ("k_proj") can cover many targets at once
-    candidates = sorted({s for name in targets for s in _suffixes(name)} - forbidden, key=lambda s: (s.count("."), s))
+    candidates = sorted(
+        {s for name in targets for s in _suffixes(name)} - forbidden, key=lambda s: (s.count("."), s)
+    )
     for suffix in candidates:
         covered = {name for name in uncovered if name == suffix or name.endswith(f".{suffix}")}
         if covered:

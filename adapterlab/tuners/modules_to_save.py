@@ -52,7 +52,11 @@ class ModulesToSaveWrapper(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name.startswith("__") or "_modules" not in self.__dict__ or name in ("original_module", "modules_to_save"):
+            if (
+                name.startswith("__")
+                or "_modules" not in self.__dict__
+                or name in ("original_module", "modules_to_save")
+            ):
                 raise
             return getattr(self.active_module, name)
 
@@ -79,7 +83,9 @@ class ModulesToSaveWrapper(nn.Module):
             batch_key: int | str = 0
             x = args[0]
         else:
-            batch_key, x = next(((k, v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)), (None, None))
+            batch_key, x = next(
+                ((k, v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)), (None, None)
+            )
         if not isinstance(x, torch.Tensor):
             raise InvalidConfig(
                 f"adapter_names (mixed batches) needs a tensor input to {type(self.original_module).__name__}; "

@@ -111,8 +111,12 @@ def check_all_targets_found(
         return
     # the layer kinds LoRA can adapt come first: they are what the user most likely meant
     kinds = (nn.Linear, Conv1D, nn.Embedding)
-    adaptable = {n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(getattr(m, "base_layer", m), kinds)}
-    others = {n.rsplit(".", 1)[-1] for n in module_names if n and not n.rsplit(".", 1)[-1].isdigit()} - adaptable
+    adaptable = {
+        n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(getattr(m, "base_layer", m), kinds)
+    }
+    others = {
+        n.rsplit(".", 1)[-1] for n in module_names if n and not n.rsplit(".", 1)[-1].isdigit()
+    } - adaptable
     leaf_names = sorted(adaptable) + sorted(others)
     shown = ", ".join(leaf_names[:20]) + (", ..." if len(leaf_names) > 20 else "")
     raise TargetModuleNotFound(

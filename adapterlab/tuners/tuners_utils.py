@@ -23,7 +23,14 @@ from adapterlab.tuners.mixed_batch import AdapterLayer
 # what get_model_config reports for a model without a config (HF PEFT's value)
 DUMMY_MODEL_CONFIG: dict[str, Any] = {"model_type": "custom"}
 
-__all__ = ["DUMMY_MODEL_CONFIG", "BaseTuner", "BaseTunerLayer", "_find_minimal_target_modules", "_get_submodules", "check_target_module_exists"]
+__all__ = [
+    "DUMMY_MODEL_CONFIG",
+    "BaseTuner",
+    "BaseTunerLayer",
+    "_find_minimal_target_modules",
+    "_get_submodules",
+    "check_target_module_exists",
+]
 
 
 class BaseTunerLayer:

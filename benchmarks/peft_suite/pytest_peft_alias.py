@@ -47,12 +47,68 @@ RENAMES = {
 
 # HF PEFT's other methods (name prefixes, lower case): adapterlab implements LoRA and the prompt methods only
 OTHER_METHODS = (
-    "adalora", "adamss", "beft", "deft", "frod", "glora", "peanut", "psoft", "supertuning", "adaption", "arrow", "bdlora", "boft", "bone", "c3a", "cartridge", "corda", "cpt",
-    "delora", "eva", "fourierft", "gralora", "hira", "hra", "ia3", "lily", "ln_tuning", "lntuning", "loha",
-    "lokr", "loraga", "lora_ga", "miss", "montelora", "monteclora", "multitask", "oft", "osf", "poly", "pvera",
-    "randlora", "road", "shira", "supertuning", "tinylora", "trainable_tokens", "trainabletokens", "unilora",
-    "vblora", "velora", "vera", "waveft", "xlora", "frod", "deft", "riemannian", "lorafa", "loraplus", "beft",
-    "glora", "peanut", "psoft",
+    "adalora",
+    "adamss",
+    "beft",
+    "deft",
+    "frod",
+    "glora",
+    "peanut",
+    "psoft",
+    "supertuning",
+    "adaption",
+    "arrow",
+    "bdlora",
+    "boft",
+    "bone",
+    "c3a",
+    "cartridge",
+    "corda",
+    "cpt",
+    "delora",
+    "eva",
+    "fourierft",
+    "gralora",
+    "hira",
+    "hra",
+    "ia3",
+    "lily",
+    "ln_tuning",
+    "lntuning",
+    "loha",
+    "lokr",
+    "loraga",
+    "lora_ga",
+    "miss",
+    "montelora",
+    "monteclora",
+    "multitask",
+    "oft",
+    "osf",
+    "poly",
+    "pvera",
+    "randlora",
+    "road",
+    "shira",
+    "supertuning",
+    "tinylora",
+    "trainable_tokens",
+    "trainabletokens",
+    "unilora",
+    "vblora",
+    "velora",
+    "vera",
+    "waveft",
+    "xlora",
+    "frod",
+    "deft",
+    "riemannian",
+    "lorafa",
+    "loraplus",
+    "beft",
+    "glora",
+    "peanut",
+    "psoft",
 )
 
 
@@ -176,7 +232,7 @@ class ImportUtilsStandIn(MissingModule):
 
 
 def _adapterlab_module(name: str) -> types.ModuleType | None:
-    target = RENAMES.get(name, "adapterlab" + name[len("peft"):])
+    target = RENAMES.get(name, "adapterlab" + name[len("peft") :])
     try:
         if importlib.util.find_spec(target) is None:
             return None
@@ -189,7 +245,9 @@ class PeftAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def __init__(self) -> None:
         self._own_attrs: dict[int, tuple[Any, Any]] = {}
 
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != "peft" and not fullname.startswith("peft."):
             return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
@@ -253,8 +311,10 @@ def _crash_message(report: Any) -> str:
 
 
 def pytest_runtest_logreport(report: Any) -> None:
-    if report.when == "call" or (report.when == "setup" and not report.passed) or (
-        report.when == "teardown" and report.failed
+    if (
+        report.when == "call"
+        or (report.when == "setup" and not report.passed)
+        or (report.when == "teardown" and report.failed)
     ):
         outcome = "skipped" if report.skipped else report.outcome
         _record(report.nodeid, outcome, _crash_message(report) if not report.passed else "")
@@ -283,7 +343,9 @@ def _keep_hub_offline() -> None:
 def _parameters_name_other_method(item: Any, names_other_method: Any) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     for value in params.values():
-        name = value.__name__ if isinstance(value, type) else getattr(value, "_qualname", type(value).__name__)
+        name = (
+            value.__name__ if isinstance(value, type) else getattr(value, "_qualname", type(value).__name__)
+        )
         if names_other_method(f"::{name.rsplit('.', 1)[-1]}"):
             return True
     return False

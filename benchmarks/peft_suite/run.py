@@ -35,9 +35,19 @@ PLUGIN = HERE / "pytest_peft_alias.py"
 SELECTION = HERE / "peft_suite_selection.py"
 
 FILES = (
-    "test_custom_models", "test_decoder_models", "test_encoder_decoder_models", "test_feature_extraction_models",
-    "test_seq_classifier", "test_config", "test_tuners_utils", "test_other", "test_initialization", "test_mapping",
-    "test_low_level_api", "test_trainable_tokens", "test_target_parameters",
+    "test_custom_models",
+    "test_decoder_models",
+    "test_encoder_decoder_models",
+    "test_feature_extraction_models",
+    "test_seq_classifier",
+    "test_config",
+    "test_tuners_utils",
+    "test_other",
+    "test_initialization",
+    "test_mapping",
+    "test_low_level_api",
+    "test_trainable_tokens",
+    "test_target_parameters",
 )
 
 # test-only packages HF's tests import that this environment may lack; put beside the plugin
@@ -78,8 +88,9 @@ def prepare_folder(work: Path) -> Path:
         shutil.copy(source, folder / source.name)
     missing = [name for name in TEST_DEPENDENCIES if importlib.util.find_spec(name) is None]
     if missing and not all((folder / name).exists() for name in missing):
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder), *missing],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder), *missing], check=True
+        )
     return folder
 
 
@@ -103,11 +114,30 @@ def run_file(checkout: Path, test_file: str, backend: str, folder: Path, results
         "OMP_NUM_THREADS": "1",
     }
     command = [
-        "timeout", "-k", "10", str(timeout), sys.executable, "-m", "pytest", f"tests/{test_file}.py",
-        "-p", "pytest_peft_alias", "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-o", "addopts=",
-        "--tb=no", "-W", "ignore",
+        "timeout",
+        "-k",
+        "10",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "pytest",
+        f"tests/{test_file}.py",
+        "-p",
+        "pytest_peft_alias",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-q",
+        "-o",
+        "addopts=",
+        "--tb=no",
+        "-W",
+        "ignore",
     ]
-    completed = subprocess.run(command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    completed = subprocess.run(
+        command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     if completed.returncode == 124:
         print(f"  {test_file} ({backend}): stopped after {timeout}s; results so far kept", flush=True)
 
@@ -120,7 +150,11 @@ def read_results(results: Path) -> dict[str, dict[str, str]]:
     for line in results.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         previous = outcomes.get(record["id"])
-        if previous is None or previous["outcome"] == "passed" or record["outcome"] in ("failed", "collect-error"):
+        if (
+            previous is None
+            or previous["outcome"] == "passed"
+            or record["outcome"] in ("failed", "collect-error")
+        ):
             outcomes[record["id"]] = {"outcome": record["outcome"], "message": record["message"]}
     return outcomes
 
@@ -139,13 +173,20 @@ def file_digest(checkout: Path, test_file: str) -> str:
     """What a file's baseline depends on: the file, HF's shared test helpers and the selection plugin."""
     digest = hashlib.sha256()
     tests = checkout / "tests"
-    for path in (tests / f"{test_file}.py", tests / "conftest.py", tests / "testing_common.py",
-                 tests / "testing_utils.py", SELECTION):
+    for path in (
+        tests / f"{test_file}.py",
+        tests / "conftest.py",
+        tests / "testing_common.py",
+        tests / "testing_utils.py",
+        SELECTION,
+    ):
         digest.update(path.name.encode() + (path.read_bytes() if path.exists() else b""))
     return digest.hexdigest()
 
 
-def load_baseline(out: Path, checkout: Path, files: list[str], folder: Path, timeout: int, rebaseline: bool) -> dict:
+def load_baseline(
+    out: Path, checkout: Path, files: list[str], folder: Path, timeout: int, rebaseline: bool
+) -> dict:
     """The real-``peft`` results per file, from ``baseline.json`` where it matches this checkout."""
     path = out / "baseline.json"
     cached = json.loads(path.read_text(encoding="utf-8")) if path.exists() and not rebaseline else {}
@@ -158,7 +199,9 @@ def load_baseline(out: Path, checkout: Path, files: list[str], folder: Path, tim
             continue
         results[test_file] = run_backend(checkout, "peft", [test_file], folder, timeout)[test_file]
         cached[test_file] = {"digest": digest, "results": results[test_file]}
-        path.write_text(json.dumps(cached), encoding="utf-8")  # after each file: an interrupted run keeps them
+        path.write_text(
+            json.dumps(cached), encoding="utf-8"
+        )  # after each file: an interrupted run keeps them
     print(f"baseline: {path}", flush=True)
     return results
 
@@ -166,7 +209,8 @@ def load_baseline(out: Path, checkout: Path, files: list[str], folder: Path, tim
 def counts(outcomes: dict[str, dict[str, str]]) -> collections.Counter:
     return collections.Counter(
         "passed" if r["outcome"] == "passed" else "skipped" if r["outcome"] == "skipped" else "failed"
-        for r in outcomes.values() if r["outcome"] != "deselected"
+        for r in outcomes.values()
+        if r["outcome"] != "deselected"
     )
 
 
@@ -180,8 +224,11 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
     for test_file in files:
         hf, al = baseline.get(test_file, {}), ours.get(test_file, {})
         # tests the adapterlab run left out as another method's (by their parameters) leave the baseline too
-        hf_passing = [t for t, r in hf.items() if r["outcome"] == "passed"
-                      and al.get(t, {}).get("outcome") != "deselected"]
+        hf_passing = [
+            t
+            for t, r in hf.items()
+            if r["outcome"] == "passed" and al.get(t, {}).get("outcome") != "deselected"
+        ]
         collect_errors = [r for t, r in al.items() if r["outcome"] == "collect-error"]
         both = 0
         for test in hf_passing:
@@ -189,7 +236,9 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
             if result is not None and result["outcome"] == "passed":
                 both += 1
                 continue
-            message = result["message"] if result else (collect_errors[0]["message"] if collect_errors else NOT_RUN)
+            message = (
+                result["message"] if result else (collect_errors[0]["message"] if collect_errors else NOT_RUN)
+            )
             group = cause(message)
             groups[group] += 1
             if group == "missing name":
@@ -200,8 +249,10 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
         total_both += both
         c_hf, c_al = counts(hf), counts(al)
         share = f"{both}/{len(hf_passing)} ({100 * both / len(hf_passing):.0f}%)" if hf_passing else "-"
-        print(f"{test_file:34} {c_hf['passed']:>8}/{c_hf['failed']}/{c_hf['skipped']:<8} "
-              f"{c_al['passed']:>12}/{c_al['failed']}/{c_al['skipped']:<10} {share:>16}")
+        print(
+            f"{test_file:34} {c_hf['passed']:>8}/{c_hf['failed']}/{c_hf['skipped']:<8} "
+            f"{c_al['passed']:>12}/{c_al['failed']}/{c_al['skipped']:<10} {share:>16}"
+        )
     print("\nadapterlab failures of HF-passing tests, by cause:")
     for group, number in groups.most_common():
         print(f"  {group:16} {number}")
@@ -212,24 +263,34 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
         for name, number in missing_names.most_common(15):
             print(f"  {number:5}  {name}")
     share = 100 * total_both / total_hf if total_hf else 0.0
-    print(f"\nTOTAL: {total_both} of {total_hf} tests that pass with HF PEFT also pass with adapterlab ({share:.1f}%)")
+    print(
+        f"\nTOTAL: {total_both} of {total_hf} tests that pass with HF PEFT also pass with adapterlab ({share:.1f}%)"
+    )
     not_run = groups["not run (timeout)"]
     if not_run:
         ran = total_hf - not_run
-        print(f"       {not_run} were not run (timeout); of the {ran} that ran, {100 * total_both / ran:.1f}% pass"
-              if ran else f"       none was run ({not_run} stopped by the timeout)")
+        print(
+            f"       {not_run} were not run (timeout); of the {ran} that ran, {100 * total_both / ran:.1f}% pass"
+            if ran
+            else f"       none was run ({not_run} stopped by the timeout)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkout", type=Path, help="a folder holding HF PEFT's tests/ (see the module docstring)")
+    parser.add_argument(
+        "checkout", type=Path, help="a folder holding HF PEFT's tests/ (see the module docstring)"
+    )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "peft-suite-out")
     parser.add_argument("--files", nargs="+", default=list(FILES), help="test files (without .py) to run")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per test file and run")
     parser.add_argument("--rebaseline", action="store_true", help="rerun the real-peft baseline")
     parser.add_argument("--baseline-only", action="store_true", help="only (re)build the baseline")
-    parser.add_argument("--report-only", action="store_true",
-                        help="print the report from the results in --out, running nothing (e.g. of a run still going)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="print the report from the results in --out, running nothing (e.g. of a run still going)",
+    )
     args = parser.parse_args(argv)
     checkout = args.checkout.resolve()
     if not (checkout / "tests" / "conftest.py").is_file():
@@ -239,8 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such test file in {checkout}/tests: {', '.join(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        cached = json.loads((args.out / "baseline.json").read_text(encoding="utf-8")) if (
-            args.out / "baseline.json").exists() else {}
+        cached = (
+            json.loads((args.out / "baseline.json").read_text(encoding="utf-8"))
+            if (args.out / "baseline.json").exists()
+            else {}
+        )
         baseline = {f: cached[f]["results"] for f in args.files if f in cached}
         ours = {f: read_results(args.out / f"adapterlab-{f}.jsonl") for f in args.files}
         report(baseline, ours, args.files)

@@ -82,7 +82,9 @@ class Database:
                     return action(connection)
             except IntegrityError as exc:
                 if attempt == _WRITE_ATTEMPTS - 1:
-                    raise AdapterExists(f"could not {what}: {summarize(exc.orig, first_line=True, limit=None)}") from exc
+                    raise AdapterExists(
+                        f"could not {what}: {summarize(exc.orig, first_line=True, limit=None)}"
+                    ) from exc
         raise AssertionError("unreachable")
 
 
@@ -163,7 +165,9 @@ def open_database(url: str | None = None) -> Database:
     except BaseException:
         engine.dispose()
         raise
-    return Database(url=resolved, engine=engine, write_engine=engine.execution_options(**{_WRITE_OPTION: True}))
+    return Database(
+        url=resolved, engine=engine, write_engine=engine.execution_options(**{_WRITE_OPTION: True})
+    )
 
 
 def unreachable(url: str, exc: Exception) -> RegistryUnavailable:
@@ -192,7 +196,9 @@ def _check_schema(url: str, engine: Engine) -> None:
     if revision == SCHEMA_REVISION:
         return
     if revision is None:
-        raise RegistryUnavailable(f"the registry database at {display_url(url)} has no registry schema; {UPGRADE_HINT}")
+        raise RegistryUnavailable(
+            f"the registry database at {display_url(url)} has no registry schema; {UPGRADE_HINT}"
+        )
     if revision not in known_revisions():  # newer than this code: `db upgrade` could not help
         raise unknown_revision_error(revision, url)
     raise RegistryUnavailable(

@@ -60,19 +60,34 @@ def check_can_register(database: Database, new: NewVersion) -> None:
     values longer than their columns, and a line of versions with another base or task."""
     check_fits(base_models, new.base.__dict__, "base model")
     check_fits(adapters, {"name": new.name, "task_type": new.task_type}, "adapter")
-    version_fields = {"peft_type": new.folder.peft_type, "mlflow_run_id": new.mlflow_run_id, "created_by": new.created_by}
+    version_fields = {
+        "peft_type": new.folder.peft_type,
+        "mlflow_run_id": new.mlflow_run_id,
+        "created_by": new.created_by,
+    }
     check_fits(versions, version_fields, "version")
     for table, keys in ((metrics, new.metrics), (tags, new.tags)):
         for key in keys:
             check_fits(table, {"key": key}, table.name.removeprefix("version_").rstrip("s"))
     with database.reading() as connection:
         row = connection.execute(
-            select(adapters.c.name, adapters.c.task_type, base_models.c.name.label("base"), base_models.c.fingerprint)
+            select(
+                adapters.c.name,
+                adapters.c.task_type,
+                base_models.c.name.label("base"),
+                base_models.c.fingerprint,
+            )
             .join(base_models, base_models.c.id == adapters.c.base_model_id)
             .where(adapters.c.name == new.name)
         ).one_or_none()
     if row is not None:
-        _check_line(row.name, (row.base, row.fingerprint), row.task_type, (new.base.name, new.base.fingerprint), new.task_type)
+        _check_line(
+            row.name,
+            (row.base, row.fingerprint),
+            row.task_type,
+            (new.base.name, new.base.fingerprint),
+            new.task_type,
+        )
 
 
 def check_fits(table: Table, values: Mapping[str, object], what: str) -> None:
@@ -88,16 +103,24 @@ def check_fits(table: Table, values: Mapping[str, object], what: str) -> None:
 
 def _add_version(connection: Connection, new: NewVersion) -> tuple[int, bool]:
     base = _base_row(connection, new.base)
-    adapter = connection.execute(select(adapters).where(adapters.c.name == new.name).with_for_update()).first()
+    adapter = connection.execute(
+        select(adapters).where(adapters.c.name == new.name).with_for_update()
+    ).first()
     if adapter is None:
         # a concurrent creator makes this raise IntegrityError: retry, then lock its row
         connection.execute(
-            insert(adapters).values(name=new.name, base_model_id=base.id, task_type=new.task_type, latest_version=0)
+            insert(adapters).values(
+                name=new.name, base_model_id=base.id, task_type=new.task_type, latest_version=0
+            )
         )
-        adapter = connection.execute(select(adapters).where(adapters.c.name == new.name).with_for_update()).one()
+        adapter = connection.execute(
+            select(adapters).where(adapters.c.name == new.name).with_for_update()
+        ).one()
     check_compatible(connection, adapter, base, new.task_type)
     duplicate = connection.scalar(
-        select(versions.c.version).where(versions.c.adapter_id == adapter.id, versions.c.sha256 == new.folder.sha256)
+        select(versions.c.version).where(
+            versions.c.adapter_id == adapter.id, versions.c.sha256 == new.folder.sha256
+        )
     )
     if duplicate is not None:
         return duplicate, False
@@ -121,7 +144,9 @@ def _add_version(connection: Connection, new: NewVersion) -> tuple[int, bool]:
     version_id = inserted.inserted_primary_key[0]
     for table, pairs in ((metrics, new.metrics), (tags, new.tags)):
         if pairs:
-            connection.execute(insert(table), [{"version_id": version_id, "key": k, "value": v} for k, v in pairs.items()])
+            connection.execute(
+                insert(table), [{"version_id": version_id, "key": k, "value": v} for k, v in pairs.items()]
+            )
     return number, True
 
 
@@ -136,14 +161,24 @@ def _base_row(connection: Connection, spec: BaseSpec) -> Row:
 
 def check_compatible(connection: Connection, adapter: Row, base: Row, task_type: str | None) -> None:
     """A line of versions keeps one base model and one task type."""
-    registered = connection.execute(select(base_models).where(base_models.c.id == adapter.base_model_id)).one()
+    registered = connection.execute(
+        select(base_models).where(base_models.c.id == adapter.base_model_id)
+    ).one()
     _check_line(
-        adapter.name, (registered.name, registered.fingerprint), adapter.task_type, (base.name, base.fingerprint), task_type
+        adapter.name,
+        (registered.name, registered.fingerprint),
+        adapter.task_type,
+        (base.name, base.fingerprint),
+        task_type,
     )
 
 
 def _check_line(
-    name: str, registered: tuple[str, str], registered_task: str | None, base: tuple[str, str], task_type: str | None
+    name: str,
+    registered: tuple[str, str],
+    registered_task: str | None,
+    base: tuple[str, str],
+    task_type: str | None,
 ) -> None:
     """The one rule, for the early read-only check and the last one in the write transaction."""
     if registered != base:
@@ -152,7 +187,9 @@ def _check_line(
             f"not {base[0]} ({base[1][:12]}); register it under another name"
         )
     if task_type is not None and registered_task is not None and task_type != registered_task:
-        raise InvalidConfig(f"adapter {name} is for task {registered_task}, not {task_type}; register it under another name")
+        raise InvalidConfig(
+            f"adapter {name} is for task {registered_task}, not {task_type}; register it under another name"
+        )
 
 
 def record_mlflow_version(database: Database, name: str, version: int, mlflow_version: int) -> None:

@@ -28,7 +28,9 @@ from adapterlab.registry.loading import load, pull
 from adapterlab.registry.records import AdapterVersion
 
 MODEL_CARD_NAME = "README.md"
-MERGEABLE_PEFT_TYPES = (PeftType.LORA.value,)  # prompt methods add virtual tokens at run time: nothing to fold in
+MERGEABLE_PEFT_TYPES = (
+    PeftType.LORA.value,
+)  # prompt methods add virtual tokens at run time: nothing to fold in
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,13 @@ def check_destination(destination: Path) -> None:
 
 def publish(staging: Path, destination: Path) -> None:
     try:
-        staging.rename(destination)  # POSIX: replaces the empty folder check_destination allowed, refuses a filled one
+        staging.rename(
+            destination
+        )  # POSIX: replaces the empty folder check_destination allowed, refuses a filled one
     except OSError as exc:  # a concurrent export or pull got there first
-        raise AdapterExists(f"{destination} was filled by someone else during the export; pass a new folder to --to") from exc
+        raise AdapterExists(
+            f"{destination} was filled by someone else during the export; pass a new folder to --to"
+        ) from exc
 
 
 def write_merged_model(version: AdapterVersion, folder: Path) -> None:

@@ -21,8 +21,14 @@ from adapterlab.registry.records import AdapterVersion
 CLASSIFICATION = (TaskType.SEQ_CLS.value,)
 GENERATION = tuple(task_type.value for task_type, task in TASKS.items() if task.generative)
 # a folder holds a tokenizer when it has one of these (fast, WordPiece, BPE, SentencePiece)
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
-                   "sentencepiece.bpe.model")  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,23 @@ from pathlib import Path
 from adapterlab.errors import CheckpointError, InvalidConfig
 
 ADAPTER_FILES = (
-    "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "README.md", "labels.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model", "chat_template.jinja",
-)  # fmt: skip
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "README.md",
+    "labels.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+)
 _LISTED = 10  # names shown in the "left out" line before "and N more"
 
 
@@ -55,7 +68,9 @@ def select_adapter_files(folder: Path, include: Iterable[str] = ()) -> Selection
             left_out.append(relative)
     unmatched = [pattern for pattern in patterns if pattern not in matched]
     if unmatched:
-        raise InvalidConfig(f"--include {unmatched[0]!r} matches no file in {folder}; check the pattern (relative to the folder)")
+        raise InvalidConfig(
+            f"--include {unmatched[0]!r} matches no file in {folder}; check the pattern (relative to the folder)"
+        )
     allowed = _link_boundary(folder)
     for relative in chosen:
         _check_link(folder, relative, allowed)
@@ -64,7 +79,9 @@ def select_adapter_files(folder: Path, include: Iterable[str] = ()) -> Selection
 
 def _pattern(text: str) -> str:
     if not isinstance(text, str) or not text.strip() or text.startswith("/") or ".." in Path(text).parts:
-        raise InvalidConfig(f"--include {text!r} must be a glob relative to the adapter folder, e.g. 'extra/*.json'")
+        raise InvalidConfig(
+            f"--include {text!r} must be a glob relative to the adapter folder, e.g. 'extra/*.json'"
+        )
     return text.strip().removeprefix("./")
 
 
@@ -98,7 +115,9 @@ def _check_link(folder: Path, relative: str, allowed: Path) -> None:
             "Copy the file into the folder if it belongs to the adapter"
         )
     if not real.is_file():
-        raise CheckpointError(f"{path} is not a regular file (a broken link, a folder or a device); remove it")
+        raise CheckpointError(
+            f"{path} is not a regular file (a broken link, a folder or a device); remove it"
+        )
 
 
 def _summary(names: list[str]) -> tuple[str, ...]:

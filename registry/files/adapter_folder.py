@@ -73,10 +73,16 @@ def read_adapter_folder(path: Path | str, include: Iterable[str] = ()) -> Adapte
 def read_adapter_config(folder: Path) -> dict[str, Any]:
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
-        raise InvalidConfig(f"{folder} has no {CONFIG_NAME}; is it an adapter folder saved with save_pretrained()?")
+        raise InvalidConfig(
+            f"{folder} has no {CONFIG_NAME}; is it an adapter folder saved with save_pretrained()?"
+        )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
+    except (
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        RecursionError,
+    ) as exc:  # RecursionError: nested too deeply
         raise InvalidConfig(f"{config_path} is not valid JSON ({exc}); fix or re-save the adapter") from exc
     if not isinstance(config, dict):
         raise InvalidConfig(f"{config_path} must hold a JSON object")
@@ -107,7 +113,9 @@ def folder_files(folder: Path) -> tuple[ArtifactFile, ...]:
     files = []
     for file in sorted(folder.rglob("*")):
         relative = file.relative_to(folder)
-        if not file.is_file() or any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+        if not file.is_file() or any(
+            part.startswith(".") or part == "__pycache__" for part in relative.parts
+        ):
             continue
         files.append(_described(folder, relative.as_posix()))
     return tuple(files)

@@ -31,7 +31,9 @@ _LORA_KEY = re.compile(rf"(?P<module>.+)\.(?P<part>{_LORA_PARTS}|{LORA_MAGNITUDE
 TASK_HEADS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.head_modules))
 
 
-def check_tensor_layout(peft_type: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]], folder: Path) -> None:
+def check_tensor_layout(
+    peft_type: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]], folder: Path
+) -> None:
     saved = _saved_modules(config)
     if peft_type == PeftType.LORA:
         _check_lora(config, shapes, saved, folder)
@@ -52,10 +54,14 @@ def _is_saved_module(key: str, saved: tuple[str, ...]) -> bool:
 
 
 def _mismatch(folder: Path, detail: str) -> CheckpointError:
-    return CheckpointError(f"weights in {folder} do not match adapter_config.json: {detail}; re-save the adapter")
+    return CheckpointError(
+        f"weights in {folder} do not match adapter_config.json: {detail}; re-save the adapter"
+    )
 
 
-def _check_lora(config: dict[str, Any], shapes: dict[str, tuple[int, ...]], saved: tuple[str, ...], folder: Path) -> None:
+def _check_lora(
+    config: dict[str, Any], shapes: dict[str, tuple[int, ...]], saved: tuple[str, ...], folder: Path
+) -> None:
     rank = config.get("r")
     if not isinstance(rank, int) or rank < 1:
         raise InvalidConfig(f"adapter_config.json: LoRA rank r must be a positive integer, got {rank!r}")
@@ -67,7 +73,9 @@ def _check_lora(config: dict[str, Any], shapes: dict[str, tuple[int, ...]], save
         elif not (_is_saved_module(key, saved) or _is_lora_bias(key, config)):
             raise _mismatch(folder, f"unexpected tensor {key!r}")
     if not pairs:
-        raise _mismatch(folder, "no LoRA tensors (expected keys like base_model.model.<module>.lora_A.weight)")
+        raise _mismatch(
+            folder, "no LoRA tensors (expected keys like base_model.model.<module>.lora_A.weight)"
+        )
     for module, parts in sorted(pairs.items()):
         _check_lora_module(module, parts, config, rank, folder)
 
@@ -76,7 +84,9 @@ def _is_lora_bias(key: str, config: dict[str, Any]) -> bool:
     return config.get("bias", "none") != "none" and key.startswith(PREFIX) and key.endswith(".bias")
 
 
-def _check_lora_module(module: str, parts: dict[str, tuple[int, ...]], config: dict[str, Any], rank: int, folder: Path) -> None:
+def _check_lora_module(
+    module: str, parts: dict[str, tuple[int, ...]], config: dict[str, Any], rank: int, folder: Path
+) -> None:
     if not _targeted(module, config.get("target_modules")):
         raise _mismatch(folder, f"module {module!r} is not in target_modules")
     for a_name, b_name in ((LORA_A, LORA_B), (LORA_EMBEDDING_A, LORA_EMBEDDING_B)):
@@ -85,7 +95,10 @@ def _check_lora_module(module: str, parts: dict[str, tuple[int, ...]], config: d
         if a_name in parts:
             a_shape, b_shape = parts[a_name], parts[b_name]
             if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
-                raise _mismatch(folder, f"module {module!r}: {a_name} {list(a_shape)} and {b_name} {list(b_shape)} disagree")
+                raise _mismatch(
+                    folder,
+                    f"module {module!r}: {a_name} {list(a_shape)} and {b_name} {list(b_shape)} disagree",
+                )
             if not config.get("rank_pattern") and a_shape[0] != rank:
                 raise _mismatch(folder, f"module {module!r} has rank {a_shape[0]}, the config says r={rank}")
     if not any(name in parts for name in (LORA_A, LORA_EMBEDDING_A)):
@@ -99,14 +112,24 @@ def _targeted(module: str, targets: Any) -> bool:
         try:
             return re.fullmatch(targets, module) is not None
         except (re.error, RecursionError, OverflowError) as exc:
-            raise InvalidConfig(f"adapter_config.json: target_modules {targets!r} is not a valid regex ({exc}); "
-                                "fix the pattern or give a list of module names") from exc
+            raise InvalidConfig(
+                f"adapter_config.json: target_modules {targets!r} is not a valid regex ({exc}); "
+                "fix the pattern or give a list of module names"
+            ) from exc
     if isinstance(targets, list):
         return any(module == name or module.endswith(f".{name}") for name in targets)
-    raise InvalidConfig(f"adapter_config.json: target_modules must be a list or a regex string, got {targets!r}")
+    raise InvalidConfig(
+        f"adapter_config.json: target_modules must be a list or a regex string, got {targets!r}"
+    )
 
 
-def _check_prompt(peft_type: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]], saved: tuple[str, ...], folder: Path) -> None:
+def _check_prompt(
+    peft_type: str,
+    config: dict[str, Any],
+    shapes: dict[str, tuple[int, ...]],
+    saved: tuple[str, ...],
+    folder: Path,
+) -> None:
     if PROMPT_EMBEDDINGS not in shapes:
         raise _mismatch(folder, f"no {PROMPT_EMBEDDINGS!r} tensor")
     for key in shapes:
@@ -114,7 +137,10 @@ def _check_prompt(peft_type: str, config: dict[str, Any], shapes: dict[str, tupl
             raise _mismatch(folder, f"unexpected tensor {key!r}")
     expected = _prompt_shape(peft_type, config)
     if expected is not None and shapes[PROMPT_EMBEDDINGS] != expected:
-        raise _mismatch(folder, f"{PROMPT_EMBEDDINGS} is {list(shapes[PROMPT_EMBEDDINGS])}, the config implies {list(expected)}")
+        raise _mismatch(
+            folder,
+            f"{PROMPT_EMBEDDINGS} is {list(shapes[PROMPT_EMBEDDINGS])}, the config implies {list(expected)}",
+        )
 
 
 def _prompt_shape(peft_type: str, config: dict[str, Any]) -> tuple[int, int] | None:

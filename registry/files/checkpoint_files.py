@@ -18,11 +18,22 @@ from adapterlab.errors import CheckpointError, summarize
 
 # bytes per element of each safetensors dtype
 DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 _MAX_HEADER = 100 * 1024 * 1024  # the format's own limit; a larger length means a corrupt file
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
@@ -55,11 +66,17 @@ def read_safetensors_header(path: Path) -> tuple[list[TensorEntry], dict[str, st
                 raise CheckpointError(f"{path} is not a safetensors file (too short); re-save the weights")
             (header_length,) = struct.unpack("<Q", prefix)
             if header_length > min(_MAX_HEADER, size - 8):
-                raise CheckpointError(f"{path} is corrupt (header length {header_length}); re-save the weights")
+                raise CheckpointError(
+                    f"{path} is corrupt (header length {header_length}); re-save the weights"
+                )
             header = json.loads(handle.read(header_length))
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
+    except (
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        RecursionError,
+    ) as exc:  # RecursionError: nested too deeply
         raise CheckpointError(f"{path} is corrupt (unreadable header); re-save the weights") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is corrupt (header is not a table); re-save the weights")
@@ -78,8 +95,12 @@ def _header_entry(path: Path, name: str, info: object, data_start: int, file_siz
         if begin < 0 or length != math.prod(shape) * DTYPE_SIZES[dtype] or data_start + end > file_size:
             raise ValueError
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} is corrupt (tensor {name!r} is truncated or malformed); re-save the weights") from exc
-    return TensorEntry(name=name, dtype=dtype, shape=shape, length=length, path=path, offset=data_start + begin)
+        raise CheckpointError(
+            f"{path} is corrupt (tensor {name!r} is truncated or malformed); re-save the weights"
+        ) from exc
+    return TensorEntry(
+        name=name, dtype=dtype, shape=shape, length=length, path=path, offset=data_start + begin
+    )
 
 
 def checkpoint_tensors(location: Path) -> list[TensorEntry]:
@@ -94,7 +115,9 @@ def checkpoint_tensors(location: Path) -> list[TensorEntry]:
             entries.extend(read_bin_tensors(file))
     names = [entry.name for entry in entries]
     if len(set(names)) != len(names):
-        raise CheckpointError(f"{location} stores some tensors twice (overlapping shards); re-save the weights")
+        raise CheckpointError(
+            f"{location} stores some tensors twice (overlapping shards); re-save the weights"
+        )
     return sorted(entries, key=lambda entry: entry.name)
 
 
@@ -112,7 +135,9 @@ def weight_files(location: Path) -> list[Path]:
         found = sorted(location.glob(pattern))
         if found:
             return found
-    raise CheckpointError(f"no weights in {location}: expected model.safetensors, a shard index or pytorch_model.bin")
+    raise CheckpointError(
+        f"no weights in {location}: expected model.safetensors, a shard index or pytorch_model.bin"
+    )
 
 
 def _shards(index: Path) -> list[Path]:
@@ -134,7 +159,9 @@ def read_bin_tensors(path: Path) -> list[TensorEntry]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        raise CheckpointError(f"cannot read {path} safely: {summarize(exc, first_line=True, limit=None)}") from exc
+        raise CheckpointError(
+            f"cannot read {path} safely: {summarize(exc, first_line=True, limit=None)}"
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f"{path} is not a state dict of tensors")
     return [_tensor_entry(name, tensor) for name, tensor in state.items()]
@@ -164,8 +191,19 @@ def _tensor_entry(name: str, tensor) -> TensorEntry:
 
 
 TORCH_DTYPES = {
-    "bool": "BOOL", "uint8": "U8", "int8": "I8", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-    "int16": "I16", "uint16": "U16", "float16": "F16", "bfloat16": "BF16",
-    "int32": "I32", "uint32": "U32", "float32": "F32",
-    "int64": "I64", "uint64": "U64", "float64": "F64",
-}  # fmt: skip
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "int16": "I16",
+    "uint16": "U16",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int32": "I32",
+    "uint32": "U32",
+    "float32": "F32",
+    "int64": "I64",
+    "uint64": "U64",
+    "float64": "F64",
+}

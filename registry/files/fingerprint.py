@@ -51,7 +51,9 @@ class Fingerprint:
         return dict(self.__dict__)
 
 
-def fingerprint_checkpoint(location: Path | str, *, progress: bool | None = None, use_cache: bool = True) -> Fingerprint:
+def fingerprint_checkpoint(
+    location: Path | str, *, progress: bool | None = None, use_cache: bool = True
+) -> Fingerprint:
     """Fingerprint a model folder or weights file; ``progress`` None means "on a terminal".
 
     Files unchanged since they were last hashed are not read again; ``use_cache=False`` (or
@@ -120,7 +122,9 @@ def _digest_entries(entries: list[TensorEntry], progress: bool | None) -> list[T
 def _combine(tensors: list[TensorDigest], location: Path | str) -> Fingerprint:
     tensors = sorted(tensors, key=lambda tensor: tensor.name)
     if len({tensor.name for tensor in tensors}) != len(tensors):
-        raise CheckpointError(f"{location} stores some tensors twice (overlapping shards); re-save the weights")
+        raise CheckpointError(
+            f"{location} stores some tensors twice (overlapping shards); re-save the weights"
+        )
     combined = hashlib.sha256(FINGERPRINT_VERSION)
     for tensor in tensors:  # sorted by name
         combined.update(tensor.digest)
@@ -172,7 +176,9 @@ def _chunk_digest(entry: TensorEntry, start: int, descriptors: dict[Path, int]) 
         return hashlib.sha256(b"").digest(), 0
     position = entry.offset + start
     aligned = position - position % mmap.ALLOCATIONGRANULARITY
-    window = mmap.mmap(descriptors[entry.path], position - aligned + size, offset=aligned, access=mmap.ACCESS_READ)
+    window = mmap.mmap(
+        descriptors[entry.path], position - aligned + size, offset=aligned, access=mmap.ACCESS_READ
+    )
     try:
         with memoryview(window) as view:
             return hashlib.sha256(view[position - aligned :]).digest(), size
@@ -188,4 +194,6 @@ def _tensor_digest(entry: TensorEntry, chunk_digests: list[bytes]) -> bytes:
 def _progress_bar(total: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="fingerprint", file=sys.stderr)
+    return tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="fingerprint", file=sys.stderr
+    )

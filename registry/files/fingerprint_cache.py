@@ -93,7 +93,9 @@ def cache_folder() -> Path | None:
     if configured:
         return Path(configured).expanduser().absolute()
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    root = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")  # as the XDG spec says
+    root = (
+        xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    )  # as the XDG spec says
     if not os.path.isabs(root):
         return None  # no home folder (a bare container): no cache, rather than one in the working directory
     return Path(root) / "adapterlab" / f"fingerprints-v{CACHE_FORMAT}"
@@ -140,7 +142,10 @@ class FingerprintCache:
     def lookup_folder(self, files: list[FileIdentity]) -> dict[str, object] | None:
         """The fingerprint's fields (see ``Fingerprint``) stored for exactly these files, unchanged."""
         entry = self._used(self.entry_path("folder", *(file.path for file in files)), _valid_folder)
-        if entry is None or [_identity(dict(zip(_IDENTITY, file, strict=True))) for file in entry["files"]] != files:
+        if (
+            entry is None
+            or [_identity(dict(zip(_IDENTITY, file, strict=True))) for file in entry["files"]] != files
+        ):
             return None
         for file in files:  # their entries are in use too: forgotten with the folder's, not before
             with suppress(OSError):
@@ -148,11 +153,24 @@ class FingerprintCache:
         return {field: entry[field] for field in _RESULT}
 
     def store(self, results: Mapping[FileIdentity, list[TensorDigest]]) -> None:
-        self._store({self.entry_path(identity.path): _entry(identity, tensors) for identity, tensors in results.items()})
+        self._store(
+            {
+                self.entry_path(identity.path): _entry(identity, tensors)
+                for identity, tensors in results.items()
+            }
+        )
 
     def store_folder(self, files: list[FileIdentity], result: Mapping[str, object]) -> None:
-        entry = {"format": CACHE_FORMAT, "files": [[getattr(file, field) for field in _IDENTITY] for file in files]}
-        self._store({self.entry_path("folder", *(file.path for file in files)): entry | {f: result[f] for f in _RESULT}})
+        entry = {
+            "format": CACHE_FORMAT,
+            "files": [[getattr(file, field) for field in _IDENTITY] for file in files],
+        }
+        self._store(
+            {
+                self.entry_path("folder", *(file.path for file in files)): entry
+                | {f: result[f] for f in _RESULT}
+            }
+        )
 
     def _used(self, path: Path, valid: Callable[[object], bool]) -> dict | None:
         entry = _read(path, valid)
@@ -233,8 +251,10 @@ def _valid_folder(entry: object) -> bool:
         return False
     digest = entry.get("fingerprint")
     # as for a file's tensors: the files cannot hold more tensor bytes than their sizes
-    return isinstance(digest, str) and _DIGEST.fullmatch(digest) is not None and entry["size_bytes"] <= sum(
-        file[1] for file in files
+    return (
+        isinstance(digest, str)
+        and _DIGEST.fullmatch(digest) is not None
+        and entry["size_bytes"] <= sum(file[1] for file in files)
     )
 
 

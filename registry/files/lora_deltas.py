@@ -61,8 +61,10 @@ def lora_deltas(config: dict[str, Any], tensors: list[TensorEntry]) -> dict[str,
         if not match:
             continue
         a_key = name
-        b_key = name.replace("lora_A.weight", "lora_B.weight") if name.endswith("lora_A.weight") else name.replace(
-            "lora_embedding_A", "lora_embedding_B"
+        b_key = (
+            name.replace("lora_A.weight", "lora_B.weight")
+            if name.endswith("lora_A.weight")
+            else name.replace("lora_embedding_A", "lora_embedding_B")
         )
         a, b = read_array(by_name[a_key]), read_array(by_name[b_key])
         module = match["module"].removeprefix(PREFIX)
@@ -110,7 +112,9 @@ def plot_comparison(rows: list[ModuleComparison], labels: tuple[str, str], path:
     norms.bar([p + 0.2 for p in positions], [row.norm_b or 0 for row in rows], width=0.4, label=labels[1])
     norms.set_ylabel("||B A|| * scaling (Frobenius)")
     norms.legend()
-    cosines.plot(list(positions), [row.cosine if row.cosine is not None else float("nan") for row in rows], "o-")
+    cosines.plot(
+        list(positions), [row.cosine if row.cosine is not None else float("nan") for row in rows], "o-"
+    )
     cosines.set_ylabel("cosine similarity")
     cosines.set_ylim(-1.05, 1.05)
     cosines.set_xticks(list(positions), [row.module for row in rows], rotation=90, fontsize=7)

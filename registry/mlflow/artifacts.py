@@ -69,13 +69,17 @@ def upload_adapter(folder: AdapterFolder, name: str, run_id: str | None = None) 
     try:
         with mlflow_call_settings():
             if root.startswith("mlflow-artifacts:"):
-                require_server(settings.mlflow_tracking_uri())  # seconds, not MLflow's retries, when it is down
+                require_server(
+                    settings.mlflow_tracking_uri()
+                )  # seconds, not MLflow's retries, when it is down
                 return _upload_to_run(folder, name, run_id)
             uri = f"{root}/adapters/{artifact_key(name, folder.sha256)}"
             _log_files(_repository(uri), folder, None)
             return uri, run_id
     except Exception as exc:  # every artifact backend raises its own errors
-        raise RegistryUnavailable(f"cannot store the adapter files under {root}: {error_summary(exc)}") from exc
+        raise RegistryUnavailable(
+            f"cannot store the adapter files under {root}: {error_summary(exc)}"
+        ) from exc
 
 
 def _log_files(repository, folder: AdapterFolder, prefix: str | None) -> None:
@@ -90,8 +94,9 @@ def _upload_to_run(folder: AdapterFolder, name: str, run_id: str | None) -> tupl
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
     created = run_id is None
     if created:
-        run_id = client.create_run(_registration_experiment(client), run_name=f"register {name}",
-                                   tags={"adapterlab.adapter": name}).info.run_id  # fmt: skip
+        run_id = client.create_run(
+            _registration_experiment(client), run_name=f"register {name}", tags={"adapterlab.adapter": name}
+        ).info.run_id
     run_uri = client.get_run(run_id).info.artifact_uri
     path = f"adapterlab/{artifact_key(name, folder.sha256)}"
     _log_files(_repository(run_uri), folder, path)
@@ -125,7 +130,10 @@ def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=to_dir.parent))
     try:
         try:
-            with _quiet("mlflow.store.artifact.artifact_repo"), mlflow_call_settings():  # it logs "no artifacts found" to stderr
+            with (
+                _quiet("mlflow.store.artifact.artifact_repo"),
+                mlflow_call_settings(),
+            ):  # it logs "no artifacts found" to stderr
                 _repository(uri).download_artifacts("", dst_path=str(staging))
         except Exception as exc:
             raise RegistryUnavailable(f"cannot download {redact(uri)}: {error_summary(exc)}") from exc
@@ -134,7 +142,9 @@ def download_adapter(uri: str, sha256: str, to_dir: Path) -> Path:
             staging.rename(to_dir)  # POSIX: replaces an empty folder, refuses a filled one
         except OSError as exc:
             if not (to_dir.is_dir() and manifest_digest(folder_files(to_dir)) == sha256):
-                raise AdapterExists(f"{to_dir} was filled by someone else during the pull; pull into a new folder") from exc
+                raise AdapterExists(
+                    f"{to_dir} was filled by someone else during the pull; pull into a new folder"
+                ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return to_dir
@@ -154,12 +164,13 @@ def _quiet(logger_name: str) -> Iterator[None]:
 def verify_folder(folder: Path, sha256: str, source: str) -> None:
     files = folder_files(folder)
     if not files:
-        raise ChecksumMismatch(f"the files at {redact(source)} are missing (nothing there to download); "
-                               "restore them from a backup or re-register the adapter")
+        raise ChecksumMismatch(
+            f"the files at {redact(source)} are missing (nothing there to download); "
+            "restore them from a backup or re-register the adapter"
+        )
     actual = manifest_digest(files)
     if actual != sha256:
         raise ChecksumMismatch(
             f"the files at {redact(source)} do not match their recorded sha256 ({actual[:12]}... != {sha256[:12]}...); "
             "the artifact was altered, corrupted or is missing files: re-register the adapter"
         )
-

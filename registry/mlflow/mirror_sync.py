@@ -57,7 +57,9 @@ def sync_mirror(database: Database) -> SyncReport:
     try:
         reachable_tracking_uri()
     except TrackingServerDown as exc:
-        raise RegistryUnavailable(f"{exc}; nothing was changed: start it or check MLFLOW_TRACKING_URI") from exc
+        raise RegistryUnavailable(
+            f"{exc}; nothing was changed: start it or check MLFLOW_TRACKING_URI"
+        ) from exc
     report = SyncReport()
     with mlflow_call_settings():
         _sync_versions(database, report)
@@ -115,7 +117,9 @@ def _sync_aliases(database: Database, report: SyncReport) -> None:
             .join(versions, versions.c.id == aliases.c.version_id)
         ).all()
         ours = connection.execute(
-            select(adapters.c.name, promotions.c.alias).join(promotions, promotions.c.adapter_id == adapters.c.id).distinct()
+            select(adapters.c.name, promotions.c.alias)
+            .join(promotions, promotions.c.adapter_id == adapters.c.id)
+            .distinct()
         ).all()
     targets: dict[str, dict[str, tuple[int, int | None]]] = {}
     for name, alias, number, mlflow_version in wanted:
@@ -134,8 +138,13 @@ def _sync_aliases(database: Database, report: SyncReport) -> None:
         _sync_model_aliases(name, targets.get(name, {}), managed.get(name, set()), current, report)
 
 
-def _sync_model_aliases(name: str, targets: dict[str, tuple[int, int | None]], managed: set[str],
-                        current: dict[str, Any], report: SyncReport) -> None:  # fmt: skip
+def _sync_model_aliases(
+    name: str,
+    targets: dict[str, tuple[int, int | None]],
+    managed: set[str],
+    current: dict[str, Any],
+    report: SyncReport,
+) -> None:
     for alias, (number, mlflow_version) in sorted(targets.items()):
         if mlflow_version is None:
             report.failed.append(f"{name}@{alias}: {name}:{number} is not mirrored")

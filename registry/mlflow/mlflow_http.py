@@ -54,7 +54,9 @@ def mlflow_call_settings() -> Iterator[None]:
             os.environ.pop(key, None)
 
 
-def rest_call(uri: str, method: str, endpoint: str, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S) -> dict:
+def rest_call(
+    uri: str, method: str, endpoint: str, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S
+) -> dict:
     """``method`` on ``<server>/api/2.0/mlflow/<endpoint>``; GET and DELETE send ``payload`` as the query."""
     bare, user, password = split_user_info(uri)
     url = f"{bare.rstrip('/')}/api/2.0/mlflow/{endpoint}"
@@ -97,7 +99,11 @@ def server_answers(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
 def authorization(url_user: str | None, url_password: str | None) -> dict[str, str]:
     """The Authorization header MLflow's client would send (environment first, then the URL)."""
     user = os.environ.get("MLFLOW_TRACKING_USERNAME") or url_user
-    password = os.environ.get("MLFLOW_TRACKING_PASSWORD") if os.environ.get("MLFLOW_TRACKING_USERNAME") else url_password
+    password = (
+        os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        if os.environ.get("MLFLOW_TRACKING_USERNAME")
+        else url_password
+    )
     if user and password is not None:
         pair = base64.b64encode(f"{user}:{password}".encode()).decode()
         return {"Authorization": f"Basic {pair}"}
@@ -114,8 +120,12 @@ def tls_context(url: str) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     else:
-        context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+        context = ssl.create_default_context(
+            cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+        )
     client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
     if client_cert:
-        context.load_cert_chain(client_cert)  # one PEM file with the certificate and its key, as MLflow takes it
+        context.load_cert_chain(
+            client_cert
+        )  # one PEM file with the certificate and its key, as MLflow takes it
     return context

@@ -87,8 +87,12 @@ def mirror_version(version: AdapterVersion) -> int | None:
     try:
         return create_mirrored_version(version)
     except Exception as exc:  # MLflow raises many types; the registry's version already exists
-        log.warning("Warning: the MLflow mirror is behind: %s was not mirrored (%s); %s",
-                    version.ref, error_summary(exc), SYNC_HINT)  # fmt: skip
+        log.warning(
+            "Warning: the MLflow mirror is behind: %s was not mirrored (%s); %s",
+            version.ref,
+            error_summary(exc),
+            SYNC_HINT,
+        )
         return None
 
 
@@ -134,15 +138,25 @@ def mirror_alias(name: str, alias: str, mlflow_version: int | None) -> None:
     try:
         set_mirrored_alias(name, alias, mlflow_version)
     except Exception as exc:
-        log.warning("Warning: the MLflow mirror is behind: alias @%s of %s was not updated (%s); %s",
-                    alias, name, error_summary(exc), SYNC_HINT)  # fmt: skip
+        log.warning(
+            "Warning: the MLflow mirror is behind: alias @%s of %s was not updated (%s); %s",
+            alias,
+            name,
+            error_summary(exc),
+            SYNC_HINT,
+        )
 
 
 def alias_left_behind(name: str, alias: str, version: int) -> None:
     """Say that MLflow's ``alias`` could not follow: its target version is not mirrored yet."""
     if settings.mlflow_mirror_enabled():
-        log.warning("Warning: the MLflow mirror is behind: %s:%s is not mirrored, so MLflow's alias @%s was not moved; %s",
-                    name, version, alias, SYNC_HINT)  # fmt: skip
+        log.warning(
+            "Warning: the MLflow mirror is behind: %s:%s is not mirrored, so MLflow's alias @%s was not moved; %s",
+            name,
+            version,
+            alias,
+            SYNC_HINT,
+        )
 
 
 def set_mirrored_alias(name: str, alias: str, mlflow_version: int | None) -> None:
@@ -162,7 +176,9 @@ def _rest_alias(uri: str, name: str, alias: str, version: int | None) -> None:
     if version is None:
         rest_call(uri, "DELETE", "registered-models/alias", {"name": name, "alias": alias})
     else:
-        rest_call(uri, "POST", "registered-models/alias", {"name": name, "alias": alias, "version": str(version)})
+        rest_call(
+            uri, "POST", "registered-models/alias", {"name": name, "alias": alias, "version": str(version)}
+        )
 
 
 def _sqlite_alias(uri: str, name: str, alias: str, version: int | None) -> None:
@@ -179,12 +195,19 @@ def _sqlite_alias(uri: str, name: str, alias: str, version: int | None) -> None:
         if model is None:
             raise LookupError(f"MLflow has no registered model {name!r}")
         scope, values = ("name = ? AND workspace = ?", (name, model[0])) if scoped else ("name = ?", (name,))
-        database.execute(f"DELETE FROM registered_model_aliases WHERE {scope} AND alias = ?", (*values, alias))
+        database.execute(
+            f"DELETE FROM registered_model_aliases WHERE {scope} AND alias = ?", (*values, alias)
+        )
         if version is not None:
             names = "name, alias, version" + (", workspace" if scoped else "")
             row = (name, alias, version, *values[1:])
-            database.execute(f"INSERT INTO registered_model_aliases ({names}) VALUES ({', '.join('?' * len(row))})", row)
-        database.execute(f"UPDATE registered_models SET last_updated_time = ? WHERE {scope}", (int(time.time() * 1000), *values))
+            database.execute(
+                f"INSERT INTO registered_model_aliases ({names}) VALUES ({', '.join('?' * len(row))})", row
+            )
+        database.execute(
+            f"UPDATE registered_models SET last_updated_time = ? WHERE {scope}",
+            (int(time.time() * 1000), *values),
+        )
 
 
 def _client_alias(name: str, alias: str, version: int | None) -> None:
@@ -204,4 +227,3 @@ def _retry(action):
             if attempt == _ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * 2**attempt)
-

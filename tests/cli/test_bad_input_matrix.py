@@ -66,7 +66,9 @@ def nested_adapter_config(world: World) -> None:
 
 def nested_safetensors_header(world: World) -> None:
     header = ("[" * 100_000 + "]" * 100_000).encode()
-    (adapter_copy(world, "nested-header") / "adapter_model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    (adapter_copy(world, "nested-header") / "adapter_model.safetensors").write_bytes(
+        struct.pack("<Q", len(header)) + header
+    )
 
 
 def invalid_regex_targets(world: World) -> None:
@@ -97,73 +99,207 @@ def future_schema(world: World) -> Callable[[], None]:
 
 
 REGISTRY_CASES = [
-    Case("version beyond any integer", ("show", "x:99999999999999999999"), 1, "use a whole number from 1 to 2147483647"),
+    Case(
+        "version beyond any integer",
+        ("show", "x:99999999999999999999"),
+        1,
+        "use a whole number from 1 to 2147483647",
+    ),
     Case("version in unicode digits", ("show", "x:²"), 1, "invalid version '²'"),
     Case("version zero", ("show", "x:0"), 1, "invalid version '0'"),
-    Case("promote a huge version", ("promote", "x:99999999999999999999", "--alias", "production"), 1,
-         "use a whole number from 1 to"),
+    Case(
+        "promote a huge version",
+        ("promote", "x:99999999999999999999", "--alias", "production"),
+        1,
+        "use a whole number from 1 to",
+    ),
     Case("diff a huge version", ("diff", "x:1", "x:9223372036854775808"), 1, "use a whole number from 1 to"),
-    Case("list --limit huge", ("list", "--limit", "99999999999999999999"), 2, "is not in the range 1<=x<=2147483647"),
+    Case(
+        "list --limit huge",
+        ("list", "--limit", "99999999999999999999"),
+        2,
+        "is not in the range 1<=x<=2147483647",
+    ),
     Case("list --limit zero", ("list", "--limit", "0"), 2, "is not in the range"),
     Case("pull --to under a file", ("pull", "x:1", "--to", "{file}/out"), 1, "lies under the file"),
     Case("export --to under a file", ("export", "x:1", "--to", "{file}/out"), 1, "lies under the file"),
     Case("pull --to a file", ("pull", "x:1", "--to", "{file}"), 1, "is a file; choose a folder path"),
-    Case("diff --plot into a missing folder", ("diff", "x:1", "x:2", "--plot", "{tmp}/missing/deltas.png"), 1,
-         "does not exist; create it first"),
+    Case(
+        "diff --plot into a missing folder",
+        ("diff", "x:1", "x:2", "--plot", "{tmp}/missing/deltas.png"),
+        1,
+        "does not exist; create it first",
+    ),
     Case("diff --plot under a file", ("diff", "x:1", "x:2", "--plot", "{file}/deltas.png"), 1, "is a file"),
-    Case("diff --plot in no image format", ("diff", "x:1", "x:2", "--plot", "{tmp}/deltas.txt"), 1,
-         "must end in .png, .svg, .pdf"),
+    Case(
+        "diff --plot in no image format",
+        ("diff", "x:1", "x:2", "--plot", "{tmp}/deltas.txt"),
+        1,
+        "must end in .png, .svg, .pdf",
+    ),
     Case("missing artifact", ("pull", "x:1", "--to", "{tmp}/out"), 1, "are missing", setup=remove_artifact),
-    Case("deeply nested adapter_config.json", ("register", "{tmp}/nested-config", "--name", "n", "--base", "{base}"),
-         1, "is not valid JSON", setup=nested_adapter_config),
-    Case("deeply nested safetensors header", ("register", "{tmp}/nested-header", "--name", "n", "--base", "{base}"),
-         1, "unreadable header", setup=nested_safetensors_header),
-    Case("invalid target_modules regex", ("register", "{tmp}/bad-regex", "--name", "n", "--base", "{base}"), 1,
-         "is not a valid regex", setup=invalid_regex_targets),
-    Case("db upgrade on an unknown revision", ("db", "upgrade"), 1,
-         "'0099_from_the_future', which this adapterlab does not know", setup=future_schema),
-    Case("any command on an unknown revision", ("list",), 1, "upgrade adapterlab (pip install -U adapterlab)",
-         setup=future_schema),
-    Case("db upgrade to an unknown revision", ("db", "upgrade", "--revision", "nonsense"), 1,
-         "cannot migrate to revision 'nonsense'"),
+    Case(
+        "deeply nested adapter_config.json",
+        ("register", "{tmp}/nested-config", "--name", "n", "--base", "{base}"),
+        1,
+        "is not valid JSON",
+        setup=nested_adapter_config,
+    ),
+    Case(
+        "deeply nested safetensors header",
+        ("register", "{tmp}/nested-header", "--name", "n", "--base", "{base}"),
+        1,
+        "unreadable header",
+        setup=nested_safetensors_header,
+    ),
+    Case(
+        "invalid target_modules regex",
+        ("register", "{tmp}/bad-regex", "--name", "n", "--base", "{base}"),
+        1,
+        "is not a valid regex",
+        setup=invalid_regex_targets,
+    ),
+    Case(
+        "db upgrade on an unknown revision",
+        ("db", "upgrade"),
+        1,
+        "'0099_from_the_future', which this adapterlab does not know",
+        setup=future_schema,
+    ),
+    Case(
+        "any command on an unknown revision",
+        ("list",),
+        1,
+        "upgrade adapterlab (pip install -U adapterlab)",
+        setup=future_schema,
+    ),
+    Case(
+        "db upgrade to an unknown revision",
+        ("db", "upgrade", "--revision", "nonsense"),
+        1,
+        "cannot migrate to revision 'nonsense'",
+    ),
 ]
 
 HOME_CASES = [
-    Case("mssql registry", ("list",), 1, "unsupported registry database 'mssql'",
-         env={"ADAPTERLAB_REGISTRY_URL": "mssql+pyodbc://user:secret@db/registry"}),
-    Case("unknown dialect", ("list",), 1, "unsupported registry database 'foo'", env={"ADAPTERLAB_REGISTRY_URL": "foo://"}),
-    Case("mysql registry", ("list",), 1, "unsupported registry database 'mysql'",
-         env={"ADAPTERLAB_REGISTRY_URL": "mysql://user@127.0.0.1:9/registry"}),
-    Case("driver not installed", ("list",), 1, "No module named 'asyncpg'",
-         env={"ADAPTERLAB_REGISTRY_URL": "postgresql+asyncpg://user@127.0.0.1:9/registry"}),
-    Case("home is a file", ("list",), 1, "is a file; choose a folder path", env={"ADAPTERLAB_HOME": "{file}"}),
+    Case(
+        "mssql registry",
+        ("list",),
+        1,
+        "unsupported registry database 'mssql'",
+        env={"ADAPTERLAB_REGISTRY_URL": "mssql+pyodbc://user:secret@db/registry"},
+    ),
+    Case(
+        "unknown dialect",
+        ("list",),
+        1,
+        "unsupported registry database 'foo'",
+        env={"ADAPTERLAB_REGISTRY_URL": "foo://"},
+    ),
+    Case(
+        "mysql registry",
+        ("list",),
+        1,
+        "unsupported registry database 'mysql'",
+        env={"ADAPTERLAB_REGISTRY_URL": "mysql://user@127.0.0.1:9/registry"},
+    ),
+    Case(
+        "driver not installed",
+        ("list",),
+        1,
+        "No module named 'asyncpg'",
+        env={"ADAPTERLAB_REGISTRY_URL": "postgresql+asyncpg://user@127.0.0.1:9/registry"},
+    ),
+    Case(
+        "home is a file", ("list",), 1, "is a file; choose a folder path", env={"ADAPTERLAB_HOME": "{file}"}
+    ),
     Case("home under a file", ("list",), 1, "lies under the file", env={"ADAPTERLAB_HOME": "{file}/home"}),
-    Case("sqlite registry under a file", ("list",), 1, "is a file; choose a folder path",
-         env={"ADAPTERLAB_REGISTRY_URL": "sqlite:///{file}/registry.db"}),
-    Case("train --output under a file", ("train", "--output", "{file}/run"), 1, "--output {tmp}/plain-file/run lies under"),
+    Case(
+        "sqlite registry under a file",
+        ("list",),
+        1,
+        "is a file; choose a folder path",
+        env={"ADAPTERLAB_REGISTRY_URL": "sqlite:///{file}/registry.db"},
+    ),
+    Case(
+        "train --output under a file",
+        ("train", "--output", "{file}/run"),
+        1,
+        "--output {tmp}/plain-file/run lies under",
+    ),
     Case("train --lr nan", ("train", "--lr", "nan"), 1, "lr must be a finite number"),
     Case("train --lr inf", ("train", "--lr", "inf"), 1, "lr must be a finite number"),
     Case("train --lr negative", ("train", "--lr=-0.1"), 1, "lr must be a finite number"),
     Case("train --epochs negative", ("train", "--epochs=-1"), 1, "epochs must be a finite number"),
     Case("train --epochs inf", ("train", "--epochs", "inf"), 1, "epochs must be a finite number"),
-    Case("train --batch-size 0", ("train", "--batch-size", "0"), 1, "batch_size must be a whole number from 1"),
-    Case("train --max-steps huge", ("train", "--max-steps", "99999999999999999999"), 1, "max_steps must be a whole number"),
+    Case(
+        "train --batch-size 0", ("train", "--batch-size", "0"), 1, "batch_size must be a whole number from 1"
+    ),
+    Case(
+        "train --max-steps huge",
+        ("train", "--max-steps", "99999999999999999999"),
+        1,
+        "max_steps must be a whole number",
+    ),
     Case("train --seed negative", ("train", "--seed=-1"), 1, "seed must be a whole number from 0"),
-    Case("train --warmup-ratio 1", ("train", "--warmup-ratio", "1"), 1, "warmup_ratio must be a finite number in [0, 1)"),
-    Case("train --eval-split 0", ("train", "--eval-split", "0"), 1, "eval_split must be a finite number in (0, 1)"),
-    Case("train --weight-decay negative", ("train", "--weight-decay=-1"), 1, "weight_decay must be a finite number"),
-    Case("train --max-grad-norm nan", ("train", "--max-grad-norm", "nan"), 1, "max_grad_norm must be a finite number"),
+    Case(
+        "train --warmup-ratio 1",
+        ("train", "--warmup-ratio", "1"),
+        1,
+        "warmup_ratio must be a finite number in [0, 1)",
+    ),
+    Case(
+        "train --eval-split 0",
+        ("train", "--eval-split", "0"),
+        1,
+        "eval_split must be a finite number in (0, 1)",
+    ),
+    Case(
+        "train --weight-decay negative",
+        ("train", "--weight-decay=-1"),
+        1,
+        "weight_decay must be a finite number",
+    ),
+    Case(
+        "train --max-grad-norm nan",
+        ("train", "--max-grad-norm", "nan"),
+        1,
+        "max_grad_norm must be a finite number",
+    ),
     Case("train --name with a space", ("train", "--name", "bad name"), 1, "invalid adapter name 'bad name'"),
-    Case("train --name with dot-dot", ("train", "--name", "../escape"), 1, "invalid adapter name '../escape'"),
+    Case(
+        "train --name with dot-dot", ("train", "--name", "../escape"), 1, "invalid adapter name '../escape'"
+    ),
     Case("train --batch-size text", ("train", "--batch-size", "x"), 2, "'x' is not a valid integer"),
-    Case("train --lora-dropout 1.5", ("train", "--peft.lora_dropout=1.5"), 1, "lora_dropout must be in [0, 1)"),
-    Case("train --lora-alpha nan", ("train", "--peft.lora_alpha=.nan"), 1, "lora_alpha must be a finite number"),
+    Case(
+        "train --lora-dropout 1.5", ("train", "--peft.lora_dropout=1.5"), 1, "lora_dropout must be in [0, 1)"
+    ),
+    Case(
+        "train --lora-alpha nan", ("train", "--peft.lora_alpha=.nan"), 1, "lora_alpha must be a finite number"
+    ),
     Case("train --peft.r huge", ("train", "--peft.r=80000000"), 1, "--peft.r=80000000 is larger than 65536"),
-    Case("train invalid target_modules regex", ("train", "--peft.target_modules=(unclosed"), 1, "is not a valid regex"),
-    Case("train config with a text lr", ("train", "{tmp}/text-lr.yaml"), 1, "lr must be a number, got 'fast'",
-         setup=lambda world: (world.tmp / "text-lr.yaml").write_text("lr: fast\n") and None),
-    Case("train deeply nested config", ("train", "{tmp}/deep.yaml"), 1, "is not valid YAML",
-         setup=lambda world: (world.tmp / "deep.yaml").write_text("peft: " + "[" * 50_000 + "]" * 50_000) and None),
+    Case(
+        "train invalid target_modules regex",
+        ("train", "--peft.target_modules=(unclosed"),
+        1,
+        "is not a valid regex",
+    ),
+    Case(
+        "train config with a text lr",
+        ("train", "{tmp}/text-lr.yaml"),
+        1,
+        "lr must be a number, got 'fast'",
+        setup=lambda world: (world.tmp / "text-lr.yaml").write_text("lr: fast\n") and None,
+    ),
+    Case(
+        "train deeply nested config",
+        ("train", "{tmp}/deep.yaml"),
+        1,
+        "is not valid YAML",
+        setup=lambda world: (
+            (world.tmp / "deep.yaml").write_text("peft: " + "[" * 50_000 + "]" * 50_000) and None
+        ),
+    ),
 ]
 
 
@@ -176,7 +312,9 @@ def snapshot(*folders: Path) -> set[str]:
     found = set()
     for folder in folders:
         if folder.exists():
-            found |= {str(path) for path in folder.rglob("*") if not path.name.endswith(("-wal", "-shm", ".lock"))}
+            found |= {
+                str(path) for path in folder.rglob("*") if not path.name.endswith(("-wal", "-shm", ".lock"))
+            }
     return found
 
 
@@ -210,8 +348,13 @@ def two_versions(registry_env: str, tiny_base: Path, make_lora, monkeypatch: pyt
     register_adapter(make_lora(seed=2), name="x", base=tiny_base)
     work = adapter.parent.parent / "case"
     work.mkdir()
-    return World(tmp=work, home=Path(os.environ["ADAPTERLAB_HOME"]), base=tiny_base, adapter=adapter,
-                 registry_url=registry_env)
+    return World(
+        tmp=work,
+        home=Path(os.environ["ADAPTERLAB_HOME"]),
+        base=tiny_base,
+        adapter=adapter,
+        registry_url=registry_env,
+    )
 
 
 @pytest.mark.parametrize("case", REGISTRY_CASES, ids=[case.id for case in REGISTRY_CASES])
@@ -245,5 +388,7 @@ def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_base: Path)
 
 
 @pytest.mark.parametrize("case", HOME_CASES, ids=[case.id for case in HOME_CASES])
-def test_bad_input_before_any_database(case: Case, empty_home: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_before_any_database(
+    case: Case, empty_home: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_case(case, empty_home, monkeypatch)

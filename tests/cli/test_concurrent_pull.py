@@ -22,13 +22,22 @@ PULLS = 4
 
 
 @pytest.mark.slow
-def test_concurrent_pulls_into_one_folder(registry_env, tiny_base, make_lora, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_pulls_into_one_folder(
+    registry_env, tiny_base, make_lora, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ADAPTERLAB_MLFLOW_MIRROR", "0")
     version = register_adapter(make_lora(), name="x", base=tiny_base)
     target = tmp_path / "pulls" / "same"
-    processes = [subprocess.Popen([ADAPTERS, "pull", "x:1", "--to", str(target)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for _ in range(PULLS)]
+    processes = [
+        subprocess.Popen(
+            [ADAPTERS, "pull", "x:1", "--to", str(target)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for _ in range(PULLS)
+    ]
     outcomes = [(process.wait(timeout=300), *process.communicate()) for process in processes]
     assert any(code == 0 for code, _, _ in outcomes), outcomes
     for code, stdout, stderr in outcomes:
@@ -52,13 +61,17 @@ class RacingRepository:
     def download_artifacts(self, _path: str, dst_path: str) -> str:
         import shutil
 
-        shutil.copytree(self.winner_files, self.target, dirs_exist_ok=True)  # the other process got there first
+        shutil.copytree(
+            self.winner_files, self.target, dirs_exist_ok=True
+        )  # the other process got there first
         shutil.copytree(self.files, dst_path, dirs_exist_ok=True)
         return dst_path
 
 
 @pytest.mark.parametrize("winner", ["same files", "other files"])
-def test_losing_the_rename_race(winner: str, make_lora, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_losing_the_rename_race(
+    winner: str, make_lora, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from adapterlab.errors import AdapterExists
     from adapterlab.registry.mlflow import artifacts
 

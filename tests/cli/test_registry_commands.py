@@ -25,15 +25,43 @@ def register(folder: Path, base: Path, name: str = "complaints", *extra: str) ->
 
 
 def test_register_list_show_bases(registry_env, tiny_base, make_lora) -> None:
-    first = register(make_lora(seed=1), tiny_base, "complaints", "--metric", "accuracy=0.8", "--tag", "team=nlp",
-                     "--base-name", "org/tiny-bert", "--task", "FEATURE_EXTRACTION")  # fmt: skip
-    second = register(make_lora(seed=2), tiny_base, "complaints", "--metric", "accuracy=0.9", "--base-name", "org/tiny-bert")
-    register(make_lora(seed=3), tiny_base, "other", "--metric", "accuracy=0.85", "--base-name", "org/tiny-bert")
+    first = register(
+        make_lora(seed=1),
+        tiny_base,
+        "complaints",
+        "--metric",
+        "accuracy=0.8",
+        "--tag",
+        "team=nlp",
+        "--base-name",
+        "org/tiny-bert",
+        "--task",
+        "FEATURE_EXTRACTION",
+    )
+    second = register(
+        make_lora(seed=2), tiny_base, "complaints", "--metric", "accuracy=0.9", "--base-name", "org/tiny-bert"
+    )
+    register(
+        make_lora(seed=3), tiny_base, "other", "--metric", "accuracy=0.85", "--base-name", "org/tiny-bert"
+    )
     assert (first["version"], second["version"]) == (1, 2)
 
     listed = run_json("list", "--base", "org/tiny-bert")
-    assert [(row["name"], row["version"]) for row in listed] == [("complaints", 2), ("complaints", 1), ("other", 1)]
-    assert set(listed[0]) >= {"name", "version", "base", "task_type", "peft_type", "aliases", "metrics", "created_at"}
+    assert [(row["name"], row["version"]) for row in listed] == [
+        ("complaints", 2),
+        ("complaints", 1),
+        ("other", 1),
+    ]
+    assert set(listed[0]) >= {
+        "name",
+        "version",
+        "base",
+        "task_type",
+        "peft_type",
+        "aliases",
+        "metrics",
+        "created_at",
+    }
     ranked = run_json("list", "--sort", "accuracy", "--desc", "--limit", "2")
     assert [row["metrics"]["accuracy"] for row in ranked] == [0.9, 0.85]
     assert run_json("list", "--base", "nothing") == []
@@ -42,7 +70,15 @@ def test_register_list_show_bases(registry_env, tiny_base, make_lora) -> None:
     shown = run_json("show", "complaints:1")
     assert shown == first
     assert shown["base"]["name"] == "org/tiny-bert" and len(shown["sha256"]) == 64
-    assert {"config", "tags", "artifact_uri", "size_bytes", "trainable_params", "mlflow_run_id", "history"} <= set(shown)
+    assert {
+        "config",
+        "tags",
+        "artifact_uri",
+        "size_bytes",
+        "trainable_params",
+        "mlflow_run_id",
+        "history",
+    } <= set(shown)
     assert run_json("show", "complaints")["version"] == 2
 
     bases = run_json("bases")
@@ -67,8 +103,10 @@ def test_promote_demote_history(registry_env, tiny_base, make_lora) -> None:
     run_json("demote", "complaints", "--alias", "production", "--reason", "incident")
     history = run_json("history", "complaints")
     assert [(e["from_version"], e["to_version"], e["reason"]) for e in history] == [
-        (None, 1, "first"), (1, 2, None), (2, None, "incident")
-    ]  # fmt: skip
+        (None, 1, "first"),
+        (1, 2, None),
+        (2, None, "incident"),
+    ]
     assert run_json("show", "complaints:2")["history"] == history[1:]
     run("show", "complaints@production", code=1)
 
@@ -80,10 +118,14 @@ def test_pull_downloads_verified_files(registry_env, tiny_base, make_lora, tmp_p
     result = run("pull", "complaints:1", "--to", str(target))
     assert "verified" in result.stdout
     assert sorted(p.name for p in target.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
-    assert (target / "adapter_model.safetensors").read_bytes() == (folder / "adapter_model.safetensors").read_bytes()
+    assert (target / "adapter_model.safetensors").read_bytes() == (
+        folder / "adapter_model.safetensors"
+    ).read_bytes()
 
 
-def test_diff_compares_configs_metrics_and_lora_deltas(registry_env, tiny_base, make_lora, tmp_path: Path) -> None:
+def test_diff_compares_configs_metrics_and_lora_deltas(
+    registry_env, tiny_base, make_lora, tmp_path: Path
+) -> None:
     register(make_lora(seed=1, r=4), tiny_base, "complaints", "--metric", "accuracy=0.8")
     register(make_lora(seed=1, r=4, alpha=16), tiny_base, "complaints", "--metric", "accuracy=0.9")
     plot = tmp_path / "deltas.png"
@@ -106,5 +148,17 @@ def test_base_fingerprint_prints_hex_alone_or_json(tiny_base) -> None:
 
 
 def test_every_registry_command_has_an_example() -> None:
-    for command in ("register", "list", "show", "bases", "diff", "promote", "demote", "history", "pull", "db", "base"):
+    for command in (
+        "register",
+        "list",
+        "show",
+        "bases",
+        "diff",
+        "promote",
+        "demote",
+        "history",
+        "pull",
+        "db",
+        "base",
+    ):
         assert "Example:" in run(command, "--help").stdout, command

@@ -27,9 +27,10 @@ def nothing_written() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "", "has space", "x" * 200, "tab\there", "new\nline", "bell\x07"],
+    "name",
+    ["../x", "", "has space", "x" * 200, "tab\there", "new\nline", "bell\x07"],
     ids=["dotdot", "empty", "spaces", "200-chars", "tab", "newline", "control"],
-)  # fmt: skip
+)
 def test_invalid_adapter_name(registry_env, tiny_base, make_lora, name: str) -> None:
     message = fails("register", str(make_lora()), "--name", name, "--base", str(tiny_base))
     assert "name" in message
@@ -155,21 +156,31 @@ def test_alias_rows_cannot_point_at_another_adapters_version(registry_env, tiny_
     with pytest.raises(IntegrityError), database.writing() as connection:
         a = connection.scalar(select(adapters.c.id).where(adapters.c.name == "a"))
         b_version = connection.scalar(select(versions.c.id).join(adapters).where(adapters.c.name == "b"))
-        connection.execute(insert(aliases).values(adapter_id=a, alias="production", version_id=b_version, updated_at=utc_now()))
+        connection.execute(
+            insert(aliases).values(
+                adapter_id=a, alias="production", version_id=b_version, updated_at=utc_now()
+            )
+        )
     database.close()
 
 
 def test_invalid_alias_and_requirement(registry_env, tiny_base, make_lora) -> None:
     register_adapter(make_lora(), name="a", base=tiny_base, metrics={"accuracy": 0.9})
     assert "invalid alias" in fails("promote", "a:1", "--alias", "has space")
-    assert "invalid requirement" in fails("promote", "a:1", "--alias", "production", "--require", "accuracy>>1")
+    assert "invalid requirement" in fails(
+        "promote", "a:1", "--alias", "production", "--require", "accuracy>>1"
+    )
     assert list_versions()[0].aliases == []
 
 
 def test_unknown_task_type_and_non_numeric_metric(registry_env, tiny_base, make_lora) -> None:
     folder = str(make_lora())
-    assert "SEQ_CLS" in fails("register", folder, "--name", "a", "--base", str(tiny_base), "--task", "CLASSIFY")
-    assert "must be a number" in fails("register", folder, "--name", "a", "--base", str(tiny_base), "--metric", "acc=high")
+    assert "SEQ_CLS" in fails(
+        "register", folder, "--name", "a", "--base", str(tiny_base), "--task", "CLASSIFY"
+    )
+    assert "must be a number" in fails(
+        "register", folder, "--name", "a", "--base", str(tiny_base), "--metric", "acc=high"
+    )
     nothing_written()
 
 

@@ -29,7 +29,9 @@ sys.exit(code)
 
 
 def adapters(*args: str, code: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([ADAPTERS, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    result = subprocess.run(
+        [ADAPTERS, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
     assert result.returncode == code, result.stderr
     return result
 
@@ -43,8 +45,19 @@ def heavy_modules_after(*args: str, code: int = 0) -> list[str]:
 
 def test_commands_as_subprocesses(registry_env, tiny_base, make_lora, tmp_path: Path) -> None:
     folder = make_lora(seed=1)
-    registered = json.loads(adapters("register", str(folder), "--name", "sub", "--base", str(tiny_base),
-                                     "--metric", "accuracy=0.9", "--json").stdout)  # fmt: skip
+    registered = json.loads(
+        adapters(
+            "register",
+            str(folder),
+            "--name",
+            "sub",
+            "--base",
+            str(tiny_base),
+            "--metric",
+            "accuracy=0.9",
+            "--json",
+        ).stdout
+    )
     assert registered["version"] == 1
     assert json.loads(adapters("list", "--json").stdout)[0]["name"] == "sub"
     assert json.loads(adapters("show", "sub@production", code=1).stdout or "null") is None
@@ -59,7 +72,9 @@ def test_commands_as_subprocesses(registry_env, tiny_base, make_lora, tmp_path: 
     ]
 
 
-def test_list_show_promote_import_no_torch_transformers_mlflow_or_orm(registry_env, tiny_base, make_lora) -> None:
+def test_list_show_promote_import_no_torch_transformers_mlflow_or_orm(
+    registry_env, tiny_base, make_lora
+) -> None:
     register_adapter(make_lora(seed=1), name="light", base=tiny_base, metrics={"accuracy": 0.9})
     assert heavy_modules_after("list", "--json") == []
     assert heavy_modules_after("show", "light", "--json") == []

@@ -36,7 +36,9 @@ def test_version_and_help() -> None:
 
 
 def test_console_script_runs_as_a_subprocess() -> None:
-    result = subprocess.run([sys.executable, "-m", "adapterlab.cli", "--version"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "adapterlab.cli", "--version"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert adapterlab.__version__ in result.stdout
 

@@ -17,20 +17,31 @@ TIME_LIMIT_S = 120  # the promise: under 2 minutes on 2 CPU cores (CI runs this 
 @pytest.mark.slow
 def test_quickstart_trains_logs_registers_and_says_what_next(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("ADAPTERLAB_", "MLFLOW_"))}  # fmt: skip
-    env.update(ADAPTERLAB_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ADAPTERLAB_", "MLFLOW_"))}
+    env.update(
+        ADAPTERLAB_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
     started = time.monotonic()
-    trained = subprocess.run([sys.executable, "-m", "adapterlab.cli", "train"], env=env, capture_output=True,
-                             text=True, timeout=900)  # fmt: skip
+    trained = subprocess.run(
+        [sys.executable, "-m", "adapterlab.cli", "train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     seconds = time.monotonic() - started
     assert trained.returncode == 0, trained.stderr[-3000:]
     print(f"quickstart took {seconds:.0f} s on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})")
     if os.environ.get("CI"):
         assert seconds < TIME_LIMIT_S
-    for hint in ("adapters list", "adapters show quickstart-complaints",
-                 f"mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}"):  # fmt: skip
+    for hint in (
+        "adapters list",
+        "adapters show quickstart-complaints",
+        f"mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}",
+    ):
         assert hint in trained.stdout
     # the progress bar (tqdm: steps, ETA, loss and throughput) and the final summary table
     assert "training:" in trained.stderr and "loss=" in trained.stderr and "samples_s=" in trained.stderr
@@ -39,11 +50,15 @@ def test_quickstart_trains_logs_registers_and_says_what_next(tmp_path: Path) -> 
     for row in ("adapter", "quickstart-complaints:1", "eval_accuracy", "trainable params", "samples/s"):
         assert row in summary
 
-    listed = subprocess.run([sys.executable, "-m", "adapterlab.cli", "list", "--json"], env=env,
-                            capture_output=True, text=True)  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "adapterlab.cli", "list", "--json"], env=env, capture_output=True, text=True
+    )
     (version,) = json.loads(listed.stdout)
     assert (version["name"], version["version"], version["base"]) == (
-        "quickstart-complaints", 1, "sentence-transformers/all-MiniLM-L6-v2")
+        "quickstart-complaints",
+        1,
+        "sentence-transformers/all-MiniLM-L6-v2",
+    )
     assert version["metrics"]["eval_accuracy"] >= 0.85, version["metrics"]
 
     from mlflow import MlflowClient
@@ -51,20 +66,37 @@ def test_quickstart_trains_logs_registers_and_says_what_next(tmp_path: Path) -> 
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FINISHED"
-    assert {"train_loss", "learning_rate", "grad_norm", "samples_per_second", "eval_loss", "eval_accuracy",
-            "eval_f1"} <= set(run.data.metrics)  # fmt: skip
+    assert {
+        "train_loss",
+        "learning_rate",
+        "grad_norm",
+        "samples_per_second",
+        "eval_loss",
+        "eval_accuracy",
+        "eval_f1",
+    } <= set(run.data.metrics)
     assert any(key.startswith("system/") for key in run.data.metrics)
-    assert run.data.metrics["eval_accuracy"] >= 0.85 or max(
-        m.value for m in client.get_metric_history(run.info.run_id, "eval_accuracy")) >= 0.85
+    assert (
+        run.data.metrics["eval_accuracy"] >= 0.85
+        or max(m.value for m in client.get_metric_history(run.info.run_id, "eval_accuracy")) >= 0.85
+    )
     assert run.data.params["method"] == "lora" and run.data.params["peft.r"] == "8"
     assert run.data.tags["adapterlab.base_name"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert len(run.data.tags["adapterlab.base_fingerprint"]) == 64
     contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
     assert contexts == ["evaluation", "training"] and all(i.dataset.digest for i in run.inputs.dataset_inputs)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
-    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/labels.json"} <= artifacts
+    assert {
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/labels.json",
+    } <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "config")] == ["config/train_config.yaml"]
-    shown = subprocess.run([sys.executable, "-m", "adapterlab.cli", "show", "quickstart-complaints", "--json"],
-                           env=env, capture_output=True, text=True)  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "adapterlab.cli", "show", "quickstart-complaints", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert json.loads(shown.stdout).get("mlflow_run_id") == run.info.run_id
     assert not Path("mlruns").exists()

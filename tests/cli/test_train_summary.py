@@ -12,9 +12,21 @@ from adapterlab.training.tracking import RunTracker
 
 def _result(tracking_uri: str) -> TrainResult:
     return TrainResult(
-        name="tweets", version=1, run_id="abc123", tracking_uri=tracking_uri, adapter_path=Path("/tmp/a"),
-        metrics={"eval_accuracy": 0.5}, best_step=2, steps=4, seconds=1.0, samples_per_second=2.0,
-        train_rows=8, eval_rows=4, trainable_parameters=10, total_parameters=100, is_main_process=True,
+        name="tweets",
+        version=1,
+        run_id="abc123",
+        tracking_uri=tracking_uri,
+        adapter_path=Path("/tmp/a"),
+        metrics={"eval_accuracy": 0.5},
+        best_step=2,
+        steps=4,
+        seconds=1.0,
+        samples_per_second=2.0,
+        train_rows=8,
+        eval_rows=4,
+        trainable_parameters=10,
+        total_parameters=100,
+        is_main_process=True,
     )
 
 

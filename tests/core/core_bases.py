@@ -25,8 +25,15 @@ VOCAB = 64
 
 
 def bert_config(num_labels: int = 3, positions: int = 32, width: int = 32, layers: int = 2) -> BertConfig:
-    return BertConfig(vocab_size=VOCAB, hidden_size=width, num_hidden_layers=layers, num_attention_heads=4,
-                      intermediate_size=37, max_position_embeddings=positions, num_labels=num_labels)
+    return BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=positions,
+        num_labels=num_labels,
+    )
 
 
 def gpt2_config(positions: int = 32, width: int = 32) -> GPT2Config:
@@ -34,13 +41,30 @@ def gpt2_config(positions: int = 32, width: int = 32) -> GPT2Config:
 
 
 def t5_config(layers: int = 2) -> T5Config:
-    return T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=layers, num_heads=4,
-                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=layers,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
 
 
 def llama_config(positions: int = 32, layers: int = 2) -> LlamaConfig:
-    return LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                       num_key_value_heads=2, intermediate_size=37, max_position_embeddings=positions, pad_token_id=0)
+    return LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=positions,
+        pad_token_id=0,
+    )
 
 
 def tiny_bert() -> torch.nn.Module:
@@ -102,4 +126,6 @@ def randomize_adapters(model: torch.nn.Module, seed: int = 2) -> None:
     generator = torch.Generator().manual_seed(seed)
     for name, param in model.named_parameters():
         if "lora_" in name:
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.1 + (1.0 if "magnitude" in name else 0.0))
+            param.copy_(
+                torch.randn(param.shape, generator=generator) * 0.1 + (1.0 if "magnitude" in name else 0.0)
+            )

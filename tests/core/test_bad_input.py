@@ -86,8 +86,12 @@ def test_unknown_task_type_lists_the_valid_ones() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
-    [("bias", "some", "bias must be one of"), ("init_lora_weights", "svd", "init_lora_weights must be"),
-     ("rank_pattern", {"query": 0}, "rank_pattern"), ("layers_pattern", "layer", "layers_to_transform")],
+    [
+        ("bias", "some", "bias must be one of"),
+        ("init_lora_weights", "svd", "init_lora_weights must be"),
+        ("rank_pattern", {"query": 0}, "rank_pattern"),
+        ("layers_pattern", "layer", "layers_to_transform"),
+    ],
 )
 def test_other_invalid_lora_fields(field, value, expected) -> None:
     with pytest.raises(InvalidConfig) as excinfo:
@@ -97,12 +101,22 @@ def test_other_invalid_lora_fields(field, value, expected) -> None:
 
 def test_adapter_on_a_base_with_other_shapes_names_the_first_key_and_both_shapes(tmp_path) -> None:
     _saved_bert(tmp_path)
-    wider = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=48, num_hidden_layers=2,
-                                                     num_attention_heads=4, intermediate_size=37, num_labels=3))
+    wider = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=64,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            num_labels=3,
+        )
+    )
     with pytest.raises(ShapeMismatch) as excinfo:
         PeftModel.from_pretrained(wider, tmp_path)
     message = one_line(excinfo)
-    assert re.match(r"base_model\.model\.\S+: checkpoint shape \(\d+, 32\) != model shape \(\d+, 48\);", message)
+    assert re.match(
+        r"base_model\.model\.\S+: checkpoint shape \(\d+, 32\) != model shape \(\d+, 48\);", message
+    )
 
 
 def test_missing_adapter_folder_and_files(tmp_path) -> None:

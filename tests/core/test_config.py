@@ -15,7 +15,12 @@ peft = pytest.importorskip("peft")
 
 def test_enums_have_hf_values() -> None:
     assert [t.value for t in TaskType] == [
-        "SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION",
+        "SEQ_CLS",
+        "SEQ_2_SEQ_LM",
+        "CAUSAL_LM",
+        "TOKEN_CLS",
+        "QUESTION_ANS",
+        "FEATURE_EXTRACTION",
     ]
     for task in TaskType:
         assert peft.TaskType(task.value) == task.value
@@ -40,7 +45,9 @@ def test_strings_are_accepted_for_enums() -> None:
 
 
 def test_save_pretrained_writes_sorted_keys_with_indent_2(tmp_path) -> None:
-    config = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"], rank_pattern={"query": 2})
+    config = LoraConfig(
+        task_type="SEQ_CLS", r=4, target_modules=["query", "value"], rank_pattern={"query": 2}
+    )
     config.save_pretrained(tmp_path)
     text = (tmp_path / "adapter_config.json").read_text()
     data = json.loads(text)
@@ -50,7 +57,9 @@ def test_save_pretrained_writes_sorted_keys_with_indent_2(tmp_path) -> None:
 
 
 def test_round_trip_dispatches_on_peft_type(tmp_path) -> None:
-    config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, use_rslora=True, target_modules=r".*\.q_proj")
+    config = LoraConfig(
+        task_type="CAUSAL_LM", r=16, lora_alpha=32, use_rslora=True, target_modules=r".*\.q_proj"
+    )
     config.save_pretrained(tmp_path)
     loaded = PeftConfig.from_pretrained(tmp_path)
     assert type(loaded) is LoraConfig and loaded == config
@@ -58,7 +67,9 @@ def test_round_trip_dispatches_on_peft_type(tmp_path) -> None:
 
 
 def test_reads_a_config_hf_peft_wrote(tmp_path) -> None:
-    peft.LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query"], use_dora=True).save_pretrained(tmp_path)
+    peft.LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query"], use_dora=True).save_pretrained(
+        tmp_path
+    )
     loaded = PeftConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, LoraConfig) and loaded.use_dora and loaded.target_modules == ["query"]
 
@@ -78,13 +89,33 @@ def test_a_used_hf_feature_we_lack_is_refused_not_ignored() -> None:
 def test_a_config_without_peft_type_is_refused() -> None:
     with pytest.raises(InvalidConfig, match="peft_type"):
         PeftConfig.from_dict({"r": 8})
-    with pytest.raises(InvalidConfig, match="Invalid peft type: .IA3.. Must be one of the following peft types: LORA"):
+    with pytest.raises(
+        InvalidConfig, match="Invalid peft type: .IA3.. Must be one of the following peft types: LORA"
+    ):
         PeftConfig.from_dict({"peft_type": "IA3"})
 
 
 def test_configs_are_dataclasses_with_hf_field_names() -> None:
     names = {f.name for f in dataclasses.fields(LoraConfig)}
-    assert {"peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "r", "lora_alpha",
-            "lora_dropout", "target_modules", "exclude_modules", "fan_in_fan_out", "bias", "modules_to_save",
-            "use_rslora", "use_dora", "init_lora_weights", "layers_to_transform", "layers_pattern",
-            "rank_pattern", "alpha_pattern"} <= names
+    assert {
+        "peft_type",
+        "task_type",
+        "base_model_name_or_path",
+        "revision",
+        "inference_mode",
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "exclude_modules",
+        "fan_in_fan_out",
+        "bias",
+        "modules_to_save",
+        "use_rslora",
+        "use_dora",
+        "init_lora_weights",
+        "layers_to_transform",
+        "layers_pattern",
+        "rank_pattern",
+        "alpha_pattern",
+    } <= names

@@ -115,7 +115,9 @@ def test_the_low_rank_autograd_function_has_the_plain_gradients(with_mask: bool)
     torch.testing.assert_close(update(result, x, a, b), plain)
 
 
-def test_the_fast_path_is_taken_only_on_cpu_and_only_while_switched_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fast_path_is_taken_only_on_cpu_and_only_while_switched_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     a, b = torch.nn.Linear(6, 2, bias=False), torch.nn.Linear(2, 4, bias=False)
     x, result = torch.randn(3, 6), torch.randn(3, 4)
     dropout = torch.nn.Dropout(0.1)

@@ -14,7 +14,9 @@ def test_a_multi_line_message_becomes_one_line_cut_at_the_limit() -> None:
 
 
 def test_first_line_drops_what_drivers_append() -> None:
-    exc = RuntimeError("UNIQUE constraint failed: adapters.name\n[SQL: INSERT INTO adapters ...]\n[parameters: ('secret',)]")
+    exc = RuntimeError(
+        "UNIQUE constraint failed: adapters.name\n[SQL: INSERT INTO adapters ...]\n[parameters: ('secret',)]"
+    )
     assert summarize(exc, first_line=True) == "UNIQUE constraint failed: adapters.name"
 
 

@@ -128,12 +128,17 @@ def test_a_base_module_named_like_an_adapter_is_frozen() -> None:
 
     model = get_peft_model(Named(), LoraConfig(target_modules=["lin0"]))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"base_model.model.lin0.lora_A.default.weight", "base_model.model.lin0.lora_B.default.weight"}
+    assert trainable == {
+        "base_model.model.lin0.lora_A.default.weight",
+        "base_model.model.lin0.lora_B.default.weight",
+    }
 
 
 def test_modules_to_save_called_with_keyword_arguments_only() -> None:
     torch.manual_seed(0)
-    model = get_peft_model(KeywordModel(KeywordHead()), LoraConfig(target_modules=["lin0"], modules_to_save=["head"]))
+    model = get_peft_model(
+        KeywordModel(KeywordHead()), LoraConfig(target_modules=["lin0"], modules_to_save=["head"])
+    )
     x = torch.randn(2, 6)
     assert model(x).shape == (2, 6)
     model.add_adapter("other", LoraConfig(target_modules=["lin0"], modules_to_save=["head"]))
@@ -147,7 +152,9 @@ def test_mixed_batch_through_a_modules_to_save_returning_a_tuple_is_a_clear_erro
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.lin0(x))[0]
 
-    model = get_peft_model(TupleModel(TupleHead()), LoraConfig(target_modules=["lin0"], modules_to_save=["head"]))
+    model = get_peft_model(
+        TupleModel(TupleHead()), LoraConfig(target_modules=["lin0"], modules_to_save=["head"])
+    )
     model.add_adapter("other", LoraConfig(target_modules=["lin0"], modules_to_save=["head"]))
     assert model(torch.randn(2, 6)).shape == (2, 6)  # one adapter per call works
     with pytest.raises(InvalidConfig, match="returns tuple") as excinfo:
@@ -235,8 +242,10 @@ def test_inject_adapter_in_model_and_base_state_dict_round_trip() -> None:
     original = {k: v.clone() for k, v in base.state_dict().items()}
     model = inject_adapter_in_model(LoraConfig(target_modules=["lin0"]), base)
     assert model is base and isinstance(model.lin0, LoraLayer)
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"lin0.lora_A.default.weight",
-                                                                             "lin0.lora_B.default.weight"}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "lin0.lora_A.default.weight",
+        "lin0.lora_B.default.weight",
+    }
     with pytest.raises(InvalidConfig, match="nothing to inject"):
         inject_adapter_in_model(PromptTuningConfig(num_virtual_tokens=2), MLP())
 
@@ -269,7 +278,9 @@ def test_save_pretrained_writes_a_model_card_and_keeps_an_existing_one(tmp_path)
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "README.md").write_text("---\nmeta: hello\n---\nMy words\n")
     model.save_pretrained(tmp_path / "old")
-    assert (tmp_path / "old" / "README.md").read_text() == "---\nmeta: hello\nlibrary_name: peft\n---\nMy words\n"
+    assert (
+        tmp_path / "old" / "README.md"
+    ).read_text() == "---\nmeta: hello\nlibrary_name: peft\n---\nMy words\n"
 
 
 def test_from_pretrained_takes_a_device_map(tmp_path) -> None:
@@ -311,8 +322,12 @@ def test_save_pretrained_without_safetensors_writes_a_tensor_only_bin_that_loads
     model = lora_mlp().eval()
     randomize_adapters(model)
     model.save_pretrained(tmp_path, safe_serialization=False)
-    assert (tmp_path / "adapter_model.bin").is_file() and not (tmp_path / "adapter_model.safetensors").exists()
-    assert set(torch.load(tmp_path / "adapter_model.bin", weights_only=True)) == set(get_peft_model_state_dict(model))
+    assert (tmp_path / "adapter_model.bin").is_file() and not (
+        tmp_path / "adapter_model.safetensors"
+    ).exists()
+    assert set(torch.load(tmp_path / "adapter_model.bin", weights_only=True)) == set(
+        get_peft_model_state_dict(model)
+    )
     x = torch.randn(2, 6)
     torch.manual_seed(0)  # the same base weights as lora_mlp's
     torch.testing.assert_close(PeftModel.from_pretrained(MLP(), tmp_path)(x), model(x))

@@ -73,7 +73,9 @@ def test_a_runtime_config_saved_by_accident_is_ignored_on_read(tmp_path) -> None
     config = LoraConfig(target_modules=["lin0"])
     config.save_pretrained(tmp_path)
     path = tmp_path / "adapter_config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "runtime_config": {"ephemeral_gpu_offload": True}}))
+    path.write_text(
+        json.dumps({**json.loads(path.read_text()), "runtime_config": {"ephemeral_gpu_offload": True}})
+    )
     assert LoraConfig.from_json_file(path) == config.to_dict()
     assert PeftConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()
 
@@ -100,8 +102,12 @@ def test_an_unknown_adapter_name_is_named_with_control_characters_escaped() -> N
 
 @pytest.mark.parametrize(
     "options",
-    [{"use_dora": True}, {"init_lora_weights": "gaussian"}, {"init_lora_weights": "eva"},
-     {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4}}],
+    [
+        {"use_dora": True},
+        {"init_lora_weights": "gaussian"},
+        {"init_lora_weights": "eva"},
+        {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4}},
+    ],
 )
 def test_lora_bias_conflicts_are_named_before_anything_else(options: dict) -> None:
     with pytest.raises(InvalidConfig, match="The argument lora_bias=True is"):
@@ -117,7 +123,9 @@ def test_lora_bias_conflicts_are_named_before_anything_else(options: dict) -> No
         ("PrefixTuningConfig", {"num_virtual_tokens": 4}, "PREFIX_TUNING"),
     ],
 )
-def test_the_config_class_decides_the_peft_type(config_class: str, kwargs: dict, expected: str, tmp_path) -> None:
+def test_the_config_class_decides_the_peft_type(
+    config_class: str, kwargs: dict, expected: str, tmp_path
+) -> None:
     config = getattr(adapterlab, config_class)(peft_type="test", **kwargs)
     assert config.peft_type.value == expected
     config.save_pretrained(tmp_path)

@@ -64,7 +64,10 @@ def test_auto_peft_model_sends_each_keyword_where_it_belongs(saved) -> None:
 @pytest.mark.parametrize(
     ("auto_class", "message"),
     [
-        ("AutoPeftModelForCausalLM", "is for task_type SEQ_CLS; load it with AutoPeftModelForSequenceClassification"),
+        (
+            "AutoPeftModelForCausalLM",
+            "is for task_type SEQ_CLS; load it with AutoPeftModelForSequenceClassification",
+        ),
         ("AutoPeftModel", "cannot tell which transformers class to load"),
     ],
 )
@@ -80,7 +83,9 @@ def test_auto_peft_model_with_a_missing_base_says_so(saved) -> None:
     for file in (adapter.parent / "base").iterdir():
         file.unlink()
     (adapter.parent / "base").rmdir()
-    with pytest.raises(InvalidConfig, match="cannot load the base model .* named in the adapter config") as error:
+    with pytest.raises(
+        InvalidConfig, match="cannot load the base model .* named in the adapter config"
+    ) as error:
         adapterlab.AutoPeftModelForSequenceClassification.from_pretrained(adapter)
     assert "\n" not in str(error.value)
 
@@ -160,8 +165,16 @@ def test_prepare_for_kbit_training_passes_the_checkpointing_options_on() -> None
 @pytest.mark.parametrize(
     ("module", "name"),
     [("peft.tuners.lora", n) for n in ("LoraConfig", "LoraLayer", "LoraModel")]
-    + [("peft.tuners", n) for n in ("LoraConfig", "LoraModel", "PromptTuningConfig", "PromptEncoderConfig",
-                                     "PrefixTuningConfig")],
+    + [
+        ("peft.tuners", n)
+        for n in (
+            "LoraConfig",
+            "LoraModel",
+            "PromptTuningConfig",
+            "PromptEncoderConfig",
+            "PrefixTuningConfig",
+        )
+    ],
 )
 def test_names_scripts_import_from_peft_submodules_exist(module: str, name: str) -> None:
     import importlib

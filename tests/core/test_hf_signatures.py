@@ -29,10 +29,16 @@ ENTRY_POINTS: list[tuple[str, Callable, Callable]] = [
     ("set_peft_model_state_dict", peft.set_peft_model_state_dict, adapterlab.set_peft_model_state_dict),
     ("load_peft_weights", peft.load_peft_weights, adapterlab.load_peft_weights),
     ("get_peft_config", peft.get_peft_config, adapterlab.get_peft_config),
-    ("prepare_model_for_kbit_training", peft.prepare_model_for_kbit_training,
-     adapterlab.prepare_model_for_kbit_training),
-    ("AutoPeftModelForCausalLM.from_pretrained", peft.AutoPeftModelForCausalLM.from_pretrained,
-     adapterlab.AutoPeftModelForCausalLM.from_pretrained),
+    (
+        "prepare_model_for_kbit_training",
+        peft.prepare_model_for_kbit_training,
+        adapterlab.prepare_model_for_kbit_training,
+    ),
+    (
+        "AutoPeftModelForCausalLM.from_pretrained",
+        peft.AutoPeftModelForCausalLM.from_pretrained,
+        adapterlab.AutoPeftModelForCausalLM.from_pretrained,
+    ),
 ]
 
 
@@ -80,14 +86,29 @@ def test_save_embedding_layers_false_leaves_the_targeted_tables_out(tmp_path: Pa
     [
         (lambda m, d: m.save_pretrained(d, save_embedding_layers="yes"), "save_embedding_layers must be"),
         (lambda m, d: m.save_pretrained(d, path_initial_model_for_weight_conversion="x"), "PiSSA/OLoRA"),
-        (lambda m, d: adapterlab.PeftModel.from_pretrained(bert(), d, ephemeral_gpu_offload=True), "ephemeral_gpu_offload"),
+        (
+            lambda m, d: adapterlab.PeftModel.from_pretrained(bert(), d, ephemeral_gpu_offload=True),
+            "ephemeral_gpu_offload",
+        ),
         (lambda m, d: m.load_adapter(d, "other", ephemeral_gpu_offload=True), "ephemeral_gpu_offload"),
         (lambda m, d: adapterlab.get_peft_model(bert(), lora(), mixed=True), "mixed=True"),
-        (lambda m, d: adapterlab.set_peft_model_state_dict(m, {}, ignore_mismatched_sizes=True), "mismatched"),
+        (
+            lambda m, d: adapterlab.set_peft_model_state_dict(m, {}, ignore_mismatched_sizes=True),
+            "mismatched",
+        ),
     ],
-    ids=["save_embedding_layers", "weight conversion", "gpu offload", "gpu offload on load", "mixed", "mismatched sizes"],
+    ids=[
+        "save_embedding_layers",
+        "weight conversion",
+        "gpu offload",
+        "gpu offload on load",
+        "mixed",
+        "mismatched sizes",
+    ],
 )
-def test_options_adapterlab_does_not_implement_are_refused_in_one_line(call, message: str, tmp_path: Path) -> None:
+def test_options_adapterlab_does_not_implement_are_refused_in_one_line(
+    call, message: str, tmp_path: Path
+) -> None:
     model = adapterlab.get_peft_model(bert(), lora())
     model.save_pretrained(tmp_path / "saved")
     files_before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -109,7 +130,9 @@ def test_autocast_adapter_dtype_on_a_bfloat16_base(autocast: bool, tmp_path: Pat
     model.add_adapter("second", lora(), autocast_adapter_dtype=autocast)
     assert lora_dtypes(model, "second") == {expected}
     model.save_pretrained(tmp_path)
-    loaded = adapterlab.PeftModel.from_pretrained(bert().to(torch.bfloat16), tmp_path, autocast_adapter_dtype=autocast)
+    loaded = adapterlab.PeftModel.from_pretrained(
+        bert().to(torch.bfloat16), tmp_path, autocast_adapter_dtype=autocast
+    )
     assert lora_dtypes(loaded, "default") == {expected}
     ids = torch.arange(2, 8).unsqueeze(0)
     with torch.no_grad():

@@ -78,6 +78,7 @@ def assert_adapter_only(folder: Path) -> None:
 
 # -- the tutorial script, end to end --------------------------------------------------------------
 
+
 def test_tutorial_script_runs_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # in process (the script's main), to spare a second import of torch and transformers; the
     # fresh-process tests below show the same integration from a clean interpreter
@@ -107,6 +108,7 @@ def test_tutorial_script_runs_unchanged(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 # -- best model and resume, in process ------------------------------------------------------------
+
 
 class ScriptedAccuracy:
     """compute_metrics whose first evaluation is the best, so the best checkpoint is not the last."""
@@ -145,8 +147,9 @@ class SnapshotAtStart(TrainerCallback):
         self.parameters = {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def test_resume_continues_from_the_saved_step_with_its_adapter(first_run: tuple[Trainer, Path],
-                                                              tmp_path: Path) -> None:
+def test_resume_continues_from_the_saved_step_with_its_adapter(
+    first_run: tuple[Trainer, Path], tmp_path: Path
+) -> None:
     _, first_out = first_run
     saved_at_2, saved_at_4 = checkpoints(first_out)
     trainer = tutorial().build_trainer(tmp_path, max_steps=4, metrics=ScriptedAccuracy())
@@ -171,6 +174,7 @@ def test_resume_continues_from_the_saved_step_with_its_adapter(first_run: tuple[
 
 # -- Seq2SeqTrainer with generation ------------------------------------------------------------------
 
+
 def copy_task(rows: int, seed: int) -> list[dict[str, list[int]]]:
     generator = np.random.default_rng(seed)
     ids = generator.integers(2, VOCAB, size=(rows, 6)).tolist()
@@ -179,8 +183,10 @@ def copy_task(rows: int, seed: int) -> list[dict[str, list[int]]]:
 
 def test_seq2seq_trainer_predicts_with_generate_and_saves_adapters(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = get_peft_model(T5ForConditionalGeneration(t5_config()),
-                           LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=4, lora_alpha=8))
+    model = get_peft_model(
+        T5ForConditionalGeneration(t5_config()),
+        LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=4, lora_alpha=8),
+    )
     eval_rows = copy_task(4, 1)
     seen: list[np.ndarray] = []
 
@@ -190,12 +196,25 @@ def test_seq2seq_trainer_predicts_with_generate_and_saves_adapters(tmp_path: Pat
         return {"token_match": float((generated == eval_pred.label_ids[:, :6]).mean())}
 
     args = Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4, learning_rate=1e-2,
-        eval_strategy="steps", eval_steps=2, save_steps=2, predict_with_generate=True,
-        generation_max_length=8, report_to="none", use_cpu=True,
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_steps=2,
+        predict_with_generate=True,
+        generation_max_length=8,
+        report_to="none",
+        use_cpu=True,
     )
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=copy_task(16, 0),
-                             eval_dataset=eval_rows, compute_metrics=metrics)
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=copy_task(16, 0),
+        eval_dataset=eval_rows,
+        compute_metrics=metrics,
+    )
     trainer.train()
     result = trainer.evaluate()
 
@@ -208,7 +227,7 @@ def test_seq2seq_trainer_predicts_with_generate_and_saves_adapters(tmp_path: Pat
     expected = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_length=8).numpy()
     assert np.issubdtype(seen[-1].dtype, np.integer) and expected.shape[1] <= 8
     assert np.array_equal(seen[-1][:, : expected.shape[1]], expected)
-    assert (seen[-1][:, expected.shape[1]:] == 0).all()  # the pad token
+    assert (seen[-1][:, expected.shape[1] :] == 0).all()  # the pad token
     for folder in checkpoints(tmp_path):
         assert_adapter_only(folder)
         config = json.loads((folder / "adapter_config.json").read_text())
@@ -217,6 +236,7 @@ def test_seq2seq_trainer_predicts_with_generate_and_saves_adapters(tmp_path: Pat
 
 
 # -- the integration's edges ----------------------------------------------------------------------------
+
 
 def tiny_bert_trainer(output_dir: Path, model: torch.nn.Module) -> Trainer:
     args = TrainingArguments(output_dir=str(output_dir), report_to="none", use_cpu=True)
@@ -313,10 +333,17 @@ CHILD = textwrap.dedent("""
     ids=["without-hf-peft-adapterlab-first", "with-hf-peft-trainer-first"],
 )
 def test_the_trainer_learns_about_adapterlab_in_a_fresh_process(
-        tmp_path: Path, flags: list[str], peft_available: bool, trainer_first: bool) -> None:
+    tmp_path: Path, flags: list[str], peft_available: bool, trainer_first: bool
+) -> None:
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-c", CHILD, str(out), *flags], cwd=tmp_path, env=CHILD_ENV,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(out), *flags],
+        cwd=tmp_path,
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("REPORT "))
     report = json.loads(line.removeprefix("REPORT "))
@@ -329,6 +356,7 @@ def test_the_trainer_learns_about_adapterlab_in_a_fresh_process(
 
 
 # -- forward's signature --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("factory", ["bert", "t5"])
 def test_forward_shows_the_base_models_parameters(factory: str) -> None:
@@ -346,7 +374,9 @@ def test_forward_shows_the_base_models_parameters(factory: str) -> None:
     inputs = {"input_ids": torch.randint(2, VOCAB, (2, 6))}
     if factory == "t5":
         inputs["decoder_input_ids"] = torch.randint(2, VOCAB, (2, 3))
-    torch.testing.assert_close(model.forward(**inputs).logits, model(**inputs, adapter_names=["default"] * 2).logits)
+    torch.testing.assert_close(
+        model.forward(**inputs).logits, model(**inputs, adapter_names=["default"] * 2).logits
+    )
     twin = copy.deepcopy(model)  # the copy's forward runs the copy
     with torch.no_grad():
         next(p for n, p in twin.named_parameters() if "lora_B" in n).add_(1.0)
@@ -355,10 +385,15 @@ def test_forward_shows_the_base_models_parameters(factory: str) -> None:
 
 @pytest.mark.parametrize(
     ("task_class", "labels"),
-    [("PeftModelForSequenceClassification", ["labels"]), ("PeftModelForCausalLM", ["labels"]),
-     ("PeftModelForSeq2SeqLM", ["labels"]), ("PeftModelForTokenClassification", ["labels"]),
-     ("PeftModelForQuestionAnswering", ["start_positions", "end_positions"]),
-     ("PeftModelForFeatureExtraction", []), ("PeftModel", [])],
+    [
+        ("PeftModelForSequenceClassification", ["labels"]),
+        ("PeftModelForCausalLM", ["labels"]),
+        ("PeftModelForSeq2SeqLM", ["labels"]),
+        ("PeftModelForTokenClassification", ["labels"]),
+        ("PeftModelForQuestionAnswering", ["start_positions", "end_positions"]),
+        ("PeftModelForFeatureExtraction", []),
+        ("PeftModel", []),
+    ],
 )
 def test_each_task_class_shows_its_labels(task_class: str, labels: list[str]) -> None:
     # transformers 4.50 sets the Trainer's label_names from the class's forward, as find_labels does

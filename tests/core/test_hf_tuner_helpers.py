@@ -54,7 +54,9 @@ def test_key_prefixes_select_the_adapter_s_state_dict_entries_by_structure() -> 
     model.add_adapter("other", LoraConfig(target_modules=["lin0"]))
     prefixes = _get_tuner_state_dict_key_prefixes(model)
     selected = _filter_state_dict_by_key_prefixes(model.state_dict(), prefixes)
-    assert sorted(selected) == [f"base_model.model.lin0.lora_{p}.{a}.weight" for p in "AB" for a in ("default", "other")]
+    assert sorted(selected) == [
+        f"base_model.model.lin0.lora_{p}.{a}.weight" for p in "AB" for a in ("default", "other")
+    ]
     only_other = _get_tuner_state_dict_key_prefixes(model, adapter_name="other")
     assert "base_model.model.lin0.lora_A.other" in only_other and not any(".default" in p for p in only_other)
     assert "lin0.lora_A" in _get_tuner_state_dict_key_prefixes(model.base_model.model)  # an injected model
@@ -68,7 +70,11 @@ def test_set_requires_grad_switches_one_adapter_s_tensors_whichever_is_active() 
     model.add_adapter("a1", LoraConfig(target_modules=["0", "1"], modules_to_save=["2"]))
 
     def grads(adapter: str) -> set[bool]:
-        return {p.requires_grad for n, p in model.named_parameters() if f".{adapter}." in n or n.endswith(f".{adapter}")}
+        return {
+            p.requires_grad
+            for n, p in model.named_parameters()
+            if f".{adapter}." in n or n.endswith(f".{adapter}")
+        }
 
     assert grads("a0") == {True} and grads("a1") == {False}
     model.set_requires_grad(adapter_names="a1")
@@ -84,7 +90,9 @@ def test_hf_error_names_catch_our_errors() -> None:
     import adapterlab
 
     model = get_peft_model(nn.Sequential(nn.Linear(2, 2)), LoraConfig(target_modules=["0"]))
-    with pytest.raises(adapterlab.NoMatchingPeftModuleError, match="Target modules 'nope' not found in the base model"):
+    with pytest.raises(
+        adapterlab.NoMatchingPeftModuleError, match="Target modules 'nope' not found in the base model"
+    ):
         model.add_adapter("other", LoraConfig(target_modules=["nope"]))
     assert issubclass(adapterlab.NoMatchingPeftModuleError, ValueError)
     assert issubclass(adapterlab.NoMatchingPeftModuleError, adapterlab.PeftError)
@@ -92,8 +100,10 @@ def test_hf_error_names_catch_our_errors() -> None:
 
 
 def test_set_adapter_in_inference_mode_trains_nothing() -> None:
-    model = get_peft_model(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
-                           LoraConfig(target_modules=["0"], modules_to_save=["1"]))
+    model = get_peft_model(
+        nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
+        LoraConfig(target_modules=["0"], modules_to_save=["1"]),
+    )
     model.add_adapter("other", LoraConfig(target_modules=["0"], modules_to_save=["1"]))
     model.set_adapter("other", inference_mode=True)
     assert model.active_adapter == "other"
@@ -118,10 +128,14 @@ def test_every_adapter_holding_layer_lists_its_adapter_attributes() -> None:
     # HF PEFT's tests and tools read adapter_layer_names + other_param_names of any such layer
     from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
-    model = get_peft_model(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
-                           LoraConfig(target_modules=["0"], modules_to_save=["1"]))
+    model = get_peft_model(
+        nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
+        LoraConfig(target_modules=["0"], modules_to_save=["1"]),
+    )
     for layer in model.base_model.adapter_holding_layers():
         names = layer.adapter_layer_names + layer.other_param_names
-        assert all("default" in getattr(layer, name) for name in layer.adapter_layer_names if getattr(layer, name))
+        assert all(
+            "default" in getattr(layer, name) for name in layer.adapter_layer_names if getattr(layer, name)
+        )
         assert names
     assert ModulesToSaveWrapper.other_param_names == ()

@@ -90,7 +90,9 @@ def test_a_repo_missing_from_an_offline_cache_is_one_clear_error(hub_cache) -> N
 
 
 def test_a_path_that_is_no_folder_and_no_repo_id_says_so(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="does not exist; give the folder save_pretrained wrote or a Hub repo id"):
+    with pytest.raises(
+        CheckpointError, match="does not exist; give the folder save_pretrained wrote or a Hub repo id"
+    ):
         adapterlab.PeftModel.from_pretrained(base(), str(tmp_path / "nothing" / "here" / "x"))
 
 
@@ -112,7 +114,9 @@ def test_a_script_run_with_hf_hub_offline_loads_from_the_cache(hub_cache, tmp_pa
         print("loaded from the cache")
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loaded from the cache" in result.stdout
 

@@ -58,7 +58,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = "open"
         for target in sorted(graph.get(node, ())):
             if state.get(target) == "open":
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state:
                 cycle = visit(target, [*path, target])
                 if cycle:
@@ -93,7 +93,11 @@ def core_import_graph() -> dict[str, set[str]]:
     ("package", "root", "edge"),
     [
         ("adapterlab", CORE, ("adapterlab.config", "adapterlab.hf_format")),
-        ("adapterlab.registry", REGISTRY, ("adapterlab.registry.db.migrate", "adapterlab.registry.db.database")),
+        (
+            "adapterlab.registry",
+            REGISTRY,
+            ("adapterlab.registry.db.migrate", "adapterlab.registry.db.database"),
+        ),
     ],
     ids=["core", "registry"],
 )
@@ -106,7 +110,9 @@ def test_the_import_graph_has_no_cycles(package: str, root: Path, edge: tuple[st
 def test_hf_format_is_a_leaf_that_imports_no_torch() -> None:
     assert core_import_graph()["adapterlab.hf_format"] == set()
     code = "import sys, json, adapterlab.hf_format, adapterlab.config; print(json.dumps(sorted(sys.modules)))"
-    loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    )
     assert not [name for name in loaded if name.split(".")[0] in ("torch", "transformers", "safetensors")]
 
 

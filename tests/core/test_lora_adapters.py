@@ -16,7 +16,9 @@ def _two_adapter_llama() -> tuple[PeftModel, torch.nn.Module]:
     base = make_base("llama")
     reference = make_base("llama")
     model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"]))
-    model.add_adapter("other", LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=16, target_modules=["q_proj", "o_proj"]))
+    model.add_adapter(
+        "other", LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=16, target_modules=["q_proj", "o_proj"])
+    )
     randomize_adapters(model, seed=3)
     return model, reference
 
@@ -156,7 +158,9 @@ def test_generate_for_seq2seq_and_causal_lm() -> None:
     ids = make_inputs("seq2seq")["input_ids"]
     out = t5.generate(input_ids=ids, max_new_tokens=3, do_sample=False)
     assert out.shape[0] == 3 and out.shape[1] <= 4
-    mixed = t5.generate(input_ids=ids, max_new_tokens=3, do_sample=False, adapter_names=["default", "__base__", "default"])
+    mixed = t5.generate(
+        input_ids=ids, max_new_tokens=3, do_sample=False, adapter_names=["default", "__base__", "default"]
+    )
     torch.testing.assert_close(mixed[0], out[0])
     gpt2 = get_peft_model(make_base("gpt2"), LoraConfig(task_type="CAUSAL_LM", r=2))
     gen = gpt2.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
@@ -170,7 +174,9 @@ def test_every_layer_holding_adapters_is_an_adapter_layer() -> None:
     from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
     base = make_base("llama")
-    config = LoraConfig(target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"], trainable_token_indices=[1, 2])
+    config = LoraConfig(
+        target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"], trainable_token_indices=[1, 2]
+    )
     model = get_peft_model(base, config)
     found = adapter_layers(model)
     kinds = {LoraLayer: 0, ModulesToSaveWrapper: 0, TrainableTokensWrapper: 0}

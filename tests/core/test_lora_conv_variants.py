@@ -61,7 +61,9 @@ def test_dora_conv_matches_hf_peft_and_merges_exactly(dims: int) -> None:
     ours.merge_adapter()
     torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
     ours.unmerge_adapter()
-    torch.testing.assert_close(ours.base_model.model.conv.base_layer.weight, base.conv.weight, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        ours.base_model.model.conv.base_layer.weight, base.conv.weight, atol=1e-6, rtol=1e-6
+    )
 
 
 def test_dora_conv_trains_its_magnitude_and_dropout_path_agrees() -> None:
@@ -108,7 +110,9 @@ def test_grouped_conv_lora_matches_hf_peft() -> None:
 def test_grouped_conv_refuses_merging_without_touching_any_layer() -> None:
     model = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, groups=2))
     with pytest.warns(UserWarning):
-        peft_model = get_peft_model(model, LoraConfig(target_modules=["0", "1"], r=2, init_lora_weights=False))
+        peft_model = get_peft_model(
+            model, LoraConfig(target_modules=["0", "1"], r=2, init_lora_weights=False)
+        )
     before = [p.detach().clone() for p in peft_model.get_base_model().parameters()]
     with pytest.raises(UnsupportedFeature, match="groups=2"):
         peft_model.merge_and_unload()
@@ -133,9 +137,13 @@ def test_grouped_conv_needs_a_divisible_rank_and_no_dora(config, error, message)
 
 @pytest.mark.parametrize("autocast, expected", [(True, torch.float32), (False, torch.bfloat16)])
 @pytest.mark.parametrize("layer", [nn.Linear(4, 4), nn.Conv2d(4, 4, 1), nn.Embedding(5, 4)])
-def test_dora_magnitude_has_the_adapter_dtype(layer: nn.Module, autocast: bool, expected: torch.dtype) -> None:
+def test_dora_magnitude_has_the_adapter_dtype(
+    layer: nn.Module, autocast: bool, expected: torch.dtype
+) -> None:
     base = nn.Sequential(copy.deepcopy(layer)).to(torch.bfloat16)
-    model = get_peft_model(base, LoraConfig(target_modules=["0"], use_dora=True), autocast_adapter_dtype=autocast)
+    model = get_peft_model(
+        base, LoraConfig(target_modules=["0"], use_dora=True), autocast_adapter_dtype=autocast
+    )
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {expected}
 
 

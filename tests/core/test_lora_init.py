@@ -29,8 +29,14 @@ def _llama() -> torch.nn.Module:
 
 def _init(lib: Any, base: torch.nn.Module, init: bool | str, **kw: Any) -> Any:
     torch.manual_seed(7)
-    config = lib.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, init_lora_weights=init,
-                            target_modules=["q_proj", "v_proj", "down_proj"], **kw)
+    config = lib.LoraConfig(
+        task_type="CAUSAL_LM",
+        r=4,
+        lora_alpha=8,
+        init_lora_weights=init,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        **kw,
+    )
     return lib.get_peft_model(base, config).eval()
 
 
@@ -69,11 +75,20 @@ def test_pissa_on_a_conv1d_base_respects_its_in_out_layout() -> None:
     torch.manual_seed(0)
     base = GPT2LMHeadModel(gpt2_config()).eval()
     torch.manual_seed(7)
-    model = adapterlab.get_peft_model(copy.deepcopy(base), adapterlab.LoraConfig(
-        task_type="CAUSAL_LM", r=4, init_lora_weights="pissa", target_modules=["c_attn"], fan_in_fan_out=True))
+    model = adapterlab.get_peft_model(
+        copy.deepcopy(base),
+        adapterlab.LoraConfig(
+            task_type="CAUSAL_LM",
+            r=4,
+            init_lora_weights="pissa",
+            target_modules=["c_attn"],
+            fan_in_fan_out=True,
+        ),
+    )
     with torch.no_grad():
-        torch.testing.assert_close(model.eval()(input_ids=IDS).logits, base(input_ids=IDS).logits,
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            model.eval()(input_ids=IDS).logits, base(input_ids=IDS).logits, atol=1e-4, rtol=1e-4
+        )
 
 
 def test_orthogonal_needs_an_even_rank() -> None:
@@ -90,7 +105,9 @@ def test_unknown_inits_are_refused_by_name(init: object) -> None:
 def test_svd_based_inits_are_refused_on_convolutions() -> None:
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
     with pytest.raises(UnsupportedFeature, match="pissa.*linear layers only"):
-        adapterlab.get_peft_model(model, adapterlab.LoraConfig(target_modules=["0"], init_lora_weights="pissa"))
+        adapterlab.get_peft_model(
+            model, adapterlab.LoraConfig(target_modules=["0"], init_lora_weights="pissa")
+        )
 
 
 @pytest.mark.parametrize("init", ["loftq", "eva", "corda", "lora_ga"])

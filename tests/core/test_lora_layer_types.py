@@ -64,7 +64,11 @@ def _shapes(folder: Path) -> dict[str, tuple[int, ...]]:
 CONV_CASES = {
     "conv": {"target_modules": CONV_TARGETS},
     "conv-lora-bias": {"target_modules": CONV_TARGETS, "lora_bias": True},
-    "conv-rslora-dropout": {"target_modules": [*CONV_TARGETS, "head"], "use_rslora": True, "lora_dropout": 0.1},
+    "conv-rslora-dropout": {
+        "target_modules": [*CONV_TARGETS, "head"],
+        "use_rslora": True,
+        "lora_dropout": 0.1,
+    },
 }
 
 
@@ -176,8 +180,9 @@ def test_features_adapterlab_lacks_are_refused_by_name(feature: dict[str, Any]) 
 
 def test_lora_bias_is_refused_on_embeddings_and_with_dora() -> None:
     with pytest.raises(UnsupportedFeature, match="lora_bias"):
-        adapterlab.get_peft_model(nn.Sequential(nn.Embedding(10, 4)),
-                                  adapterlab.LoraConfig(target_modules=["0"], lora_bias=True))
+        adapterlab.get_peft_model(
+            nn.Sequential(nn.Embedding(10, 4)), adapterlab.LoraConfig(target_modules=["0"], lora_bias=True)
+        )
     with pytest.raises(InvalidConfig, match="lora_bias"):
         adapterlab.LoraConfig(lora_bias=True, use_dora=True)
 
@@ -224,8 +229,9 @@ def test_trainable_tokens_disable_unload_and_delete_restore_the_base() -> None:
             torch.testing.assert_close(model(input_ids=TOKEN_IDS).logits, base_logits)
         model.merge_adapter()
         model.unmerge_adapter()
-        torch.testing.assert_close(model.get_base_model().model.embed_tokens.base_layer.weight,
-                                   base.get_input_embeddings().weight)
+        torch.testing.assert_close(
+            model.get_base_model().model.embed_tokens.base_layer.weight, base.get_input_embeddings().weight
+        )
     model.add_adapter("other", adapterlab.LoraConfig(task_type="CAUSAL_LM", r=2))
     model.delete_adapter("default")
     assert model.base_model.model.model.embed_tokens.adapter_names == []
@@ -239,13 +245,17 @@ def test_trainable_tokens_refuse_tied_tables_lora_targeted_embeddings_and_mixed_
     from transformers import GPT2LMHeadModel
 
     with pytest.raises(UnsupportedFeature, match="tied to the output layer"):
-        adapterlab.get_peft_model(GPT2LMHeadModel(gpt2_config()),
-                                  adapterlab.LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=[1]))
+        adapterlab.get_peft_model(
+            GPT2LMHeadModel(gpt2_config()),
+            adapterlab.LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=[1]),
+        )
     with pytest.raises(UnsupportedFeature, match="which LoRA also targets"):
         _llama_with_tokens(target_modules=["embed_tokens", "q_proj"])
     _, model = _llama_with_tokens()
     with pytest.raises(UnsupportedFeature, match="mixed batches"):
         model(input_ids=TOKEN_IDS, adapter_names=["default", "default"])
     with pytest.raises(InvalidConfig, match="outside the vocabulary"):
-        adapterlab.get_peft_model(LlamaForCausalLM(llama_config()),
-                                  adapterlab.LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=[10_000]))
+        adapterlab.get_peft_model(
+            LlamaForCausalLM(llama_config()),
+            adapterlab.LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=[10_000]),
+        )

@@ -66,7 +66,9 @@ def test_state_dict_holds_only_adapter_keys(adapted) -> None:
     state = get_peft_model_state_dict(model)
     assert state and all(k.startswith("base_model.model.") for k in state)
     for key in state:
-        assert key.endswith((".lora_A.weight", ".lora_B.weight")) or key.startswith("base_model.model.classifier."), key
+        assert key.endswith((".lora_A.weight", ".lora_B.weight")) or key.startswith(
+            "base_model.model.classifier."
+        ), key
         assert ".default" not in key
 
 
@@ -75,9 +77,15 @@ def test_save_and_load_round_trip(adapted, tmp_path) -> None:
     randomize_adapters(model, seed=5)
     expected = output_of(model, inputs)
     model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     loaded = PeftModel.from_pretrained(make_base(name), tmp_path)
-    torch.testing.assert_close(output_of(loaded, inputs), expected, rtol=0, atol=1e-5)  # merge+unmerge ran before
+    torch.testing.assert_close(
+        output_of(loaded, inputs), expected, rtol=0, atol=1e-5
+    )  # merge+unmerge ran before
     assert loaded.get_nb_trainable_parameters()[0] == 0  # loaded for inference: frozen
     trainable = PeftModel.from_pretrained(make_base(name), tmp_path, is_trainable=True)
     assert trainable.get_nb_trainable_parameters() == model.get_nb_trainable_parameters()
@@ -111,8 +119,11 @@ def test_an_adapter_saved_here_loads_in_a_fresh_process(tmp_path) -> None:
     randomize_adapters(model)
     model.save_pretrained(tmp_path / "adapter")
     torch.save(output_of(model, inputs), tmp_path / "expected.pt")
-    code = FRESH_PROCESS.format(tests=str(__import__("pathlib").Path(__file__).parent),
-                                folder=str(tmp_path / "adapter"), expected=str(tmp_path / "expected.pt"))
+    code = FRESH_PROCESS.format(
+        tests=str(__import__("pathlib").Path(__file__).parent),
+        folder=str(tmp_path / "adapter"),
+        expected=str(tmp_path / "expected.pt"),
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "PeftModelForCausalLM"

@@ -34,7 +34,9 @@ def test_dora_starts_at_the_base_and_merges_exactly(base) -> None:
             if "lora_B" in name or "magnitude" in name:
                 param.add_(torch.randn_like(param) * 0.1)
     adapted = output_of(model, inputs)
-    weights = {k: v.clone() for k, v in model.get_base_model().state_dict().items() if "base_layer.weight" in k}
+    weights = {
+        k: v.clone() for k, v in model.get_base_model().state_dict().items() if "base_layer.weight" in k
+    }
     model.merge_adapter()
     torch.testing.assert_close(output_of(model, inputs), adapted, rtol=1e-4, atol=1e-5)
     model.unmerge_adapter()
@@ -43,7 +45,9 @@ def test_dora_starts_at_the_base_and_merges_exactly(base) -> None:
 
 
 def test_dora_training_step_reaches_the_magnitude() -> None:
-    model = get_peft_model(make_base("bert"), LoraConfig(task_type="SEQ_CLS", r=4, use_dora=True, lora_dropout=0.1))
+    model = get_peft_model(
+        make_base("bert"), LoraConfig(task_type="SEQ_CLS", r=4, use_dora=True, lora_dropout=0.1)
+    )
     model.train()
     out = model(**make_inputs("encoder"), labels=torch.tensor([0, 1, 2]))
     out.loss.backward()
@@ -72,8 +76,13 @@ def test_init_options(init) -> None:
 
 
 def test_rank_and_alpha_patterns() -> None:
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
-                        rank_pattern={"layer.1.attention.self.query": 2}, alpha_pattern={"value": 32})
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+        rank_pattern={"layer.1.attention.self.query": 2},
+        alpha_pattern={"value": 32},
+    )
     layers = _lora_layers(get_peft_model(make_base("bert"), config))
     assert layers["bert.encoder.layer.1.attention.self.query"].r["default"] == 2
     assert layers["bert.encoder.layer.0.attention.self.query"].r["default"] == 4
@@ -82,11 +91,17 @@ def test_rank_and_alpha_patterns() -> None:
 
 
 def test_layers_to_transform_and_exclude_modules() -> None:
-    chosen = get_peft_model(make_base("llama"), LoraConfig(target_modules=["q_proj", "v_proj"], layers_to_transform=[1],
-                                                           layers_pattern="layers"))
-    assert sorted(_lora_layers(chosen)) == ["model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]
-    excluded = get_peft_model(make_base("llama"), LoraConfig(target_modules="all-linear",
-                                                             exclude_modules=["k_proj", "down_proj"]))
+    chosen = get_peft_model(
+        make_base("llama"),
+        LoraConfig(target_modules=["q_proj", "v_proj"], layers_to_transform=[1], layers_pattern="layers"),
+    )
+    assert sorted(_lora_layers(chosen)) == [
+        "model.layers.1.self_attn.q_proj",
+        "model.layers.1.self_attn.v_proj",
+    ]
+    excluded = get_peft_model(
+        make_base("llama"), LoraConfig(target_modules="all-linear", exclude_modules=["k_proj", "down_proj"])
+    )
     names = {n.rsplit(".", 1)[-1] for n in _lora_layers(excluded)}
     assert names == {"q_proj", "v_proj", "o_proj", "gate_proj", "up_proj"}  # lm_head (the output) is left out
 
@@ -98,7 +113,12 @@ def test_regex_target_modules() -> None:
 
 
 def test_default_targets_by_model_type() -> None:
-    expected = {"bert": {"query", "value"}, "gpt2": {"c_attn"}, "t5": {"q", "v"}, "llama": {"q_proj", "v_proj"}}
+    expected = {
+        "bert": {"query", "value"},
+        "gpt2": {"c_attn"},
+        "t5": {"q", "v"},
+        "llama": {"q_proj", "v_proj"},
+    }
     for base, names in expected.items():
         model = get_peft_model(make_base(base), LoraConfig(r=2))
         assert {n.rsplit(".", 1)[-1] for n in _lora_layers(model)} == names
@@ -106,7 +126,9 @@ def test_default_targets_by_model_type() -> None:
 
 
 def test_embedding_lora_round_trips(tmp_path) -> None:
-    model = get_peft_model(make_base("llama"), LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["embed_tokens"]))
+    model = get_peft_model(
+        make_base("llama"), LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["embed_tokens"])
+    )
     layer = model.get_base_model().model.embed_tokens
     assert isinstance(layer, Embedding)
     inputs = make_inputs("decoder")
@@ -123,11 +145,19 @@ def test_embedding_lora_round_trips(tmp_path) -> None:
 
 @pytest.mark.parametrize("head", ["token", "qa"])
 def test_task_heads_join_modules_to_save_and_are_saved(head, tmp_path) -> None:
-    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, num_labels=2)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        num_labels=2,
+    )
     torch.manual_seed(0)
-    cls, task, module = {"token": (BertForTokenClassification, "TOKEN_CLS", "classifier"),
-                         "qa": (BertForQuestionAnswering, "QUESTION_ANS", "qa_outputs")}[head]
+    cls, task, module = {
+        "token": (BertForTokenClassification, "TOKEN_CLS", "classifier"),
+        "qa": (BertForQuestionAnswering, "QUESTION_ANS", "qa_outputs"),
+    }[head]
     model = get_peft_model(cls(config), LoraConfig(task_type=task, r=2))
     assert module in model.peft_config["default"].modules_to_save
     state = get_peft_model_state_dict(model)

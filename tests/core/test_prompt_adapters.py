@@ -35,7 +35,9 @@ def gpt2(width: int = 32) -> GPT2LMHeadModel:
 
 def bert(width: int = 32, layers: int = 2) -> BertForSequenceClassification:
     torch.manual_seed(0)
-    return BertForSequenceClassification(bert_config(num_labels=2, positions=48, width=width, layers=layers)).eval()
+    return BertForSequenceClassification(
+        bert_config(num_labels=2, positions=48, width=width, layers=layers)
+    ).eval()
 
 
 def llama(layers: int = 2) -> LlamaForCausalLM:

@@ -46,6 +46,7 @@ peft = pytest.importorskip("peft")
 VOCAB, BATCH, SEQ, VIRTUAL = 64, 2, 6, 4
 NEW_TOKENS = 5
 
+
 def _gpt2_classifier() -> GPT2ForSequenceClassification:
     config = gpt2_config(positions=48)
     config.num_labels, config.pad_token_id = 3, 0  # the head reads each row's last non-pad token
@@ -53,11 +54,24 @@ def _gpt2_classifier() -> GPT2ForSequenceClassification:
 
 
 def _bart_config() -> BartConfig:
-    return BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                      decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=48,
-                      # T5's token ids, which the generation checks below decode with
-                      pad_token_id=0, bos_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-                      forced_bos_token_id=None, forced_eos_token_id=None)
+    return BartConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=48,
+        # T5's token ids, which the generation checks below decode with
+        pad_token_id=0,
+        bos_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+    )
 
 
 BASES: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {

@@ -80,38 +80,60 @@ def test_a_row_holding_nan_or_inf_is_multiplied_like_any_live_row() -> None:
 
 
 def _bart() -> BartForConditionalGeneration:
-    return BartForConditionalGeneration(BartConfig(
-        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=48,
-    ))
+    return BartForConditionalGeneration(
+        BartConfig(
+            vocab_size=VOCAB,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            max_position_embeddings=48,
+        )
+    )
 
 
 WRAPPED: dict[str, tuple[Callable[[], torch.nn.Module], str, set[str]]] = {
     "bert": (
         lambda: BertForSequenceClassification(bert_config(num_labels=2, positions=48)),
         "SEQ_CLS",
-        {f"bert.encoder.layer.1.{n}" for n in (
-            "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-            "intermediate.dense", "output.dense",
-        )},
+        {
+            f"bert.encoder.layer.1.{n}"
+            for n in (
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "intermediate.dense",
+                "output.dense",
+            )
+        },
     ),
     "gpt2": (
         lambda: GPT2LMHeadModel(gpt2_config(positions=48)),
         "CAUSAL_LM",
-        {f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")} | {"lm_head"},
+        {f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+        | {"lm_head"},
     ),
     "llama": (
         lambda: LlamaForCausalLM(llama_config(positions=48)),
         "CAUSAL_LM",
         {f"model.layers.1.self_attn.{n}_proj" for n in "qkvo"}
-        | {f"model.layers.1.mlp.{n}_proj" for n in ("gate", "up", "down")} | {"lm_head"},
+        | {f"model.layers.1.mlp.{n}_proj" for n in ("gate", "up", "down")}
+        | {"lm_head"},
     ),
     "t5": (  # T5 keeps each block's sublayers in a list as long as the stack: the stack still wins
         lambda: T5ForConditionalGeneration(t5_config()),
         "SEQ_2_SEQ_LM",
         {f"decoder.block.1.layer.0.SelfAttention.{n}" for n in "qkvo"}
         | {f"decoder.block.1.layer.1.EncDecAttention.{n}" for n in "qkvo"}
-        | {"decoder.block.1.layer.2.DenseReluDense.wi", "decoder.block.1.layer.2.DenseReluDense.wo", "lm_head"},
+        | {
+            "decoder.block.1.layer.2.DenseReluDense.wi",
+            "decoder.block.1.layer.2.DenseReluDense.wo",
+            "lm_head",
+        },
     ),
     "bart": (
         _bart,
@@ -126,7 +148,9 @@ WRAPPED: dict[str, tuple[Callable[[], torch.nn.Module], str, set[str]]] = {
 @pytest.mark.parametrize("arch", sorted(WRAPPED))
 def test_the_last_block_and_the_output_head_are_wrapped(arch: str) -> None:
     factory, task, expected = WRAPPED[arch]
-    model = adapterlab.get_peft_model(factory(), adapterlab.PromptTuningConfig(task_type=task, num_virtual_tokens=3))
+    model = adapterlab.get_peft_model(
+        factory(), adapterlab.PromptTuningConfig(task_type=task, num_virtual_tokens=3)
+    )
     assert wrapped_names(model.get_base_model()) == expected
 
 
@@ -142,7 +166,9 @@ def test_an_accelerate_hook_still_runs_and_print_shows_the_model_as_before() -> 
             return args, kwargs
 
     add_hook_to_module(base.bert.encoder.layer[1].output.dense, Counting())  # as accelerate's dispatch does
-    model = adapterlab.get_peft_model(base, adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3))
+    model = adapterlab.get_peft_model(
+        base, adapterlab.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
+    )
     assert "bert.encoder.layer.1.output.dense" in wrapped_names(base)
     assert repr(base.bert) == before
     model(input_ids=torch.arange(2, 8).unsqueeze(0))
@@ -152,12 +178,16 @@ def test_an_accelerate_hook_still_runs_and_print_shows_the_model_as_before() -> 
 def test_a_data_parallel_replica_computes_with_its_own_weights() -> None:
     torch.manual_seed(0)
     model = adapterlab.get_peft_model(
-        LlamaForCausalLM(llama_config(positions=48)), adapterlab.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3)
+        LlamaForCausalLM(llama_config(positions=48)),
+        adapterlab.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
     )
     head = model.get_base_model().lm_head
     replica = head._replicate_for_data_parallel()  # what DataParallel does for each device
     # replicate() then gives the replica its device's copies of the parameters
-    replica._parameters = {"weight": torch.nn.Parameter(torch.zeros_like(head.weight), requires_grad=False), "bias": None}
+    replica._parameters = {
+        "weight": torch.nn.Parameter(torch.zeros_like(head.weight), requires_grad=False),
+        "bias": None,
+    }
     x = torch.randn(2, 32, requires_grad=True)
     assert (replica(x) == 0).all()
     assert not (head(x) == 0).all()
@@ -188,7 +218,11 @@ def _batch(kind: str) -> dict[str, torch.Tensor]:
 
 
 GRADIENT_CASES: dict[str, tuple[Callable[[], torch.nn.Module], str, str]] = {
-    "bert SEQ_CLS": (lambda: BertForSequenceClassification(bert_config(num_labels=2, positions=48)), "SEQ_CLS", "cls"),
+    "bert SEQ_CLS": (
+        lambda: BertForSequenceClassification(bert_config(num_labels=2, positions=48)),
+        "SEQ_CLS",
+        "cls",
+    ),
     "gpt2 SEQ_CLS": (_gpt2_cls, "SEQ_CLS", "cls"),
     "llama CAUSAL_LM": (lambda: LlamaForCausalLM(llama_config(positions=48)), "CAUSAL_LM", "lm"),
     "gpt2 CAUSAL_LM": (lambda: GPT2LMHeadModel(gpt2_config(positions=48)), "CAUSAL_LM", "lm"),
@@ -201,7 +235,9 @@ METHODS: dict[str, Callable[[str], adapterlab.PeftConfig]] = {
 }
 
 
-def _gradients(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _gradients(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad()
     torch.manual_seed(7)  # the same dropout masks in both models
     loss = model(**batch).loss
@@ -209,7 +245,9 @@ def _gradients(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def fast_and_plain(base: torch.nn.Module, config: adapterlab.PeftConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+def fast_and_plain(
+    base: torch.nn.Module, config: adapterlab.PeftConfig
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Two prompt models with the same prompt weights on copies of ``base``: the first with the
     live-row layers, the second with the plain ones; both in training mode."""
     torch.manual_seed(1)
@@ -317,7 +355,9 @@ def test_gradients_with_gradient_checkpointing_equal_the_plain_layers(case: str)
 
 def test_a_compiled_model_trains_with_the_same_gradients() -> None:
     config = bert_config(num_labels=2, positions=48)
-    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0  # compiled dropout draws other masks
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = (
+        0.0  # compiled dropout draws other masks
+    )
     torch.manual_seed(0)
     fast, plain = fast_and_plain(BertForSequenceClassification(config), METHODS["prompt tuning"]("SEQ_CLS"))
     batch = _batch("cls")

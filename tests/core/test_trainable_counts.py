@@ -14,8 +14,15 @@ from adapterlab import LoraConfig, get_peft_model
 peft = pytest.importorskip("peft")
 
 MT0_LARGE = dict(
-    d_model=1024, d_ff=2816, num_layers=24, num_decoder_layers=24, num_heads=16, d_kv=64, vocab_size=250112,
-    feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+    d_model=1024,
+    d_ff=2816,
+    num_layers=24,
+    num_decoder_layers=24,
+    num_heads=16,
+    d_kv=64,
+    vocab_size=250112,
+    feed_forward_proj="gated-gelu",
+    tie_word_embeddings=False,
 )
 
 
@@ -41,8 +48,14 @@ CASES = {
     "bert-bias-all": ("bert", {"bias": "all"}),
     "bert-all-linear-dora": ("bert", {"target_modules": "all-linear", "use_dora": True}),
     "gpt2-patterns": ("gpt2", {"target_modules": ["c_attn", "c_proj"], "rank_pattern": {"c_proj": 2}}),
-    "t5-layers": ("t5", {"target_modules": ["q", "v", "o"], "layers_to_transform": [1], "layers_pattern": "block"}),
-    "llama-embedding": ("llama", {"target_modules": ["embed_tokens", "q_proj"], "modules_to_save": ["lm_head"]}),
+    "t5-layers": (
+        "t5",
+        {"target_modules": ["q", "v", "o"], "layers_to_transform": [1], "layers_pattern": "block"},
+    ),
+    "llama-embedding": (
+        "llama",
+        {"target_modules": ["embed_tokens", "q_proj"], "modules_to_save": ["lm_head"]},
+    ),
 }
 
 
@@ -55,5 +68,7 @@ def test_counts_match_hf_peft(case) -> None:
     assert ours.get_nb_trainable_parameters() == theirs.get_nb_trainable_parameters()
     ours_names = {n for n, p in ours.named_parameters() if p.requires_grad}
     theirs_names = {n for n, p in theirs.named_parameters() if p.requires_grad}
-    assert ours_names == {n.replace("lora_magnitude_vector.default.weight", "lora_magnitude_vector.default")
-                          for n in theirs_names}
+    assert ours_names == {
+        n.replace("lora_magnitude_vector.default.weight", "lora_magnitude_vector.default")
+        for n in theirs_names
+    }

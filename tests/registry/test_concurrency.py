@@ -21,7 +21,9 @@ print(json.dumps([register_adapter(f, name="busy", base=base).version for f in f
 
 
 @pytest.mark.slow
-def test_concurrent_registrations_get_every_version_once(registry_env, tiny_base, make_lora, tmp_path: Path) -> None:
+def test_concurrent_registrations_get_every_version_once(
+    registry_env, tiny_base, make_lora, tmp_path: Path
+) -> None:
     folders = [str(make_lora(seed=seed, r=1)) for seed in range(PROCESSES * CALLS)]
     workers = [
         subprocess.Popen(

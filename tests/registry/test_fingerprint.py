@@ -37,14 +37,21 @@ def test_same_weights_same_fingerprint_single_sharded_or_bin(tmp_path: Path) -> 
     single = save(tmp_path / "single", TENSORS)
     sharded = tmp_path / "sharded"
     sharded.mkdir()
-    shards = {"model-1.safetensors": ["embeddings.weight"], "model-2.safetensors": ["layer.bias", "layer.weight", "step"]}
+    shards = {
+        "model-1.safetensors": ["embeddings.weight"],
+        "model-2.safetensors": ["layer.bias", "layer.weight", "step"],
+    }
     for shard, names in shards.items():
         save_file({name: TENSORS[name] for name in names}, str(sharded / shard))
     weight_map = {name: shard for shard, names in shards.items() for name in names}
-    (sharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (sharded / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
     legacy = tmp_path / "legacy"
     legacy.mkdir()
-    torch.save({name: torch.from_numpy(array) for name, array in TENSORS.items()}, legacy / "pytorch_model.bin")
+    torch.save(
+        {name: torch.from_numpy(array) for name, array in TENSORS.items()}, legacy / "pytorch_model.bin"
+    )
 
     result = fingerprint_checkpoint(single)
     assert fingerprint(sharded) == fingerprint(legacy) == result.fingerprint
@@ -63,10 +70,14 @@ def test_any_change_changes_the_fingerprint(tmp_path: Path, change: str) -> None
         tensors["layer.weight"] = tensors["layer.weight"].view(np.int32)
     else:
         tensors["layer.weight"] = tensors["layer.weight"].reshape(8, 32)
-    assert fingerprint(save(tmp_path / "changed", tensors)) != fingerprint(save(tmp_path / "original", TENSORS))
+    assert fingerprint(save(tmp_path / "changed", tensors)) != fingerprint(
+        save(tmp_path / "original", TENSORS)
+    )
 
 
-def test_big_tensors_are_hashed_in_chunks_with_the_same_result_every_time(tmp_path: Path, monkeypatch) -> None:
+def test_big_tensors_are_hashed_in_chunks_with_the_same_result_every_time(
+    tmp_path: Path, monkeypatch
+) -> None:
     from adapterlab.registry.files import fingerprint as module
 
     monkeypatch.setattr(module, "CHUNK_BYTES", 1000)  # many chunks per tensor, many threads
@@ -95,8 +106,11 @@ def test_memory_stays_far_below_the_checkpoint_size(tmp_path: Path) -> None:
         "fingerprint_checkpoint(sys.argv[1]);"
         "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])"
     )
-    peak_kib = int(subprocess.run([sys.executable, "-c", code, str(folder)], check=True, capture_output=True,
-                                  text=True).stdout)  # fmt: skip
+    peak_kib = int(
+        subprocess.run(
+            [sys.executable, "-c", code, str(folder)], check=True, capture_output=True, text=True
+        ).stdout
+    )
     assert peak_kib * 1024 < size / 2, f"peak RSS {peak_kib} KiB for a {size >> 20} MiB checkpoint"
 
 

@@ -44,14 +44,19 @@ def sharded(folder: Path, shards: dict = SHARDS) -> Path:
     for shard, tensors in shards.items():
         save_file(tensors, str(folder / shard))
     weight_map = {name: shard for shard, tensors in shards.items() for name in tensors}
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
     settle(folder)
     return folder
 
 
 def single(folder: Path, seed: int = 0) -> Path:
     folder.mkdir(parents=True)
-    save_file({"w": np.random.default_rng(seed).standard_normal(64).astype(np.float32)}, str(folder / "model.safetensors"))
+    save_file(
+        {"w": np.random.default_rng(seed).standard_normal(64).astype(np.float32)},
+        str(folder / "model.safetensors"),
+    )
     settle(folder)
     return folder
 
@@ -63,7 +68,9 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     chunk_digest = module._chunk_digest
 
     def spy(entry, start, descriptors):
-        reads.append(entry.path.name if entry.path is not None else "(in memory)")  # .bin tensors are mapped by torch
+        reads.append(
+            entry.path.name if entry.path is not None else "(in memory)"
+        )  # .bin tensors are mapped by torch
         return chunk_digest(entry, start, descriptors)
 
     monkeypatch.setattr(module, "_chunk_digest", spy)
@@ -74,15 +81,23 @@ def uncached(location: Path) -> str:
     return fingerprint_checkpoint(location, use_cache=False).fingerprint
 
 
-def test_second_fingerprint_reads_no_tensor_bytes_nor_headers_and_equals_the_uncached_one(tmp_path, hashed, monkeypatch):
+def test_second_fingerprint_reads_no_tensor_bytes_nor_headers_and_equals_the_uncached_one(
+    tmp_path, hashed, monkeypatch
+):
     folder = sharded(tmp_path / "base")
     first = fingerprint_checkpoint(folder)
     assert sorted(set(hashed)) == sorted(SHARDS)
     hashed.clear()
     with monkeypatch.context() as patch:
-        patch.setattr(module, "checkpoint_tensors", lambda location: pytest.fail(f"read the header of {location}"))
+        patch.setattr(
+            module, "checkpoint_tensors", lambda location: pytest.fail(f"read the header of {location}")
+        )
         # the folder's finished fingerprint answers: not even the files' tensor digests are read
-        patch.setattr(fingerprint_cache.FingerprintCache, "lookup", lambda self, identity: pytest.fail("read a file entry"))
+        patch.setattr(
+            fingerprint_cache.FingerprintCache,
+            "lookup",
+            lambda self, identity: pytest.fail("read a file entry"),
+        )
         second = fingerprint_checkpoint(folder)
     assert hashed == []
     assert second == first  # fingerprint, tensor and parameter counts, size
@@ -107,8 +122,10 @@ def test_a_cached_legacy_bin_checkpoint_resolves_without_torch(tmp_path, hashed)
 
     folder = tmp_path / "legacy"
     folder.mkdir()
-    torch.save({name: torch.from_numpy(array) for tensors in SHARDS.values() for name, array in tensors.items()},
-               folder / "pytorch_model.bin")  # fmt: skip
+    torch.save(
+        {name: torch.from_numpy(array) for tensors in SHARDS.values() for name, array in tensors.items()},
+        folder / "pytorch_model.bin",
+    )
     settle(folder)
     expected = fingerprint_checkpoint(folder).fingerprint
     assert expected == uncached(sharded(tmp_path / "sharded"))  # same tensors, same fingerprint
@@ -116,7 +133,9 @@ def test_a_cached_legacy_bin_checkpoint_resolves_without_torch(tmp_path, hashed)
         "import sys; from adapterlab.registry.files.fingerprint import fingerprint_checkpoint;"
         "print(fingerprint_checkpoint(sys.argv[1]).fingerprint, 'torch' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == [expected, "False"]
 
 
@@ -130,7 +149,10 @@ def _replace_same_size_and_mtime(shard: Path) -> None:
     os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
     os.replace(other, shard)
     after = shard.stat()
-    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns) and after.st_ino != before.st_ino
+    assert (after.st_size, after.st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    ) and after.st_ino != before.st_ino
 
 
 @pytest.mark.parametrize("change", ["mtime", "size", "inode"])
@@ -177,7 +199,9 @@ def folder_entries(folder: Path) -> dict[Path, dict]:
         "claims more bytes than the file has",
     ],
 )
-def test_a_corrupt_or_forged_entry_is_ignored_and_rewritten(tmp_path, hashed, private_fingerprint_cache, content):
+def test_a_corrupt_or_forged_entry_is_ignored_and_rewritten(
+    tmp_path, hashed, private_fingerprint_cache, content
+):
     folder = single(tmp_path / "base")
     expected = uncached(folder)
     fingerprint_checkpoint(folder)
@@ -201,16 +225,28 @@ def test_a_corrupt_or_forged_entry_is_ignored_and_rewritten(tmp_path, hashed, pr
     hashed.clear()
     assert fingerprint_checkpoint(folder).fingerprint == expected
     assert hashed == ["model.safetensors"]  # not trusted: read again
-    assert file_entries(private_fingerprint_cache)[path]["path"] == os.path.realpath(folder / "model.safetensors")
+    assert file_entries(private_fingerprint_cache)[path]["path"] == os.path.realpath(
+        folder / "model.safetensors"
+    )
     hashed.clear()
-    assert fingerprint_checkpoint(folder).fingerprint == expected and hashed == []  # the rewritten entry is used
+    assert (
+        fingerprint_checkpoint(folder).fingerprint == expected and hashed == []
+    )  # the rewritten entry is used
 
 
 @pytest.mark.parametrize(
     "forgery",
-    ["fingerprint not hex", "negative count", "more bytes than the files", "another file's identity", "no files"],
+    [
+        "fingerprint not hex",
+        "negative count",
+        "more bytes than the files",
+        "another file's identity",
+        "no files",
+    ],
 )
-def test_a_forged_folder_fingerprint_is_ignored_and_rewritten(tmp_path, hashed, private_fingerprint_cache, forgery):
+def test_a_forged_folder_fingerprint_is_ignored_and_rewritten(
+    tmp_path, hashed, private_fingerprint_cache, forgery
+):
     folder = sharded(tmp_path / "base")
     expected = fingerprint_checkpoint(folder)
     ((path, entry),) = folder_entries(private_fingerprint_cache).items()
@@ -245,7 +281,9 @@ def test_entries_others_can_write_are_not_trusted(tmp_path, hashed, private_fing
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in entries)  # replaced by private ones
 
 
-def test_entries_that_are_links_are_neither_read_nor_written_through(tmp_path, hashed, private_fingerprint_cache):
+def test_entries_that_are_links_are_neither_read_nor_written_through(
+    tmp_path, hashed, private_fingerprint_cache
+):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
     links = {}
@@ -262,7 +300,9 @@ def test_entries_that_are_links_are_neither_read_nor_written_through(tmp_path, h
     assert not any(path.is_symlink() for path in links)
 
 
-def test_the_least_recently_used_entries_are_forgotten(tmp_path, hashed, private_fingerprint_cache, monkeypatch):
+def test_the_least_recently_used_entries_are_forgotten(
+    tmp_path, hashed, private_fingerprint_cache, monkeypatch
+):
     monkeypatch.setattr(fingerprint_cache, "MAX_ENTRIES", 4)  # two folders' entries (file and folder)
     first, second, third = (single(tmp_path / name, seed=seed) for seed, name in enumerate(["a", "b", "c"]))
     fingerprint_checkpoint(first)
@@ -278,7 +318,9 @@ def test_the_least_recently_used_entries_are_forgotten(tmp_path, hashed, private
     assert remembered == {os.path.realpath(folder / "model.safetensors") for folder in (first, third)}
 
 
-def test_no_cache_when_bypassed_by_argument_or_environment(tmp_path, hashed, private_fingerprint_cache, monkeypatch):
+def test_no_cache_when_bypassed_by_argument_or_environment(
+    tmp_path, hashed, private_fingerprint_cache, monkeypatch
+):
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder, use_cache=False)
     fingerprint_checkpoint(folder, use_cache=False)
@@ -300,9 +342,9 @@ def test_the_cache_lives_in_the_user_cache_folder_unless_moved(tmp_path, monkeyp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     folder = single(tmp_path / "base")
     fingerprint_checkpoint(folder)
-    assert [entry["path"] for entry in file_entries(tmp_path / "xdg" / "adapterlab" / "fingerprints-v1").values()] == [
-        os.path.realpath(folder / "model.safetensors")
-    ]
+    assert [
+        entry["path"] for entry in file_entries(tmp_path / "xdg" / "adapterlab" / "fingerprints-v1").values()
+    ] == [os.path.realpath(folder / "model.safetensors")]
     monkeypatch.setenv(CACHE_ENV, "~/elsewhere")
     assert cache_folder() == tmp_path / "home" / "elsewhere"
     monkeypatch.delenv(CACHE_ENV)
@@ -316,7 +358,11 @@ def test_an_unusable_cache_folder_only_costs_a_rehash(tmp_path, hashed, monkeypa
     blocked.write_text("not a folder")
     monkeypatch.setenv(CACHE_ENV, str(blocked))
     folder = single(tmp_path / "base")
-    assert fingerprint_checkpoint(folder).fingerprint == fingerprint_checkpoint(folder).fingerprint == uncached(folder)
+    assert (
+        fingerprint_checkpoint(folder).fingerprint
+        == fingerprint_checkpoint(folder).fingerprint
+        == uncached(folder)
+    )
     assert hashed == ["model.safetensors"] * 3 and blocked.read_text() == "not a folder"
 
 
@@ -355,7 +401,9 @@ def test_a_hub_cache_snapshot_is_cached_through_its_blob_links(tmp_path, hashed)
     (snapshot / "model.safetensors").symlink_to(Path("../..") / "blobs" / "model.safetensors")
     first = fingerprint_checkpoint(snapshot).fingerprint
     hashed.clear()
-    assert fingerprint_checkpoint(snapshot).fingerprint == first == uncached(blob.parent) and hashed == ["model.safetensors"]
+    assert fingerprint_checkpoint(snapshot).fingerprint == first == uncached(blob.parent) and hashed == [
+        "model.safetensors"
+    ]
 
 
 WORKER = """
@@ -367,24 +415,35 @@ for folder in sys.argv[2:]:
 """
 
 
-def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(tmp_path, private_fingerprint_cache):
+def test_concurrent_processes_share_the_cache_without_losing_or_corrupting_it(
+    tmp_path, private_fingerprint_cache
+):
     workers, per_worker = 4, 10
     folders = [str(single(tmp_path / f"base-{seed}", seed=seed)) for seed in range(workers * per_worker)]
     expected = {folder: uncached(Path(folder)) for folder in folders}
     start = str(time.time() + 3)  # past every interpreter's start-up
-    running = [subprocess.Popen([sys.executable, "-c", WORKER, start, *folders[i::workers]], stdout=subprocess.PIPE,
-                                text=True) for i in range(workers)]  # fmt: skip
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, start, *folders[i::workers]], stdout=subprocess.PIPE, text=True
+        )
+        for i in range(workers)
+    ]
     for worker, i in zip(running, range(workers), strict=True):
         output, _ = worker.communicate(timeout=120)
         assert worker.returncode == 0
-        assert dict(line.split() for line in output.splitlines()) == {folder: expected[folder] for folder in folders[i::workers]}
+        assert dict(line.split() for line in output.splitlines()) == {
+            folder: expected[folder] for folder in folders[i::workers]
+        }
     # every process's entries are there, whole
     remembered = [entry["path"] for entry in file_entries(private_fingerprint_cache).values()]
-    assert sorted(remembered) == sorted(os.path.realpath(Path(folder) / "model.safetensors") for folder in folders)
+    assert sorted(remembered) == sorted(
+        os.path.realpath(Path(folder) / "model.safetensors") for folder in folders
+    )
 
 
-def test_registering_and_loading_against_an_unchanged_base_hash_it_once(registry_env, tiny_base, make_lora, tmp_path, hashed,
-                                                                        monkeypatch):  # fmt: skip
+def test_registering_and_loading_against_an_unchanged_base_hash_it_once(
+    registry_env, tiny_base, make_lora, tmp_path, hashed, monkeypatch
+):
     from adapterlab.registry import load, register_adapter
 
     base = tmp_path / "tiny-bert"
@@ -396,7 +455,9 @@ def test_registering_and_loading_against_an_unchanged_base_hash_it_once(registry
     second = register_adapter(make_lora(seed=2), name="b", base=base)
     assert hashed == [] and second.base.fingerprint == first.base.fingerprint
     checked = []
-    monkeypatch.setattr(module, "fingerprint_checkpoint", lambda *a, **k: checked.append(a) or fingerprint_checkpoint(*a, **k))
+    monkeypatch.setattr(
+        module, "fingerprint_checkpoint", lambda *a, **k: checked.append(a) or fingerprint_checkpoint(*a, **k)
+    )
     assert load("b") is not None
     assert checked and hashed == []  # the base folder's fingerprint was checked, from the cache
     assert uncached(base) == first.base.fingerprint

@@ -58,7 +58,9 @@ def test_hub_snapshot_folder_names_its_base(registry_env, tiny_base, make_lora, 
     assert show("from-hub").base.fingerprint == version.base.fingerprint
 
 
-def test_hub_id_found_in_the_local_cache(registry_env, tiny_base, make_lora, tmp_path: Path, monkeypatch) -> None:
+def test_hub_id_found_in_the_local_cache(
+    registry_env, tiny_base, make_lora, tmp_path: Path, monkeypatch
+) -> None:
     cache = tmp_path / "hf-cache"
     snapshot = cache / "models--org--cached-bert" / "snapshots" / "rev42"
     shutil.copytree(tiny_base, snapshot)

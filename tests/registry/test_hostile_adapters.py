@@ -78,7 +78,10 @@ def _poison(value: float, dtype: str = "float32") -> Callable[[Case], dict[str, 
 def _bf16_nan_in_a_bin(case: Case) -> dict[str, Any]:
     import torch
 
-    tensors = {name: torch.from_numpy(t).to(torch.bfloat16) for name, t in load_file(str(case.folder / WEIGHTS)).items()}
+    tensors = {
+        name: torch.from_numpy(t).to(torch.bfloat16)
+        for name, t in load_file(str(case.folder / WEIGHTS)).items()
+    }
     tensors[sorted(tensors)[0]][0, 0] = float("nan")
     torch.save(tensors, case.folder / "adapter_model.bin")
     (case.folder / WEIGHTS).unlink()
@@ -95,7 +98,9 @@ def _registered_first(case: Case, **first: Any) -> None:
     other = case.tmp / "first"
     shutil.copytree(case.folder, other)
     _config_path = other / "adapter_config.json"
-    _config_path.write_text(json.dumps({**json.loads(_config_path.read_text()), "lora_alpha": 16}))  # other content
+    _config_path.write_text(
+        json.dumps({**json.loads(_config_path.read_text()), "lora_alpha": 16})
+    )  # other content
     register_adapter(other, **{"name": "victim", "base": case.tiny_base, **first})
 
 
@@ -107,56 +112,142 @@ def _base_with(case: Case, folder: Path, **config: Any) -> Path:
 
 
 REFUSED = [
-    Refused("link to /etc/passwd", lambda c: _link(c, "README.md", "/etc/passwd"), CheckpointError, "outside the adapter folder"),
+    Refused(
+        "link to /etc/passwd",
+        lambda c: _link(c, "README.md", "/etc/passwd"),
+        CheckpointError,
+        "outside the adapter folder",
+    ),
     Refused("weights linked from outside", _weights_moved_out, CheckpointError, "outside the adapter folder"),
-    Refused("relative link climbing out", lambda c: _link(c, "labels.json", "../../../secret.json"), CheckpointError, "outside"),
-    Refused("included file links out", lambda c: {**_link(c, "extra/notes.txt", "/etc/hostname"), "include": ["extra/*"]},
-            CheckpointError, "outside the adapter folder"),
-    Refused("broken link", lambda c: _link(c, "tokenizer.json", c.folder / "missing"), CheckpointError, "not a regular file"),
-    Refused("NaN in float32 weights", _poison(float("nan")), CheckpointError, r"tensor '.*lora_B\.weight'.*NaN or infinite"),
+    Refused(
+        "relative link climbing out",
+        lambda c: _link(c, "labels.json", "../../../secret.json"),
+        CheckpointError,
+        "outside",
+    ),
+    Refused(
+        "included file links out",
+        lambda c: {**_link(c, "extra/notes.txt", "/etc/hostname"), "include": ["extra/*"]},
+        CheckpointError,
+        "outside the adapter folder",
+    ),
+    Refused(
+        "broken link",
+        lambda c: _link(c, "tokenizer.json", c.folder / "missing"),
+        CheckpointError,
+        "not a regular file",
+    ),
+    Refused(
+        "NaN in float32 weights",
+        _poison(float("nan")),
+        CheckpointError,
+        r"tensor '.*lora_B\.weight'.*NaN or infinite",
+    ),
     Refused("inf in float16 weights", _poison(float("inf"), "float16"), CheckpointError, "NaN or infinite"),
     Refused("-inf in float64 weights", _poison(float("-inf"), "float64"), CheckpointError, "NaN or infinite"),
-    Refused("NaN in a bfloat16 .bin", _bf16_nan_in_a_bin, CheckpointError, r"tensor '.*layer\.0.*lora_A\.weight'.*NaN"),
+    Refused(
+        "NaN in a bfloat16 .bin",
+        _bf16_nan_in_a_bin,
+        CheckpointError,
+        r"tensor '.*layer\.0.*lora_A\.weight'.*NaN",
+    ),
     Refused("--include matching nothing", lambda c: {"include": ["*.pt"]}, InvalidConfig, "matches no file"),
-    Refused("--include climbing out", lambda c: {"include": ["../*"]}, InvalidConfig, "relative to the adapter folder"),
-    Refused("--include absolute", lambda c: {"include": ["/etc/*"]}, InvalidConfig, "relative to the adapter folder"),
-    Refused("unknown task in the config", lambda c: _config(c, task_type="X" * 100), InvalidConfig, "unknown task type"),
+    Refused(
+        "--include climbing out",
+        lambda c: {"include": ["../*"]},
+        InvalidConfig,
+        "relative to the adapter folder",
+    ),
+    Refused(
+        "--include absolute",
+        lambda c: {"include": ["/etc/*"]},
+        InvalidConfig,
+        "relative to the adapter folder",
+    ),
+    Refused(
+        "unknown task in the config",
+        lambda c: _config(c, task_type="X" * 100),
+        InvalidConfig,
+        "unknown task type",
+    ),
     Refused("bad name", lambda c: {"name": "x/../y"}, InvalidConfig, "invalid adapter name"),
     Refused("name too long", lambda c: {"name": "n" * 129}, InvalidConfig, "at most 128"),
-    Refused("another base for the same line", lambda c: (_registered_first(c), {"base": c.other_base})[1],
-            BaseModelMismatch, "another name"),
-    Refused("another task for the same line", lambda c: (_registered_first(c), {"task_type": "SEQ_CLS"})[1],
-            InvalidConfig, "is for task FEATURE_EXTRACTION"),
-    Refused("user name longer than its column", lambda c: c.monkeypatch.setenv("ADAPTERLAB_USER", "u" * 129) or {},
-            InvalidConfig, "created by is 129 characters long; the registry stores at most 128"),
-    Refused("run id longer than its column", lambda c: {"mlflow_run_id": "r" * 65}, InvalidConfig, "at most 64"),
-    Refused("base model_type longer than its column", lambda c: {"base": _base_with(c, c.tmp / "b", model_type="m" * 65)},
-            InvalidConfig, "model type is 65 characters long"),
-    Refused("base revision longer than its column",
-            lambda c: {"base": _base_with(c, c.tmp / "models--org--b" / "snapshots" / ("f" * 129))},
-            InvalidConfig, "revision is 129 characters long"),
-    Refused("credentials in the artifact root",
-            lambda c: c.monkeypatch.setenv("ADAPTERLAB_ARTIFACT_ROOT", "s3://key:hunter2@bucket/x") or {},
-            RegistryUnavailable, "carries credentials"),
-]  # fmt: skip
+    Refused(
+        "another base for the same line",
+        lambda c: (_registered_first(c), {"base": c.other_base})[1],
+        BaseModelMismatch,
+        "another name",
+    ),
+    Refused(
+        "another task for the same line",
+        lambda c: (_registered_first(c), {"task_type": "SEQ_CLS"})[1],
+        InvalidConfig,
+        "is for task FEATURE_EXTRACTION",
+    ),
+    Refused(
+        "user name longer than its column",
+        lambda c: c.monkeypatch.setenv("ADAPTERLAB_USER", "u" * 129) or {},
+        InvalidConfig,
+        "created by is 129 characters long; the registry stores at most 128",
+    ),
+    Refused(
+        "run id longer than its column", lambda c: {"mlflow_run_id": "r" * 65}, InvalidConfig, "at most 64"
+    ),
+    Refused(
+        "base model_type longer than its column",
+        lambda c: {"base": _base_with(c, c.tmp / "b", model_type="m" * 65)},
+        InvalidConfig,
+        "model type is 65 characters long",
+    ),
+    Refused(
+        "base revision longer than its column",
+        lambda c: {"base": _base_with(c, c.tmp / "models--org--b" / "snapshots" / ("f" * 129))},
+        InvalidConfig,
+        "revision is 129 characters long",
+    ),
+    Refused(
+        "credentials in the artifact root",
+        lambda c: c.monkeypatch.setenv("ADAPTERLAB_ARTIFACT_ROOT", "s3://key:hunter2@bucket/x") or {},
+        RegistryUnavailable,
+        "carries credentials",
+    ),
+]
 
 
 def store_state(home: Path) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
     """Every stored file's digest, every registry version, every MLflow model: what a refusal must not touch."""
     artifacts = home / "artifacts"
-    files = {
-        str(path.relative_to(artifacts)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(artifacts.rglob("*")) if path.is_file()
-    } if artifacts.exists() else {}  # fmt: skip
+    files = (
+        {
+            str(path.relative_to(artifacts)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(artifacts.rglob("*"))
+            if path.is_file()
+        }
+        if artifacts.exists()
+        else {}
+    )
     uri = os.environ["MLFLOW_TRACKING_URI"]
     models = [m.name for m in MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()]
     return files, [(row.name, row.version) for row in list_versions()], models
 
 
 @pytest.mark.parametrize("refused", REFUSED, ids=[case.id for case in REFUSED])
-def test_refused_before_anything_is_written(refused: Refused, registry_env, tiny_base, other_base, make_lora,
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    case = Case(folder=make_lora(seed=7), tmp=tmp_path, tiny_base=tiny_base, other_base=other_base, monkeypatch=monkeypatch)
+def test_refused_before_anything_is_written(
+    refused: Refused,
+    registry_env,
+    tiny_base,
+    other_base,
+    make_lora,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    case = Case(
+        folder=make_lora(seed=7),
+        tmp=tmp_path,
+        tiny_base=tiny_base,
+        other_base=other_base,
+        monkeypatch=monkeypatch,
+    )
     options = {"name": "victim", "base": tiny_base, **refused.spoil(case)}
     before = store_state(tmp_path / "home")
     with pytest.raises(refused.error, match=refused.match) as raised:
@@ -181,7 +272,9 @@ def _hf_cache_snapshot(root: Path, adapter: Path) -> Path:
     return snapshot
 
 
-def test_a_hugging_face_cache_snapshot_registers_through_its_links(registry_env, tiny_base, make_lora, tmp_path) -> None:
+def test_a_hugging_face_cache_snapshot_registers_through_its_links(
+    registry_env, tiny_base, make_lora, tmp_path
+) -> None:
     adapter = make_lora(seed=1)
     snapshot = _hf_cache_snapshot(tmp_path / "hub", adapter)
     assert (snapshot / WEIGHTS).is_symlink()
@@ -204,8 +297,9 @@ def test_a_link_inside_the_folder_is_followed(registry_env, tiny_base, make_lora
     assert not (tmp_path / "pulled" / "docs").exists()
 
 
-def test_stray_files_are_left_out_and_named_and_include_adds_them(registry_env, tiny_base, make_lora, tmp_path,
-                                                                  caplog) -> None:  # fmt: skip
+def test_stray_files_are_left_out_and_named_and_include_adds_them(
+    registry_env, tiny_base, make_lora, tmp_path, caplog
+) -> None:
     adapter = make_lora(seed=1)
     (adapter / "optimizer.pt").write_bytes(os.urandom(4096))
     (adapter / "notes").mkdir()
@@ -214,9 +308,15 @@ def test_stray_files_are_left_out_and_named_and_include_adds_them(registry_env, 
     with caplog.at_level(logging.WARNING, logger="adapterlab.registry"):
         register_adapter(adapter, name="tidy", base=tiny_base)
     notes = [record.getMessage() for record in caplog.records if "not stored" in record.getMessage()]
-    assert notes == ["Note: not stored with the adapter: notes/eval.txt, optimizer.pt (add them with --include PATTERN)"]
+    assert notes == [
+        "Note: not stored with the adapter: notes/eval.txt, optimizer.pt (add them with --include PATTERN)"
+    ]
     pull("tidy:1", tmp_path / "one")
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["adapter_config.json", WEIGHTS, "labels.json"]
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [
+        "adapter_config.json",
+        WEIGHTS,
+        "labels.json",
+    ]
 
     register_adapter(adapter, name="tidy", base=tiny_base, include=["notes/*.txt"])
     pull("tidy:2", tmp_path / "two")
@@ -229,18 +329,26 @@ def test_adapter_names_cannot_reach_each_others_files(registry_env, tiny_base, m
     first = register_adapter(make_lora(seed=1), name="x", base=tiny_base)
     key = first.artifact_uri.rsplit("/", 1)[1]
     hostile = [f"x/{first.sha256}", f"x/{key}", key, f"adapters/{key}", "x/1"]
-    registered = [first] + [register_adapter(make_lora(seed=2 + i), name=name, base=tiny_base) for i, name in enumerate(hostile)]
+    registered = [first] + [
+        register_adapter(make_lora(seed=2 + i), name=name, base=tiny_base) for i, name in enumerate(hostile)
+    ]
     uris = [version.artifact_uri for version in registered]
     for uri in uris:
         assert not any(other != uri and other.startswith(uri.rstrip("/") + "/") for other in uris), uri
         assert len(uri.rsplit("/", 1)[1]) == 64 and uri.rsplit("/", 2)[1] == "adapters"
     assert len(set(uris)) == len(uris)
     for version in registered:  # every adapter's files are intact and verified
-        pull(version.ref, tmp_path / "pulled" / str(len(version.name)) / hashlib.md5(version.name.encode()).hexdigest())
+        pull(
+            version.ref,
+            tmp_path / "pulled" / str(len(version.name)) / hashlib.md5(version.name.encode()).hexdigest(),
+        )
 
 
 def test_artifact_key_is_injective_and_fixed_length() -> None:
-    keys = {artifact_key(name, sha) for name, sha in [("a", "b:c"), ("a:b", "c"), ("a/b", "c"), ("a", "b/c"), ("ab", "c")]}
+    keys = {
+        artifact_key(name, sha)
+        for name, sha in [("a", "b:c"), ("a:b", "c"), ("a/b", "c"), ("a", "b/c"), ("ab", "c")]
+    }
     assert len(keys) == 5 and all(len(key) == 64 and key.isalnum() for key in keys)
 
 
@@ -253,12 +361,25 @@ def test_register_cli_takes_include_and_names_what_it_left_out(registry_env, tin
     (adapter / "optimizer.pt").write_bytes(b"\0" * 64)
     (adapter / "scheduler.pt").write_bytes(b"\0" * 64)
     runner = CliRunner()
-    result = runner.invoke(cli, ["register", str(adapter), "--name", "cli-inc", "--base", str(tiny_base),
-                                 "--include", "optimizer.pt", "--json"])  # fmt: skip
+    result = runner.invoke(
+        cli,
+        [
+            "register",
+            str(adapter),
+            "--name",
+            "cli-inc",
+            "--base",
+            str(tiny_base),
+            "--include",
+            "optimizer.pt",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     stored = Path(json.loads(result.stdout)["artifact_uri"].removeprefix("file://"))
     assert sorted(p.name for p in stored.iterdir()) == ["adapter_config.json", WEIGHTS, "optimizer.pt"]
-    result = runner.invoke(cli, ["register", str(adapter), "--name", "cli-inc2", "--base", str(tiny_base),
-                                 "--include", "*.ckpt"])  # fmt: skip
+    result = runner.invoke(
+        cli, ["register", str(adapter), "--name", "cli-inc2", "--base", str(tiny_base), "--include", "*.ckpt"]
+    )
     assert result.exit_code == 1 and result.stderr.startswith("Error: --include '*.ckpt' matches no file")
     assert len(result.stderr.strip().splitlines()) == 1

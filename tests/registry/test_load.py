@@ -33,16 +33,23 @@ def test_adapter_saved_by_adapterlab_round_trips(registry_env, tiny_base, tmp_pa
     from adapterlab import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModel.from_pretrained(tiny_base), LoraConfig(r=2, target_modules=["query"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModel.from_pretrained(tiny_base),
+        LoraConfig(r=2, target_modules=["query"], init_lora_weights=False),
+    )
     model.save_pretrained(tmp_path / "ours")
     register_adapter(tmp_path / "ours", name="ours", base=tiny_base)
     ids = torch.tensor([[5, 6, 7]])
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(load("ours")(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
+        torch.testing.assert_close(
+            load("ours")(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state
+        )
 
 
-def test_a_classifier_with_three_classes_loads_with_its_label_names(registry_env, tiny_base, tmp_path) -> None:
+def test_a_classifier_with_three_classes_loads_with_its_label_names(
+    registry_env, tiny_base, tmp_path
+) -> None:
     from transformers import AutoModelForSequenceClassification
 
     from adapterlab import LoraConfig, TaskType, get_peft_model

@@ -45,8 +45,13 @@ def test_upgrade_downgrade_upgrade(registry_url: str) -> None:
 
 def test_db_commands(registry_url: str) -> None:
     runner = CliRunner()
-    assert runner.invoke(cli, ["--registry-url", registry_url, "db", "current"]).stdout.strip() == SCHEMA_REVISION
-    result = runner.invoke(cli, ["--registry-url", registry_url, "db", "downgrade", "--revision", "base", "--json"])
+    assert (
+        runner.invoke(cli, ["--registry-url", registry_url, "db", "current"]).stdout.strip()
+        == SCHEMA_REVISION
+    )
+    result = runner.invoke(
+        cli, ["--registry-url", registry_url, "db", "downgrade", "--revision", "base", "--json"]
+    )
     assert result.exit_code == 0 and '"revision": null' in result.stdout
     result = runner.invoke(cli, ["--registry-url", registry_url, "db", "upgrade"])
     assert result.exit_code == 0 and SCHEMA_REVISION in result.stdout

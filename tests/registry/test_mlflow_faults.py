@@ -80,10 +80,27 @@ def fake_tracking() -> Iterator[FakeTracking]:
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
@@ -102,9 +119,15 @@ def dead_port() -> int:
 
 @pytest.fixture
 def clean_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
-                "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_CLIENT_CERT_PATH"):
-        monkeypatch.delenv(key, raising=False)  # fmt: skip
+    for key in (
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_INSECURE_TLS",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+        "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+    ):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ADAPTERLAB_MLFLOW_MIRROR", "1")
     return monkeypatch
 
@@ -116,7 +139,9 @@ def basic(user: str, password: str) -> str:
 # --- what we send -------------------------------------------------------------------------------
 
 
-def test_url_credentials_travel_as_basic_auth_never_in_the_host(fake_tracking, clean_mlflow_env, caplog) -> None:
+def test_url_credentials_travel_as_basic_auth_never_in_the_host(
+    fake_tracking, clean_mlflow_env, caplog
+) -> None:
     clean_mlflow_env.setenv("MLFLOW_TRACKING_URI", fake_tracking.with_credentials("alice", SECRET))
     with caplog.at_level(logging.WARNING, logger="adapterlab.registry"):
         mirror_alias("model", "production", 3)
@@ -125,10 +150,16 @@ def test_url_credentials_travel_as_basic_auth_never_in_the_host(fake_tracking, c
     host = fake_tracking.url.removeprefix("http://")
     calls = [(method, path.split("?")[0]) for method, path, _, _ in fake_tracking.requests]
     assert calls == [("GET", "/health"), ("POST", "/api/2.0/mlflow/registered-models/alias")] * 1 + [
-        ("GET", "/health"), ("DELETE", "/api/2.0/mlflow/registered-models/alias")]  # fmt: skip
+        ("GET", "/health"),
+        ("DELETE", "/api/2.0/mlflow/registered-models/alias"),
+    ]
     for _, _, headers, _ in fake_tracking.requests:
         assert headers["Authorization"] == basic("alice", SECRET) and headers["Host"] == host
-    assert json.loads(fake_tracking.requests[1][3]) == {"name": "model", "alias": "production", "version": "3"}
+    assert json.loads(fake_tracking.requests[1][3]) == {
+        "name": "model",
+        "alias": "production",
+        "version": "3",
+    }
 
 
 @pytest.mark.parametrize(
@@ -148,11 +179,17 @@ def test_the_same_authorization_as_mlflows_own_client(env, url_user, fake_tracki
 
     for key, value in env.items():
         clean_mlflow_env.setenv(key, value)
-    uri = fake_tracking.with_credentials(url_user, "p@ss") if url_user else fake_tracking.url  # requests splits at '/'
+    uri = (
+        fake_tracking.with_credentials(url_user, "p@ss") if url_user else fake_tracking.url
+    )  # requests splits at '/'
     clean_mlflow_env.setenv("MLFLOW_TRACKING_URI", uri)
     mirror_alias("model", "production", 1)
-    http_request(get_default_host_creds(uri), "/api/2.0/mlflow/registered-models/alias", "POST",
-                 json={"name": "model", "alias": "production", "version": "1"})  # fmt: skip
+    http_request(
+        get_default_host_creds(uri),
+        "/api/2.0/mlflow/registered-models/alias",
+        "POST",
+        json={"name": "model", "alias": "production", "version": "1"},
+    )
     ours, theirs = fake_tracking.requests[-2][2], fake_tracking.requests[-1][2]
     assert ours.get("Authorization") == theirs.get("Authorization") is not None
     assert SECRET not in fake_tracking.requests[-2][1]  # never in the path or query
@@ -169,7 +206,9 @@ def test_mlflow_tls_settings_are_honoured(fake_tls_tracking, certificate, clean_
     clean_mlflow_env.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")
     clean_mlflow_env.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
     mirror_alias("model", "production", 3)
-    posted = [json.loads(body)["version"] for method, _, _, body in fake_tls_tracking.requests if method == "POST"]
+    posted = [
+        json.loads(body)["version"] for method, _, _, body in fake_tls_tracking.requests if method == "POST"
+    ]
     assert posted == ["2", "3"]
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
@@ -183,7 +222,10 @@ def test_mlflow_tls_settings_are_honoured(fake_tls_tracking, certificate, clean_
         ("postgresql://u:p@ss@host/db", "postgresql://***@host/db"),
         ("postgresql+psycopg://u:pa/s?s#@db:5432/r?x=1", "postgresql+psycopg://***@db:5432/r?x=1"),
         ("http://user:pass@host:5000", "http://***@host:5000"),
-        ("connection to 'http://a:b@h1' and https://c:d@h2/x failed", "connection to 'http://***@h1' and https://***@h2/x failed"),
+        (
+            "connection to 'http://a:b@h1' and https://c:d@h2/x failed",
+            "connection to 'http://***@h1' and https://***@h2/x failed",
+        ),
         ("host=db user=u password=hunter2 dbname=r", "host=db user=u password=*** dbname=r"),
         ("sqlite:////tmp/home/registry.db", "sqlite:////tmp/home/registry.db"),
         ("http://host:5000/api/2.0/mlflow", "http://host:5000/api/2.0/mlflow"),
@@ -193,13 +235,19 @@ def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> tuple[subprocess.CompletedProcess, float]:
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 240
+) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
-    result = subprocess.run([ADAPTERS, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=timeout)
+    result = subprocess.run(
+        [ADAPTERS, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=timeout
+    )
     return result, time.monotonic() - start
 
 
-def test_a_down_server_is_given_seconds_not_minutes(registry_env, tiny_base, make_lora, monkeypatch, tmp_path) -> None:
+def test_a_down_server_is_given_seconds_not_minutes(
+    registry_env, tiny_base, make_lora, monkeypatch, tmp_path
+) -> None:
     """MLflow's own retries would take minutes; the probe answers at once (timed in-process: no imports)."""
     from adapterlab.errors import RegistryUnavailable
     from adapterlab.registry import promote, register_adapter
@@ -221,9 +269,18 @@ def test_database_and_mlflow_errors_quote_no_secret(registry_env, tiny_base, mak
     port = dead_port()
     failing = [
         (("--registry-url", f"postgresql://u:{SECRET}@127.0.0.1:{port}/db", "list"), {}),
-        (("register", str(make_lora(seed=1)), "--name", "x", "--base", str(tiny_base)),  # artifacts proxied by a dead server
-         {"MLFLOW_TRACKING_URI": f"http://u:{SECRET}@127.0.0.1:{port}"}),
-    ]  # fmt: skip
+        (
+            (
+                "register",
+                str(make_lora(seed=1)),
+                "--name",
+                "x",
+                "--base",
+                str(tiny_base),
+            ),  # artifacts proxied by a dead server
+            {"MLFLOW_TRACKING_URI": f"http://u:{SECRET}@127.0.0.1:{port}"},
+        ),
+    ]
     for args, env in failing:
         result, _ = run_cli(*args, env=env)
         assert result.returncode == 1 and result.stderr.startswith("Error: "), result.stderr
@@ -234,10 +291,14 @@ def test_database_and_mlflow_errors_quote_no_secret(registry_env, tiny_base, mak
 # --- a server that is down, and catching up ---------------------------------------------------
 
 
-def test_a_down_server_costs_seconds_and_sync_catches_up(registry_env, tiny_base, make_lora, tmp_path) -> None:
+def test_a_down_server_costs_seconds_and_sync_catches_up(
+    registry_env, tiny_base, make_lora, tmp_path
+) -> None:
     home = tmp_path / "home"
-    down = {"MLFLOW_TRACKING_URI": f"http://u:{SECRET}@127.0.0.1:{dead_port()}",
-            "ADAPTERLAB_ARTIFACT_ROOT": (home / "artifacts").as_uri()}  # fmt: skip
+    down = {
+        "MLFLOW_TRACKING_URI": f"http://u:{SECRET}@127.0.0.1:{dead_port()}",
+        "ADAPTERLAB_ARTIFACT_ROOT": (home / "artifacts").as_uri(),
+    }
     up: dict[str, str] = {}  # the home's SQLite MLflow store, as registry_env set it
     base = ("--base", str(tiny_base))
     first, baseline = run_cli("register", str(make_lora(seed=1)), "--name", "late", *base, env=up)
@@ -247,14 +308,24 @@ def test_a_down_server_costs_seconds_and_sync_catches_up(registry_env, tiny_base
     # a fresh process spends most of its time importing; on a busy machine that alone can take
     # 10 s, so the process is compared with one whose MLflow was up (the mirror's own cost is
     # timed in-process in test_a_down_server_is_given_seconds_not_minutes)
-    registered, seconds = run_cli("register", str(make_lora(seed=2)), "--name", "late", *base, "--json", env=down)
+    registered, seconds = run_cli(
+        "register", str(make_lora(seed=2)), "--name", "late", *base, "--json", env=down
+    )
     assert registered.returncode == 0 and seconds < baseline + 10, registered.stderr
-    assert json.loads(registered.stdout)["version"] == 2 and json.loads(registered.stdout)["mlflow_version"] is None
+    assert (
+        json.loads(registered.stdout)["version"] == 2
+        and json.loads(registered.stdout)["mlflow_version"] is None
+    )
     assert "the MLflow mirror is behind: late:2 was not mirrored" in registered.stderr
-    for args in (("promote", "late:2", "--alias", "production"), ("promote", "late:1", "--alias", "staging"),
-                 ("demote", "late", "--alias", "production")):  # fmt: skip
+    for args in (
+        ("promote", "late:2", "--alias", "production"),
+        ("promote", "late:1", "--alias", "staging"),
+        ("demote", "late", "--alias", "production"),
+    ):
         result, seconds = run_cli(*args, env=down)
-        assert result.returncode == 0 and seconds < baseline + 10 and "mirror is behind" in result.stderr, result.stderr
+        assert result.returncode == 0 and seconds < baseline + 10 and "mirror is behind" in result.stderr, (
+            result.stderr
+        )
     assert run_cli("promote", "late:2", "--alias", "production", env=down)[0].returncode == 0
     for result in (registered,):
         assert SECRET not in result.stderr + result.stdout and "s3cr" not in result.stderr
@@ -264,10 +335,18 @@ def test_a_down_server_costs_seconds_and_sync_catches_up(registry_env, tiny_base
     assert client.get_registered_model("late").aliases == {"production": 1}  # behind
     synced, _ = run_cli("sync", "--json", env=up)
     assert synced.returncode == 0, synced.stderr
-    assert json.loads(synced.stdout) == {"versions": ["late:2"], "aliases": ["late@production -> 2", "late@staging -> 1"],
-                                         "failed": []}  # fmt: skip
-    versions = {v.tags["adapterlab.version"]: int(v.version) for v in client.search_model_versions("name = 'late'")}
-    assert client.get_registered_model("late").aliases == {"production": versions["2"], "staging": versions["1"]}
+    assert json.loads(synced.stdout) == {
+        "versions": ["late:2"],
+        "aliases": ["late@production -> 2", "late@staging -> 1"],
+        "failed": [],
+    }
+    versions = {
+        v.tags["adapterlab.version"]: int(v.version) for v in client.search_model_versions("name = 'late'")
+    }
+    assert client.get_registered_model("late").aliases == {
+        "production": versions["2"],
+        "staging": versions["1"],
+    }
     again, _ = run_cli("sync", "--json", env=up)
     assert json.loads(again.stdout) == {"versions": [], "aliases": [], "failed": []}
     assert len(client.search_model_versions("name = 'late'")) == 2
@@ -309,15 +388,28 @@ def test_sync_removes_an_alias_the_registry_dropped_and_finds_versions_mlflow_al
 @pytest.mark.slow
 def test_concurrent_first_use_of_a_fresh_home_mirrors_every_version(tiny_base, make_lora, tmp_path) -> None:
     home = tmp_path / "fresh"  # no registry, no MLflow store yet: the embedded defaults
-    unset = ("ADAPTERLAB_REGISTRY_URL", "MLFLOW_TRACKING_URI", "ADAPTERLAB_ARTIFACT_ROOT", "ADAPTERLAB_MLFLOW_MIRROR")
-    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "ADAPTERLAB_HOME": str(home),
-           "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    unset = (
+        "ADAPTERLAB_REGISTRY_URL",
+        "MLFLOW_TRACKING_URI",
+        "ADAPTERLAB_ARTIFACT_ROOT",
+        "ADAPTERLAB_MLFLOW_MIRROR",
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in unset},
+        "ADAPTERLAB_HOME": str(home),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     folders = [make_lora(seed=seed) for seed in range(4)]
     workers = [
-        subprocess.Popen([ADAPTERS, "register", str(folder), "--name", "first-use", "--base", str(tiny_base), "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [ADAPTERS, "register", str(folder), "--name", "first-use", "--base", str(tiny_base), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for folder in folders
-    ]  # fmt: skip
+    ]
     results = [(worker.communicate(timeout=300), worker.returncode) for worker in workers]
     assert all(code == 0 and "Warning" not in err for (_, err), code in results), results
     assert sorted(json.loads(out)["version"] for (out, _), _ in results) == [1, 2, 3, 4]

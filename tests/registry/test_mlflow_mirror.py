@@ -19,9 +19,13 @@ def client() -> MlflowClient:
 
 def test_versions_and_aliases_are_mirrored(registry_env, tiny_base, make_lora) -> None:
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    experiment = client().create_experiment("training", artifact_location=(os.environ["ADAPTERLAB_HOME"] + "/runs"))
+    experiment = client().create_experiment(
+        "training", artifact_location=(os.environ["ADAPTERLAB_HOME"] + "/runs")
+    )
     run = client().create_run(experiment)
-    first = register_adapter(make_lora(seed=1), name="mirrored", base=tiny_base, mlflow_run_id=run.info.run_id)
+    first = register_adapter(
+        make_lora(seed=1), name="mirrored", base=tiny_base, mlflow_run_id=run.info.run_id
+    )
     second = register_adapter(make_lora(seed=2), name="mirrored", base=tiny_base)
 
     mirrored = client().get_model_version("mirrored", str(first.mlflow_version))

@@ -11,8 +11,14 @@ from adapterlab.registry import list_bases, list_versions, register_adapter, sho
 
 
 def test_register_allocates_versions_and_records_everything(registry_env, tiny_base, make_lora) -> None:
-    first = register_adapter(make_lora(seed=1), name="complaints", base=tiny_base, metrics={"accuracy": 0.8},
-                             tags={"team": "nlp"}, description="first try")  # fmt: skip
+    first = register_adapter(
+        make_lora(seed=1),
+        name="complaints",
+        base=tiny_base,
+        metrics={"accuracy": 0.8},
+        tags={"team": "nlp"},
+        description="first try",
+    )
     second = register_adapter(make_lora(seed=2), name="complaints", base=tiny_base, metrics={"accuracy": 0.9})
     assert (first.version, second.version) == (1, 2)
     assert first.base.name == "tiny-bert" and len(first.base.fingerprint) == 64
@@ -33,7 +39,9 @@ def test_identical_content_returns_the_existing_version(registry_env, tiny_base,
     assert [row.version for row in list_versions()] == [1]
 
 
-def test_registered_base_name_is_accepted_and_unknown_base_suggests_names(registry_env, tiny_base, make_lora) -> None:
+def test_registered_base_name_is_accepted_and_unknown_base_suggests_names(
+    registry_env, tiny_base, make_lora
+) -> None:
     register_adapter(make_lora(seed=1), name="a", base=tiny_base, base_name="org/tiny-bert")
     by_name = register_adapter(make_lora(seed=2), name="b", base="org/tiny-bert")
     assert by_name.base.name == "org/tiny-bert"

@@ -16,14 +16,23 @@ def registry(registry_env: str):
         yield opened
 
 
-def test_register_list_show_history_on_one_object(registry: Registry, registry_env: str, tiny_base, make_lora) -> None:
+def test_register_list_show_history_on_one_object(
+    registry: Registry, registry_env: str, tiny_base, make_lora
+) -> None:
     first = registry.register(make_lora(seed=1), name="complaints", base=tiny_base, metrics={"accuracy": 0.8})
-    second = registry.register(make_lora(seed=2), name="complaints", base=tiny_base, metrics={"accuracy": 0.9})
+    second = registry.register(
+        make_lora(seed=2), name="complaints", base=tiny_base, metrics={"accuracy": 0.9}
+    )
     assert (first.version, second.version) == (1, 2)
     assert registry.url == registry_env
-    assert [(row.name, row.version) for row in registry.list_versions()] == [("complaints", 2), ("complaints", 1)]
+    assert [(row.name, row.version) for row in registry.list_versions()] == [
+        ("complaints", 2),
+        ("complaints", 1),
+    ]
     assert [row.version for row in registry.list_versions(sort="accuracy", descending=True, limit=1)] == [2]
-    assert registry.show("complaints").version == 2 and registry.show("complaints:1").metrics == {"accuracy": 0.8}
+    assert registry.show("complaints").version == 2 and registry.show("complaints:1").metrics == {
+        "accuracy": 0.8
+    }
     assert [base.adapter_count for base in registry.list_bases()] == [1]
     assert registry.history("complaints") == []
     with pytest.raises(AdapterNotFound, match="no version 3"):
@@ -41,7 +50,10 @@ def test_promote_and_demote_move_aliases_with_history(registry: Registry, tiny_b
     assert registry.list_versions(alias="production")[0].aliases == ["production"]
     demoted = registry.demote("a", alias="production")
     assert (demoted.from_version, demoted.to_version) == (2, None)
-    assert [(event.from_version, event.to_version) for event in registry.history("a")] == [(None, 2), (2, None)]
+    assert [(event.from_version, event.to_version) for event in registry.history("a")] == [
+        (None, 2),
+        (2, None),
+    ]
     with pytest.raises(AdapterNotFound, match="no alias @production"):
         registry.show("a@production")
 
@@ -65,8 +77,9 @@ def test_bad_references_are_refused_before_any_query(registry: Registry) -> None
         registry.promote("a:1", alias="has space")
 
 
-def test_two_objects_on_one_database_see_each_others_writes(registry: Registry, registry_env: str, tiny_base,
-                                                            make_lora) -> None:  # fmt: skip
+def test_two_objects_on_one_database_see_each_others_writes(
+    registry: Registry, registry_env: str, tiny_base, make_lora
+) -> None:
     with Registry.open(registry_env) as other:
         registry.register(make_lora(seed=1), name="a", base=tiny_base)
         assert other.show("a").version == 1
@@ -84,5 +97,7 @@ def test_an_unreachable_database_fails_at_open(tmp_path: Path) -> None:
     with pytest.raises(RegistryUnavailable, match="cannot reach"):
         Registry.open("postgresql+psycopg://postgres@127.0.0.1:1/none")
     opened = Registry.open(f"sqlite:///{tmp_path / 'new' / 'r.db'}")  # a new embedded registry is created
-    assert repr(opened) == f"Registry('sqlite:///{tmp_path / 'new' / 'r.db'}')" and opened.list_versions() == []
+    assert (
+        repr(opened) == f"Registry('sqlite:///{tmp_path / 'new' / 'r.db'}')" and opened.list_versions() == []
+    )
     opened.close()

@@ -8,8 +8,13 @@ import pytest
 
 from adapterlab.registry import settings
 
-VARIABLES = ("ADAPTERLAB_HOME", "ADAPTERLAB_REGISTRY_URL", "MLFLOW_TRACKING_URI", "ADAPTERLAB_ARTIFACT_ROOT",
-             "ADAPTERLAB_USER")  # fmt: skip
+VARIABLES = (
+    "ADAPTERLAB_HOME",
+    "ADAPTERLAB_REGISTRY_URL",
+    "MLFLOW_TRACKING_URI",
+    "ADAPTERLAB_ARTIFACT_ROOT",
+    "ADAPTERLAB_USER",
+)
 
 
 @pytest.fixture
@@ -42,8 +47,9 @@ def test_each_variable_and_the_cli_option_override(bare_env: Path, monkeypatch: 
 
 
 @pytest.mark.parametrize("folder", ["team?a", "team#a", "team%41", "team a", "équipe-ü"])
-def test_a_home_with_url_characters_keeps_everything_inside_it(bare_env: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 folder: str, tiny_base: Path, make_lora) -> None:
+def test_a_home_with_url_characters_keeps_everything_inside_it(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, folder: str, tiny_base: Path, make_lora
+) -> None:
     from click.testing import CliRunner
 
     from adapterlab.cli.main import cli
@@ -56,7 +62,9 @@ def test_a_home_with_url_characters_keeps_everything_inside_it(bare_env: Path, m
     assert settings.sqlite_file(settings.mlflow_tracking_uri()) == home / "mlflow.db"
     runner = CliRunner()
     try:
-        registered = runner.invoke(cli, ["register", str(make_lora()), "--name", "x", "--base", str(tiny_base)])
+        registered = runner.invoke(
+            cli, ["register", str(make_lora()), "--name", "x", "--base", str(tiny_base)]
+        )
         assert registered.exit_code == 0, registered.output
         pulled = runner.invoke(cli, ["pull", "x:1", "--to", str(bare_env / "pulled")])
         assert pulled.exit_code == 0, pulled.output
@@ -68,8 +76,9 @@ def test_a_home_with_url_characters_keeps_everything_inside_it(bare_env: Path, m
 
 
 @pytest.mark.parametrize("layout", ["home is a file", "home under a file"])
-def test_a_home_that_is_or_lies_under_a_file_is_one_line(bare_env: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          layout: str) -> None:
+def test_a_home_that_is_or_lies_under_a_file_is_one_line(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
     from click.testing import CliRunner
 
     from adapterlab.cli.main import cli
@@ -85,8 +94,9 @@ def test_a_home_that_is_or_lies_under_a_file_is_one_line(bare_env: Path, monkeyp
     assert (bare_env / "file").read_text() == "not a folder"
 
 
-def test_mlflow_store_and_artifacts_stay_in_a_home_with_url_characters(bare_env: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                        mlflow_template: Path) -> None:
+def test_mlflow_store_and_artifacts_stay_in_a_home_with_url_characters(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template: Path
+) -> None:
     import shutil
 
     from mlflow import MlflowClient

@@ -19,12 +19,16 @@ CHROMIUM_FLAGS = (
 )
 
 
-def render(binary: str, url: str, profile: Path, *, screenshot: Path | None = None, budget_ms: int = 20000) -> str:
+def render(
+    binary: str, url: str, profile: Path, *, screenshot: Path | None = None, budget_ms: int = 20000
+) -> str:
     """The page's DOM after its JS app has run (and, with ``screenshot``, a picture of the same render)."""
     command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}"]
     if screenshot is not None:
         command += ["--window-size=1400,1000", f"--screenshot={screenshot}"]
-    done = subprocess.run([*command, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120
+    )
     return done.stdout
 
 

@@ -179,8 +179,20 @@ class PrivateCluster:
         return name
 
     def control(self, *args: str) -> None:
-        subprocess.run([*self.pg_ctl, "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"), "-w",
-                        *args], check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [
+                *self.pg_ctl,
+                "-D",
+                str(self.folder / "data"),
+                "-l",
+                str(self.folder / "server.log"),
+                "-w",
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def start_private_cluster() -> PrivateCluster | None:
@@ -193,8 +205,22 @@ def start_private_cluster() -> PrivateCluster | None:
     if as_postgres:
         shutil.chown(folder, "postgres")
     port = free_port()
-    subprocess.run([*as_postgres, str(binaries[-1] / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [
+            *as_postgres,
+            str(binaries[-1] / "initdb"),
+            "-D",
+            str(folder / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     cluster = PrivateCluster(folder, port, [*as_postgres, str(binaries[-1] / "pg_ctl")])
     cluster.control("-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
     return cluster
@@ -209,5 +235,7 @@ def run_adapters(*args: str, env: dict[str, str], timeout: float = 600) -> Comma
     """``adapters ARGS`` in a fresh process (as a user would), with extra environment."""
     executable = Path(sys.executable).with_name("adapters")
     environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
-    done = subprocess.run([str(executable), *args], env=environment, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [str(executable), *args], env=environment, capture_output=True, text=True, timeout=timeout
+    )
     return CommandResult(done.returncode, done.stdout, done.stderr, " ".join(["adapters", *args]))

@@ -73,9 +73,11 @@ def sha256_of(folder: Path) -> dict[str, str]:
 def team(tmp_path: Path, password_databases, start_mlflow, adapters_cli):
     """A migrated registry database and an MLflow server, both reached with a password, as teams do."""
     server = start_mlflow(password_databases.url(password_databases.mlflow))
-    env = {"ADAPTERLAB_HOME": str(tmp_path / "home"),
-           "ADAPTERLAB_REGISTRY_URL": password_databases.url(password_databases.registry),
-           "MLFLOW_TRACKING_URI": server.url}  # fmt: skip
+    env = {
+        "ADAPTERLAB_HOME": str(tmp_path / "home"),
+        "ADAPTERLAB_REGISTRY_URL": password_databases.url(password_databases.registry),
+        "MLFLOW_TRACKING_URI": server.url,
+    }
     upgraded = adapters_cli("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     return {"server": server, "env": env, "databases": password_databases}
@@ -114,8 +116,11 @@ def test_train_promote_then_mlflow_browser_and_pull_agree(
     assert label in ("complaint", "no_complaint")
 
     # the registry's mirror: the MLflow model version carries the alias and points back at the run
-    mirror_warnings = [line for line in (trained.stderr + promoted.stderr).splitlines()
-                       if "not mirrored" in line or "was not updated" in line]  # fmt: skip
+    mirror_warnings = [
+        line
+        for line in (trained.stderr + promoted.stderr).splitlines()
+        if "not mirrored" in line or "was not updated" in line
+    ]
     assert mirror_warnings == [], "the registry did not mirror into MLflow"
     version = rest(server.url, "registered-models/alias", name=NAME, alias="production")["model_version"]
     assert version["version"] == "1" and version["run_id"] == run_id
@@ -176,10 +181,27 @@ def test_mlflow_server_killed_mid_training(team, tmp_path: Path, adapters_cli, s
     """Training finishes anyway, keeps the adapter, exits non-zero and says how to register it later."""
     server, env = team["server"], team["env"]
     output = tmp_path / "run"
-    command = [str(Path(sys.executable).with_name("adapters")), "train", "--output", str(output),
-               # the kill comes before the first step, so a few small steps and a small eval split do
-               "--max-steps", "3", "--eval-steps", "3", "--save-steps", "3", "--logging-steps", "1",
-               "--batch-size", "4", "--max-length", "32", "--eval-split", "0.05"]  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("adapters")),
+        "train",
+        "--output",
+        str(output),
+        # the kill comes before the first step, so a few small steps and a small eval split do
+        "--max-steps",
+        "3",
+        "--eval-steps",
+        "3",
+        "--save-steps",
+        "3",
+        "--logging-steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "32",
+        "--eval-split",
+        "0.05",
+    ]
     training = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -43,20 +43,31 @@ def test_a_database_password_never_appears_in_output_logs_or_mlflow(
     # the tracking URL carries credentials too: they travel as basic auth (this server ignores
     # them), never as part of the host name (an alias move must still reach the server)
     tracking_url = server.url.replace("http://", f"http://mlflow-user:{secret}@")
-    env = {"ADAPTERLAB_HOME": str(tmp_path / "home"), "ADAPTERLAB_REGISTRY_URL": registry_url,
-           "MLFLOW_TRACKING_URI": tracking_url}  # fmt: skip
+    env = {
+        "ADAPTERLAB_HOME": str(tmp_path / "home"),
+        "ADAPTERLAB_REGISTRY_URL": registry_url,
+        "MLFLOW_TRACKING_URI": tracking_url,
+    }
     ok = [
         ("db", "upgrade"),
         ("db", "current"),
-        ("register", str(tiny_checkpoints.cls_adapter), "--name", "pw-check", "--base", str(tiny_checkpoints.cls_base),
-         "--metric", "eval_accuracy=0.5"),
+        (
+            "register",
+            str(tiny_checkpoints.cls_adapter),
+            "--name",
+            "pw-check",
+            "--base",
+            str(tiny_checkpoints.cls_base),
+            "--metric",
+            "eval_accuracy=0.5",
+        ),
         ("list",),
         ("show", "pw-check", "--json"),
         ("promote", "pw-check", "--alias", "production"),
         ("pull", "pw-check@production", "--to", str(tmp_path / "pulled")),
         ("predict", "pw-check@production", "--text", "where is my parcel", "--json"),
         ("export", "pw-check", "--to", str(tmp_path / "exported")),
-    ]  # fmt: skip
+    ]
     failing = [
         ("show", "no-such-adapter"),
         ("promote", "pw-check", "--alias", "production", "--require", "eval_accuracy>=0.9"),
@@ -72,7 +83,11 @@ def test_a_database_password_never_appears_in_output_logs_or_mlflow(
     results = [adapters_cli(*args, env=env) for args in ok]
     with ThreadPoolExecutor(max_workers=3) as pool:  # independent of each other: save the start-up time
         results += list(pool.map(lambda args: adapters_cli(*args, env=env), failing))
-    problems = [f"{r.command}: {r.stderr}" for r in results[: len(ok)] if r.returncode != 0 or "mirror is behind" in r.stderr]
+    problems = [
+        f"{r.command}: {r.stderr}"
+        for r in results[: len(ok)]
+        if r.returncode != 0 or "mirror is behind" in r.stderr
+    ]
     for result in results[len(ok) :]:
         error = result.stderr.strip()
         if result.returncode != 1 or not error.startswith("Error: ") or len(error.splitlines()) != 1:
@@ -99,11 +114,21 @@ def test_postgres_restarted_between_two_commands(
 
     registry_url = private_postgres.url(private_postgres.create_database())
     server = start_mlflow(private_postgres.url(private_postgres.create_database()))
-    env = {"ADAPTERLAB_HOME": str(tmp_path / "home"), "ADAPTERLAB_REGISTRY_URL": registry_url,
-           "MLFLOW_TRACKING_URI": server.url}  # fmt: skip
+    env = {
+        "ADAPTERLAB_HOME": str(tmp_path / "home"),
+        "ADAPTERLAB_REGISTRY_URL": registry_url,
+        "MLFLOW_TRACKING_URI": server.url,
+    }
     assert adapters_cli("db", "upgrade", env=env).returncode == 0
-    first = adapters_cli("register", str(tiny_checkpoints.cls_adapter), "--name", "restart-check",
-                         "--base", str(tiny_checkpoints.cls_base), env=env)  # fmt: skip
+    first = adapters_cli(
+        "register",
+        str(tiny_checkpoints.cls_adapter),
+        "--name",
+        "restart-check",
+        "--base",
+        str(tiny_checkpoints.cls_base),
+        env=env,
+    )
     assert first.returncode == 0, first.stderr
     try:
         assert show("restart-check", registry_url=registry_url).version == 1  # pools a connection here too

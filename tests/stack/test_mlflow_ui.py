@@ -29,8 +29,10 @@ def test_model_page_shows_the_version_and_its_alias(
     (second / "README.md").write_text("same weights, another model card: another version")
     try:
         upgrade(registry_url=registry_url)
-        versions = [register_adapter(folder, name="ui-check", base=tiny_checkpoints.cls_base)
-                    for folder in (tiny_checkpoints.cls_adapter, second)]  # fmt: skip
+        versions = [
+            register_adapter(folder, name="ui-check", base=tiny_checkpoints.cls_base)
+            for folder in (tiny_checkpoints.cls_adapter, second)
+        ]
         promote("ui-check:1", alias="production")
     finally:
         forget_registries()

@@ -15,7 +15,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """task -> a tiny model folder that has a head for it (seeded, so identical every session)."""
     root = tmp_path_factory.mktemp("tiny-models")
     # one seed for the three, drawn in this order: the bases every training test was tuned on
-    bert = save_tiny_model(root / "tiny-bert", "FEATURE_EXTRACTION", head=False, seed=0, max_position_embeddings=128)
+    bert = save_tiny_model(
+        root / "tiny-bert", "FEATURE_EXTRACTION", head=False, seed=0, max_position_embeddings=128
+    )
     gpt2 = save_tiny_model(root / "tiny-gpt2", "CAUSAL_LM", seed=None)
     t5 = save_tiny_model(root / "tiny-t5", "SEQ_2_SEQ_LM", seed=None)
     return {"seq-cls": bert, "token-cls": bert, "causal-lm": gpt2, "seq2seq": t5}
@@ -27,9 +29,16 @@ def task_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("task-data")
     colours = ["red", "green", "blue", "black", "white", "yellow"]
     rows = {
-        "seq-cls": [{"text": f"the {c} box is {'heavy' if i % 2 else 'light'}", "label": "heavy" if i % 2 else "light"}
-                    for i, c in enumerate(colours * 4)],
-        "token-cls": [{"text": ["paris", "is", "in", c], "label": ["LOC", "O", "O", "COL"]} for c in colours * 4],
+        "seq-cls": [
+            {
+                "text": f"the {c} box is {'heavy' if i % 2 else 'light'}",
+                "label": "heavy" if i % 2 else "light",
+            }
+            for i, c in enumerate(colours * 4)
+        ],
+        "token-cls": [
+            {"text": ["paris", "is", "in", c], "label": ["LOC", "O", "O", "COL"]} for c in colours * 4
+        ],
         "seq2seq": [{"text": f"colour {c}", "target": c} for c in colours * 4],
         "causal-lm": [{"text": f"say {c}:", "target": c} for c in colours * 4],
     }

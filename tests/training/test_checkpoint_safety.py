@@ -41,22 +41,50 @@ def finished_run(tiny_models: dict, task_data: dict, tmp_path_factory: pytest.Te
         for name in ("ADAPTERLAB_REGISTRY_URL", "MLFLOW_TRACKING_URI", "ADAPTERLAB_ARTIFACT_ROOT"):
             patch.delenv(name, raising=False)
         patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        train(TrainConfig(base=str(tiny_models["seq-cls"]), data=str(task_data["seq-cls"]), name="planted",
-                          max_steps=2, batch_size=4, save_steps=2, logging_steps=1, output=str(root / "run"),
-                          register=False))
+        train(
+            TrainConfig(
+                base=str(tiny_models["seq-cls"]),
+                data=str(task_data["seq-cls"]),
+                name="planted",
+                max_steps=2,
+                batch_size=4,
+                save_steps=2,
+                logging_steps=1,
+                output=str(root / "run"),
+                register=False,
+            )
+        )
     assert (root / "run" / "checkpoints" / "step-000002" / "rng-0.json").is_file()
     return root / "run"
 
 
-def plant_and_resume(finished_run: Path, tmp_path: Path, tiny_models: dict, task_data: dict,
-                     plant) -> tuple[object, Path]:
+def plant_and_resume(
+    finished_run: Path, tmp_path: Path, tiny_models: dict, task_data: dict, plant
+) -> tuple[object, Path]:
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     (run / "run.json").unlink()  # its MLflow run lives in the fixture's own home
     plant(run / "checkpoints" / "step-000002")
-    result = CliRunner().invoke(cli, ["train", "--base", str(tiny_models["seq-cls"]), "--data",
-                                      str(task_data["seq-cls"]), "--name", "planted", "--max-steps", "4",
-                                      "--batch-size", "4", "--output", str(run), "--no-register", "--resume"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--base",
+            str(tiny_models["seq-cls"]),
+            "--data",
+            str(task_data["seq-cls"]),
+            "--name",
+            "planted",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--output",
+            str(run),
+            "--no-register",
+            "--resume",
+        ],
+    )
     return result, run
 
 
@@ -66,16 +94,23 @@ def pickle_payload(file: Path, marker: Path) -> None:
 
 
 @pytest.mark.parametrize("planted", ["optimizer.pt", "scheduler.pt"])
-def test_a_planted_pickle_does_not_run_and_fails_in_one_line(planted: str, finished_run: Path, tmp_path: Path,
-                                                             tiny_models: dict, task_data: dict, train_home: Path,
-                                                             mlflow_runs) -> None:
+def test_a_planted_pickle_does_not_run_and_fails_in_one_line(
+    planted: str,
+    finished_run: Path,
+    tmp_path: Path,
+    tiny_models: dict,
+    task_data: dict,
+    train_home: Path,
+    mlflow_runs,
+) -> None:
     marker = tmp_path / "payload-ran"
     pickle.loads(pickle.dumps(WritesMarker(marker)))  # the payload is real: plain unpickling runs it
     assert marker.exists()
     marker.unlink()
 
-    result, _ = plant_and_resume(finished_run, tmp_path, tiny_models, task_data,
-                                 lambda step: pickle_payload(step / planted, marker))
+    result, _ = plant_and_resume(
+        finished_run, tmp_path, tiny_models, task_data, lambda step: pickle_payload(step / planted, marker)
+    )
     assert not marker.exists()
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
@@ -84,11 +119,27 @@ def test_a_planted_pickle_does_not_run_and_fails_in_one_line(planted: str, finis
     assert mlflow_runs() == []  # failed before the model was loaded and the run opened
 
 
-@pytest.mark.parametrize("damage", ["rng json not an object", "rng state wrong length", "deeply nested state.json",
-                                    "state with a string step", "old pickled rng", "truncated safetensors",
-                                    "run.json without a run id"])
-def test_a_damaged_checkpoint_is_one_line(damage: str, finished_run: Path, tmp_path: Path, tiny_models: dict,
-                                          task_data: dict, train_home: Path, mlflow_runs) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "rng json not an object",
+        "rng state wrong length",
+        "deeply nested state.json",
+        "state with a string step",
+        "old pickled rng",
+        "truncated safetensors",
+        "run.json without a run id",
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line(
+    damage: str,
+    finished_run: Path,
+    tmp_path: Path,
+    tiny_models: dict,
+    task_data: dict,
+    train_home: Path,
+    mlflow_runs,
+) -> None:
     def plant(step: Path) -> None:
         rng = json.loads((step / "rng-0.json").read_text())
         if damage == "rng json not an object":
@@ -134,8 +185,9 @@ def test_random_state_round_trips_through_json(finished_run: Path) -> None:
     assert contents.state.global_step == 2 and contents.optimizer["state"]
 
 
-def test_a_legit_checkpoint_resumes(finished_run: Path, tmp_path: Path, tiny_models: dict, task_data: dict,
-                                    train_home: Path) -> None:
+def test_a_legit_checkpoint_resumes(
+    finished_run: Path, tmp_path: Path, tiny_models: dict, task_data: dict, train_home: Path
+) -> None:
     result, run = plant_and_resume(finished_run, tmp_path, tiny_models, task_data, lambda step: None)
     assert result.exit_code == 0, result.output
     assert (run / "adapter" / "adapter_model.safetensors").is_file()

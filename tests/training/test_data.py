@@ -18,15 +18,20 @@ def write(path: Path, rows: list[dict]) -> Path:
     import pandas
 
     frame = pandas.DataFrame(rows)
-    {".csv": lambda: frame.to_csv(path, index=False), ".json": lambda: frame.to_json(path, orient="records"),
-     ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     ".parquet": lambda: frame.to_parquet(path)}[path.suffix]()
+    {
+        ".csv": lambda: frame.to_csv(path, index=False),
+        ".json": lambda: frame.to_json(path, orient="records"),
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: frame.to_parquet(path),
+    }[path.suffix]()
     return path
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl", ".parquet"])
 def test_every_file_format_loads_and_splits_stratified(suffix: str, tmp_path: Path, train_home: Path) -> None:
-    data = load_training_data(resolve(TrainConfig(data=str(write(tmp_path / f"d{suffix}", ROWS)), eval_split=0.3)))
+    data = load_training_data(
+        resolve(TrainConfig(data=str(write(tmp_path / f"d{suffix}", ROWS)), eval_split=0.3))
+    )
     assert (len(data.train), len(data.eval)) == (21, 9)
     assert data.labels == ["complaint", "no_complaint"]
     assert sorted(data.eval["label"]).count("no_complaint") == 3  # 10 of 30 rows, 30% held out
@@ -48,7 +53,9 @@ def test_the_quickstart_dataset_is_balanced_and_large_enough(train_home: Path) -
 
 def test_missing_column_lists_the_available_ones(tmp_path: Path, train_home: Path) -> None:
     path = str(write(tmp_path / "d.csv", ROWS))
-    with pytest.raises(InvalidConfig, match=r"column 'body' \(--text-column\) not found .*available columns: text, label"):
+    with pytest.raises(
+        InvalidConfig, match=r"column 'body' \(--text-column\) not found .*available columns: text, label"
+    ):
         load_training_data(resolve(TrainConfig(data=path, text_column="body")))
 
 
@@ -83,7 +90,9 @@ def test_missing_file_unknown_format_and_unreachable_hub_name(tmp_path: Path, tr
 
 def test_empty_values_and_too_few_rows(tmp_path: Path, train_home: Path) -> None:
     path = tmp_path / "holes.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in [*ROWS[:5], {"text": None, "label": "complaint"}]))
+    path.write_text(
+        "".join(json.dumps(row) + "\n" for row in [*ROWS[:5], {"text": None, "label": "complaint"}])
+    )
     with pytest.raises(InvalidConfig, match="column 'text' .* empty in 1 row"):
         load_training_data(resolve(TrainConfig(data=str(path))))
     tiny = str(write(tmp_path / "two.csv", ROWS[1:3]))
@@ -96,7 +105,8 @@ def test_token_labels_are_checked_per_word(tmp_path: Path, train_home: Path) -> 
     train.write_text("".join(json.dumps({"words": ["a", "b"], "tags": ["X", "O"]}) + "\n" for _ in range(4)))
     evaluation = tmp_path / "e.jsonl"
     evaluation.write_text(json.dumps({"words": ["a"], "tags": ["NEW"]}) + "\n")
-    config = TrainConfig(task="token-cls", data=str(train), eval_data=str(evaluation), text_column="words",
-                         label_column="tags")
+    config = TrainConfig(
+        task="token-cls", data=str(train), eval_data=str(evaluation), text_column="words", label_column="tags"
+    )
     with pytest.raises(InvalidConfig, match="NEW"):
         load_training_data(resolve(config))

@@ -21,11 +21,32 @@ def free_port() -> int:
 
 
 LAUNCHERS = {
-    "accelerate": lambda port: [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                                "--main_process_port", str(port), "-m", "adapterlab.cli"],
-    "torchrun": lambda port: [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(port),
-                              "-m", "adapterlab.cli"],
+    "accelerate": lambda port: [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "adapterlab.cli",
+    ],
+    "torchrun": lambda port: [
+        str(BIN / "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "adapterlab.cli",
+    ],
 }
 
 
@@ -40,7 +61,9 @@ def test_two_processes_train_the_quickstart_once(launcher: str, train_home: Path
     (run,) = mlflow_runs()
     assert run.info.status == "FINISHED" and run.data.params["num_processes"] == "2"
     assert run.data.params["effective_batch_size"] == "32"
-    listed = subprocess.run([sys.executable, "-m", "adapterlab.cli", "list", "--json"], capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "adapterlab.cli", "list", "--json"], capture_output=True, text=True
+    )
     (version,) = json.loads(listed.stdout)
     assert (version["name"], version["version"]) == ("quickstart-complaints", 1)
     assert version["metrics"]["eval_accuracy"] == run.data.metrics["eval_accuracy"]

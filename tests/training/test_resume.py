@@ -17,14 +17,38 @@ STEPS = 100
 
 def options(tiny_models: dict, task_data: dict, output: Path) -> list[str]:
     # dropout on, several epochs, evals between checkpoints: everything resume has to get right
-    return ["--base", str(tiny_models["seq-cls"]), "--data", str(task_data["seq-cls"]), "--name", "resumed",
-            "--max-steps", str(STEPS), "--batch-size", "4", "--save-steps", "5", "--eval-steps", "15",
-            "--logging-steps", "5", "--lr", "0.01", "--peft.lora_dropout=0.2", "--output", str(output)]
+    return [
+        "--base",
+        str(tiny_models["seq-cls"]),
+        "--data",
+        str(task_data["seq-cls"]),
+        "--name",
+        "resumed",
+        "--max-steps",
+        str(STEPS),
+        "--batch-size",
+        "4",
+        "--save-steps",
+        "5",
+        "--eval-steps",
+        "15",
+        "--logging-steps",
+        "5",
+        "--lr",
+        "0.01",
+        "--peft.lora_dropout=0.2",
+        "--output",
+        str(output),
+    ]
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "adapterlab.cli", "train", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adapterlab.cli", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: float = 300) -> None:
@@ -34,7 +58,9 @@ def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, timeout: fl
         if list(folder.glob(pattern)):
             return
         if process.poll() is not None:
-            raise AssertionError(f"training ended before {pattern} appeared:\n{process.stderr.read()[-3000:]}")
+            raise AssertionError(
+                f"training ended before {pattern} appeared:\n{process.stderr.read()[-3000:]}"
+            )
         time.sleep(0.02)
     process.kill()
     raise AssertionError(f"{pattern} never appeared")
@@ -47,16 +73,28 @@ def adapter_tensors(folder: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_reproduces_the_uninterrupted_adapter(tiny_models: dict, task_data: dict,
-                                                                   train_home: Path, tmp_path: Path,
-                                                                   mlflow_runs) -> None:
+def test_resume_after_sigkill_reproduces_the_uninterrupted_adapter(
+    tiny_models: dict, task_data: dict, train_home: Path, tmp_path: Path, mlflow_runs
+) -> None:
     import torch
     from safetensors.torch import load_file
 
-    reference = train(TrainConfig(base=str(tiny_models["seq-cls"]), data=str(task_data["seq-cls"]), name="resumed",
-                                  max_steps=STEPS, batch_size=4, save_steps=5, eval_steps=15, logging_steps=5,
-                                  lr=0.01, peft={"lora_dropout": 0.2}, output=str(tmp_path / "reference"),
-                                  register=False))
+    reference = train(
+        TrainConfig(
+            base=str(tiny_models["seq-cls"]),
+            data=str(task_data["seq-cls"]),
+            name="resumed",
+            max_steps=STEPS,
+            batch_size=4,
+            save_steps=5,
+            eval_steps=15,
+            logging_steps=5,
+            lr=0.01,
+            peft={"lora_dropout": 0.2},
+            output=str(tmp_path / "reference"),
+            register=False,
+        )
+    )
     output = tmp_path / "interrupted"
     process = start([*options(tiny_models, task_data, output), "--no-register"])
     wait_for((output / "checkpoints", "step-000005"), process)
@@ -64,8 +102,20 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_adapter(tiny_models: 
     process.wait()
     assert not (output / "adapter").exists()  # it really died mid-run
 
-    resumed = subprocess.run([sys.executable, "-m", "adapterlab.cli", "train", *options(tiny_models, task_data, output),
-                              "--no-register", "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adapterlab.cli",
+            "train",
+            *options(tiny_models, task_data, output),
+            "--no-register",
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = f"checkpoints/step-{STEPS:06d}/trainable.safetensors"
     for expected, got in [
@@ -97,8 +147,19 @@ def test_sigterm_checkpoints_ends_killed_registers_nothing_and_says_how_to_resum
 
     assert list_versions() == []
 
-    resumed = subprocess.run([sys.executable, "-m", "adapterlab.cli", "train", *options(tiny_models, task_data, output),
-                              "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adapterlab.cli",
+            "train",
+            *options(tiny_models, task_data, output),
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (run,) = mlflow_runs()
     assert run.info.status == "FINISHED"

@@ -25,7 +25,9 @@ def tokenizer():
 
 def test_word_labels_go_to_the_first_sub_token_only(tokenizer) -> None:
     batch = {"text": [["unbelievably", "cold", "soup"]], "label": [["ADV", "ADJ", "NOUN"]]}
-    encoded = encode_token_classification(batch, tokenizer, TrainConfig(task="token-cls"), {"ADJ": 0, "ADV": 1, "NOUN": 2})
+    encoded = encode_token_classification(
+        batch, tokenizer, TrainConfig(task="token-cls"), {"ADJ": 0, "ADV": 1, "NOUN": 2}
+    )
     pieces = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
     labels = encoded["labels"][0]
     assert pieces[0] == "[CLS]" and labels[0] == -100 and labels[-1] == -100  # specials are not scored
@@ -36,24 +38,32 @@ def test_word_labels_go_to_the_first_sub_token_only(tokenizer) -> None:
 
 def test_causal_lm_masks_the_prompt_and_scores_the_response_and_eos(tokenizer) -> None:
     config = TrainConfig(task="causal-lm")
-    encoded = encode_causal_lm({"text": ["question: colour of snow?"], "target": ["white"]}, tokenizer, config, {})
+    encoded = encode_causal_lm(
+        {"text": ["question: colour of snow?"], "target": ["white"]}, tokenizer, config, {}
+    )
     ids, labels = encoded["input_ids"][0], encoded["labels"][0]
     prompt_length = len(tokenizer("question: colour of snow?")["input_ids"])
     assert labels[:prompt_length] == [-100] * prompt_length
-    assert labels[prompt_length:] == ids[prompt_length:] == [*tokenizer("white", add_special_tokens=False)["input_ids"],
-                                                             tokenizer.eos_token_id]
+    assert (
+        labels[prompt_length:]
+        == ids[prompt_length:]
+        == [*tokenizer("white", add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+    )
 
 
 def test_seq2seq_targets_become_labels_and_max_length_cuts(tokenizer) -> None:
     config = TrainConfig(task="seq2seq", max_length=4)
-    encoded = encode_seq2seq({"text": ["a long source sentence here"], "target": ["a long target sentence"]},
-                             tokenizer, config, {})
+    encoded = encode_seq2seq(
+        {"text": ["a long source sentence here"], "target": ["a long target sentence"]}, tokenizer, config, {}
+    )
     assert len(encoded["input_ids"][0]) == 4 and len(encoded["labels"][0]) == 4
 
 
 def test_collator_pads_inputs_and_labels(tokenizer) -> None:
-    features = [{"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "labels": [-100, 3, -100]},
-                {"input_ids": [101, 102], "attention_mask": [1, 1], "labels": [-100, -100]}]
+    features = [
+        {"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "labels": [-100, 3, -100]},
+        {"input_ids": [101, 102], "attention_mask": [1, 1], "labels": [-100, -100]},
+    ]
     batch = BatchCollator(tokenizer)(features)
     assert batch["input_ids"].tolist() == [[101, 7, 102], [101, 102, 0]]
     assert batch["labels"].tolist() == [[-100, 3, -100], [-100, -100, -100]]

@@ -18,12 +18,14 @@ def test_passwords_in_uris_are_redacted() -> None:
 
 
 def test_params_are_flat_readable_and_secret_free() -> None:
-    params = flatten_params({
-        "registry_url": "postgresql+psycopg://bob:hunter2@host/db",
-        "hub_token": "hf_abc",
-        "peft": {"r": 8, "target_modules": {"value", "query"}, "peft_type": Kind.LORA},
-        "description": "x" * 7000,
-    })
+    params = flatten_params(
+        {
+            "registry_url": "postgresql+psycopg://bob:hunter2@host/db",
+            "hub_token": "hf_abc",
+            "peft": {"r": 8, "target_modules": {"value", "query"}, "peft_type": Kind.LORA},
+            "description": "x" * 7000,
+        }
+    )
     assert params["registry_url"] == "postgresql+psycopg://***@host/db"
     assert params["hub_token"] == "***"
     assert params["peft.r"] == "8" and params["peft.peft_type"] == "LORA"

@@ -26,22 +26,42 @@ CASES = {
     "missing column": (["--text-column", "body"], "column 'body' (--text-column) not found", {}),
     "unknown eval label": (["--eval-data", "{eval-new-label}"], "label(s) maybe that never occur", {}),
     "empty dataset": (["--data", "{empty}"], "is empty", {}),
-    "base path missing": (["--base", "/no/such/model"], "base model folder /no/such/model does not exist", {}),
-    "method/task pair": (["--method", "prompt-tuning", "--task", "token-cls"], "cannot train task token-cls", {}),
+    "base path missing": (
+        ["--base", "/no/such/model"],
+        "base model folder /no/such/model does not exist",
+        {},
+    ),
+    "method/task pair": (
+        ["--method", "prompt-tuning", "--task", "token-cls"],
+        "cannot train task token-cls",
+        {},
+    ),
     "task the base has no head for": (["--task", "seq2seq"], "has no head for task seq2seq", {}),
     "unknown peft field": (["--peft.rank=4"], "LoraConfig has no field(s) rank", {}),
     "checkpointing a prompt method": (["--method", "p-tuning", "--gradient-checkpointing"], "LoRA only", {}),
     "metric the task lacks": (["--metric-for-best", "eval_exact_match"], "is not computed for seq-cls", {}),
-    "mlflow unreachable": ([], "cannot reach the MLflow tracking store at http://127.0.0.1:9",
-                           {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
-    "registry unreachable": ([], "cannot reach the registry database",
-                             {"ADAPTERLAB_REGISTRY_URL": "postgresql+psycopg://postgres:pw@127.0.0.1:9/none"}),
+    "mlflow unreachable": (
+        [],
+        "cannot reach the MLflow tracking store at http://127.0.0.1:9",
+        {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+    ),
+    "registry unreachable": (
+        [],
+        "cannot reach the registry database",
+        {"ADAPTERLAB_REGISTRY_URL": "postgresql+psycopg://postgres:pw@127.0.0.1:9/none"},
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_fails_before_training(case: str, labelled: dict, tiny_models: dict, train_home: Path,
-                                         mlflow_runs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_fails_before_training(
+    case: str,
+    labelled: dict,
+    tiny_models: dict,
+    train_home: Path,
+    mlflow_runs,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     extra, message, env = CASES[case]
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -56,7 +76,10 @@ def test_bad_input_fails_before_training(case: str, labelled: dict, tiny_models:
     assert not (train_home / "runs" / "bad").exists()  # nothing trained, no checkpoint
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert mlflow_runs() == []
-    assert not (train_home / "registry.db").exists() or "bad" not in CliRunner().invoke(cli, ["list", "--json"]).output
+    assert (
+        not (train_home / "registry.db").exists()
+        or "bad" not in CliRunner().invoke(cli, ["list", "--json"]).output
+    )
     assert "password" not in result.output and ":pw@" not in result.output
 
 
@@ -66,5 +89,8 @@ def test_unknown_method_or_task(tmp_path: Path, train_home: Path, mlflow_runs) -
     config = tmp_path / "run.yaml"
     config.write_text("task: summarise\n")
     from_yaml = CliRunner().invoke(cli, ["train", str(config)])
-    assert from_yaml.exit_code == 1 and "Error: unknown task 'summarise'; choose one of: seq-cls" in from_yaml.output
+    assert (
+        from_yaml.exit_code == 1
+        and "Error: unknown task 'summarise'; choose one of: seq-cls" in from_yaml.output
+    )
     assert mlflow_runs() == []

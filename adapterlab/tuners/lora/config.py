@@ -37,16 +37,31 @@ NAMED_INITS = ("gaussian", "pissa", "olora", "orthogonal")
 HF_ONLY_INITS = ("loftq", "eva", "corda", "lora_ga", "mica")
 # HF PEFT's LoRA fields for features adapterlab lacks (see LoraConfig): each is off when falsy
 FOREIGN_FEATURE_FIELDS = (
-    "megatron_config", "loftq_config", "eva_config", "corda_config", "lora_ga_config", "velora_config",
-    "alora_invocation_tokens", "use_qalora", "monteclora_config", "layer_replication", "use_bdlora",
-    "arrow_config", "kasa_config", "ensure_weight_tying", "runtime_config",
+    "megatron_config",
+    "loftq_config",
+    "eva_config",
+    "corda_config",
+    "lora_ga_config",
+    "velora_config",
+    "alora_invocation_tokens",
+    "use_qalora",
+    "monteclora_config",
+    "layer_replication",
+    "use_bdlora",
+    "arrow_config",
+    "kasa_config",
+    "ensure_weight_tying",
+    "runtime_config",
 )
 PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
 def valid_init(init: object) -> bool:
-    return init is True or init is False or init in NAMED_INITS or (
-        isinstance(init, str) and PISSA_NITER.fullmatch(init) is not None
+    return (
+        init is True
+        or init is False
+        or init in NAMED_INITS
+        or (isinstance(init, str) and PISSA_NITER.fullmatch(init) is not None)
     )
 
 
@@ -146,8 +161,10 @@ class LoraConfig(PeftConfig):
     def _validate(self) -> None:
         # lora_bias first: its conflicts are the user's choice to fix, whatever else the config asks for
         if self.lora_bias and self.init_lora_weights not in (True, False):
-            raise InvalidConfig(f"The argument lora_bias=True is only supported with init_lora_weights=True or "
-                                f"False, got {self.init_lora_weights!r}")
+            raise InvalidConfig(
+                f"The argument lora_bias=True is only supported with init_lora_weights=True or "
+                f"False, got {self.init_lora_weights!r}"
+            )
         if self.lora_bias and self.use_dora:
             raise InvalidConfig("The argument lora_bias=True is not supported with DoRA; set use_dora=False")
         self._refuse_foreign_features()
@@ -187,7 +204,9 @@ class LoraConfig(PeftConfig):
                     f"got {indices!r}"
                 )
         if isinstance(indices, dict) and self.modules_to_save and set(indices) & set(self.modules_to_save):
-            raise InvalidConfig("an embedding is both in modules_to_save and trainable_token_indices; choose one")
+            raise InvalidConfig(
+                "an embedding is both in modules_to_save and trainable_token_indices; choose one"
+            )
         for name, rank in self.rank_pattern.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
                 raise InvalidConfig(f"rank_pattern[{name!r}] must be a positive integer, got {rank!r}")
@@ -197,8 +216,10 @@ class LoraConfig(PeftConfig):
             try:
                 re.compile(self.target_modules)
             except (re.error, RecursionError, OverflowError) as exc:
-                raise InvalidConfig(f"target_modules {self.target_modules!r} is not a valid regex ({exc}); "
-                                    "give a list of module names or fix the pattern") from exc
+                raise InvalidConfig(
+                    f"target_modules {self.target_modules!r} is not a valid regex ({exc}); "
+                    "give a list of module names or fix the pattern"
+                ) from exc
         if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
             if self.target_modules != ALL_LINEAR:
                 raise InvalidConfig(

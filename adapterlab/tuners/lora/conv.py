@@ -43,28 +43,54 @@ class Conv(LoraLayer):
     def layer_kind(self) -> str:
         return f"lora.{type(self.base_layer).__name__}"  # HF PEFT has one class per dimension: lora.Conv2d
 
-    def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
+    def add_adapter(
+        self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any
+    ) -> None:
         base = self.base_layer
         kind = type(base).__name__
         if base.groups > 1:
             if r % base.groups:
-                raise InvalidConfig(f"LoRA rank r={r} on a {kind} with groups={base.groups}: r must be divisible by "
-                                    f"groups; choose another r (or a rank_pattern entry) or exclude this layer")
+                raise InvalidConfig(
+                    f"LoRA rank r={r} on a {kind} with groups={base.groups}: r must be divisible by "
+                    f"groups; choose another r (or a rank_pattern entry) or exclude this layer"
+                )
             if kw.get("use_dora"):
-                raise UnsupportedFeature(f"DoRA on grouped convolutions (a {kind} with groups={base.groups}) is not "
-                                         f"supported; exclude this layer or set use_dora=False")
-            warnings.warn(f"LoRA on a {kind} with groups={base.groups} cannot be merged into the base weights; "
-                          f"keep the adapter unmerged", UserWarning, stacklevel=2)
+                raise UnsupportedFeature(
+                    f"DoRA on grouped convolutions (a {kind} with groups={base.groups}) is not "
+                    f"supported; exclude this layer or set use_dora=False"
+                )
+            warnings.warn(
+                f"LoRA on a {kind} with groups={base.groups} cannot be merged into the base weights; "
+                f"keep the adapter unmerged",
+                UserWarning,
+                stacklevel=2,
+            )
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
-        conv_type = type(base) if type(base) in CONV_TYPES else next(t for t in CONV_TYPES if isinstance(base, t))
+        conv_type = (
+            type(base) if type(base) in CONV_TYPES else next(t for t in CONV_TYPES if isinstance(base, t))
+        )
         options = {"device": base.weight.device, "dtype": adapter_dtype(base.weight.dtype)}
         self.lora_A[name] = conv_type(
-            self.in_features, r, base.kernel_size, base.stride, base.padding, base.dilation,
-            bias=False, padding_mode=base.padding_mode, **options,
+            self.in_features,
+            r,
+            base.kernel_size,
+            base.stride,
+            base.padding,
+            base.dilation,
+            bias=False,
+            padding_mode=base.padding_mode,
+            **options,
         )
         pointwise = (1,) * (base.weight.dim() - 2)
-        self.lora_B[name] = conv_type(r, self.out_features, pointwise, pointwise, groups=base.groups,
-                                      bias=self.lora_bias[name], **options)
+        self.lora_B[name] = conv_type(
+            r,
+            self.out_features,
+            pointwise,
+            pointwise,
+            groups=base.groups,
+            bias=self.lora_bias[name],
+            **options,
+        )
         init.initialize(self, name, kw.get("init_lora_weights", True))
         if kw.get("use_dora"):
             self.use_dora[name] = True
@@ -77,8 +103,10 @@ class Conv(LoraLayer):
 
     def _refuse_grouped(self) -> None:
         if self.base_layer.groups > 1:
-            raise UnsupportedFeature(f"merging LoRA into a {type(self.base_layer).__name__} with groups="
-                                     f"{self.base_layer.groups} is not supported; keep the adapter unmerged")
+            raise UnsupportedFeature(
+                f"merging LoRA into a {type(self.base_layer).__name__} with groups="
+                f"{self.base_layer.groups} is not supported; keep the adapter unmerged"
+            )
 
     def lora_weight(self, name: str) -> torch.Tensor:
         """``B @ A`` as a kernel (out, in, *kernel), unscaled (ungrouped convolutions only)."""

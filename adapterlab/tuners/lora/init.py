@@ -31,6 +31,7 @@ from adapterlab.tuners.lora.config import PISSA_NITER
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.layer import LoraLayer
 
+
 @torch.no_grad()
 def initialize(layer: LoraLayer, name: str, init: bool | str) -> None:
     """Set adapter ``name``'s A and B (and lora_B's bias, zero) on ``layer`` as ``init`` says."""
@@ -47,8 +48,10 @@ def initialize(layer: LoraLayer, name: str, init: bool | str) -> None:
         nn.init.zeros_(b.weight)  # so the update starts at exactly 0
         return
     if not isinstance(a, nn.Linear):
-        raise UnsupportedFeature(f"init_lora_weights={init!r} is supported on linear layers only, not on "
-                                 f"{type(layer.base_layer).__name__}; use True or 'gaussian'")
+        raise UnsupportedFeature(
+            f"init_lora_weights={init!r} is supported on linear layers only, not on "
+            f"{type(layer.base_layer).__name__}; use True or 'gaussian'"
+        )
     if init == "orthogonal":
         _orthogonal(layer, name)
     elif init == "olora":

@@ -39,7 +39,13 @@ def lora_scaling(alpha: float, r: int, use_rslora: bool) -> float:
 class LoraLayer(nn.Module, BaseTunerLayer):
     """Bookkeeping shared by every LoRA layer: adapters by name, which are active, which merged."""
 
-    adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+    adapter_layer_names = (
+        "lora_A",
+        "lora_B",
+        "lora_embedding_A",
+        "lora_embedding_B",
+        "lora_magnitude_vector",
+    )
     other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
 
     def __init__(self, base_layer: nn.Module, in_features: int, out_features: int) -> None:
@@ -74,7 +80,9 @@ class LoraLayer(nn.Module, BaseTunerLayer):
     def adapter_names(self) -> list[str]:
         return list(self.r)
 
-    def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
+    def add_adapter(
+        self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any
+    ) -> None:
         self.r[name] = r
         self.lora_alpha[name] = alpha
         self.use_rslora[name] = use_rslora
@@ -82,9 +90,12 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_bias[name] = bool(kw.get("lora_bias", False))
         if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
-            warnings.warn(f"`lora_bias=True` was passed but the targeted layer of type {type(self.base_layer).__name__} "
-                          f"has no bias: adapter {name!r} will train, but merging it will be refused", PeftWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"`lora_bias=True` was passed but the targeted layer of type {type(self.base_layer).__name__} "
+                f"has no bias: adapter {name!r} will train, but merging it will be refused",
+                PeftWarning,
+                stacklevel=3,
+            )
         self.use_dora[name] = False
 
     def set_scale(self, name: str, scale: float) -> None:
@@ -113,8 +124,14 @@ class LoraLayer(nn.Module, BaseTunerLayer):
                 params[name] = nn.Parameter(old.detach().to("meta"), requires_grad=old.requires_grad)
 
     def delete_adapter(self, name: str) -> None:
-        for container in (self.lora_A, self.lora_B, self.lora_dropout, self.lora_embedding_A,
-                          self.lora_embedding_B, self.lora_magnitude_vector):
+        for container in (
+            self.lora_A,
+            self.lora_B,
+            self.lora_dropout,
+            self.lora_embedding_A,
+            self.lora_embedding_B,
+            self.lora_magnitude_vector,
+        ):
             if name in container:
                 del container[name]
         for table in (self.r, self.lora_alpha, self.scaling, self.use_rslora, self.lora_bias, self.use_dora):
@@ -156,12 +173,16 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
                 new_weight, norm = dora.merged_weight(self, name, weight.data, delta)
-                new_weight = new_weight.to(weight.dtype)  # the magnitude may be float32 on a half-precision base
+                new_weight = new_weight.to(
+                    weight.dtype
+                )  # the magnitude may be float32 on a half-precision base
                 self._merged_norms[name] = norm
             else:
                 new_weight = weight.data + delta
             if safe_merge and not torch.isfinite(new_weight).all():
-                raise InvalidConfig(f"merging adapter {name!r} gives NaN or inf weights; the adapter is broken")
+                raise InvalidConfig(
+                    f"merging adapter {name!r} gives NaN or inf weights; the adapter is broken"
+                )
             weight.data = new_weight
             self._shift_bias(name, +1)
             self.merged_adapters.append(name)
@@ -173,8 +194,9 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             name = self.merged_adapters.pop()
             delta = self.get_delta_weight(name).to(weight.dtype)
             if self.use_dora[name]:
-                weight.data = dora.unmerged_weight(self, name, weight.data, delta,
-                                                   self._merged_norms.pop(name)).to(weight.dtype)
+                weight.data = dora.unmerged_weight(
+                    self, name, weight.data, delta, self._merged_norms.pop(name)
+                ).to(weight.dtype)
             else:
                 weight.data = weight.data - delta
             self._shift_bias(name, -1)
@@ -214,17 +236,22 @@ class Linear(LoraLayer):
 
     def __init__(self, base_layer: nn.Module) -> None:
         fan_in_fan_out = isinstance(base_layer, Conv1D)
-        in_features, out_features = base_layer.weight.shape[::-1] if not fan_in_fan_out else base_layer.weight.shape
+        in_features, out_features = (
+            base_layer.weight.shape[::-1] if not fan_in_fan_out else base_layer.weight.shape
+        )
         super().__init__(base_layer, in_features, out_features)
         self.fan_in_fan_out = fan_in_fan_out
 
-    def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
+    def add_adapter(
+        self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any
+    ) -> None:
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         weight = self.base_layer.weight
         dtype = adapter_dtype(weight.dtype)
         self.lora_A[name] = nn.Linear(self.in_features, r, bias=False, device=weight.device, dtype=dtype)
-        self.lora_B[name] = nn.Linear(r, self.out_features, bias=self.lora_bias[name], device=weight.device,
-                                      dtype=dtype)
+        self.lora_B[name] = nn.Linear(
+            r, self.out_features, bias=self.lora_bias[name], device=weight.device, dtype=dtype
+        )
         init.initialize(self, name, kw.get("init_lora_weights", True))
         if kw.get("use_dora"):
             self.use_dora[name] = True
@@ -259,10 +286,14 @@ class Embedding(LoraLayer):
     def __init__(self, base_layer: nn.Embedding) -> None:
         super().__init__(base_layer, base_layer.num_embeddings, base_layer.embedding_dim)
 
-    def add_adapter(self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any) -> None:
+    def add_adapter(
+        self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any
+    ) -> None:
         if kw.get("lora_bias"):
-            raise UnsupportedFeature("lora_bias=True is not supported for Embedding layers; exclude embeddings "
-                                     "from target_modules or set lora_bias=False")
+            raise UnsupportedFeature(
+                "lora_bias=True is not supported for Embedding layers; exclude embeddings "
+                "from target_modules or set lora_bias=False"
+            )
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         weight = self.base_layer.weight
         dtype = adapter_dtype(weight.dtype)
@@ -286,8 +317,13 @@ class Embedding(LoraLayer):
     def lora_delta(self, x: torch.Tensor, result: torch.Tensor, name: str) -> torch.Tensor:
         base = self.base_layer
         hidden = F.embedding(
-            x, self.lora_embedding_A[name].T, base.padding_idx, base.max_norm,
-            base.norm_type, base.scale_grad_by_freq, base.sparse,
+            x,
+            self.lora_embedding_A[name].T,
+            base.padding_idx,
+            base.max_norm,
+            base.norm_type,
+            base.scale_grad_by_freq,
+            base.sparse,
         )  # (..., r)
         update = F.linear(hidden, self.lora_embedding_B[name]) * self.scaling[name]  # (..., dim)
         if self.use_dora[name]:

@@ -27,11 +27,15 @@ COMBINATIONS = ("linear", "cat", "svd")
 
 
 def _new_rank(model: LoraModel, adapters: list[str], combination_type: str, svd_rank: int | None) -> int:
-    ranks = [max(c.r, *c.rank_pattern.values()) if c.rank_pattern else c.r
-             for c in (model.peft_config[a] for a in adapters)]
+    ranks = [
+        max(c.r, *c.rank_pattern.values()) if c.rank_pattern else c.r
+        for c in (model.peft_config[a] for a in adapters)
+    ]
     if combination_type == "linear":
         if len(set(ranks)) != 1:
-            raise InvalidConfig(f"combination_type 'linear' needs adapters of one rank, got ranks {ranks}; use 'cat' or 'svd'")
+            raise InvalidConfig(
+                f"combination_type 'linear' needs adapters of one rank, got ranks {ranks}; use 'cat' or 'svd'"
+            )
         return ranks[0]
     if combination_type == "cat":
         return sum(ranks)
@@ -52,7 +56,9 @@ def _check(model: LoraModel, adapters: list[str], weights: list[float], adapter_
         raise AdapterExists(f"an adapter named {adapter_name!r} already exists; pick another name")
     missing = [a for a in adapters if a not in model.peft_config]
     if missing:
-        raise AdapterNotFound(f"no adapter named {', '.join(map(repr, missing))}; loaded: {', '.join(model.peft_config)}")
+        raise AdapterNotFound(
+            f"no adapter named {', '.join(map(repr, missing))}; loaded: {', '.join(model.peft_config)}"
+        )
     if kind not in COMBINATIONS:
         raise InvalidConfig(f"combination_type must be one of {', '.join(COMBINATIONS)}, got {kind!r}")
     if not adapters or len(adapters) != len(weights):
@@ -63,19 +69,31 @@ def _check(model: LoraModel, adapters: list[str], weights: list[float], adapter_
         raise UnsupportedFeature("add_weighted_adapter cannot combine adapters on convolution layers")
 
 
-def add_weighted_adapter(model: LoraModel, adapters: list[str], weights: list[float], adapter_name: str,
-                         combination_type: str = "svd", svd_rank: int | None = None) -> None:
+def add_weighted_adapter(
+    model: LoraModel,
+    adapters: list[str],
+    weights: list[float],
+    adapter_name: str,
+    combination_type: str = "svd",
+    svd_rank: int | None = None,
+) -> None:
     _check(model, adapters, weights, adapter_name, combination_type)
     kind = "linear" if len(adapters) == 1 else combination_type
     rank = _new_rank(model, adapters, kind, svd_rank)
     model.peft_config[adapter_name] = dataclasses.replace(
-        model.peft_config[adapters[0]], r=rank, lora_alpha=rank, target_modules=_union_targets(model, adapters),
-        rank_pattern={}, alpha_pattern={},
+        model.peft_config[adapters[0]],
+        r=rank,
+        lora_alpha=rank,
+        target_modules=_union_targets(model, adapters),
+        rank_pattern={},
+        alpha_pattern={},
     )
     model.inject_adapter(model.peft_config[adapter_name], adapter_name)
     for layer in model.lora_layers():
         if adapter_name in layer.r:
-            a, b = _combine(layer, [(n, w) for n, w in zip(adapters, weights, strict=True) if n in layer.r], kind, rank)
+            a, b = _combine(
+                layer, [(n, w) for n, w in zip(adapters, weights, strict=True) if n in layer.r], kind, rank
+            )
             target_a, target_b = _factors(layer, adapter_name)
             target_a.copy_(a)
             target_b.copy_(b)
@@ -89,8 +107,9 @@ def _factors(layer: LoraLayer, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return layer.lora_embedding_A[name], layer.lora_embedding_B[name]
 
 
-def _combine(layer: LoraLayer, parts: list[tuple[str, float]], kind: str, rank: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def _combine(
+    layer: LoraLayer, parts: list[tuple[str, float]], kind: str, rank: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     if not parts:
         raise InvalidConfig("none of the adapters to combine covers this layer")
     if kind == "svd":
@@ -104,7 +123,9 @@ def _combine(layer: LoraLayer, parts: list[tuple[str, float]], kind: str, rank: 
         target_a[: a.shape[0]] = a
         target_b[:, : b.shape[1]] = b
         return target_a, target_b
-    a = sum(math.copysign(math.sqrt(abs(w * layer.scaling[n])), w * layer.scaling[n]) * _factors(layer, n)[0]
-            for n, w in parts)
+    a = sum(
+        math.copysign(math.sqrt(abs(w * layer.scaling[n])), w * layer.scaling[n]) * _factors(layer, n)[0]
+        for n, w in parts
+    )
     b = sum(math.sqrt(abs(w * layer.scaling[n])) * _factors(layer, n)[1] for n, w in parts)
     return a, b

@@ -29,14 +29,21 @@ def remove_adapter_name(key: str, adapter_name: str) -> str:
 def _layer_tensors(layer: LoraLayer | TrainableTokensWrapper, adapter_name: str) -> dict[str, nn.Parameter]:
     """One layer's tensors of ``adapter_name``, under the checkpoint suffixes."""
     if isinstance(layer, TrainableTokensWrapper):
-        return {"token_adapter.trainable_tokens_delta": layer.token_adapter.trainable_tokens_delta[adapter_name]}
+        return {
+            "token_adapter.trainable_tokens_delta": layer.token_adapter.trainable_tokens_delta[adapter_name]
+        }
     if adapter_name in layer.lora_A:
-        tensors = {"lora_A.weight": layer.lora_A[adapter_name].weight, "lora_B.weight": layer.lora_B[adapter_name].weight}
+        tensors = {
+            "lora_A.weight": layer.lora_A[adapter_name].weight,
+            "lora_B.weight": layer.lora_B[adapter_name].weight,
+        }
         if layer.lora_B[adapter_name].bias is not None:  # lora_bias
             tensors["lora_B.bias"] = layer.lora_B[adapter_name].bias
     else:
-        tensors = {"lora_embedding_A": layer.lora_embedding_A[adapter_name],
-                   "lora_embedding_B": layer.lora_embedding_B[adapter_name]}
+        tensors = {
+            "lora_embedding_A": layer.lora_embedding_A[adapter_name],
+            "lora_embedding_B": layer.lora_embedding_B[adapter_name],
+        }
     if adapter_name in layer.lora_magnitude_vector:
         tensors["lora_magnitude_vector"] = layer.lora_magnitude_vector[adapter_name]
     return tensors
@@ -57,8 +64,10 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
     targets = config.target_modules
     if isinstance(targets, str):
         names = [n for n, _ in peft_model.get_base_model().named_modules()]
-        targeted = any(re.fullmatch(targets, n) and re.match(rf"(.*\.)?({'|'.join(EMBEDDING_LAYER_NAMES)})$", n)
-                       for n in names)
+        targeted = any(
+            re.fullmatch(targets, n) and re.match(rf"(.*\.)?({'|'.join(EMBEDDING_LAYER_NAMES)})$", n)
+            for n in names
+        )
     else:
         targeted = any(name in (targets or []) for name in EMBEDDING_LAYER_NAMES)
     if not targeted:
@@ -68,7 +77,9 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
     result = {}
     for path, module in peft_model.named_modules():
         if isinstance(module, LoraLayer) and any(module is table for table in tables):
-            result.update({f"{path}.base_layer.{k}": v for k, v in module.base_layer.state_dict(keep_vars=True).items()})
+            result.update(
+                {f"{path}.base_layer.{k}": v for k, v in module.base_layer.state_dict(keep_vars=True).items()}
+            )
     return result
 
 
@@ -102,9 +113,14 @@ class LoraMethod(PeftMethod):
         result: dict[str, torch.Tensor] = {}
         for path, layer in peft_model.named_modules():
             if _holds(layer, adapter_name):
-                result.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
-                if (config.bias == "lora_only" and isinstance(layer, LoraLayer)
-                        and getattr(layer.base_layer, "bias", None) is not None):
+                result.update(
+                    {f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()}
+                )
+                if (
+                    config.bias == "lora_only"
+                    and isinstance(layer, LoraLayer)
+                    and getattr(layer.base_layer, "bias", None) is not None
+                ):
                     result[f"{path}.base_layer.bias"] = layer.base_layer.bias
         result.update(_targeted_embedding_tables(peft_model, config))
         if config.bias == "all":
@@ -122,10 +138,14 @@ class LoraMethod(PeftMethod):
         targets: dict[str, torch.Tensor] = {}
         for path, layer in peft_model.named_modules():
             if _holds(layer, adapter_name):
-                targets.update({f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()})
+                targets.update(
+                    {f"{path}.{suffix}": t for suffix, t in _layer_tensors(layer, adapter_name).items()}
+                )
         params = dict(peft_model.named_parameters(remove_duplicate=False))
         for key in state_dict:
-            if key not in targets:  # biases (bias="all"/"lora_only"), by their plain path or with the name put back
+            if (
+                key not in targets
+            ):  # biases (bias="all"/"lora_only"), by their plain path or with the name put back
                 named = f"{key.rpartition('.')[0]}.{adapter_name}.{key.rpartition('.')[2]}"
                 targets[key] = params.get(key, params.get(named))
         load_into_model(targets, state_dict, required=[k for k in targets if "lora_" in k])

@@ -57,11 +57,14 @@ class LoraModel(BaseTuner, nn.Module):
     def inject_adapter(self, config: LoraConfig, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
         """Create adapter ``adapter_name`` on every module ``config`` targets; with ``low_cpu_mem_usage``
         its LoRA tensors end on the meta device, for a load to fill (HF PEFT's option)."""
-        targets = resolve_target_modules(config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type)
+        targets = resolve_target_modules(
+            config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type
+        )
         config.target_modules = targets
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
         candidates = {
-            key: module for key, module in self.model.named_modules()
+            key: module
+            for key, module in self.model.named_modules()
             if key and not any(key.startswith(prefix) for prefix in inside_lora)
         }
         matched = [key for key in candidates if is_target(config, targets, key)]
@@ -102,7 +105,9 @@ class LoraModel(BaseTuner, nn.Module):
 
     def delete_adapter(self, adapter_name: str) -> None:
         for layer in self.adapter_aware_layers():
-            if adapter_name in getattr(layer, "r", getattr(layer, "modules_to_save", None) or layer.adapter_names):
+            if adapter_name in getattr(
+                layer, "r", getattr(layer, "modules_to_save", None) or layer.adapter_names
+            ):
                 layer.delete_adapter(adapter_name)
 
     # -- which adapters run -----------------------------------------------------------------
@@ -122,8 +127,13 @@ class LoraModel(BaseTuner, nn.Module):
         trainable = {n for n in self.active_adapters if not self.peft_config[n].inference_mode}
         self.model.requires_grad_(False)  # adapter tensors are switched back on below, found by structure
         for layer in self.lora_layers():
-            for container in (layer.lora_A, layer.lora_B, layer.lora_embedding_A, layer.lora_embedding_B,
-                              layer.lora_magnitude_vector):
+            for container in (
+                layer.lora_A,
+                layer.lora_B,
+                layer.lora_embedding_A,
+                layer.lora_embedding_B,
+                layer.lora_magnitude_vector,
+            ):
                 for adapter, part in container.items():
                     part.requires_grad_(adapter in trainable)
         for tokens in self.token_layers():
@@ -203,7 +213,9 @@ class LoraModel(BaseTuner, nn.Module):
         """Remove every LoRA layer without merging: the base model as it was."""
         return self._unload(merge=False)
 
-    def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+    def _unload(
+        self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None
+    ) -> nn.Module:
         if merge:
             self._check_mergeable(self.lora_layers(), adapter_names)
         for key, module in list(self.model.named_modules()):
@@ -239,8 +251,14 @@ class LoraModel(BaseTuner, nn.Module):
                 raise AdapterNotFound(f"no adapter named {name!r}; loaded: {', '.join(self.peft_config)}")
 
     @torch.no_grad()
-    def add_weighted_adapter(self, adapters: list[str], weights: list[float], adapter_name: str,
-                             combination_type: str = "svd", svd_rank: int | None = None) -> None:
+    def add_weighted_adapter(
+        self,
+        adapters: list[str],
+        weights: list[float],
+        adapter_name: str,
+        combination_type: str = "svd",
+        svd_rank: int | None = None,
+    ) -> None:
         """Combine existing adapters into a new one (see adapterlab.tuners.lora.merge)."""
         from adapterlab.tuners.lora.merge import add_weighted_adapter
 

@@ -53,7 +53,9 @@ class TrainableTokensWrapper(nn.Module):
     def add_adapter(self, name: str, indices: list[int]) -> None:
         weight = self.base_layer.weight
         if any(not 0 <= i < weight.shape[0] for i in indices):
-            raise InvalidConfig(f"trainable_token_indices {indices} reach outside the vocabulary of {weight.shape[0]}")
+            raise InvalidConfig(
+                f"trainable_token_indices {indices} reach outside the vocabulary of {weight.shape[0]}"
+            )
         rows = weight.detach()[torch.tensor(indices, device=weight.device)].clone()  # (n, dim)
         self.token_adapter.token_indices[name] = list(indices)
         self.token_adapter.trainable_tokens_original[name] = rows.clone()
@@ -74,8 +76,11 @@ class TrainableTokensWrapper(nn.Module):
         return weight
 
     def merge(self, adapter_names: list[str] | None = None) -> None:
-        names = [n for n in (self.active_adapters if adapter_names is None else adapter_names)
-                 if n in self.token_adapter.token_indices and n not in self.merged_adapters]
+        names = [
+            n
+            for n in (self.active_adapters if adapter_names is None else adapter_names)
+            if n in self.token_adapter.token_indices and n not in self.merged_adapters
+        ]
         self.base_layer.weight.data = self.table(names).detach()
         self.merged_adapters.extend(names)
 
@@ -88,18 +93,29 @@ class TrainableTokensWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.batch_plan is not None:
-            raise UnsupportedFeature("mixed batches (adapter_names=...) with trainable_token_indices are not "
-                                     "supported; run one adapter per batch")
+            raise UnsupportedFeature(
+                "mixed batches (adapter_names=...) with trainable_token_indices are not "
+                "supported; run one adapter per batch"
+            )
         if self.disable_adapters and self.merged_adapters:
             self.unmerge()
         if self.disable_adapters or self.merged_adapters or not self.active_adapters:
             return self.base_layer(x, *args, **kwargs)
         base = self.base_layer
-        return F.embedding(x, self.table(self.active_adapters), base.padding_idx, base.max_norm, base.norm_type,
-                           base.scale_grad_by_freq, base.sparse)
+        return F.embedding(
+            x,
+            self.table(self.active_adapters),
+            base.padding_idx,
+            base.max_norm,
+            base.norm_type,
+            base.scale_grad_by_freq,
+            base.sparse,
+        )
 
 
-def attach_trainable_tokens(model: nn.Module, indices: list[int] | dict[str, list[int]], adapter_name: str) -> None:
+def attach_trainable_tokens(
+    model: nn.Module, indices: list[int] | dict[str, list[int]], adapter_name: str
+) -> None:
     """Give ``adapter_name`` trainable rows in the embeddings ``indices`` names (a list: the input embedding)."""
     if isinstance(indices, dict):
         targets = dict(indices)
@@ -110,19 +126,25 @@ def attach_trainable_tokens(model: nn.Module, indices: list[int] | dict[str, lis
     for name, wanted in targets.items():
         named = [(key, m) for key, m in model.named_modules() if key == name or key.endswith(f".{name}")]
         if any(isinstance(m, LoraLayer) for _, m in named):
-            raise UnsupportedFeature(f"trainable_token_indices on {name!r}, which LoRA also targets, is not "
-                                     f"supported; leave the embedding out of target_modules")
+            raise UnsupportedFeature(
+                f"trainable_token_indices on {name!r}, which LoRA also targets, is not "
+                f"supported; leave the embedding out of target_modules"
+            )
         matches = [key for key, m in named if isinstance(m, (nn.Embedding, TrainableTokensWrapper))]
         if not matches:
-            raise TargetModuleNotFound(f"trainable_token_indices names {name!r}, which is no nn.Embedding of the model")
+            raise TargetModuleNotFound(
+                f"trainable_token_indices names {name!r}, which is no nn.Embedding of the model"
+            )
         found.update({key: wanted for key in matches})
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     for key in found:
         module = model.get_submodule(key)
         base = module.base_layer if isinstance(module, TrainableTokensWrapper) else module
         if output is not None and getattr(output, "weight", None) is base.weight:
-            raise UnsupportedFeature(f"trainable_token_indices on {key!r}, whose table is tied to the output layer, "
-                                     f"is not supported; untie the embeddings or use modules_to_save")
+            raise UnsupportedFeature(
+                f"trainable_token_indices on {key!r}, whose table is tied to the output layer, "
+                f"is not supported; untie the embeddings or use modules_to_save"
+            )
     for key, wanted in found.items():
         module = model.get_submodule(key)
         if not isinstance(module, TrainableTokensWrapper):

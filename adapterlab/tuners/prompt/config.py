@@ -80,7 +80,9 @@ class PromptLearningConfig(PeftConfig):
     def check_ready(self) -> None:
         """Raise InvalidConfig unless the fields left open at construction are set (adapter creation)."""
         if self.num_virtual_tokens is None:
-            raise InvalidConfig("num_virtual_tokens is required, e.g. PromptTuningConfig(num_virtual_tokens=20)")
+            raise InvalidConfig(
+                "num_virtual_tokens is required, e.g. PromptTuningConfig(num_virtual_tokens=20)"
+            )
         _require_positive(self, ("num_virtual_tokens",), optional=False)
 
     @property
@@ -102,7 +104,9 @@ class PromptTuningConfig(PromptLearningConfig):
     tokenizer_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.PROMPT_TUNING  # the class decides the method, whatever was passed (as in HF PEFT)
+        self.peft_type = (
+            PeftType.PROMPT_TUNING
+        )  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
         self.prompt_tuning_init = coerce_enum(PromptTuningInit, self.prompt_tuning_init, "prompt_tuning_init")
         if self.prompt_tuning_init is PromptTuningInit.TEXT:
@@ -133,7 +137,9 @@ class PromptEncoderConfig(PromptLearningConfig):
     encoder_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.P_TUNING  # the class decides the method, whatever was passed (as in HF PEFT)
+        self.peft_type = (
+            PeftType.P_TUNING
+        )  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
         self.encoder_reparameterization_type = coerce_enum(
             PromptEncoderReparameterizationType,
@@ -158,7 +164,9 @@ class PrefixTuningConfig(PromptLearningConfig):
     prefix_projection: bool = False
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.PREFIX_TUNING  # the class decides the method, whatever was passed (as in HF PEFT)
+        self.peft_type = (
+            PeftType.PREFIX_TUNING
+        )  # the class decides the method, whatever was passed (as in HF PEFT)
         super().__post_init__()
         if self.init_weights not in (None, "zero"):
             raise InvalidConfig(f"init_weights must be None or 'zero', got {self.init_weights!r}")
