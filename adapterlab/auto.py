@@ -103,7 +103,8 @@ class AutoPeftModel:
         except OSError as exc:  # transformers' error for a missing folder, repo or file
             raise InvalidConfig(
                 f"cannot load the base model {base_name!r} named in the adapter config "
-                f"({summarize(exc, first_line=True, limit=None)}); make it available (download it, or fix base_model_name_or_path)"
+                f"({summarize(exc, first_line=True, limit=None)}); make it available (download it, or fix "
+                "base_model_name_or_path)"
             ) from None
 
 

@@ -94,7 +94,8 @@ def _values_from(
         name = full_names.get(id(tensor))
         if name is None or name not in state_dict:
             raise CheckpointError(
-                f"the state_dict passed lacks {name or key!r}; pass the whole model.state_dict() of this model"
+                f"the state_dict passed lacks {name or key!r}; pass the whole model.state_dict() of this "
+                "model"
             )
         result[key] = state_dict[name]
     return result
@@ -276,7 +277,8 @@ def _read_weight_file(folder: Path, device: str | torch.device) -> dict[str, tor
     if legacy.is_file():
         return _read_legacy_pickle(legacy, device)
     raise CheckpointError(
-        f"no {SAFETENSORS_WEIGHTS_NAME} (or {WEIGHTS_NAME}) in {folder}; point at a folder written by save_pretrained"
+        f"no {SAFETENSORS_WEIGHTS_NAME} (or {WEIGHTS_NAME}) in {folder}; point at a folder written by "
+        "save_pretrained"
     )
 
 
@@ -286,8 +288,9 @@ def _read_legacy_pickle(path: Path, device: str | torch.device) -> dict[str, tor
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"refusing {path}: it is a pickle that would run code or load non-tensor objects ({summarize(exc, first_line=True, limit=None)}); "
-            f"convert it to safetensors from a trusted source"
+            f"refusing {path}: it is a pickle that would run code or load non-tensor objects "
+            f"({summarize(exc, first_line=True, limit=None)}); convert it to safetensors from a trusted "
+            "source"
         ) from None
     except Exception as exc:
         raise CheckpointError(f"{path} is corrupt ({exc.__class__.__name__}); re-save the adapter") from None

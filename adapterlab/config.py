@@ -125,8 +125,8 @@ class PeftConfig:
                 unknown.append(key)
         if unknown:
             warnings.warn(
-                f"Unexpected keyword arguments {sorted(unknown)} for class {cls.__name__}, these are ignored. "
-                f"The config was probably written by a newer PEFT version.",
+                f"Unexpected keyword arguments {sorted(unknown)} for class {cls.__name__}, these are "
+                "ignored. The config was probably written by a newer PEFT version.",
                 stacklevel=3,
             )
         return {key: value for key, value in data.items() if key in names}
@@ -165,8 +165,8 @@ class PeftConfig:
         )
         if "peft_type" not in data:  # any JSON file would otherwise pass for an adapter config
             raise ConfigKeysMissing(
-                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}. "
-                f"It is not an adapter config; give the folder save_pretrained wrote"
+                f"The {cls.__name__} config that is trying to be loaded is missing required keys: "
+                "{'peft_type'}. It is not an adapter config; give the folder save_pretrained wrote"
             )
         data.update(overrides)
         return cls.from_dict(data)

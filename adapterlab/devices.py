@@ -6,7 +6,8 @@ import torch
 
 
 def infer_device() -> str:
-    """``"cuda"``, ``"xpu"``, ``"mps"`` or ``"npu"`` when one is available, else ``"cpu"`` (HF PEFT's helper)."""
+    """``"cuda"``, ``"xpu"``, ``"mps"`` or ``"npu"`` when one is available, else ``"cpu"`` (HF PEFT's
+    helper)."""
     if torch.cuda.is_available():
         return "cuda"
     for name in ("xpu", "mps", "npu"):

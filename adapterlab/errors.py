@@ -79,7 +79,8 @@ class HubError(AdapterlabError, ConnectionError):
 
 
 class ConfigKeysMissing(CheckpointError, TypeError):
-    """An ``adapter_config.json`` lacks a key every adapter config has (``peft_type``); HF PEFT raises TypeError."""
+    """An ``adapter_config.json`` lacks a key every adapter config has (``peft_type``); HF PEFT raises
+    TypeError."""
 
 
 class MergeImpossible(InvalidConfig, RuntimeError):

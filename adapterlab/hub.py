@@ -114,7 +114,8 @@ def _fetch(repo_id: str, subfolder: str | None, options: HubOptions) -> Path:
     except LocalEntryNotFoundError:
         raise CheckpointError(
             f"{where} is not a local folder, and not in the local Hugging Face cache while the Hub cannot "
-            f"be reached (offline or no network); check the path, or download the adapter where there is a network"
+            "be reached (offline or no network); check the path, or download the adapter where there is a "
+            "network"
         ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise CheckpointError(
@@ -163,7 +164,7 @@ def upload_folder(
         OSError
     ) as exc:  # offline mode, no network, DNS: huggingface_hub's and requests' errors are OSErrors
         raise HubError(
-            f"cannot reach the Hugging Face Hub to upload {repo_id} ({type(exc).__name__}); check the network "
-            f"and HF_HUB_OFFLINE, or save_pretrained() to a folder and upload it later"
+            f"cannot reach the Hugging Face Hub to upload {repo_id} ({type(exc).__name__}); check the "
+            "network and HF_HUB_OFFLINE, or save_pretrained() to a folder and upload it later"
         ) from None
     return str(getattr(commit, "commit_url", commit))

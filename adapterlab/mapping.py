@@ -78,7 +78,8 @@ def inject_adapter_in_model(
     method = get_method(peft_config.peft_type)
     if method.is_prompt_learning:
         raise InvalidConfig(
-            f"{peft_config.peft_type} adds virtual tokens, not layers: there is nothing to inject; use get_peft_model"
+            f"{peft_config.peft_type} adds virtual tokens, not layers: there is nothing to inject; use "
+            "get_peft_model"
         )
     if state_dict is not None:
         raise InvalidConfig(

@@ -212,7 +212,8 @@ class PeftModel(nn.Module):
 
     @shows_base_forward_signature  # inspect.signature(model.forward) lists the base model's parameters
     def forward(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
-        """Run the model; ``adapter_names`` (one per row, ``"__base__"`` for none) mixes adapters in one batch."""
+        """Run the model; ``adapter_names`` (one per row, ``"__base__"`` for none) mixes adapters in one
+        batch."""
         with self._mixed_batch(adapter_names, repeats=1):
             return self._running_method().forward(self, *args, **kwargs)
 
@@ -310,7 +311,8 @@ class PeftModel(nn.Module):
         return getattr(self.base_model, operation)
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
-        """Add the adapters' updates (default: the active ones) into the base weights; undo with unmerge_adapter."""
+        """Add the adapters' updates (default: the active ones) into the base weights; undo with
+        unmerge_adapter."""
         merge = self._tuner("merge_adapter")
         names = set(self.active_adapters if adapter_names is None else adapter_names)
         holding = [layer for layer in self.modules() if isinstance(layer, BaseTunerLayer)]
@@ -344,7 +346,8 @@ class PeftModel(nn.Module):
         combination_type: str = "svd",
         svd_rank: int | None = None,
     ) -> None:
-        """Add ``adapter_name``: a weighted combination (``linear``, ``cat`` or ``svd``) of existing adapters."""
+        """Add ``adapter_name``: a weighted combination (``linear``, ``cat`` or ``svd``) of existing
+        adapters."""
         self._tuner("add_weighted_adapter")(adapters, weights, adapter_name, combination_type, svd_rank)
         self.set_adapter(self.active_adapter)
 
@@ -357,7 +360,8 @@ class PeftModel(nn.Module):
     def print_trainable_parameters(self) -> None:
         trainable, total = self.get_nb_trainable_parameters()
         print(
-            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: "
+            f"{100 * trainable / total:.4f}"
         )
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -383,8 +387,8 @@ class PeftModel(nn.Module):
             )
         if path_initial_model_for_weight_conversion is not None:
             raise InvalidConfig(
-                "path_initial_model_for_weight_conversion converts PiSSA/OLoRA adapters, whose initializations "
-                "adapterlab does not implement; drop the argument"
+                "path_initial_model_for_weight_conversion converts PiSSA/OLoRA adapters, whose "
+                "initializations adapterlab does not implement; drop the argument"
             )
         if is_main_process:
             checkpoint.save_adapters(
@@ -510,8 +514,9 @@ def _check_one_bias_trainer(configs: dict[str, PeftConfig], new: PeftConfig, new
     others = [name for name, config in configs.items() if getattr(config, "bias", "none") != "none"]
     if others:
         raise InvalidConfig(
-            f"adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter {others[0]!r} already does; the "
-            f"base model's biases are shared, so only one adapter may train them: use bias='none' for the others"
+            f"adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter {others[0]!r} already "
+            "does; the base model's biases are shared, so only one adapter may train them: use "
+            "bias='none' for the others"
         )
 
 

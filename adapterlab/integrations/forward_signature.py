@@ -110,7 +110,8 @@ def class_signature(peft_model_class: type) -> inspect.Signature | None:
 
 
 class shows_base_forward_signature:  # noqa: N801 -- used as a decorator, named like one
-    """Decorator for ``PeftModel.forward``: the task's parameters on the class, the base model's on an instance."""
+    """Decorator for ``PeftModel.forward``: the task's parameters on the class, the base model's on an
+    instance."""
 
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function

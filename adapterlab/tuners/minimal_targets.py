@@ -37,8 +37,8 @@ def find_minimal_target_modules(target_modules: Iterable[str], other_module_name
     common = targets & others
     if common:
         raise InvalidConfig(
-            f"target_modules and other_module_names contain common elements ({', '.join(sorted(common)[:5])}); "
-            "a module cannot be both targeted and not targeted"
+            "target_modules and other_module_names contain common elements "
+            f"({', '.join(sorted(common)[:5])}); a module cannot be both targeted and not targeted"
         )
     # every suffix of a non-targeted name is unusable: choosing it would also select that module
     forbidden = {suffix for name in others for suffix in _suffixes(name)}

@@ -88,8 +88,8 @@ class ModulesToSaveWrapper(nn.Module):
             )
         if not isinstance(x, torch.Tensor):
             raise InvalidConfig(
-                f"adapter_names (mixed batches) needs a tensor input to {type(self.original_module).__name__}; "
-                f"run one adapter per call instead"
+                "adapter_names (mixed batches) needs a tensor input to "
+                f"{type(self.original_module).__name__}; run one adapter per call instead"
             )
 
         def run(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -99,8 +99,9 @@ class ModulesToSaveWrapper(nn.Module):
                 out = module(*args, **{**kwargs, batch_key: batch})
             if not isinstance(out, torch.Tensor):
                 raise InvalidConfig(
-                    f"adapter_names (mixed batches) supports modules_to_save modules that return one tensor; "
-                    f"{type(self.original_module).__name__} returns {type(out).__name__}: run one adapter per call"
+                    "adapter_names (mixed batches) supports modules_to_save modules that return one "
+                    f"tensor; {type(self.original_module).__name__} returns {type(out).__name__}: run one "
+                    "adapter per call"
                 )
             return out
 

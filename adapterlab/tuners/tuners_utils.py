@@ -175,7 +175,8 @@ class BaseTuner:
         self._set_layers_enabled(True)
 
     def disable_adapter_layers(self) -> None:
-        """Switch every adapter layer off until ``enable_adapter_layers``: the model runs as the base model."""
+        """Switch every adapter layer off until ``enable_adapter_layers``: the model runs as the base
+        model."""
         self._set_layers_enabled(False)
 
     def _set_layers_enabled(self, enabled: bool) -> None:
@@ -239,7 +240,8 @@ def tuner_state_dict_key_prefixes(model: nn.Module, adapter_name: str | None = N
 
 
 def key_under_prefixes(key: str, prefixes: set[str]) -> bool:
-    """Whether ``key`` equals one of ``prefixes`` or lies under one: ``a.b`` covers ``a.b.c``, not ``a.bc``."""
+    """Whether ``key`` equals one of ``prefixes`` or lies under one: ``a.b`` covers ``a.b.c``, not
+    ``a.bc``."""
     while True:
         if key in prefixes:
             return True

@@ -148,8 +148,8 @@ class LoraConfig(PeftConfig):
             if name == "runtime_config":
                 if value is not None and getattr(value, "ephemeral_gpu_offload", False):
                     raise UnsupportedFeature(
-                        "runtime_config.ephemeral_gpu_offload (a Hugging Face PEFT feature) is not supported by "
-                        "adapterlab; leave it False"
+                        "runtime_config.ephemeral_gpu_offload (a Hugging Face PEFT feature) is not "
+                        "supported by adapterlab; leave it False"
                     )
                 continue
             if value not in (None, {}, [], False):
@@ -178,8 +178,9 @@ class LoraConfig(PeftConfig):
         validate_choice(self.bias, ("none", "all", "lora_only"), "bias")
         if self.init_lora_weights in HF_ONLY_INITS:
             raise UnsupportedFeature(
-                f"init_lora_weights={self.init_lora_weights!r} (a Hugging Face PEFT initialization from data) is "
-                f"not supported by adapterlab; use True, 'gaussian', 'orthogonal', 'pissa' or 'olora'"
+                f"init_lora_weights={self.init_lora_weights!r} (a Hugging Face PEFT initialization from "
+                "data) is not supported by adapterlab; use True, 'gaussian', 'orthogonal', 'pissa' or "
+                "'olora'"
             )
         if not valid_init(self.init_lora_weights):
             raise InvalidConfig(
@@ -188,7 +189,8 @@ class LoraConfig(PeftConfig):
             )
         if self.target_parameters:
             raise UnsupportedFeature(
-                "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove it from the config"
+                "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove "
+                "it from the config"
             )
         self._validate_token_indices()
 
@@ -200,8 +202,8 @@ class LoraConfig(PeftConfig):
                 isinstance(i, int) and not isinstance(i, bool) for i in value
             ):
                 raise InvalidConfig(
-                    f"trainable_token_indices must be a list of token ids or a dict of embedding name -> list, "
-                    f"got {indices!r}"
+                    "trainable_token_indices must be a list of token ids or a dict of embedding name -> "
+                    f"list, got {indices!r}"
                 )
         if isinstance(indices, dict) and self.modules_to_save and set(indices) & set(self.modules_to_save):
             raise InvalidConfig(
@@ -223,5 +225,6 @@ class LoraConfig(PeftConfig):
         if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
             if self.target_modules != ALL_LINEAR:
                 raise InvalidConfig(
-                    "layers_to_transform cannot be combined with a regex target_modules; put the layers in the regex"
+                    "layers_to_transform cannot be combined with a regex target_modules; put the layers "
+                    "in the regex"
                 )

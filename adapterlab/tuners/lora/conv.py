@@ -9,8 +9,8 @@ channels at each position), so the update merges into the base kernel exactly:
 
 A also takes the base's dilation and padding mode, which Hugging Face PEFT's A leaves out: for a
 dilated base its merged and unmerged outputs differ, and so would checkpoints read across. Shapes
-and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel), ``lora_B.weight``
-(out, r, 1, ...). DoRA (:mod:`~adapterlab.tuners.lora.dora`) works per output channel.
+and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (r, in, *kernel),
+``lora_B.weight`` (out, r, 1, ...). DoRA (:mod:`~adapterlab.tuners.lora.dora`) works per output channel.
 
 On a grouped convolution (``groups`` = g > 1) A stays a full convolution and B is grouped (each of
 its g groups maps r / g of A's channels to out / g outputs), as in Hugging Face PEFT. That update is

@@ -91,8 +91,9 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self.lora_bias[name] = bool(kw.get("lora_bias", False))
         if self.lora_bias[name] and getattr(self.base_layer, "bias", None) is None:
             warnings.warn(
-                f"`lora_bias=True` was passed but the targeted layer of type {type(self.base_layer).__name__} "
-                f"has no bias: adapter {name!r} will train, but merging it will be refused",
+                "`lora_bias=True` was passed but the targeted layer of type "
+                f"{type(self.base_layer).__name__} has no bias: adapter {name!r} will train, but merging "
+                "it will be refused",
                 PeftWarning,
                 stacklevel=3,
             )
@@ -159,8 +160,9 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         for name in names:
             if self.lora_bias.get(name) and getattr(self.base_layer, "bias", None) is None:
                 raise MergeImpossible(
-                    f"Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias: adapter "
-                    f"{name!r} on {type(self.base_layer).__name__} has no bias to merge it into; keep it unmerged"
+                    "Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias: "
+                    f"adapter {name!r} on {type(self.base_layer).__name__} has no bias to merge it into; "
+                    "keep it unmerged"
                 )
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""LoRA's entry in the method table (:mod:`adapterlab.methods`): how the core builds, switches and saves it."""
+"""LoRA's entry in the method table (:mod:`adapterlab.methods`): how the core builds, switches and saves
+it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 
 def remove_adapter_name(key: str, adapter_name: str) -> str:
-    """``x.lora_A.default.weight`` -> ``x.lora_A.weight``; ``x.lora_embedding_A.default`` -> ``x.lora_embedding_A``."""
+    """``x.lora_A.default.weight`` -> ``x.lora_A.weight``; ``x.lora_embedding_A.default`` ->
+    ``x.lora_embedding_A``."""
     if key.endswith(f".{adapter_name}"):
         return key[: -len(adapter_name) - 1]
     return key.replace(f".{adapter_name}.", ".")
@@ -60,7 +62,8 @@ EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
 
 
 def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dict[str, torch.Tensor]:
-    """HF PEFT saves the full base tables of targeted input/output embeddings (vocabularies may be resized)."""
+    """HF PEFT saves the full base tables of targeted input/output embeddings (vocabularies may be
+    resized)."""
     targets = config.target_modules
     if isinstance(targets, str):
         names = [n for n, _ in peft_model.get_base_model().named_modules()]

@@ -116,7 +116,8 @@ class TrainableTokensWrapper(nn.Module):
 def attach_trainable_tokens(
     model: nn.Module, indices: list[int] | dict[str, list[int]], adapter_name: str
 ) -> None:
-    """Give ``adapter_name`` trainable rows in the embeddings ``indices`` names (a list: the input embedding)."""
+    """Give ``adapter_name`` trainable rows in the embeddings ``indices`` names (a list: the input
+    embedding)."""
     if isinstance(indices, dict):
         targets = dict(indices)
     else:

@@ -90,8 +90,8 @@ class PromptLearningMethod(PeftMethod):
         task = config.task_type
         if task is None:
             raise InvalidConfig(
-                f"{config.peft_type} needs task_type (one of {', '.join(t.value for t in self.supported_tasks)}) "
-                f"to know where the virtual tokens go"
+                f"{config.peft_type} needs task_type (one of "
+                f"{', '.join(t.value for t in self.supported_tasks)}) to know where the virtual tokens go"
             )
         if task not in self.supported_tasks:
             raise InvalidConfig(
