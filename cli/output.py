@@ -42,7 +42,8 @@ def escape_controls(text: str, keep: str = "") -> str:
 
 
 def echo_text(text: str, err: bool = False) -> None:
-    """Print a rendered (possibly multi-line) text: its lines and tabs stay, every other control is escaped."""
+    """Print a rendered (possibly multi-line) text: its lines and tabs stay, every other control is
+    escaped."""
     click.echo(escape_controls(text, keep="\n\t"), err=err)
 
 
@@ -110,7 +111,8 @@ def _columns_of(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def cell(value: Any, width: int | None = None) -> str:
-    """One value as one line of text (controls escaped); tables cut long ones to ``width``, field views show them whole."""
+    """One value as one line of text (controls escaped); tables cut long ones to ``width``, field views
+    show them whole."""
     if value is None:
         text = ""
     elif isinstance(value, float):

@@ -55,7 +55,10 @@ FLAG_FIELDS = (
     "train",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     options_metavar="[CONFIG.yaml] [OPTIONS]",
-    epilog="Any PEFT config field can be set as --peft.FIELD=VALUE, e.g. --peft.r=16 --peft.target_modules=[query,value].",
+    epilog=(
+        "Any PEFT config field can be set as --peft.FIELD=VALUE, e.g. --peft.r=16 "
+        "--peft.target_modules=[query,value]."
+    ),
 )
 @click.option("--base", help="Base model: a local folder or a Hub id (default: the bundled MiniLM).")
 @click.option(

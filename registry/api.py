@@ -116,7 +116,8 @@ class Registry:
         descending: bool = False,
         limit: int | None = None,
     ) -> list[VersionSummary]:
-        """Versions matching every given filter, newest first per adapter, or ordered by the metric ``sort``."""
+        """Versions matching every given filter, newest first per adapter, or ordered by the metric
+        ``sort``."""
         return queries.list_versions(
             self.database,
             base=base,
@@ -143,7 +144,8 @@ class Registry:
     def promote(
         self, ref: str, *, alias: str, reason: str | None = None, require: Iterable[str | Requirement] = ()
     ) -> Promotion:
-        """Point ``alias`` at the version ``ref`` names, if every requirement (``"eval_accuracy>=0.9"``) holds."""
+        """Point ``alias`` at the version ``ref`` names, if every requirement (``"eval_accuracy>=0.9"``)
+        holds."""
         return promotion.promote(self.database, parse_ref(ref), alias=alias, reason=reason, require=require)
 
     def demote(self, name: str, *, alias: str, reason: str | None = None) -> Promotion:
@@ -167,13 +169,15 @@ class Registry:
         return diff.diff(self.show(ref_a), self.show(ref_b), plot=plot)
 
     def export(self, ref: str, to_dir: Path | str, *, merged: bool = False) -> ExportResult:
-        """Write the adapter ``ref`` (or, ``merged``, base + adapter as one model) with a model card to ``to_dir``."""
+        """Write the adapter ``ref`` (or, ``merged``, base + adapter as one model) with a model card to
+        ``to_dir``."""
         from adapterlab.registry.deploy.export import export_adapter
 
         return export_adapter(self.show(ref), to_dir, merged=merged)
 
     def sync(self) -> SyncReport:
-        """Bring MLflow's model registry up to date with this registry (versions and aliases), idempotently."""
+        """Bring MLflow's model registry up to date with this registry (versions and aliases),
+        idempotently."""
         from adapterlab.registry.mlflow.mirror_sync import sync_mirror
 
         return sync_mirror(self.database)

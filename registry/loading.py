@@ -88,5 +88,6 @@ def _compare(version: AdapterVersion, fingerprint: str, what: str) -> None:
     if fingerprint != version.base.fingerprint:
         raise BaseModelMismatch(
             f"{version.ref} was registered on base {version.base.name} ({version.base.fingerprint[:12]}), "
-            f"but {what} has other weights ({fingerprint[:12]}); pass the base it was trained on (library: allow_base_mismatch=True skips this check)"
+            f"but {what} has other weights ({fingerprint[:12]}); pass the base it was trained on (library: "
+            "allow_base_mismatch=True skips this check)"
         )

@@ -76,7 +76,8 @@ def parse_ref(text: str) -> Ref:
         # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses
         if not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= VERSION_MAX:
             raise InvalidConfig(
-                f"invalid version {number!r} in {text!r}: use a whole number from 1 to {VERSION_MAX}, e.g. {name}:3"
+                f"invalid version {number!r} in {text!r}: use a whole number from 1 to {VERSION_MAX}, e.g. "
+                f"{name}:3"
             )
         return Ref(validate_name(name), version=int(number))
     return Ref(validate_name(text))

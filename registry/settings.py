@@ -45,7 +45,8 @@ def sqlite_url(file: Path) -> str:
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The database file an ``sqlite:`` URL names (absolute), or None for other URLs and in-memory databases."""
+    """The database file an ``sqlite:`` URL names (absolute), or None for other URLs and in-memory
+    databases."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -93,7 +94,8 @@ def artifact_root() -> str:
 
 
 def mlflow_mirror_enabled() -> bool:
-    """Whether versions and aliases are mirrored into MLflow's model registry (``ADAPTERLAB_MLFLOW_MIRROR``)."""
+    """Whether versions and aliases are mirrored into MLflow's model registry
+    (``ADAPTERLAB_MLFLOW_MIRROR``)."""
     return os.environ.get("ADAPTERLAB_MLFLOW_MIRROR", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 

@@ -273,8 +273,8 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, proc
     unexpected = sorted(set(contents.tensors) - set(params))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {path} does not fit this model/config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-            "resume with the same options or start over without --resume"
+            f"checkpoint {path} does not fit this model/config (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); resume with the same options or start over without --resume"
         )
     try:
         with torch.no_grad():

@@ -224,7 +224,8 @@ def check_numbers(config: TrainConfig) -> None:
 
 
 def check_choices(config: TrainConfig) -> None:
-    """Every option's type, choice and range, and the adapter name by the registry's rule: one clear error each."""
+    """Every option's type, choice and range, and the adapter name by the registry's rule: one clear
+    error each."""
     check_types(config)
     for name, value, allowed in (
         ("task", config.task, TASKS),

@@ -45,8 +45,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     labels = label_names(train, evaluation, config)
     if len(evaluation) == 0 or len(train) == 0:
         raise InvalidConfig(
-            f"{config.data} has too few rows ({len(table)}) to hold out an eval split of {config.eval_split}; "
-            "add rows or pass --eval-data"
+            f"{config.data} has too few rows ({len(table)}) to hold out an eval split of "
+            f"{config.eval_split}; add rows or pass --eval-data"
         )
     return TrainingData(train=train, eval=evaluation, source=describe_source(config.data), labels=labels)
 
@@ -61,7 +61,8 @@ def load_table(source: str, split: str) -> Any:
             builder = FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise InvalidConfig(
-                    f"cannot read {path.name}: use a {', '.join(sorted(FILE_BUILDERS))} file or a Hub dataset name"
+                    f"cannot read {path.name}: use a {', '.join(sorted(FILE_BUILDERS))} file or a Hub "
+                    "dataset name"
                 )
             extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
             table = datasets.load_dataset(builder, data_files=str(path), split="train", **extra)

@@ -38,8 +38,8 @@ def check_method_task(config: TrainConfig) -> None:
     task_type = TASKS[config.task].value
     if supported is not None and task_type not in {str(getattr(task, "value", task)) for task in supported}:
         raise InvalidConfig(
-            f"method {config.method} cannot train task {config.task} (per-token outputs would be shifted by its "
-            "virtual tokens); use --method lora or prefix-tuning"
+            f"method {config.method} cannot train task {config.task} (per-token outputs would be shifted "
+            "by its virtual tokens); use --method lora or prefix-tuning"
         )
     if config.gradient_checkpointing and config.method != "lora":
         raise InvalidConfig(f"gradient checkpointing is supported with LoRA only, not {config.method}")
@@ -63,7 +63,8 @@ def check_base(config: TrainConfig) -> Any:
         ) from exc
     if base_config.model_type not in getattr(modeling_auto, TASK_FACTS[TASKS[config.task]].model_types):
         raise InvalidConfig(
-            f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another base or task"
+            f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another "
+            "base or task"
         )
     return base_config
 

@@ -197,7 +197,8 @@ def run_tracked(
             if tracker.run_id:
                 tracker.end("FAILED")
             raise RegistryUnavailable(
-                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: {summarize(exc)}"
+                f"cannot start the MLflow run at {redact(tracker.uri)}: {type(exc).__name__}: "
+                f"{summarize(exc)}"
             ) from exc
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps({"mlflow_run_id": tracker.run_id}))
@@ -273,8 +274,9 @@ def finish(
         if tracker is not None:
             tracker.end("KILLED")
         raise TrainingInterrupted(
-            f"training stopped at step {outcome.state.global_step}; checkpoint saved in {outcome.checkpoint}; "
-            f"nothing was registered. Resume with the same options plus --resume (output {output})"
+            f"training stopped at step {outcome.state.global_step}; checkpoint saved in "
+            f"{outcome.checkpoint}; nothing was registered. Resume with the same options plus --resume "
+            f"(output {output})"
         )
     adapter = output / "adapter"
 
@@ -327,8 +329,9 @@ def publish(
             tracker.lost = f"{type(exc).__name__}: {summarize(exc)}"
     if tracker.lost:
         raise TrainingError(
-            f"training finished but MLflow stopped answering ({tracker.lost}); the adapter is saved in {adapter} "
-            f"and was not registered; once MLflow is back, register it with: {register_command(config, base, outcome, adapter, tracker.run_id)}"
+            f"training finished but MLflow stopped answering ({tracker.lost}); the adapter is saved in "
+            f"{adapter} and was not registered; once MLflow is back, register it with: "
+            f"{register_command(config, base, outcome, adapter, tracker.run_id)}"
         )
     if not config.register:
         return None

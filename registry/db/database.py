@@ -118,8 +118,9 @@ def create_registry_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise RegistryUnavailable(
-            f"unsupported registry database {parsed.get_backend_name()!r} in {display_url(url)}: the registry runs on "
-            "SQLite or PostgreSQL (sqlite:///path/registry.db or postgresql://user@host:5432/db)"
+            f"unsupported registry database {parsed.get_backend_name()!r} in {display_url(url)}: the "
+            "registry runs on SQLite or PostgreSQL (sqlite:///path/registry.db or "
+            "postgresql://user@host:5432/db)"
         )
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -237,7 +238,7 @@ def file_lock(path: Path) -> Iterator[None]:
 def unknown_revision_error(revision: str, url: str) -> RegistryUnavailable:
     """A database stamped by a newer adapterlab: no migration here can move it, so say what can."""
     return RegistryUnavailable(
-        f"the registry database at {display_url(url)} is at schema revision {revision!r}, which this adapterlab "
-        f"does not know (its revisions: {', '.join(known_revisions())}); it was migrated by a newer adapterlab: "
-        "upgrade adapterlab (pip install -U adapterlab) to use it"
+        f"the registry database at {display_url(url)} is at schema revision {revision!r}, which this "
+        f"adapterlab does not know (its revisions: {', '.join(known_revisions())}); it was migrated by a "
+        "newer adapterlab: upgrade adapterlab (pip install -U adapterlab) to use it"
     )

@@ -72,7 +72,8 @@ def export_adapter(version: AdapterVersion, to_dir: str | Path, *, merged: bool 
 
 
 def check_destination(destination: Path) -> None:
-    """Exports never overwrite: the destination must not exist, or be an empty folder (and not lie under a file)."""
+    """Exports never overwrite: the destination must not exist, or be an empty folder (and not lie under
+    a file)."""
     from adapterlab.registry.settings import usable_folder
 
     usable_folder(destination, "destination")

@@ -44,7 +44,10 @@ def card_metadata(version: AdapterVersion, *, merged: bool) -> dict[str, Any]:
 def usage_snippet(version: AdapterVersion, *, merged: bool) -> str:
     auto_class = auto_class_name(version.task_type)
     if merged:
-        return f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("path/to/this/folder")\n'
+        return (
+            f"from transformers import {auto_class}\n\n"
+            f'model = {auto_class}.from_pretrained("path/to/this/folder")\n'
+        )
     return (
         f"from transformers import {auto_class}\n"
         "from peft import PeftModel  # or: from adapterlab import PeftModel\n\n"

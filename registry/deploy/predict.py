@@ -57,7 +57,8 @@ def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> 
     if tokenizer is None:
         raise InvalidConfig(
             f"no tokenizer found for the base of {version.ref} ({version.base.name}, registered from "
-            f"{version.base.source or 'its name'}); register the base from a folder that holds its tokenizer files"
+            f"{version.base.source or 'its name'}); register the base from a folder that holds its "
+            "tokenizer files"
         )
     model = load(version)
     model.eval()
@@ -103,7 +104,8 @@ def generate(
 
 
 def label_names(model: Any, count: int) -> list[str]:
-    """The class names ``registry.load`` gave the model (from the adapter's ``labels.json``), else ``LABEL_<i>``."""
+    """The class names ``registry.load`` gave the model (from the adapter's ``labels.json``), else
+    ``LABEL_<i>``."""
     id2label = getattr(model.config, "id2label", None) or {}
     return [str(id2label.get(index, f"LABEL_{index}")) for index in range(count)]
 

@@ -52,7 +52,8 @@ class Selection:
 
 
 def select_adapter_files(folder: Path, include: Iterable[str] = ()) -> Selection:
-    """The files to store from ``folder`` (resolved): the allowlist plus ``include`` matches, links checked."""
+    """The files to store from ``folder`` (resolved): the allowlist plus ``include`` matches, links
+    checked."""
     patterns = [_pattern(text) for text in include]
     every = _walk(folder)
     chosen, left_out, matched = [], [], set()
@@ -69,7 +70,8 @@ def select_adapter_files(folder: Path, include: Iterable[str] = ()) -> Selection
     unmatched = [pattern for pattern in patterns if pattern not in matched]
     if unmatched:
         raise InvalidConfig(
-            f"--include {unmatched[0]!r} matches no file in {folder}; check the pattern (relative to the folder)"
+            f"--include {unmatched[0]!r} matches no file in {folder}; check the pattern (relative to the "
+            "folder)"
         )
     allowed = _link_boundary(folder)
     for relative in chosen:

@@ -5,8 +5,8 @@ and its content's sha256 (``artifact_key``): one fixed-length component with no 
 so no name, however chosen, can nest inside or collide with another adapter's folder (a name is
 free to contain '/'). Uploading is idempotent and happens before the version is allocated, so
 the database transaction stays short and a failed upload leaves no version behind; every check
-that can refuse a registration runs before it (``register.py``). Behind an ``mlflow server`` that proxies artifacts
-(``mlflow-artifacts:`` root), the server accepts a model version's source only inside a run's
+that can refuse a registration runs before it (``register.py``). Behind an ``mlflow server`` that proxies
+artifacts (``mlflow-artifacts:`` root), the server accepts a model version's source only inside a run's
 artifacts, so there the files go into the adapter's MLflow run (or a registration run made for
 it). mlflow is imported only here, inside the functions.
 """
@@ -57,8 +57,9 @@ def check_artifact_root() -> str:
     root = settings.artifact_root()
     if redact(root) != root:
         raise RegistryUnavailable(
-            f"the artifact root {redact(root)} carries credentials; set them in the environment "
-            "(e.g. AWS_ACCESS_KEY_ID, MLFLOW_TRACKING_USERNAME/PASSWORD) and remove them from ADAPTERLAB_ARTIFACT_ROOT"
+            f"the artifact root {redact(root)} carries credentials; set them in the environment (e.g. "
+            "AWS_ACCESS_KEY_ID, MLFLOW_TRACKING_USERNAME/PASSWORD) and remove them from "
+            "ADAPTERLAB_ARTIFACT_ROOT"
         )
     return root
 
@@ -171,6 +172,7 @@ def verify_folder(folder: Path, sha256: str, source: str) -> None:
     actual = manifest_digest(files)
     if actual != sha256:
         raise ChecksumMismatch(
-            f"the files at {redact(source)} do not match their recorded sha256 ({actual[:12]}... != {sha256[:12]}...); "
-            "the artifact was altered, corrupted or is missing files: re-register the adapter"
+            f"the files at {redact(source)} do not match their recorded sha256 ({actual[:12]}... != "
+            f"{sha256[:12]}...); the artifact was altered, corrupted or is missing files: re-register the "
+            "adapter"
         )

@@ -77,7 +77,8 @@ class TrackingServerDown(ConnectionError):
 
 
 def require_server(uri: str) -> str:
-    """``uri`` once its server answered a quick health probe (TrackingServerDown if not); other URIs as they are."""
+    """``uri`` once its server answered a quick health probe (TrackingServerDown if not); other URIs as
+    they are."""
     if is_http(uri) and not server_answers(uri):
         from adapterlab.registry.redaction import redact
 

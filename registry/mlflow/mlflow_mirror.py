@@ -73,7 +73,8 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def reachable_tracking_uri() -> str:
-    """The tracking URI, after a quick health probe when it is a server (TrackingServerDown if it is not up)."""
+    """The tracking URI, after a quick health probe when it is a server (TrackingServerDown if it is not
+    up)."""
     return require_server(settings.mlflow_tracking_uri())
 
 
@@ -151,7 +152,8 @@ def alias_left_behind(name: str, alias: str, version: int) -> None:
     """Say that MLflow's ``alias`` could not follow: its target version is not mirrored yet."""
     if settings.mlflow_mirror_enabled():
         log.warning(
-            "Warning: the MLflow mirror is behind: %s:%s is not mirrored, so MLflow's alias @%s was not moved; %s",
+            "Warning: the MLflow mirror is behind: %s:%s is not mirrored, so MLflow's alias @%s was not "
+            "moved; %s",
             name,
             version,
             alias,
