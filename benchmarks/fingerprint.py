@@ -92,7 +92,8 @@ def throughput(options: argparse.Namespace) -> None:
     print(f"checkpoint: {gib:.2f} GiB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for label, times in (("fingerprint_checkpoint", ours), ("hashlib.sha256, 1 thread", baseline)):
         print(
-            f"{label:<26} best {gib / min(times):5.2f} GiB/s   median {gib / statistics.median(times):5.2f} GiB/s"
+            f"{label:<26} best {gib / min(times):5.2f} GiB/s   median "
+            f"{gib / statistics.median(times):5.2f} GiB/s"
         )
     print(
         f"speed-up (best / best): {min(baseline) / min(ours):.2f}x   (median / median): "
@@ -317,8 +318,9 @@ def registrations(root: Path, big: Path, size: int, runs: int) -> None:
         big_median = statistics.median(times[column] for times in on_big)
         tiny_median = statistics.median(times[column] for times in on_tiny)
         print(
-            f"  {label:>4}: {gigabytes} base {big_median:.3f} s {_runs(on_big, column)}, tiny base {tiny_median:.3f} s "
-            f"{_runs(on_tiny, column)}, ratio {big_median / tiny_median:.2f} (goal: no longer, <= 1)"
+            f"  {label:>4}: {gigabytes} base {big_median:.3f} s {_runs(on_big, column)}, tiny base "
+            f"{tiny_median:.3f} s {_runs(on_tiny, column)}, ratio {big_median / tiny_median:.2f} (goal: no "
+            "longer, <= 1)"
         )
 
 

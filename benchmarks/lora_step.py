@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
-        help="wall: elapsed time; cpu: this process's CPU time (steadier on a shared machine; needs --threads 1)",
+        help=(
+            "wall: elapsed time; cpu: this process's CPU time (steadier on a shared machine; needs "
+            "--threads 1)"
+        ),
     )
     parser.add_argument(
         "--profile", action="store_true", help="also print torch.profiler tables of both steps"
@@ -135,13 +138,15 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     print(
-        f"LoRA step on all-MiniLM-L6-v2 (SEQ_CLS, batch {BATCH}x{SEQ_LEN}, r=8, alpha=16, dropout=0.1, query+value), "
-        f"float32, {torch.get_num_threads()} threads, {args.clock} clock, median of {args.steps} interleaved steps after {args.warmup} warmup"
+        f"LoRA step on all-MiniLM-L6-v2 (SEQ_CLS, batch {BATCH}x{SEQ_LEN}, r=8, alpha=16, dropout=0.1, "
+        f"query+value), float32, {torch.get_num_threads()} threads, {args.clock} clock, median of "
+        f"{args.steps} interleaved steps after {args.warmup} warmup"
     )
     print("train step ms: " + "  ".join(f"{name} {1000 * t:.1f}" for name, t in train.items()))
     print("inference ms:  " + "  ".join(f"{name} {1000 * t:.1f}" for name, t in infer.items()))
     print(
-        f"(a) adapterlab step / HF PEFT step:   {train['adapterlab'] / train['peft']:.3f}  (goal <= 0.95, never > 1.00)"
+        f"(a) adapterlab step / HF PEFT step:   {train['adapterlab'] / train['peft']:.3f}  (goal <= 0.95, "
+        "never > 1.00)"
     )
     print(f"(b) adapterlab step / floor step:     {train['adapterlab'] / train['floor']:.3f}  (goal <= 1.05)")
     print(f"(c) merged inference / base:          {infer['merged'] / infer['base']:.3f}  (goal <= 1.02)")

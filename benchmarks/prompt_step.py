@@ -8,8 +8,8 @@ same ``torch.manual_seed``), so drift in machine load hits all of them alike; th
 medians. It prints the ratios and asserts nothing: the goal is <= 1.00 for each method. The two
 libraries run the same forward; adapterlab's backward skips the zero gradient rows of the frozen
 last block (live rows in ``adapterlab/tuners/cpu_fast_paths.py``, opt-in, turned on here), and that is
-where the difference comes from. It also times an A/A control (a twin of adapterlab's prompt-tuning model) whose distance
-from 1.000 shows the run's noise.
+where the difference comes from. It also times an A/A control (a twin of adapterlab's prompt-tuning
+model) whose distance from 1.000 shows the run's noise.
 
     python benchmarks/prompt_step.py [--steps 20] [--warmup 5] [--threads N]
 """
@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     medians = interleaved_medians(contenders, args.steps, args.warmup)
 
     print(
-        f"training step on all-MiniLM-L6-v2 (SEQ_CLS, batch {BATCH}x{SEQ_LEN}, {VIRTUAL_TOKENS} virtual tokens), "
-        f"float32, {torch.get_num_threads()} threads, median of {args.steps} interleaved steps after {args.warmup} warmup"
+        f"training step on all-MiniLM-L6-v2 (SEQ_CLS, batch {BATCH}x{SEQ_LEN}, {VIRTUAL_TOKENS} virtual "
+        f"tokens), float32, {torch.get_num_threads()} threads, median of {args.steps} interleaved steps "
+        f"after {args.warmup} warmup"
     )
     for method in configs(adapterlab):
         ours, theirs = medians[f"{method} | adapterlab"], medians[f"{method} | peft"]

@@ -1,4 +1,5 @@
-"""HF PEFT's Trainer tutorial with one line changed: ``from adapterlab import ...`` instead of ``from peft import ...``.
+"""HF PEFT's Trainer tutorial with one line changed: ``from adapterlab import ...`` instead of
+``from peft import ...``.
 
 LoRA on the real all-MiniLM-L6-v2 for sentiment, trained by the transformers ``Trainer`` with its
 defaults (no ``remove_unused_columns``, no ``label_names``): evaluation every few steps with

@@ -90,7 +90,8 @@ def save_tiny_model(
 
 
 def save_lora_adapter(base: Path, folder: Path, task_type: TaskType | str) -> Path:
-    """A LoRA adapter on the model folder ``base`` whose weights are non-zero, so it changes the base's outputs."""
+    """A LoRA adapter on the model folder ``base`` whose weights are non-zero, so it changes the base's
+    outputs."""
     import torch
     import transformers
 

@@ -11,8 +11,9 @@ when used, not when imported: HF's shared test helpers import every PEFT
 method at the top, and one absent method must not fail the tests that never touch it.
 Placeholders for HF's other methods raise ``RefusedMethod``; any other absent name raises
 ``MissingName``. ``peft.import_utils`` (HF's probes for optional backends, called by its test
-helpers at collection) answers False for every backend. Both runs (adapterlab and the real-``peft`` baseline) get the same stand-in for
-``diffusers`` (imported by HF's helpers for Stable Diffusion tests only; not installed here).
+helpers at collection) answers False for every backend. Both runs (adapterlab and the real-``peft``
+baseline) get the same stand-in for ``diffusers`` (imported by HF's helpers for Stable Diffusion
+tests only; not installed here).
 
 Each test's outcome is appended as one JSON line to ``PEFT_SUITE_RESULTS`` as soon as it is known,
 so a file stopped by the harness's timeout keeps the results it had.

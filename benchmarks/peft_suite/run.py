@@ -264,13 +264,15 @@ def report(baseline: dict, ours: dict, files: list[str]) -> None:
             print(f"  {number:5}  {name}")
     share = 100 * total_both / total_hf if total_hf else 0.0
     print(
-        f"\nTOTAL: {total_both} of {total_hf} tests that pass with HF PEFT also pass with adapterlab ({share:.1f}%)"
+        f"\nTOTAL: {total_both} of {total_hf} tests that pass with HF PEFT also pass with adapterlab "
+        f"({share:.1f}%)"
     )
     not_run = groups["not run (timeout)"]
     if not_run:
         ran = total_hf - not_run
         print(
-            f"       {not_run} were not run (timeout); of the {ran} that ran, {100 * total_both / ran:.1f}% pass"
+            f"       {not_run} were not run (timeout); of the {ran} that ran, "
+            f"{100 * total_both / ran:.1f}% pass"
             if ran
             else f"       none was run ({not_run} stopped by the timeout)"
         )

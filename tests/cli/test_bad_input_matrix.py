@@ -84,7 +84,8 @@ def remove_artifact(world: World) -> None:
 
 
 def future_schema(world: World) -> Callable[[], None]:
-    """Stamp the database as migrated by a newer adapterlab (undone afterwards: PostgreSQL's schema is shared)."""
+    """Stamp the database as migrated by a newer adapterlab (undone afterwards: PostgreSQL's schema is
+    shared)."""
     from sqlalchemy import text
 
     def stamp(revision: str) -> None:

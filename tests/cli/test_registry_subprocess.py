@@ -68,7 +68,8 @@ def test_commands_as_subprocesses(registry_env, tiny_base, make_lora, tmp_path: 
     assert (tmp_path / "out" / "adapter_config.json").is_file()
     usage = adapters("list", "--limit", "0", code=2)
     assert usage.stderr.splitlines() == [
-        "Error: Invalid value for '--limit': 0 is not in the range 1<=x<=2147483647. (see `adapters list --help`)"
+        "Error: Invalid value for '--limit': 0 is not in the range 1<=x<=2147483647. (see `adapters list "
+        "--help`)"
     ]
 
 

@@ -1,4 +1,5 @@
-"""inject_adapter_in_model(low_cpu_mem_usage=True): LoRA tensors on the meta device until a load fills them."""
+"""inject_adapter_in_model(low_cpu_mem_usage=True): LoRA tensors on the meta device until a load fills
+them."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 For every method x {GPT-2, Llama (grouped-query attention), T5, mT5, BART, BERT and GPT-2
 classifiers}: one library writes the adapter (random prompt weights, task head randomized), the
 other loads it into a fresh copy of the same seeded base; logits must agree to 1e-4 and the
-greedy / beam / seeded-sampling generations must be identical. Where HF PEFT itself fails under transformers 5 we say so and
-check ours alone against a reference:
+greedy / beam / seeded-sampling generations must be identical. Where HF PEFT itself fails under
+transformers 5 we say so and check ours alone against a reference:
 
 - prefix tuning on the classifiers (BERT, GPT-2): HF raises "Model does not support past key values";
 - ``generate`` on decoder-only models: HF PEFT 0.21 looks for the cache under the old

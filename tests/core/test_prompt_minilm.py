@@ -37,7 +37,8 @@ import json, sys
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import adapterlab
-base_dir, adapter_dirs, texts, max_length = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
+base_dir, max_length = sys.argv[1], int(sys.argv[4])
+adapter_dirs, texts = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 batch = AutoTokenizer.from_pretrained(base_dir)(texts, padding=True, truncation=True, max_length=max_length,
                                                 return_tensors="pt")
 predictions = {}

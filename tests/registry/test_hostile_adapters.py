@@ -215,7 +215,8 @@ REFUSED = [
 
 
 def store_state(home: Path) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
-    """Every stored file's digest, every registry version, every MLflow model: what a refusal must not touch."""
+    """Every stored file's digest, every registry version, every MLflow model: what a refusal must not
+    touch."""
     artifacts = home / "artifacts"
     files = (
         {

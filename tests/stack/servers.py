@@ -196,7 +196,8 @@ class PrivateCluster:
 
 
 def start_private_cluster() -> PrivateCluster | None:
-    """A new PostgreSQL cluster on a free port (None: no server binaries here); stop it with ``stop_private_cluster``."""
+    """A new PostgreSQL cluster on a free port (None: no server binaries here); stop it with
+    ``stop_private_cluster``."""
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     if not binaries or not (binaries[-1] / "initdb").is_file():
         return None

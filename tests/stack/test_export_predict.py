@@ -252,10 +252,10 @@ def test_predict_and_export_import_nothing_heavy_until_they_run() -> None:
     import sys
 
     code = (
-        "import sys; from click.testing import CliRunner; from adapterlab.cli.main import cli\n"
-        "for name in ('predict', 'export'):\n"
-        "    assert CliRunner().invoke(cli, [name, '--help']).exit_code == 0\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'mlflow', 'safetensors'}))"
+        "import sys; from click.testing import CliRunner; from adapterlab.cli.main import cli\nfor name "
+        "in ('predict', 'export'):\n    assert CliRunner().invoke(cli, [name, '--help']).exit_code == "
+        "0\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'mlflow', "
+        "'safetensors'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
