@@ -25,6 +25,8 @@ import numpy as np
 from safetensors.numpy import save_file
 from sqlalchemy import insert
 
+from adapterlab.registry.settings import sqlite_url
+
 ADAPTERS = str(Path(sys.executable).with_name("adapters"))
 
 
@@ -162,7 +164,7 @@ def main() -> None:
     os.environ.update(ADAPTERLAB_HOME=str(home), ADAPTERLAB_USER="bench", MLFLOW_DISABLE_TELEMETRY="true")
     os.environ.pop("ADAPTERLAB_REGISTRY_URL", None)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    url = f"sqlite:///{home / 'registry.db'}"
+    url = sqlite_url(home / "registry.db")  # quoted: a temp folder may hold any character
     start = time.perf_counter()
     seed(url, options.versions, options.adapters, options.bases)
     real_adapter(home / "real-adapter", home / "real-base")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapterlab.errors import CheckpointError, InvalidConfig
+from adapterlab.registry.files.checkpoint_files import link_boundary
 
 ADAPTER_FILES = (
     "adapter_config.json",
@@ -73,7 +74,7 @@ def select_adapter_files(folder: Path, include: Iterable[str] = ()) -> Selection
             f"--include {unmatched[0]!r} matches no file in {folder}; check the pattern (relative to the "
             "folder)"
         )
-    allowed = _link_boundary(folder)
+    allowed = link_boundary(folder)
     for relative in chosen:
         _check_link(folder, relative, allowed)
     return Selection(files=tuple(chosen), left_out=_summary(left_out))
@@ -98,14 +99,6 @@ def _walk(folder: Path) -> list[str]:
         found += [(relative_top / name).as_posix() + "/" for name in closed]
         folders[:] = sorted(name for name in folders if name not in closed)
     return sorted(found)
-
-
-def _link_boundary(folder: Path) -> Path:
-    """Where links may point: the folder, or the enclosing cached repo of a Hugging Face cache."""
-    for ancestor in folder.parents:
-        if ancestor.name.startswith("models--") and folder.is_relative_to(ancestor / "snapshots"):
-            return ancestor
-    return folder
 
 
 def _check_link(folder: Path, relative: str, allowed: Path) -> None:

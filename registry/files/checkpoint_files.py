@@ -122,11 +122,19 @@ def checkpoint_tensors(location: Path) -> list[TensorEntry]:
 
 
 def weight_files(location: Path) -> list[Path]:
-    """The weight files of a checkpoint, preferring safetensors and following shard indexes."""
+    """The weight files of a checkpoint, preferring safetensors and following shard indexes.
+
+    A file named directly is read as given; inside a folder, a weight file (or a shard an index
+    names) that is a link out of the folder is refused, as for adapter folders.
+    """
     if location.is_file():
         return [location]
     if not location.is_dir():
         raise CheckpointError(f"{location} does not exist; pass a model folder or weights file")
+    return [_inside(location, file) for file in _folder_weight_files(location)]
+
+
+def _folder_weight_files(location: Path) -> list[Path]:
     for index_name in (SAFETENSORS_INDEX, BIN_INDEX):
         index = location / index_name
         if index.is_file():
@@ -138,6 +146,25 @@ def weight_files(location: Path) -> list[Path]:
     raise CheckpointError(
         f"no weights in {location}: expected model.safetensors, a shard index or pytorch_model.bin"
     )
+
+
+def link_boundary(folder: Path) -> Path:
+    """Where links in ``folder`` may point: the folder itself or, for a snapshot in a Hugging Face
+    cache (``models--org--name/snapshots/<rev>/``), that cached repo, whose files are links into
+    its ``blobs/``."""
+    for ancestor in folder.parents:
+        if ancestor.name.startswith("models--") and folder.is_relative_to(ancestor / "snapshots"):
+            return ancestor
+    return folder
+
+
+def _inside(folder: Path, file: Path) -> Path:
+    if not file.resolve().is_relative_to(link_boundary(folder.resolve())):
+        raise CheckpointError(
+            f"{file} leads outside the model folder {folder} (a link or a '..' shard name); "
+            "copy the weights into the folder"
+        )
+    return file
 
 
 def _shards(index: Path) -> list[Path]:

@@ -120,3 +120,28 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path: Path, capsys) -
     assert capsys.readouterr().err == ""
     fingerprint_checkpoint(folder, progress=True)
     assert "fingerprint" in capsys.readouterr().err
+
+
+def test_weights_linked_from_outside_the_folder_are_refused(tmp_path: Path) -> None:
+    elsewhere = save(tmp_path / "elsewhere", TENSORS)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "model.safetensors").symlink_to(elsewhere / "model.safetensors")
+    with pytest.raises(CheckpointError, match="leads outside the model folder"):
+        fingerprint(linked)
+
+    escaping_index = tmp_path / "escaping"
+    escaping_index.mkdir()
+    weight_map = {name: "../elsewhere/model.safetensors" for name in TENSORS}
+    (escaping_index / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match="leads outside the model folder"):
+        fingerprint(escaping_index)
+
+
+def test_a_hugging_face_cache_snapshot_links_into_its_blobs(tmp_path: Path) -> None:
+    repo = tmp_path / "hub" / "models--org--tiny"
+    blob = save(repo / "blobs", TENSORS) / "model.safetensors"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(Path("../../blobs") / blob.name)
+    assert fingerprint(snapshot) == fingerprint(repo / "blobs")
