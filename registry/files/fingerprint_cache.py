@@ -39,7 +39,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterlab.registry.files.checkpoint_files import DTYPE_SIZES
+from adapterlab.registry.files.checkpoint_files import DTYPE_SIZES, link_boundary
 
 CACHE_ENV = "ADAPTERLAB_FINGERPRINT_CACHE"
 CACHE_FORMAT = 1  # bump (and the folder name) when entries or the fingerprint change meaning
@@ -103,10 +103,7 @@ def cache_folder() -> Path | None:
 
 def model_root(location: Path) -> Path:
     """The folder a checkpoint's files must stay inside to be cached (its blobs, for a Hub snapshot)."""
-    folder = Path(os.path.realpath(location if location.is_dir() else location.parent))
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        return folder.parent.parent  # snapshots/<rev>/* are links to ../../blobs/<hash>
-    return folder
+    return link_boundary(Path(os.path.realpath(location if location.is_dir() else location.parent)))
 
 
 def pin(file: Path, root: Path) -> FileIdentity | None:

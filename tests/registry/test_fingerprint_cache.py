@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from adapterlab.errors import CheckpointError
 from adapterlab.registry.files import fingerprint as module
 from adapterlab.registry.files import fingerprint_cache
 from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
@@ -382,14 +383,15 @@ def test_links_inside_the_folder_are_cached_and_retargeting_one_rehashes(tmp_pat
     assert hashed == ["model.safetensors"] * 2  # the link, read once cached and once uncached
 
 
-def test_links_out_of_the_folder_are_never_cached(tmp_path, hashed, private_fingerprint_cache):
+def test_links_out_of_the_folder_are_refused_and_never_cached(tmp_path, hashed, private_fingerprint_cache):
     outside = single(tmp_path / "outside") / "model.safetensors"
     folder = tmp_path / "base"
     folder.mkdir()
     (folder / "model.safetensors").symlink_to(outside)
-    fingerprint_checkpoint(folder)
-    fingerprint_checkpoint(folder)
-    assert hashed == ["model.safetensors"] * 2
+    for _ in range(2):
+        with pytest.raises(CheckpointError, match="leads outside the model folder"):
+            fingerprint_checkpoint(folder)
+    assert hashed == []
     assert not private_fingerprint_cache.exists()
 
 
