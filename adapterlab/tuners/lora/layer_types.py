@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from adapterlab.errors import UnsupportedModule
 from adapterlab.tuners.lora.conv import CONV_TYPES, Conv
 from adapterlab.tuners.lora.layer import Embedding, Linear, LoraLayer
-from adapterlab.tuners.lora.mha import MultiheadAttention, check_packed
+from adapterlab.tuners.lora.mha import MultiheadAttention, check_options, check_packed
 
 
-def check_adaptable(name: str, module: nn.Module) -> None:
-    """Raise UnsupportedModule unless LoRA can wrap ``module`` (found at ``name``)."""
+def check_adaptable(name: str, module: nn.Module, options: dict[str, Any] | None = None) -> None:
+    """Raise UnsupportedModule unless LoRA can wrap ``module`` (found at ``name``), and UnsupportedFeature
+    if it cannot take an adapter with ``options`` (``add_adapter``'s keywords), before anything changes."""
     if isinstance(module, nn.MultiheadAttention):
         check_packed(name, module)
+    if isinstance(module, (nn.MultiheadAttention, MultiheadAttention)):  # the latter: adapted already
+        check_options(name, options or {})
         return
     if isinstance(module, (LoraLayer, nn.Linear, Conv1D, nn.Embedding, *CONV_TYPES)):
         return

@@ -8,11 +8,20 @@ wrapped in a LoRA :class:`~adapterlab.tuners.lora.layer.Linear` holding the same
 module runs, both weights read as ``W + scaling * B @ A``
 (:mod:`~adapterlab.tuners.lora.weight_space`); merging writes both.
 
+Hugging Face PEFT up to at least 0.21 adds the out_proj update twice (its merge writes
+``W + dW`` and then merges ``dW`` again, also on every unmerged forward: its PR #3774); here it is
+added once, as LoRA defines it, so an adapter with a nonzero out_proj update gives other outputs there.
+
 Checkpoint keys are Hugging Face PEFT's: ``mha.lora_A.weight`` (in_proj) and
 ``mha.base_layer.out_proj.lora_A.weight``. Query, key and value must have one size (``kdim`` and
 ``vdim`` equal to ``embed_dim``, so the projection is packed). DoRA, lora_bias, PiSSA/OLoRA
 initializations and mixed batches are refused; lora_dropout has no effect (the update acts on the
 weights, never on the inputs), as in Hugging Face PEFT.
+
+``nn.TransformerEncoderLayer`` in eval mode may take PyTorch's fused fast path, which reads the
+attention (and feed-forward) weights itself and so skips any unmerged LoRA layer, here as in
+Hugging Face PEFT: merge the adapter for such inference, or turn the fast path off with
+``torch.backends.mha.set_fastpath_enabled(False)``.
 """
 
 from __future__ import annotations
@@ -58,11 +67,15 @@ class MultiheadAttention(WeightSpaceLayer):
     def add_adapter(
         self, name: str, r: int, alpha: float, dropout: float, use_rslora: bool, **kw: Any
     ) -> None:
-        _refuse_options(kw)
+        check_options("nn.MultiheadAttention", kw)
         super().add_adapter(name, r, alpha, dropout, use_rslora, **kw)
         self.add_factors(name, r, self.adapted_weight())
         init.initialize(self, name, kw.get("init_lora_weights", True))
         self.out_proj_layer.add_adapter(name, r, alpha, dropout, use_rslora, **kw)
+
+    def release_to_meta(self, name: str) -> None:
+        super().release_to_meta(name)
+        self.out_proj_layer.release_to_meta(name)
 
     def delete_adapter(self, name: str) -> None:
         super().delete_adapter(name)
@@ -102,8 +115,8 @@ def check_packed(name: str, module: nn.MultiheadAttention) -> None:
         )
 
 
-def _refuse_options(options: dict[str, Any]) -> None:
-    """Refuse, before anything is created, the LoRA options this layer cannot honour."""
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse the adapter options (``add_adapter``'s keywords) this layer cannot honour, by name."""
     init_weights = options.get("init_lora_weights", True)
     refused = {
         "use_dora=True (DoRA)": options.get("use_dora"),
@@ -114,6 +127,6 @@ def _refuse_options(options: dict[str, Any]) -> None:
     for option, used in refused.items():
         if used:
             raise UnsupportedFeature(
-                f"{option} is not supported on nn.MultiheadAttention; change that option or leave the "
-                "attention layer out of target_modules"
+                f"{option} is not supported on nn.MultiheadAttention ({name!r}); change that option or "
+                "leave the attention layer out of target_modules"
             )

@@ -69,7 +69,7 @@ class LoraModel(BaseTuner, nn.Module):
         matched = [key for key in candidates if is_target(config, targets, key)]
         check_all_targets_found(targets, candidates, matched)  # before any change to the model
         for key in matched:
-            check_adaptable(key, candidates[key])
+            check_adaptable(key, candidates[key], adapter_options(config, key))
         parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched)
         adapted = [self._adapt_module(key, config, adapter_name) for key in matched]
         for key, layer in wrap_parameters(self.model, parameters):

@@ -31,6 +31,15 @@ from adapterlab.tuners.lora import init
 from adapterlab.tuners.lora.weight_space import Shift, WeightSpaceLayer
 
 
+def check_shape(key: str, shape: torch.Size) -> None:
+    """Raise UnsupportedFeature unless a parameter of ``shape`` (named ``key``) is one LoRA can adapt."""
+    if len(shape) not in (2, 3):
+        raise UnsupportedFeature(
+            f"target_parameters: {key!r} has {len(shape)} dimensions; LoRA adapts 2-D weights and 3-D "
+            "stacks of expert weights only"
+        )
+
+
 class ParamWrapper(WeightSpaceLayer):
     """LoRA on the parameter ``parameter_name`` of the module it wraps (possibly through other
     ParamWrappers, one per adapted parameter of that module)."""
@@ -41,17 +50,13 @@ class ParamWrapper(WeightSpaceLayer):
         while isinstance(module, ParamWrapper):
             module = module.base_layer
         shape = getattr(module, parameter_name).shape
+        check_shape(parameter_name, shape)
         if len(shape) == 2:
             experts, (out_features, in_features) = 1, shape
-        elif len(shape) == 3:
+        else:
             experts, rows, cols = shape
             # (E, in, out) when the module says so, else (E, out, in) as nn.Linear stores weights
             in_features, out_features = (rows, cols) if self._transposed(module) else (cols, rows)
-        else:
-            raise UnsupportedFeature(
-                f"target_parameters: {parameter_name!r} has {len(shape)} dimensions; LoRA adapts 2-D "
-                "weights and 3-D stacks of expert weights only"
-            )
         super().__init__(base_layer, in_features, out_features)
         self.num_experts = experts
         self._ndim = len(shape)

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 
 from adapterlab.errors import InvalidConfig, TargetModuleNotFound, UnsupportedFeature
 from adapterlab.tuners.lora.layer import LoraLayer
-from adapterlab.tuners.lora.param_wrapper import ParamWrapper
+from adapterlab.tuners.lora.param_wrapper import ParamWrapper, check_shape
 
 WRAPPED = ".base_layer"
 
@@ -92,6 +92,7 @@ def find_parameter_targets(
                 while place.endswith(WRAPPED):
                     place = place.removesuffix(WRAPPED)
                 _check_wrappable(model, place, key, module_targets)
+                check_shape(key, getattr(module, name).shape)
                 found.append(ParameterTarget(place, name, key))
     return found
 
