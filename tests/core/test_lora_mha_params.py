@@ -110,7 +110,7 @@ CASES = {
     "experts-transposed-and-module": Case(
         lambda: MoE(transposed=True),
         MOE_IN,
-        {"target_modules": ["proj"], "target_parameters": ["gate_up_proj"], "rank_pattern": {"gate_up": 2}},
+        {"target_modules": ["proj"], "target_parameters": ["gate_up_proj"], "rank_pattern": {"gate_up_proj": 2}},
     ),
     "linear-weight-params-only": Case(MoE, MOE_IN, {"target_parameters": ["proj.weight"]}),
     "mixtral-experts": Case(
@@ -168,6 +168,8 @@ def test_checkpoints_interoperate_both_ways(name: str, tmp_path: Path) -> None:
         shapes[writer.__name__] = _shapes(folder)
         configs[writer.__name__] = json.loads((folder / "adapter_config.json").read_text())
     assert shapes["adapterlab"] == shapes["peft"]
+    if "rank_pattern" in case.lora:  # r=2 for the expert weights: (E * 2, in)
+        assert shapes["peft"]["base_model.model.experts.lora_A.weight"] == (EXPERTS * 2, HIDDEN)
     for key in ("target_modules", "target_parameters"):
         ours, theirs = configs["adapterlab"][key], configs["peft"][key]
         assert (sorted(ours) if ours else ours) == (sorted(theirs) if theirs else theirs), key
