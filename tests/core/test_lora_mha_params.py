@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from core_bases import llama_config
 from safetensors import safe_open
 from torch import nn
-from transformers import MixtralConfig, MixtralForCausalLM
+from transformers import LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
 
 import adapterlab
 from adapterlab.errors import InvalidConfig, TargetModuleNotFound, UnsupportedFeature
@@ -110,7 +111,11 @@ CASES = {
     "experts-transposed-and-module": Case(
         lambda: MoE(transposed=True),
         MOE_IN,
-        {"target_modules": ["proj"], "target_parameters": ["gate_up_proj"], "rank_pattern": {"gate_up_proj": 2}},
+        {
+            "target_modules": ["proj"],
+            "target_parameters": ["gate_up_proj"],
+            "rank_pattern": {"gate_up_proj": 2},
+        },
     ),
     "linear-weight-params-only": Case(MoE, MOE_IN, {"target_parameters": ["proj.weight"]}),
     "mixtral-experts": Case(
@@ -422,3 +427,52 @@ def test_adapters_must_name_the_same_parameters() -> None:
     assert "other" not in model.peft_config
     with pytest.raises(UnsupportedFeature, match="target_parameters"):
         model.add_weighted_adapter(["default"], [0.5], "half")
+
+
+def test_a_linear_weight_as_parameter_equals_the_module_as_target() -> None:
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(llama_config()).eval()
+    by_module = _randomized(adapterlab, copy.deepcopy(base), target_modules=["gate_proj"])
+    by_parameter = adapterlab.get_peft_model(
+        copy.deepcopy(base),
+        adapterlab.LoraConfig(r=4, target_modules=[], target_parameters=["gate_proj.weight"]),
+    )
+    for (name, value), (other, target) in zip(
+        sorted((n, p) for n, p in by_module.named_parameters() if "lora_" in n),
+        sorted((n, p) for n, p in by_parameter.named_parameters() if "lora_" in n),
+        strict=True,
+    ):
+        assert name == other and value.shape == target.shape
+        target.data.copy_(value)
+    ids = IDS_IN["input_ids"] % 64
+    with torch.no_grad():
+        torch.testing.assert_close(by_parameter(input_ids=ids).logits, by_module(input_ids=ids).logits)
+
+
+def test_expert_adapters_train_and_load_in_any_order(tmp_path: Path) -> None:
+    case = CASES["mixtral-experts"]
+    model = adapterlab.get_peft_model(_base(case), adapterlab.LoraConfig(r=2, **copy.deepcopy(case.lora)))
+    model.train()
+    model(**case.inputs).logits.square().mean().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
+    assert len(grads) == 4 and all(g is not None for g in grads.values())  # A, B of 2 expert weights, 1 layer
+    assert all(g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)  # B is 0: only it moves first
+    model = _randomized(adapterlab, _base(case), **case.lora)
+    model.add_adapter(
+        "other", adapterlab.LoraConfig(r=2, init_lora_weights=False, **copy.deepcopy(case.lora))
+    )
+    expected = {}
+    for name in ("default", "other"):
+        model.set_adapter(name)
+        expected[name] = _output(model, case)
+    model.save_pretrained(str(tmp_path))
+    loaded = adapterlab.PeftModel.from_pretrained(_base(case), str(tmp_path / "other"), adapter_name="other")
+    loaded.load_adapter(str(tmp_path), adapter_name="default")
+    for name in ("default", "other"):
+        loaded.set_adapter(name)
+        torch.testing.assert_close(_output(loaded.eval(), case), expected[name], atol=1e-6, rtol=0)
+
+
+def test_a_model_type_without_defaults_needs_explicit_target_modules() -> None:
+    with pytest.raises(InvalidConfig, match="target_modules=\\[\\] to adapt the parameters only"):
+        adapterlab.get_peft_model(_mixtral(), adapterlab.LoraConfig(target_parameters=BOTH_EXPERT_WEIGHTS))

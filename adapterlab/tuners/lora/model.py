@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapterlab.errors import AdapterNotFound
+from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
@@ -88,10 +88,17 @@ class LoraModel(BaseTuner, nn.Module):
 
     def _module_targets(self, config: LoraConfig) -> list[str] | str:
         """The explicit target_modules of ``config`` (recorded in it), from defaults if it has none."""
-        if config.target_modules is None and config.target_parameters and not hasattr(self.model, "config"):
-            # parameters only, on a plain torch module (no model_type, so no defaults, as in HF PEFT);
-            # the config keeps target_modules=None, as HF PEFT saves it
-            return []
+        if config.target_modules is None and config.target_parameters:
+            if not hasattr(self.model, "config"):
+                # parameters only, on a plain torch module (no model_type, so no defaults, as in HF PEFT);
+                # the config keeps target_modules=None, as HF PEFT saves it
+                return []
+            model_type = getattr(self.model.config, "model_type", None)
+            if model_type not in DEFAULT_TARGET_MODULES:
+                raise InvalidConfig(
+                    f"no default target_modules for model_type {model_type!r}; with target_parameters set "
+                    "target_modules=[] to adapt the parameters only, or name the modules to adapt too"
+                )
         targets = resolve_target_modules(
             config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type
         )
