@@ -45,7 +45,6 @@ class ParamWrapper(WeightSpaceLayer):
     ParamWrappers, one per adapted parameter of that module)."""
 
     def __init__(self, base_layer: nn.Module, parameter_name: str) -> None:
-        self.parameter_name = parameter_name
         module = base_layer
         while isinstance(module, ParamWrapper):
             module = module.base_layer
@@ -58,6 +57,7 @@ class ParamWrapper(WeightSpaceLayer):
             # (E, in, out) when the module says so, else (E, out, in) as nn.Linear stores weights
             in_features, out_features = (rows, cols) if self._transposed(module) else (cols, rows)
         super().__init__(base_layer, in_features, out_features)
+        self.parameter_name = parameter_name
         self.num_experts = experts
         self._ndim = len(shape)
 
