@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from core_bases import llama_config
+from core_bases import gpt2_config, llama_config
 from safetensors import safe_open
 from torch import nn
-from transformers import LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+from transformers import GPT2LMHeadModel, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
 
 import adapterlab
 from adapterlab.errors import InvalidConfig, TargetModuleNotFound, UnsupportedFeature
@@ -476,3 +476,20 @@ def test_expert_adapters_train_and_load_in_any_order(tmp_path: Path) -> None:
 def test_a_model_type_without_defaults_needs_explicit_target_modules() -> None:
     with pytest.raises(InvalidConfig, match="target_modules=\\[\\] to adapt the parameters only"):
         adapterlab.get_peft_model(_mixtral(), adapterlab.LoraConfig(target_parameters=BOTH_EXPERT_WEIGHTS))
+
+
+def test_conv1d_modules_and_a_parameter_save_and_reload(tmp_path: Path) -> None:
+    # adapting a Conv1D module records fan_in_fan_out=True, which target_parameters leaves alone
+    torch.manual_seed(0)
+    base = GPT2LMHeadModel(gpt2_config()).eval()
+    model = _randomized(
+        adapterlab, copy.deepcopy(base), target_modules=["c_attn"], target_parameters=["mlp.c_fc.weight"]
+    )
+    assert model.peft_config["default"].fan_in_fan_out
+    model.save_pretrained(str(tmp_path))
+    loaded = adapterlab.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path)).eval()
+    ids = IDS_IN["input_ids"] % 64
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-6, rtol=0
+        )

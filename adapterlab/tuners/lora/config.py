@@ -202,13 +202,10 @@ class LoraConfig(PeftConfig):
         self.target_parameters = list(names)
         if not names:
             return
-        # LoRA on a parameter changes the weight, not the input: these options have nothing to act on
-        refused = {
-            "lora_dropout": self.lora_dropout,
-            "use_dora": self.use_dora,
-            "lora_bias": self.lora_bias,
-            "fan_in_fan_out": self.fan_in_fan_out,
-        }
+        # LoRA on a parameter changes the weight, not the input: these options have nothing to act on.
+        # (fan_in_fan_out is left alone: it describes Conv1D modules, and is set when target_modules
+        # adapts one; HF PEFT refuses it here, so its own saves of such a config do not load there.)
+        refused = {"lora_dropout": self.lora_dropout, "use_dora": self.use_dora, "lora_bias": self.lora_bias}
         for option, value in refused.items():
             if value:
                 raise InvalidConfig(

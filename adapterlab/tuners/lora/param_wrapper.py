@@ -15,7 +15,7 @@ wrappers, the later-registered parameter outside (keys ``experts.lora_A.weight``
 ``experts.base_layer.lora_A.weight``).
 
 Dropout is refused (it cannot act on the input of the low-rank path, which never sees the input),
-and so are DoRA, lora_bias and fan_in_fan_out (see ``LoraConfig``), and mixed batches.
+and so are DoRA and lora_bias (see ``LoraConfig``), and mixed batches.
 """
 
 from __future__ import annotations
