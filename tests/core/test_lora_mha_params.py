@@ -493,3 +493,23 @@ def test_conv1d_modules_and_a_parameter_save_and_reload(tmp_path: Path) -> None:
         torch.testing.assert_close(
             loaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-6, rtol=0
         )
+
+
+def test_mha_inside_a_transformer_encoder_layer() -> None:
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)).eval()
+    model = _randomized(adapterlab, copy.deepcopy(base), target_modules=["self_attn"])
+    x = ATTENTION_IN["x"]
+    assert model.base_model.model[0].self_attn.batch_first  # the layer's own checks read the wrapped module
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(
+        False
+    )  # the fused path reads the weights itself (module docstring)
+    try:
+        with torch.no_grad():
+            unmerged = model(x)
+            assert not torch.allclose(unmerged, base(x), atol=1e-4)
+            model.merge_adapter()
+            torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=1e-5)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
