@@ -82,8 +82,8 @@ def test_unknown_keys_from_newer_writers_are_dropped_with_a_warning() -> None:
 
 
 def test_a_used_hf_feature_we_lack_is_refused_not_ignored() -> None:
-    with pytest.raises(InvalidConfig, match="target_parameters"):
-        PeftConfig.from_dict({**LoraConfig().to_dict(), "target_parameters": ["experts.down_proj"]})
+    with pytest.raises(InvalidConfig, match="use_qalora"):
+        PeftConfig.from_dict({**LoraConfig().to_dict(), "use_qalora": True})
 
 
 def test_a_config_without_peft_type_is_refused() -> None:

@@ -158,26 +158,6 @@ def test_combining_conv_adapters_is_refused_by_name() -> None:
     assert "half" not in model.peft_config
 
 
-def test_multihead_attention_is_refused_by_name() -> None:
-    class Attention(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.mha = nn.MultiheadAttention(8, 2)
-
-    with pytest.raises(UnsupportedFeature, match="MultiheadAttention"):
-        adapterlab.get_peft_model(Attention(), adapterlab.LoraConfig(target_modules=["mha"]))
-
-
-@pytest.mark.parametrize(
-    "feature",
-    [{"target_parameters": ["experts.gate_up_proj"]}],
-    ids=lambda f: next(iter(f)),
-)
-def test_features_adapterlab_lacks_are_refused_by_name(feature: dict[str, Any]) -> None:
-    with pytest.raises(UnsupportedFeature, match=next(iter(feature))):
-        adapterlab.LoraConfig(target_modules=["q_proj"], **feature)
-
-
 def test_lora_bias_is_refused_on_embeddings_and_with_dora() -> None:
     with pytest.raises(UnsupportedFeature, match="lora_bias"):
         adapterlab.get_peft_model(

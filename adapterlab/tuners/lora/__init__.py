@@ -8,6 +8,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "LoraConfig": "adapterlab.tuners.lora.config",
     "LoraLayer": "adapterlab.tuners.lora.layer",
     "LoraModel": "adapterlab.tuners.lora.model",
+    "ParamWrapper": "adapterlab.tuners.lora.param_wrapper",
 }
 
 __all__ = list(_LAZY_EXPORTS)

@@ -53,6 +53,8 @@ FOREIGN_FEATURE_FIELDS = (
     "ensure_weight_tying",
     "runtime_config",
 )
+# init_lora_weights that LoRA on raw parameters (target_parameters) supports
+PARAMETER_INITS = (True, False, "gaussian")
 PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -102,7 +104,8 @@ class LoraConfig(PeftConfig):
     lora_bias: bool = False
     # rows of the input embedding (or {embedding name: rows}) trained in full next to LoRA
     trainable_token_indices: list[int] | dict[str, list[int]] | None = None
-    # HF PEFT's LoRA on raw parameters (e.g. MoE expert weights): refused (UnsupportedFeature) unless unset
+    # parameters to adapt directly (names as target_modules, ending in the parameter's name), e.g. MoE
+    # expert weights ["experts.gate_up_proj"]; see adapterlab.tuners.lora.param_wrapper
     target_parameters: list[str] | None = None
 
     # HF PEFT's LoRA fields for features adapterlab does not implement. They are accepted with HF's
@@ -187,12 +190,33 @@ class LoraConfig(PeftConfig):
                 f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
                 f"'pissa_niter_K' (K an integer), got {self.init_lora_weights!r}"
             )
-        if self.target_parameters:
-            raise UnsupportedFeature(
-                "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove "
-                "it from the config"
-            )
+        self._validate_target_parameters()
         self._validate_token_indices()
+
+    def _validate_target_parameters(self) -> None:
+        names = self.target_parameters
+        if names is None:
+            return
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise InvalidConfig(f"target_parameters must be a list of parameter names, got {names!r}")
+        self.target_parameters = list(names)
+        if not names:
+            return
+        # LoRA on a parameter changes the weight, not the input: these options have nothing to act on.
+        # (fan_in_fan_out is left alone: it describes Conv1D modules, and is set when target_modules
+        # adapts one; HF PEFT refuses it here, so its own saves of such a config do not load there.)
+        refused = {"lora_dropout": self.lora_dropout, "use_dora": self.use_dora, "lora_bias": self.lora_bias}
+        for option, value in refused.items():
+            if value:
+                raise InvalidConfig(
+                    f"{option}={value!r} does not work with target_parameters (LoRA on nn.Parameter); "
+                    f"leave {option} at its default"
+                )
+        if self.init_lora_weights not in PARAMETER_INITS:
+            raise UnsupportedFeature(
+                f"init_lora_weights={self.init_lora_weights!r} is not supported with target_parameters; use "
+                "True, False or 'gaussian'"
+            )
 
     def _validate_token_indices(self) -> None:
         indices = self.trainable_token_indices

@@ -139,6 +139,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             table.pop(name, None)
         self.active_adapters = [a for a in self.active_adapters if a != name]
 
+    def adapted_weight(self) -> torch.Tensor:
+        """The base parameter that merging writes into."""
+        return self.base_layer.weight
+
     def base_weight_out_in(self) -> torch.Tensor:
         """The base weight as (out, in), whatever way the base layer stores it."""
         weight = self.base_layer.weight
@@ -167,7 +171,7 @@ class LoraLayer(nn.Module, BaseTunerLayer):
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         names = self.active_adapters if adapter_names is None else adapter_names
-        weight = self.base_layer.weight
+        weight = self.adapted_weight()
         self.check_mergeable(names)
         for name in names:
             if name not in self.r or name in self.merged_adapters:
@@ -191,7 +195,7 @@ class LoraLayer(nn.Module, BaseTunerLayer):
 
     def unmerge(self, keep: int = 0) -> None:
         """Take merged adapters back out of the base weight, newest first, until ``keep`` remain."""
-        weight = self.base_layer.weight
+        weight = self.adapted_weight()
         while len(self.merged_adapters) > keep:
             name = self.merged_adapters.pop()
             delta = self.get_delta_weight(name).to(weight.dtype)
@@ -202,6 +206,15 @@ class LoraLayer(nn.Module, BaseTunerLayer):
             else:
                 weight.data = weight.data - delta
             self._shift_bias(name, -1)
+
+    def unloaded(self, merge: bool, safe_merge: bool, adapter_names: list[str] | None) -> nn.Module:
+        """Merge the adapters (``merge``) or take any merged ones out, and return the module to put back
+        in this layer's place."""
+        if merge:
+            self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        else:
+            self.unmerge()
+        return self.base_layer
 
     def _shift_bias(self, name: str, sign: int) -> None:
         """lora_bias: add (sign +1) or take out (-1) lora_B's scaled bias from the base layer's bias."""
@@ -350,3 +363,18 @@ def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
     if base_dtype in (torch.float16, torch.bfloat16) or not base_dtype.is_floating_point:
         return torch.float32
     return base_dtype
+
+
+# HF PEFT's names for the layers it keeps in peft.tuners.lora.layer, defined in their own modules here
+_ELSEWHERE = {
+    "ParamWrapper": "adapterlab.tuners.lora.param_wrapper",
+    "MultiheadAttention": "adapterlab.tuners.lora.mha",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ELSEWHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_ELSEWHERE[name]), name)

@@ -63,6 +63,8 @@ def _check(model: LoraModel, adapters: list[str], weights: list[float], adapter_
         raise InvalidConfig(f"combination_type must be one of {', '.join(COMBINATIONS)}, got {kind!r}")
     if not adapters or len(adapters) != len(weights):
         raise InvalidConfig(f"give one weight per adapter: {len(adapters)} adapters, {len(weights)} weights")
+    if any(model.peft_config[a].target_parameters for a in adapters):
+        raise UnsupportedFeature("add_weighted_adapter cannot combine adapters that use target_parameters")
     if any(model.peft_config[a].use_dora for a in adapters):
         raise InvalidConfig("add_weighted_adapter cannot combine DoRA adapters")
     if any(isinstance(layer, Conv) and any(a in layer.r for a in adapters) for layer in model.lora_layers()):

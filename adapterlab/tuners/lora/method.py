@@ -103,7 +103,7 @@ class LoraMethod(PeftMethod):
     def keep_base_dtype(self, peft_model: PeftModel, adapter_name: str) -> None:
         for layer in peft_model.modules():
             if isinstance(layer, LoraLayer) and adapter_name in layer.r:
-                layer.cast_adapter(adapter_name, layer.base_layer.weight.dtype)
+                layer.cast_adapter(adapter_name, layer.adapted_weight().dtype)
 
     def set_adapter(self, peft_model: PeftModel, adapter_name: str | list[str]) -> None:
         peft_model.base_model.set_adapter(adapter_name)

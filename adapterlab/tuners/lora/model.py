@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapterlab.errors import AdapterNotFound
+from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
+from adapterlab.tuners.lora.target_parameters import parameter_targets, wrap_parameters
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
 from adapterlab.tuners.minimal_targets import MIN_TARGET_MODULES_FOR_OPTIMIZATION, find_minimal_target_modules
 from adapterlab.tuners.mixed_batch import adapter_layers
@@ -55,12 +56,10 @@ class LoraModel(BaseTuner, nn.Module):
     # -- adding and removing adapters -------------------------------------------------------
 
     def inject_adapter(self, config: LoraConfig, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
-        """Create adapter ``adapter_name`` on every module ``config`` targets; with ``low_cpu_mem_usage``
-        its LoRA tensors end on the meta device, for a load to fill (HF PEFT's option)."""
-        targets = resolve_target_modules(
-            config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type
-        )
-        config.target_modules = targets
+        """Create adapter ``adapter_name`` on every module (and parameter) ``config`` targets; with
+        ``low_cpu_mem_usage`` its LoRA tensors end on the meta device, for a load to fill (HF PEFT's
+        option)."""
+        targets = self._module_targets(config)
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
         candidates = {
             key: module
@@ -70,9 +69,12 @@ class LoraModel(BaseTuner, nn.Module):
         matched = [key for key in candidates if is_target(config, targets, key)]
         check_all_targets_found(targets, candidates, matched)  # before any change to the model
         for key in matched:
-            check_adaptable(key, candidates[key])
-        for key in matched:
-            self._adapt_module(key, config, adapter_name)
+            check_adaptable(key, candidates[key], adapter_options(config, key))
+        parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched)
+        adapted = [self._adapt_module(key, config, adapter_name) for key in matched]
+        for key, layer in wrap_parameters(self.model, parameters):
+            layer.add_adapter(adapter_name, **adapter_options(config, key))
+            adapted.append(layer)
         if config.trainable_token_indices:
             attach_trainable_tokens(self.model, config.trainable_token_indices, adapter_name)
         if isinstance(targets, list) and len(targets) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION:
@@ -81,10 +83,29 @@ class LoraModel(BaseTuner, nn.Module):
             others = [key for key in candidates if key not in chosen]
             config.target_modules = sorted(find_minimal_target_modules(chosen, others))
         if low_cpu_mem_usage:
-            for key in matched:
-                self.model.get_submodule(key).release_to_meta(adapter_name)
+            for layer in adapted:
+                layer.release_to_meta(adapter_name)
 
-    def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> None:
+    def _module_targets(self, config: LoraConfig) -> list[str] | str:
+        """The explicit target_modules of ``config`` (recorded in it), from defaults if it has none."""
+        if config.target_modules is None and config.target_parameters:
+            if not hasattr(self.model, "config"):
+                # parameters only, on a plain torch module (no model_type, so no defaults, as in HF PEFT);
+                # the config keeps target_modules=None, as HF PEFT saves it
+                return []
+            model_type = getattr(self.model.config, "model_type", None)
+            if model_type not in DEFAULT_TARGET_MODULES:
+                raise InvalidConfig(
+                    f"no default target_modules for model_type {model_type!r}; with target_parameters set "
+                    "target_modules=[] to adapt the parameters only, or name the modules to adapt too"
+                )
+        targets = resolve_target_modules(
+            config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type
+        )
+        config.target_modules = targets
+        return targets
+
+    def _adapt_module(self, key: str, config: LoraConfig, adapter_name: str) -> LoraLayer:
         module = self.model.get_submodule(key)
         if not isinstance(module, LoraLayer):
             module = make_lora_layer(key, module)
@@ -92,16 +113,8 @@ class LoraModel(BaseTuner, nn.Module):
             setattr(self.model.get_submodule(parent_name), child_name, module)
             if module.fan_in_fan_out:
                 config.fan_in_fan_out = True  # HF PEFT records that Conv1D layers store (in, out)
-        module.add_adapter(
-            adapter_name,
-            r=pattern_value(config.rank_pattern, key, config.r),
-            alpha=pattern_value(config.alpha_pattern, key, config.lora_alpha),
-            dropout=config.lora_dropout,
-            use_rslora=config.use_rslora,
-            init_lora_weights=config.init_lora_weights,
-            use_dora=config.use_dora,
-            lora_bias=config.lora_bias,
-        )
+        module.add_adapter(adapter_name, **adapter_options(config, key))
+        return module
 
     def delete_adapter(self, adapter_name: str) -> None:
         for layer in self.adapter_aware_layers():
@@ -218,13 +231,15 @@ class LoraModel(BaseTuner, nn.Module):
     ) -> nn.Module:
         if merge:
             self._check_mergeable(self.lora_layers(), adapter_names)
-        for key, module in list(self.model.named_modules()):
+        # parents found up front, by object: unloading a wrapper moves the paths of what is inside it
+        places = {
+            id(child): (parent, name)
+            for parent in self.model.modules()
+            for name, child in parent.named_children()
+        }
+        for module in list(self.model.modules()):
             if isinstance(module, LoraLayer):
-                if merge:
-                    module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
-                else:
-                    module.unmerge()
-                replacement = module.base_layer
+                replacement = module.unloaded(merge, safe_merge, adapter_names)
             elif isinstance(module, TrainableTokensWrapper):
                 if merge:
                     module.merge(adapter_names)
@@ -235,8 +250,8 @@ class LoraModel(BaseTuner, nn.Module):
                 replacement = module.active_module  # the trained head is kept either way, as in HF PEFT
             else:
                 continue
-            parent_name, _, child_name = key.rpartition(".")
-            setattr(self.model.get_submodule(parent_name), child_name, replacement)
+            parent, name = places[id(module)]
+            setattr(parent, name, replacement)
         return self.model
 
     @staticmethod
@@ -263,3 +278,16 @@ class LoraModel(BaseTuner, nn.Module):
         from adapterlab.tuners.lora.merge import add_weighted_adapter
 
         add_weighted_adapter(self, adapters, weights, adapter_name, combination_type, svd_rank)
+
+
+def adapter_options(config: LoraConfig, key: str) -> dict[str, Any]:
+    """What ``add_adapter`` gets for the module or parameter named ``key``."""
+    return {
+        "r": pattern_value(config.rank_pattern, key, config.r),
+        "alpha": pattern_value(config.alpha_pattern, key, config.lora_alpha),
+        "dropout": config.lora_dropout,
+        "use_rslora": config.use_rslora,
+        "init_lora_weights": config.init_lora_weights,
+        "use_dora": config.use_dora,
+        "lora_bias": config.lora_bias,
+    }
