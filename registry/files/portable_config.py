@@ -1,9 +1,10 @@
 """Adapter configs that name their base portably: by Hub id (or registered name), never a local path.
 
 ``save_pretrained`` records where the base was loaded from, often a folder of the training
-machine (``/home/me/models/minilm``). Stored or exported that way, the file points everyone
-else at a path they do not have (and tells them how the trainer's disk is laid out). Registration,
-export and training therefore write the base's ``portable_name`` instead.
+machine (``/home/me/models/minilm``), in ``adapter_config.json`` and in the model card's
+``base_model``. Stored or exported that way, the files point everyone else at a path they do
+not have (and tell them how the trainer's disk is laid out). Registration, export and training
+therefore write the base's ``portable_name`` instead.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from adapterlab.registry.records import BaseSpec
 
 # fields of an adapter config that may hold the base's folder (prompt tuning's tokenizer is the base's)
 PATH_FIELDS = ("base_model_name_or_path", "tokenizer_name_or_path")
+MODEL_CARD = "README.md"  # save_pretrained's card repeats the base's path as its base_model
 
 
 def portable_config(config: dict[str, Any], base: BaseSpec) -> dict[str, Any]:
-    """``config`` with every local path in ``PATH_FIELDS`` replaced by the base's portable name."""
+    """``config`` naming its base by Hub id when the registry knows it, and with every local path in
+    ``PATH_FIELDS`` replaced by the base's portable name."""
     changed = {key: base.portable_name for key in PATH_FIELDS if is_local_path(config.get(key))}
+    if base.hub_id is not None:  # the weights were verified: this is the base, whatever the file says
+        changed["base_model_name_or_path"] = base.hub_id
     return {**config, **changed}
 
 
@@ -42,19 +47,29 @@ def is_local_path(value: object) -> bool:
 
 
 def write_portable_config(folder: Path, base: BaseSpec) -> None:
-    """Rewrite ``folder``'s adapter config in place when it names its base by a local path."""
+    """Rewrite ``folder``'s adapter config (and model card) in place when they name the base otherwise."""
     path = folder / CONFIG_NAME
     config = json.loads(path.read_text(encoding="utf-8"))
     portable = portable_config(config, base)
-    if portable != config:
-        path.write_text(json.dumps(portable, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if portable == config:
+        return
+    path.write_text(json.dumps(portable, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    local_paths = {config[key] for key in PATH_FIELDS if is_local_path(config.get(key))}
+    card = folder / MODEL_CARD
+    if card.is_file() and local_paths:
+        text = card.read_text(encoding="utf-8", errors="replace")
+        for local in sorted(local_paths, key=len, reverse=True):  # a path before its prefixes
+            text = text.replace(local, base.portable_name)
+        card.write_text(text, encoding="utf-8")
 
 
 @contextmanager
 def portable_folder(folder: AdapterFolder, base: BaseSpec) -> Iterator[AdapterFolder]:
     """``folder`` itself when its config is portable, else a scratch copy of its files with a portable
-    config (removed on exit): what registration stores, so its sha256 is of what others get."""
-    if portable_config(folder.config, base) == folder.config:
+    config and model card (removed on exit): what registration stores, so its sha256 is of what
+    others get."""
+    config = portable_config(folder.config, base)
+    if config == folder.config:
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="adapterlab-portable-") as scratch:
@@ -64,8 +79,5 @@ def portable_folder(folder: AdapterFolder, base: BaseSpec) -> Iterator[AdapterFo
             shutil.copyfile(folder.path / file.path, root / file.path)
         write_portable_config(root, base)
         yield dataclasses.replace(
-            folder,
-            path=root,
-            config=portable_config(folder.config, base),
-            files=tuple(describe_file(root, file.path) for file in folder.files),
+            folder, path=root, config=config, files=tuple(describe_file(root, f.path) for f in folder.files)
         )
