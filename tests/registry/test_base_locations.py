@@ -122,10 +122,12 @@ def test_a_changed_registered_folder_is_skipped_for_a_verified_copy(
 ) -> None:
     first = shutil.copytree(tiny_base, tmp_path / "first")
     register_adapter(make_lora(seed=1), name="a", base=first)
-    register_adapter(make_lora(seed=2), name="b", base=tiny_base)  # same weights, another folder
     shutil.rmtree(first)
     other_weights(first)
     database = default_registry().database
+    with pytest.raises(BaseModelNotFound, match=f"tried: registered folder {first} \\(other weights\\)"):
+        locate_base(show("a").base, database=database)
+    register_adapter(make_lora(seed=2), name="b", base=tiny_base)  # same weights, another folder
     assert locate_base(show("a").base, database=database) == tiny_base
     shutil.rmtree(first)
     with pytest.raises(BaseModelNotFound) as caught:

@@ -223,15 +223,25 @@ def test_predict_bad_input_is_one_clear_line(registered, args: list[str], messag
     assert err.startswith("Error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_predict_refuses_a_base_whose_weights_changed(registered, tmp_path: Path) -> None:
-    """The fingerprint check: the base folder was overwritten with other weights after registering."""
+def test_predict_skips_a_base_folder_whose_weights_changed(registered, tmp_path: Path) -> None:
+    """The fingerprint check: the base folder was overwritten with other weights after registering.
+
+    The registry then runs on another recorded copy of the same weights (tiny-cls's base); a
+    folder given with --base that holds the changed weights is refused.
+    """
     from adapterlab.registry import register_adapter
 
     checkpoints = registered["checkpoints"]
     base = shutil.copytree(checkpoints.cls_base, tmp_path / "base")
     register_adapter(checkpoints.cls_adapter, name="tiny-cls-moved", base=base)
     shutil.copy(checkpoints.lm_base / "model.safetensors", base / "model.safetensors")
-    code, _, err = run_cli("predict", "tiny-cls-moved", "--text", TEXT)
+    code, out, err = run_cli("predict", "tiny-cls-moved", "--text", TEXT, "--json")
+    assert code == 0, err
+    assert (
+        json.loads(out)["probabilities"]
+        == json.loads(run_cli("predict", "tiny-cls", "--text", TEXT, "--json")[1])["probabilities"]
+    )
+    code, _, err = run_cli("predict", "tiny-cls-moved", "--text", TEXT, "--base", str(base))
     assert code == 1 and "other weights" in err and "tiny-cls-moved:1" in err
 
 
