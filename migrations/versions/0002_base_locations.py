@@ -16,6 +16,11 @@ branch_labels = None
 depends_on = None
 
 
+# SQLite: base_models is altered in place (ALTER TABLE ... DROP COLUMN, SQLite 3.35+), never rebuilt.
+# A rebuild drops the table, and with foreign keys on (the registry's connections) that would delete
+# the new locations (ON DELETE CASCADE) or fail on the adapters that refer to their base.
+
+
 def upgrade() -> None:
     op.create_table(
         "base_locations",
@@ -45,7 +50,7 @@ def upgrade() -> None:
         "INSERT INTO base_locations (base_model_id, path, host, added_by, created_at) "
         "SELECT id, source, 'unknown', 'migration 0002', created_at FROM base_models WHERE source IS NOT NULL"
     )
-    with op.batch_alter_table("base_models") as batch:
+    with op.batch_alter_table("base_models", recreate="never") as batch:
         batch.add_column(sa.Column("hub_id", sa.String(length=256), nullable=True))
         batch.drop_column("source")
     # until now a base found under a Hub id was named by it; an org/name form is the best hint left.
@@ -54,7 +59,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("base_models") as batch:
+    with op.batch_alter_table("base_models", recreate="never") as batch:
         batch.add_column(sa.Column("source", sa.Text(), nullable=True))
         batch.drop_column("hub_id")
     op.execute(
