@@ -49,7 +49,9 @@ def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
     return BaseSpec(
         name=name,
         fingerprint=weights.fingerprint,
-        hub_id=hub_name,
+        # a cache snapshot's path names its repository; a config's _name_or_path may be stale (the
+        # model it was fine-tuned from), so it counts only where no other name was given
+        hub_id=hub_name if revision is not None or base_name in (None, hub_name) else None,
         revision=revision,
         model_type=config.get("model_type"),
         parameter_count=weights.parameter_count,

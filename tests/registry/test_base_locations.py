@@ -255,3 +255,15 @@ def test_only_local_paths_are_replaced(registry_env, tiny_base, make_lora) -> No
             "tokenizer_name_or_path": "tiny-bert",
             "r": 4,
         }
+
+
+def test_a_stale_name_in_the_config_is_no_hub_id(registry_env, tiny_base, make_lora, tmp_path: Path) -> None:
+    """Old configs carry ``_name_or_path`` of the model they were fine-tuned from (MiniLM's names
+    nreimers/MiniLM-L6-H384-uncased): a Hub id only when no other name was given."""
+    base = shutil.copytree(tiny_base, tmp_path / "minilm-like")
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "_name_or_path": "someone/parent"}))
+    named = register_adapter(make_lora(seed=1), name="named", base=base, base_name="team/base").base
+    assert (named.name, named.hub_id, named.portable_name) == ("team/base", None, "team/base")
+    unnamed = register_adapter(make_lora(seed=2), name="unnamed", base=base).base
+    assert (unnamed.name, unnamed.hub_id) == ("someone/parent", "someone/parent")
