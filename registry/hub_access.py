@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,15 +45,30 @@ def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
 
 
 def hub_reachable() -> bool:
-    """False at once when offline: ``HF_HUB_OFFLINE`` set, or the endpoint refuses or stays silent."""
+    """False at once when offline: ``HF_HUB_OFFLINE`` set, or the endpoint (or the proxy to it) refuses
+    or stays silent for ``PROBE_SECONDS``, name resolution included."""
+    from urllib.request import getproxies, proxy_bypass  # costly to import: only when probing
+
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
         return False
     address = urlsplit(endpoint())
+    proxy = getproxies().get(address.scheme)
+    if proxy and not proxy_bypass(address.hostname or ""):
+        address = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     if not address.hostname:
         return False
     port = address.port or (443 if address.scheme == "https" else 80)
+    answers: list[bool] = []
+    # a thread, because name resolution ignores socket timeouts and may hang far longer
+    probe = threading.Thread(target=lambda: answers.append(_connects(address.hostname, port)), daemon=True)
+    probe.start()
+    probe.join(PROBE_SECONDS)
+    return bool(answers and answers[0])
+
+
+def _connects(host: str, port: int) -> bool:
     try:
-        socket.create_connection((address.hostname, port), timeout=PROBE_SECONDS).close()
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
     except OSError:
         return False
     return True

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab import hf_format
-from adapterlab.errors import BaseModelMismatch, BaseModelNotFound
+from adapterlab.errors import BaseModelMismatch, BaseModelNotFound, InvalidConfig
 from adapterlab.registry.base_locations import locate_base, resolve_given
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.mlflow.artifacts import download_adapter
@@ -40,6 +40,10 @@ def load(
     it, the copy ``locate_base`` finds (registered folders, the Hugging Face cache, the Hub) is
     loaded. What is given must have the registered weights unless ``allow_base_mismatch``.
     """
+    if base_model is not None and base is not None:
+        raise InvalidConfig(
+            "pass the base as a loaded model (base_model) or as a folder or Hub id (base), not both"
+        )
     if base_model is not None:
         if not allow_base_mismatch:
             check_base(version, base_model)

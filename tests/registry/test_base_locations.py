@@ -267,3 +267,29 @@ def test_a_stale_name_in_the_config_is_no_hub_id(registry_env, tiny_base, make_l
     assert (named.name, named.hub_id, named.portable_name) == ("team/base", None, "team/base")
     unnamed = register_adapter(make_lora(seed=2), name="unnamed", base=base).base
     assert (unnamed.name, unnamed.hub_id) == ("someone/parent", "someone/parent")
+
+
+def test_the_probe_goes_through_a_configured_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # unresolvable: only the proxy answers
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert not hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_reachable()
+
+
+def test_load_takes_one_base(registry_env, tiny_base, make_lora) -> None:
+    from transformers import AutoModel
+
+    from adapterlab.errors import InvalidConfig
+    from adapterlab.registry import load
+
+    register_adapter(make_lora(seed=1), name="a", base=tiny_base)
+    with pytest.raises(InvalidConfig, match="not both"):
+        load("a", AutoModel.from_pretrained(tiny_base), base=tiny_base)
