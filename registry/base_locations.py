@@ -84,7 +84,7 @@ def resolve_given(given: str | Path, revision: str | None = None) -> Path:
 
 def _candidates(base: BaseSpec, database: Database | None, tried: list[str]) -> Iterator[tuple[Path, str]]:
     """Folders that may hold ``base``, most likely first; what yields nothing is noted in ``tried``."""
-    for path in registered_locations(database, base.fingerprint) if database is not None else ():
+    for path in registered_locations(database, base) if database is not None else ():
         if Path(path).is_dir():
             yield Path(path), f"registered folder {path}"
         else:
@@ -114,14 +114,16 @@ def _fingerprint(folder: Path) -> str | None:
         return None
 
 
-def registered_locations(database: Database, fingerprint: str) -> list[str]:
-    """The recorded folders of the weights ``fingerprint``: this machine's first, newest first."""
-    here = case((base_locations.c.host == this_host(), 0), else_=1)
+def registered_locations(database: Database, base: BaseSpec) -> list[str]:
+    """The recorded folders of the weights of ``base``: those recorded for it (not for another name of
+    the same weights) first, then this machine's, then the newest."""
+    elsewhere = case((base_locations.c.host == this_host(), 0), else_=1)
+    other_name = case((base_models.c.name == base.name, 0), else_=1)
     query = (
         select(base_locations.c.path)
         .join(base_models, base_models.c.id == base_locations.c.base_model_id)
-        .where(base_models.c.fingerprint == fingerprint)
-        .order_by(here, base_locations.c.created_at.desc())
+        .where(base_models.c.fingerprint == base.fingerprint)
+        .order_by(other_name, elsewhere, base_locations.c.created_at.desc())
     )
     with database.reading() as connection:
         paths = connection.scalars(query)

@@ -293,3 +293,16 @@ def test_load_takes_one_base(registry_env, tiny_base, make_lora) -> None:
     register_adapter(make_lora(seed=1), name="a", base=tiny_base)
     with pytest.raises(InvalidConfig, match="not both"):
         load("a", AutoModel.from_pretrained(tiny_base), base=tiny_base)
+
+
+def test_a_base_s_own_folders_come_before_those_of_another_name(
+    registry_env, tiny_base, make_lora, tmp_path: Path
+) -> None:
+    from adapterlab.registry.base_locations import registered_locations
+
+    copy = shutil.copytree(tiny_base, tmp_path / "copy")
+    register_adapter(make_lora(seed=1), name="a", base=tiny_base, base_name="first-name")
+    register_adapter(make_lora(seed=2), name="b", base=copy, base_name="second-name")  # same weights
+    database = default_registry().database
+    assert registered_locations(database, show("a").base) == [str(tiny_base), str(copy)]
+    assert registered_locations(database, show("b").base) == [str(copy), str(tiny_base)]
