@@ -157,6 +157,11 @@ def test_nothing_found_lists_what_was_tried_at_once(
         "adapters base add-location",
     ):
         assert tried in message
+    started = time.monotonic()  # the same through the CLI: one line, exit 1, nothing written
+    code, _, err = run("export", "a", "--to", str(tmp_path / "merged"), "--merged")
+    assert time.monotonic() - started < 5
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "the Hub (offline)" in err
+    assert not (tmp_path / "merged").exists()
 
 
 def test_offline_is_known_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
