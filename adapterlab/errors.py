@@ -54,6 +54,10 @@ class BaseModelMismatch(AdapterlabError, ValueError):
     """An adapter is used with a base model other than the one it was trained on."""
 
 
+class BaseModelNotFound(AdapterlabError, LookupError):
+    """A registered base model's files are nowhere this machine can reach (folders, cache, Hub)."""
+
+
 class ChecksumMismatch(AdapterlabError, ValueError):
     """A stored artifact's content differs from the checksum recorded for it."""
 

@@ -25,20 +25,29 @@ from adapterlab.cli.output import cell
     is_flag=True,
     help="Fold the adapter into the base weights: a plain transformers model (LoRA only).",
 )
+@click.option(
+    "--base",
+    default=None,
+    metavar="PATH|HUB_ID",
+    help="With --merged: the base model's folder or Hub id (verified by fingerprint); default: found by "
+    "the registry.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def export_command(ref: str, to_dir: Path, merged: bool, as_json: bool) -> None:
+def export_command(ref: str, to_dir: Path, merged: bool, base: str | None, as_json: bool) -> None:
     """Export adapter REF (NAME, NAME:VERSION or NAME@ALIAS) for use outside adapterlab.
 
     Without --merged: the adapter in the Hugging Face PEFT format (checksum-verified) with a model
     card (README.md) ready to upload to a hub. With --merged: the base model with the adapter
-    merged in, loadable by transformers alone, with the base's tokenizer.
+    merged in, loadable by transformers alone, with the base's tokenizer. Exported files name the
+    base by its Hub id (else its registered name), never by a local folder.
 
     \b
     Example:
         adapters export quickstart-complaints@production --to ./export
         adapters export quickstart-complaints:3 --to ./merged --merged
+        adapters export quickstart-complaints:3 --to ./merged --merged --base ./models/minilm
     """
-    result = open_registry().export(ref, to_dir, merged=merged)
+    result = open_registry().export(ref, to_dir, merged=merged, base=base)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

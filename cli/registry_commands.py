@@ -15,7 +15,7 @@ from adapterlab.cli.output import json_output
 
 LIST_COLUMNS = ("name", "version", "base", "task_type", "peft_type", "aliases", "metrics", "created_at")
 HISTORY_COLUMNS = ("created_at", "alias", "from_version", "to_version", "actor", "reason")
-BASE_COLUMNS = ("name", "fingerprint", "model_type", "parameter_count", "adapter_count", "revision")
+BASE_COLUMNS = ("name", "fingerprint", "model_type", "parameter_count", "adapter_count", "hub_id", "revision")
 
 
 def _pairs(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:

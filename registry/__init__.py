@@ -1,7 +1,8 @@
 """The adapter registry: versions adapters against fingerprints of their base models.
 
 ``Registry.open(url)`` is the API (``api.py``); the verbs it calls sit at this level
-(``register``, ``promotion``, ``queries``, ``loading``, ``diff``, ``base_models``), on top of
+(``register``, ``promotion``, ``queries``, ``loading``, ``diff``, ``base_models``,
+``base_locations``), on top of
 ``db/`` (the database), ``files/`` (reading adapter and checkpoint files), ``mlflow/`` (artifact
 store and mirror) and ``deploy/`` (export, predict, model card).
 
@@ -28,8 +29,10 @@ _LAZY_EXPORTS: dict[str, str] = {
     "demote": "adapterlab.registry.api",
     "diff": "adapterlab.registry.diff",
     "fingerprint_checkpoint": "adapterlab.registry.files.fingerprint",
+    "locate_base": "adapterlab.registry.base_locations",
     "parse_ref": "adapterlab.registry.names",
     "AdapterVersion": "adapterlab.registry.records",
+    "BaseLocation": "adapterlab.registry.records",
     "BaseModelInfo": "adapterlab.registry.records",
     "Promotion": "adapterlab.registry.records",
     "VersionSummary": "adapterlab.registry.records",

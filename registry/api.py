@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adapterlab.registry import diff, loading, promotion, queries, register
+from adapterlab.registry import base_locations, diff, loading, promotion, queries, register
 from adapterlab.registry.db.database import Database, display_url, open_database
 from adapterlab.registry.names import parse_ref
-from adapterlab.registry.records import AdapterVersion, BaseModelInfo, Promotion, VersionSummary
+from adapterlab.registry.records import AdapterVersion, BaseLocation, BaseModelInfo, Promotion, VersionSummary
 
 if TYPE_CHECKING:
     from adapterlab.registry.deploy.export import ExportResult
@@ -87,8 +87,9 @@ class Registry:
     ) -> AdapterVersion:
         """Register the adapter folder ``path`` (HF PEFT format) as the next version of ``name``.
 
-        ``base`` is the base model's local folder (fingerprinted) or the name of a registered base.
-        Only the adapter's own files are stored; ``include`` adds files matching its glob patterns.
+        ``base`` is the base model's local folder (fingerprinted, and recorded as one of its
+        locations), the name of a registered base, or a Hub id in the local cache. Only the
+        adapter's own files are stored; ``include`` adds files matching its glob patterns.
         Registering content identical to an existing version of ``name`` returns that version.
         """
         return register.register_adapter(
@@ -156,24 +157,44 @@ class Registry:
         """Download the files of ``ref`` into ``to_dir`` (absent or empty), verified against their sha256."""
         return loading.pull(self.show(ref), to_dir)
 
-    def load(self, ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False) -> Any:
+    def load(
+        self,
+        ref: str,
+        base_model: Any = None,
+        *,
+        base: str | Path | None = None,
+        allow_base_mismatch: bool = False,
+    ) -> Any:
         """The adapter ``ref`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
 
-        ``base_model`` defaults to the base loaded from the folder it was registered from (or its
-        Hub name); a given model must have the registered weights unless ``allow_base_mismatch``.
+        ``base_model`` is the base already in memory; else ``base`` (a folder or Hub id) or the
+        copy found by fingerprint among the base's registered folders, the Hugging Face cache and
+        the Hub. What is given must have the registered weights unless ``allow_base_mismatch``.
         """
-        return loading.load(self.show(ref), base_model, allow_base_mismatch=allow_base_mismatch)
+        return loading.load(
+            self.show(ref),
+            base_model,
+            base=base,
+            database=self.database,
+            allow_base_mismatch=allow_base_mismatch,
+        )
+
+    def add_base_location(self, name: str, path: Path | str) -> BaseLocation:
+        """Record ``path`` (verified by fingerprint) as a copy of the registered base ``name``."""
+        return base_locations.add_location(self.database, name, path)
 
     def diff(self, ref_a: str, ref_b: str, *, plot: Path | str | None = None) -> VersionDiff:
         """What changed between two versions: config, metrics, sizes, per-module LoRA deltas."""
         return diff.diff(self.show(ref_a), self.show(ref_b), plot=plot)
 
-    def export(self, ref: str, to_dir: Path | str, *, merged: bool = False) -> ExportResult:
-        """Write the adapter ``ref`` (or, ``merged``, base + adapter as one model) with a model card to
-        ``to_dir``."""
+    def export(
+        self, ref: str, to_dir: Path | str, *, merged: bool = False, base: str | Path | None = None
+    ) -> ExportResult:
+        """Write the adapter ``ref`` (or, ``merged``, base + adapter as one model, the base being ``base``
+        or found as for :meth:`load`) with a model card to ``to_dir``."""
         from adapterlab.registry.deploy.export import export_adapter
 
-        return export_adapter(self.show(ref), to_dir, merged=merged)
+        return export_adapter(self.show(ref), to_dir, merged=merged, base=base, database=self.database)
 
     def sync(self) -> SyncReport:
         """Bring MLflow's model registry up to date with this registry (versions and aliases),
@@ -182,11 +203,14 @@ class Registry:
 
         return sync_mirror(self.database)
 
-    def predict(self, ref: str, text: str, *, max_new_tokens: int = 32) -> Prediction:
-        """Run the adapter ``ref`` on ``text``: classify it, or continue it (language-model tasks)."""
+    def predict(
+        self, ref: str, text: str, *, base: str | Path | None = None, max_new_tokens: int = 32
+    ) -> Prediction:
+        """Run the adapter ``ref`` on ``text``: classify it, or continue it (language-model tasks); the
+        base is ``base`` (a folder or Hub id) or found as for :meth:`load`."""
         from adapterlab.registry.deploy.predict import predict
 
-        return predict(self.show(ref), text, max_new_tokens=max_new_tokens)
+        return predict(self.show(ref), text, base=base, database=self.database, max_new_tokens=max_new_tokens)
 
 
 _lock = threading.Lock()
@@ -255,6 +279,13 @@ def pull(ref: str, to_dir: Path | str, registry_url: str | None = None) -> Adapt
 
 
 def load(
-    ref: str, base_model: Any = None, *, allow_base_mismatch: bool = False, registry_url: str | None = None
+    ref: str,
+    base_model: Any = None,
+    *,
+    base: str | Path | None = None,
+    allow_base_mismatch: bool = False,
+    registry_url: str | None = None,
 ) -> Any:
-    return default_registry(registry_url).load(ref, base_model, allow_base_mismatch=allow_base_mismatch)
+    return default_registry(registry_url).load(
+        ref, base_model, base=base, allow_base_mismatch=allow_base_mismatch
+    )

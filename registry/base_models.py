@@ -1,9 +1,12 @@
-"""Which base model an adapter belongs to: a local folder (fingerprinted) or a registered name."""
+"""Which base model an adapter belongs to: a local folder (fingerprinted) or a registered name.
+
+A base is its weights' fingerprint, with its Hub id and revision when known; the folder it was
+found in is only one of its locations (``base_locations.py``).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -13,12 +16,12 @@ from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.tables import BASE_NAME_LENGTH, base_models
 from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
+from adapterlab.registry.hub_access import HUB_ID, cached_snapshot
 from adapterlab.registry.names import not_found
 from adapterlab.registry.records import BaseSpec, base_spec_fields
 
 # .../models--<org>--<name>/snapshots/<revision>/ in a Hugging Face Hub cache
 _HUB_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<revision>[^/]+)/?$")
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
 def resolve_base(database: Database, base: str | Path, base_name: str | None = None) -> BaseSpec:
@@ -29,25 +32,10 @@ def resolve_base(database: Database, base: str | Path, base_name: str | None = N
     try:
         return registered_base(database, str(base))
     except AdapterNotFound:
-        snapshot = _hub_cache_snapshot(str(base))
+        snapshot = cached_snapshot(str(base))
         if snapshot is None:
             raise
         return describe_folder(snapshot, base_name)
-
-
-def _hub_cache_snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot of a Hub model id, without touching the network."""
-    if not _HUB_ID.fullmatch(repo_id):
-        return None
-    try:
-        from huggingface_hub import snapshot_download
-
-        # the cache folder is read now, not when huggingface_hub was first imported
-        return Path(
-            snapshot_download(repo_id, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE"))
-        )
-    except Exception:  # not cached (or no huggingface_hub): the caller reports the name as unknown
-        return None
 
 
 def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
@@ -61,12 +49,14 @@ def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
     return BaseSpec(
         name=name,
         fingerprint=weights.fingerprint,
+        # a cache snapshot's path names its repository; a config's _name_or_path may be stale (the
+        # model it was fine-tuned from), so it counts only where no other name was given
+        hub_id=hub_name if revision is not None or base_name in (None, hub_name) else None,
         revision=revision,
         model_type=config.get("model_type"),
         parameter_count=weights.parameter_count,
         tensor_count=weights.tensor_count,
         size_bytes=weights.size_bytes,
-        source=str(folder),
     )
 
 
@@ -83,7 +73,7 @@ def _hub_identity(folder: Path, config: dict) -> tuple[str | None, str | None]:
     if snapshot:
         return snapshot["repo"].replace("--", "/", 1), snapshot["revision"]
     named = config.get("_name_or_path")
-    if isinstance(named, str) and _HUB_ID.fullmatch(named) and not Path(named).exists():
+    if isinstance(named, str) and HUB_ID.fullmatch(named) and not Path(named).exists():
         return named, None
     return None, None
 

@@ -1,8 +1,9 @@
 """Getting adapters back out: ``pull`` (verified files) and ``load`` (a ready ``PeftModel``).
 
-``load`` refuses a base model whose weights differ from the ones the adapter was registered
-against (by fingerprint): an adapter on the wrong base runs without error and gives wrong
-answers, so the check is on by default and skipped only with ``allow_base_mismatch=True``.
+``load`` finds the base by content (``base_locations.py``) and refuses a base model whose
+weights differ from the ones the adapter was registered against (by fingerprint): an adapter on
+the wrong base runs without error and gives wrong answers, so the check is on by default and
+skipped only with ``allow_base_mismatch=True``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab import hf_format
-from adapterlab.errors import BaseModelMismatch
+from adapterlab.errors import BaseModelMismatch, BaseModelNotFound, InvalidConfig
+from adapterlab.registry.base_locations import locate_base, resolve_given
+from adapterlab.registry.db.database import Database
 from adapterlab.registry.mlflow.artifacts import download_adapter
 from adapterlab.registry.records import AdapterVersion
 
@@ -23,46 +26,69 @@ def pull(version: AdapterVersion, to_dir: Path | str) -> AdapterVersion:
     return version
 
 
-def load(version: AdapterVersion, base_model: Any = None, *, allow_base_mismatch: bool = False):
+def load(
+    version: AdapterVersion,
+    base_model: Any = None,
+    *,
+    base: str | Path | None = None,
+    database: Database | None = None,
+    allow_base_mismatch: bool = False,
+):
     """The adapter ``version`` on its base model, as an ``adapterlab.PeftModel`` in eval mode.
 
-    ``base_model`` defaults to the base loaded from the folder it was registered from (or its
-    Hub name); a given model must have the registered weights unless ``allow_base_mismatch``.
+    ``base_model`` is the base already in memory; else ``base`` (a folder or Hub id) or, without
+    it, the copy ``locate_base`` finds (registered folders, the Hugging Face cache, the Hub) is
+    loaded. What is given must have the registered weights unless ``allow_base_mismatch``.
     """
+    if base_model is not None and base is not None:
+        raise InvalidConfig(
+            "pass the base as a loaded model (base_model) or as a folder or Hub id (base), not both"
+        )
+    if base_model is not None:
+        if not allow_base_mismatch:
+            check_base(version, base_model)
+        return load_on(version, base_model=base_model)
+    return load_on(version, folder=base_folder(version, base, database, allow_base_mismatch))
+
+
+def base_folder(
+    version: AdapterVersion, given: str | Path | None, database: Database | None, allow_mismatch: bool = False
+) -> Path:
+    """The folder of the base of ``version`` on this machine (``given`` and unverified with
+    ``allow_mismatch``); the error names the adapter that needs it."""
+    try:
+        if given is not None and allow_mismatch:
+            return resolve_given(given)
+        return locate_base(version.base, given=given, database=database)
+    except (BaseModelNotFound, BaseModelMismatch) as exc:
+        raise type(exc)(f"{version.ref}: {exc}") from exc
+
+
+def load_on(version: AdapterVersion, *, base_model: Any = None, folder: Path | None = None):
+    """The adapter on ``base_model``, or on the base loaded from ``folder`` (with the adapter's labels)."""
     from adapterlab import PeftModel
     from adapterlab.labels import read_labels
 
-    if base_model is not None and not allow_base_mismatch:
-        check_base(version, base_model)
     with tempfile.TemporaryDirectory(prefix="adapterlab-load-") as scratch:
-        folder = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / "adapter")
+        adapter = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / "adapter")
         if base_model is None:
-            base_model = load_base(version, check=not allow_base_mismatch, labels=read_labels(folder))
-        model = PeftModel.from_pretrained(base_model, folder)
+            base_model = load_base(version, folder, labels=read_labels(adapter))
+        model = PeftModel.from_pretrained(base_model, adapter)
     return model.eval()
 
 
-def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | None = None):
-    """The registered base, from its recorded folder when it still exists, else from its name.
+def load_base(version: AdapterVersion, folder: Path, labels: dict[str, Any] | None = None):
+    """The base model of ``version`` from ``folder`` (already verified), with the adapter's task head.
 
     ``labels`` (the adapter's ``labels.json``) sizes a classification head for the adapter's
     classes and names them; the base's own config knows nothing of them.
     """
     import transformers
 
-    source = version.base.source
-    local = source is not None and Path(source).is_dir()
-    if check and local:
-        _compare(version, _folder_fingerprint(Path(source)), f"the folder {source}")
     auto = getattr(transformers, hf_format.auto_class_name(version.task_type))
     task = hf_format.task(version.task_type)
     head = labels if labels and task is not None and task.labelled else {}
-    model = auto.from_pretrained(
-        source if local else version.base.name, revision=None if local else version.base.revision, **head
-    )
-    if check and not local:
-        check_base(version, model)
-    return model
+    return auto.from_pretrained(folder, **head)
 
 
 def check_base(version: AdapterVersion, model) -> None:
@@ -76,12 +102,6 @@ def check_base(version: AdapterVersion, model) -> None:
     found = [fingerprint_entries(entries, progress=False).fingerprint for entries in candidates]
     if version.base.fingerprint not in found:
         _compare(version, found[-1], f"the given {type(model).__name__}")
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
-
-    return fingerprint_checkpoint(folder).fingerprint
 
 
 def _compare(version: AdapterVersion, fingerprint: str, what: str) -> None:

@@ -19,16 +19,22 @@ def iso_time(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """A base model as the store records it: its identity and size."""
+    """A base model as the store records it: its identity (the weights' fingerprint; the Hub id and
+    revision when known) and size. Where its files lie is no part of it (``BaseLocation``)."""
 
     name: str
     fingerprint: str
+    hub_id: str | None
     revision: str | None
     model_type: str | None
     parameter_count: int
     tensor_count: int
     size_bytes: int
-    source: str | None
+
+    @property
+    def portable_name(self) -> str:
+        """What files written for others call this base: its Hub id, else its registered name."""
+        return self.hub_id or self.name
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,21 @@ class BaseModelInfo(BaseSpec):
 
     created_at: str
     adapter_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class BaseLocation:
+    """A folder known to hold a base's weights, on one machine."""
+
+    name: str  # the base's registered name
+    fingerprint: str
+    path: str
+    host: str
+    added_by: str
+    created_at: str
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -113,6 +134,7 @@ class AdapterVersion:
         data["base"] = {
             "name": self.base.name,
             "fingerprint": self.base.fingerprint,
+            "hub_id": self.base.hub_id,
             "revision": self.base.revision,
             "model_type": self.base.model_type,
             "parameter_count": self.base.parameter_count,

@@ -26,6 +26,7 @@ from adapterlab.registry.db.store import (
     record_mlflow_version,
 )
 from adapterlab.registry.files.adapter_folder import read_adapter_folder
+from adapterlab.registry.files.portable_config import portable_folder
 from adapterlab.registry.mlflow.artifacts import upload_adapter
 from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
 from adapterlab.registry.names import Ref, validate_key, validate_name
@@ -51,7 +52,9 @@ def register_adapter(
 ) -> AdapterVersion:
     """Register the adapter folder ``path`` as the next version of ``name``.
 
-    ``base`` is the base model's local folder (fingerprinted) or the name of a registered base.
+    ``base`` is the base model's local folder (fingerprinted, and recorded as one of the base's
+    locations), the name of a registered base, or a Hub id in the local cache. The stored
+    ``adapter_config.json`` names the base by its Hub id (else its name), never by a local path.
     Only the adapter's own files are stored (``files/adapter_files.py``); ``include`` adds files
     matching its glob patterns. Registering content identical to an existing version of
     ``name`` returns that version.
@@ -68,26 +71,30 @@ def register_adapter(
             "Note: not stored with the adapter: %s (add them with --include PATTERN)",
             ", ".join(folder.left_out),
         )
-    known = existing_version(database, name, folder.sha256)
-    if known is not None:
-        return show(database, Ref(name, version=known))
-    new = NewVersion(
-        name=name,
-        base=resolve_base(database, base, base_name),
-        task_type=task_type,
-        folder=folder,
-        artifact_uri="",  # known once the files are stored, after every check has passed
-        metrics=clean_metrics,
-        tags=clean_tags,
-        description=description,
-        mlflow_run_id=mlflow_run_id,
-        created_by=settings.current_user(),
-    )
-    check_can_register(database, new)
-    artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
-    number, created = add_version(
-        database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)
-    )
+    resolved = resolve_base(database, base, base_name)
+    # what is stored names the base by Hub id or name, never by the folder it was trained from
+    with portable_folder(folder, resolved) as folder:
+        known = existing_version(database, name, folder.sha256)
+        if known is not None:
+            return show(database, Ref(name, version=known))
+        new = NewVersion(
+            name=name,
+            base=resolved,
+            task_type=task_type,
+            folder=folder,
+            artifact_uri="",  # known once the files are stored, after every check has passed
+            metrics=clean_metrics,
+            tags=clean_tags,
+            description=description,
+            mlflow_run_id=mlflow_run_id,
+            created_by=settings.current_user(),
+            base_folder=str(Path(base).absolute()) if Path(base).is_dir() else None,
+        )
+        check_can_register(database, new)
+        artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
+        number, created = add_version(
+            database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)
+        )
     record = show(database, Ref(name, version=number))
     if created:
         mlflow_version = mirror_version(record)

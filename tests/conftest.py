@@ -19,6 +19,7 @@ from safetensors.numpy import save_file
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REGISTRY_TABLES = (
+    "base_locations",
     "version_tags",
     "version_metrics",
     "aliases",

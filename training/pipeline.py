@@ -320,6 +320,10 @@ def publish(
         raise TrainingError(f"no evaluated adapter was saved under {best}")
     shutil.rmtree(adapter, ignore_errors=True)
     shutil.copytree(best, adapter)
+    if base is not None:  # a local base: what is logged and registered names it by Hub id or name
+        from adapterlab.registry.files.portable_config import write_portable_config
+
+        write_portable_config(adapter, base)
     config_yaml = to_yaml(config)
     (Path(config.output) / "train_config.yaml").write_text(config_yaml)
     if not tracker.lost:

@@ -35,7 +35,7 @@ from adapterlab.registry.db.revisions import known_revisions, upgrade_engine
 from adapterlab.registry.redaction import redact
 
 # The Alembic head this code expects (a test checks it against migrations/versions).
-SCHEMA_REVISION = "0001_initial"
+SCHEMA_REVISION = "0002_base_locations"
 UPGRADE_HINT = "run `adapters db upgrade`"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")  # the migrations and the locking are written for these two
 _WRITE_OPTION = "adapterlab_write"

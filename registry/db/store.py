@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from adapterlab.errors import BaseModelMismatch, InvalidConfig
+from adapterlab.registry.base_locations import insert_location
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.tables import adapters, base_models, metrics, tags, versions
 from adapterlab.registry.files.adapter_folder import AdapterFolder
@@ -35,6 +36,7 @@ class NewVersion:
     description: str | None
     mlflow_run_id: str | None
     created_by: str
+    base_folder: str | None = None  # where the base was found; recorded as one of its locations
 
 
 def add_version(database: Database, new: NewVersion) -> tuple[int, bool]:
@@ -103,6 +105,8 @@ def check_fits(table: Table, values: Mapping[str, object], what: str) -> None:
 
 def _add_version(connection: Connection, new: NewVersion) -> tuple[int, bool]:
     base = _base_row(connection, new.base)
+    if new.base_folder is not None:
+        insert_location(connection, base.id, new.base_folder)
     adapter = connection.execute(
         select(adapters).where(adapters.c.name == new.name).with_for_update()
     ).first()

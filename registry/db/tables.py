@@ -48,21 +48,36 @@ def _created_at() -> Column:
     return Column("created_at", DateTime(timezone=True), nullable=False, default=utc_now)
 
 
-# A base model's weights, identified by their fingerprint; one name may have several.
+# A base model's weights, identified by their fingerprint; one name may have several. Where its
+# files lie is no part of its identity: that is ``base_locations``.
 base_models = Table(
     "base_models",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(BASE_NAME_LENGTH), nullable=False),
     Column("fingerprint", String(64), nullable=False),
+    Column("hub_id", String(BASE_NAME_LENGTH)),  # the Hugging Face Hub id, when known
     Column("revision", String(128)),
     Column("model_type", String(64)),
     Column("parameter_count", BigInteger, nullable=False),
     Column("tensor_count", Integer, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
-    Column("source", Text),  # local folder it was fingerprinted from
     _created_at(),
     UniqueConstraint("name", "fingerprint"),
+)
+
+# Folders known to hold a base's weights, on some machine: where ``locate_base`` looks first. A
+# location is a hint, verified by fingerprint whenever it is used.
+base_locations = Table(
+    "base_locations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("base_model_id", ForeignKey("base_models.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("path", Text, nullable=False),
+    Column("host", String(255), nullable=False),  # the machine the path is on
+    Column("added_by", String(128), nullable=False),
+    _created_at(),
+    UniqueConstraint("base_model_id", "host", "path"),
 )
 
 # A named line of versions, for one base model and one task type.

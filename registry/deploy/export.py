@@ -22,9 +22,11 @@ from typing import Any
 
 from adapterlab.errors import AdapterExists, InvalidConfig
 from adapterlab.hf_format import PeftType
+from adapterlab.registry.db.database import Database
 from adapterlab.registry.deploy.model_card import render_model_card
 from adapterlab.registry.deploy.predict import load_tokenizer
-from adapterlab.registry.loading import load, pull
+from adapterlab.registry.files.portable_config import write_portable_config
+from adapterlab.registry.loading import base_folder, load_on, pull
 from adapterlab.registry.records import AdapterVersion
 
 MODEL_CARD_NAME = "README.md"
@@ -44,8 +46,18 @@ class ExportResult:
         return {"ref": self.ref, "path": str(self.path), "merged": self.merged, "files": list(self.files)}
 
 
-def export_adapter(version: AdapterVersion, to_dir: str | Path, *, merged: bool = False) -> ExportResult:
-    """Write the adapter ``version`` (or, with ``merged``, base + adapter as one model) to ``to_dir``."""
+def export_adapter(
+    version: AdapterVersion,
+    to_dir: str | Path,
+    *,
+    merged: bool = False,
+    base: str | Path | None = None,
+    database: Database | None = None,
+) -> ExportResult:
+    """Write the adapter ``version`` (or, with ``merged``, base + adapter as one model) to ``to_dir``.
+
+    ``merged`` needs the base: ``base`` (a folder or Hub id) or the copy ``locate_base`` finds.
+    """
     destination = Path(to_dir).expanduser().absolute()
     check_destination(destination)
     if merged and version.peft_type not in MERGEABLE_PEFT_TYPES:
@@ -53,13 +65,17 @@ def export_adapter(version: AdapterVersion, to_dir: str | Path, *, merged: bool 
             f"{version.ref} is a {version.peft_type} adapter, which adds virtual tokens at run time and "
             "cannot be merged into the base weights; export it without --merged"
         )
+    if base is not None and not merged:
+        raise InvalidConfig("--base is only used with --merged (an adapter export needs no base); drop it")
+    folder = base_folder(version, base, database) if merged else None  # before anything is written
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.export-", dir=destination.parent))
     try:
-        if merged:
-            write_merged_model(version, staging)
+        if folder is not None:
+            write_merged_model(version, folder, staging)
         else:
             pull(version, staging)  # the stored files, verified against the registry's checksums
+            write_portable_config(staging, version.base)  # for versions registered with a local path
         (staging / MODEL_CARD_NAME).write_text(render_model_card(version, merged=merged), encoding="utf-8")
         publish(staging, destination)
     except BaseException:
@@ -94,12 +110,13 @@ def publish(staging: Path, destination: Path) -> None:
         ) from exc
 
 
-def write_merged_model(version: AdapterVersion, folder: Path) -> None:
-    """Base + adapter as one plain transformers model (safetensors), with the base's tokenizer."""
-    model = load(version)
+def write_merged_model(version: AdapterVersion, base: Path, folder: Path) -> None:
+    """Base (from the verified folder ``base``) + adapter as one plain transformers model
+    (safetensors), with the base's tokenizer."""
+    model = load_on(version, folder=base)
     merged = model.merge_and_unload()
-    # the class names came with registry.load (from the adapter's labels.json) and stay in config.json
+    # the class names came with the adapter's labels.json and stay in config.json
     merged.save_pretrained(folder)
-    tokenizer = load_tokenizer(version)
+    tokenizer = load_tokenizer(base)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)

@@ -19,7 +19,7 @@ def card_metadata(version: AdapterVersion, *, merged: bool) -> dict[str, Any]:
     pipeline_tag = facts.pipeline_tag if facts is not None else None
     metadata: dict[str, Any] = {
         "library_name": "transformers" if merged else "peft",
-        "base_model": version.base.name,
+        "base_model": version.base.portable_name,
         "tags": ["adapterlab", version.peft_type.lower(), *(["merged"] if merged else [])],
     }
     if pipeline_tag:
@@ -51,7 +51,7 @@ def usage_snippet(version: AdapterVersion, *, merged: bool) -> str:
     return (
         f"from transformers import {auto_class}\n"
         "from peft import PeftModel  # or: from adapterlab import PeftModel\n\n"
-        f'base = {auto_class}.from_pretrained("{version.base.name}")\n'
+        f'base = {auto_class}.from_pretrained("{version.base.portable_name}")\n'
         'model = PeftModel.from_pretrained(base, "path/to/this/folder")\n'
     )
 

@@ -1,8 +1,9 @@
 """Running a registered adapter on one text: a label with its probability, or generated text.
 
-The model comes from ``registry.load`` (the base's weight fingerprint is checked against the one
-the adapter was registered with), pinned to the exact version the reference resolved to, so an
-alias moved meanwhile cannot mix two versions. The tokenizer is the base model's.
+The base is found once (``base_locations.locate_base``: its weights' fingerprint is checked
+against the one the adapter was registered with) and gives both the model and the tokenizer.
+The adapter is the exact version the reference resolved to, so an alias moved meanwhile cannot
+mix two versions.
 
 torch and transformers are imported inside the functions that need them.
 """
@@ -15,7 +16,8 @@ from typing import Any
 
 from adapterlab.errors import InvalidConfig
 from adapterlab.hf_format import TASKS, TaskType
-from adapterlab.registry.loading import load
+from adapterlab.registry.db.database import Database
+from adapterlab.registry.loading import base_folder, load_on
 from adapterlab.registry.records import AdapterVersion
 
 CLASSIFICATION = (TaskType.SEQ_CLS.value,)
@@ -44,8 +46,18 @@ class Prediction:
         return dict(self.__dict__)
 
 
-def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> Prediction:
-    """Run the adapter ``version`` on ``text``: classify it, or continue it (LM tasks)."""
+def predict(
+    version: AdapterVersion,
+    text: str,
+    *,
+    base: str | Path | None = None,
+    database: Database | None = None,
+    max_new_tokens: int = 32,
+) -> Prediction:
+    """Run the adapter ``version`` on ``text``: classify it, or continue it (LM tasks).
+
+    The base is ``base`` (a folder or Hub id) or the copy ``locate_base`` finds, verified by fingerprint.
+    """
     if not text.strip():
         raise InvalidConfig("the text to predict on is empty; pass some text with --text")
     if version.task_type not in CLASSIFICATION + GENERATION:
@@ -53,15 +65,14 @@ def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> 
             f"{version.ref} is a {version.task_type or 'task-less'} adapter; predict runs "
             f"{', '.join(CLASSIFICATION + GENERATION)} adapters"
         )
-    tokenizer = load_tokenizer(version)
+    folder = base_folder(version, base, database)
+    tokenizer = load_tokenizer(folder)
     if tokenizer is None:
         raise InvalidConfig(
-            f"no tokenizer found for the base of {version.ref} ({version.base.name}, registered from "
-            f"{version.base.source or 'its name'}); register the base from a folder that holds its "
-            "tokenizer files"
+            f"no tokenizer found for the base of {version.ref} ({version.base.name}) in {folder}; "
+            "pass --base with a copy of the base that holds its tokenizer files"
         )
-    model = load(version)
-    model.eval()
+    model = load_on(version, folder=folder)
     if version.task_type in CLASSIFICATION:
         return classify(model, tokenizer, text, version)
     return generate(model, tokenizer, text, version, max_new_tokens)
@@ -110,18 +121,14 @@ def label_names(model: Any, count: int) -> list[str]:
     return [str(id2label.get(index, f"LABEL_{index}")) for index in range(count)]
 
 
-def load_tokenizer(version: AdapterVersion) -> Any | None:
-    """The base model's tokenizer: from the folder it was registered from, else by its (Hub) name."""
+def load_tokenizer(folder: Path) -> Any | None:
+    """The tokenizer in the base's ``folder``, or None when it holds none."""
     from transformers import AutoTokenizer
 
-    source = version.base.source
-    local = source is not None and Path(source).is_dir()
+    # transformers builds an empty tokenizer (special tokens only) for a folder without one
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
     try:
-        if local:
-            # transformers builds an empty tokenizer (special tokens only) for a folder without one
-            if not any((Path(source) / name).is_file() for name in TOKENIZER_FILES):
-                return None
-            return AutoTokenizer.from_pretrained(source)
-        return AutoTokenizer.from_pretrained(version.base.name, revision=version.base.revision)
-    except (OSError, ValueError, TypeError):  # no tokenizer files there: transformers' ways of saying so
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, TypeError):  # unusable tokenizer files: transformers' ways of saying so
         return None

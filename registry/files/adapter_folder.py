@@ -64,7 +64,7 @@ def read_adapter_folder(path: Path | str, include: Iterable[str] = ()) -> Adapte
         path=folder,
         config=config,
         peft_type=peft_type,
-        files=tuple(_described(folder, relative) for relative in selection.files),
+        files=tuple(describe_file(folder, relative) for relative in selection.files),
         trainable_params=sum(entry.numel for entry in tensors),
         left_out=selection.left_out,
     )
@@ -117,11 +117,11 @@ def folder_files(folder: Path) -> tuple[ArtifactFile, ...]:
             part.startswith(".") or part == "__pycache__" for part in relative.parts
         ):
             continue
-        files.append(_described(folder, relative.as_posix()))
+        files.append(describe_file(folder, relative.as_posix()))
     return tuple(files)
 
 
-def _described(folder: Path, relative: str) -> ArtifactFile:
+def describe_file(folder: Path, relative: str) -> ArtifactFile:
     with open(folder / relative, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
         size = handle.tell()

@@ -78,6 +78,20 @@ def invalid_regex_targets(world: World) -> None:
     config_file.write_text(json.dumps(config))
 
 
+def other_base(world: World) -> None:
+    """A model folder whose weights are not the registered base's."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    (world.tmp / "other-base").mkdir()
+    save_file(
+        {"weight": np.ones((2, 2), dtype=np.float32)}, str(world.tmp / "other-base" / "model.safetensors")
+    )
+
+
+OFFLINE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": "{tmp}/no-hf-cache"}
+
+
 def remove_artifact(world: World) -> None:
     uri = show("x:1", world.registry_url).artifact_uri
     shutil.rmtree(url2pathname(urlparse(uri).path))
@@ -179,6 +193,48 @@ REGISTRY_CASES = [
         ("db", "upgrade", "--revision", "nonsense"),
         1,
         "cannot migrate to revision 'nonsense'",
+    ),
+    Case(
+        "export --merged --base a missing folder",
+        ("export", "x:1", "--to", "{tmp}/out", "--merged", "--base", "{tmp}/no-such-base"),
+        1,
+        "x:1: --base {tmp}/no-such-base is no folder and no Hub id",
+    ),
+    Case(
+        "export --merged --base an unknown Hub id, offline",
+        ("export", "x:1", "--to", "{tmp}/out", "--merged", "--base", "nobody/no-such-model"),
+        1,
+        "is not in the Hugging Face cache, and the Hub is not reachable",
+        env=OFFLINE_HUB,
+    ),
+    Case(
+        "export --merged --base other weights",
+        ("export", "x:1", "--to", "{tmp}/out", "--merged", "--base", "{tmp}/other-base"),
+        1,
+        "holds other weights",
+        setup=other_base,
+    ),
+    Case(
+        "export --base without --merged",
+        ("export", "x:1", "--to", "{tmp}/out", "--base", "{base}"),
+        1,
+        "--base is only used with --merged",
+    ),
+    Case(
+        "base add-location of an unknown base",
+        ("base", "add-location", "no-such-base", "{base}"),
+        1,
+        "no base model 'no-such-base'",
+    ),
+    Case(
+        "base add-location with other weights",
+        ("base", "add-location", "tiny-bert", "{tmp}/other-base"),
+        1,
+        "holds other weights",
+        setup=other_base,
+    ),
+    Case(
+        "base add-location of a file", ("base", "add-location", "tiny-bert", "{file}"), 1, "is not a folder"
     ),
 ]
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from models import minilm_dir
 
 TIME_LIMIT_S = 120  # the promise: under 2 minutes on 2 CPU cores (CI runs this test alone on them)
 
@@ -99,4 +100,12 @@ def test_quickstart_trains_logs_registers_and_says_what_next(tmp_path: Path) -> 
         text=True,
     )
     assert json.loads(shown.stdout).get("mlflow_run_id") == run.info.run_id
+    # the adapter names its base portably, in the registry and in the run's artifacts alike
+    assert (
+        json.loads(shown.stdout)["config"]["base_model_name_or_path"]
+        == "sentence-transformers/all-MiniLM-L6-v2"
+    )
+    logged = Path(client.download_artifacts(run.info.run_id, "adapter", str(tmp_path / "logged")))
+    for path in logged.rglob("*"):
+        assert path.is_dir() or str(minilm_dir()).encode() not in path.read_bytes(), path
     assert not Path("mlruns").exists()

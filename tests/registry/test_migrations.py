@@ -88,3 +88,42 @@ def test_unknown_revision_is_refused(registry_url: str) -> None:
     with engine.begin() as connection:
         connection.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{SCHEMA_REVISION}'")
     engine.dispose()
+
+
+def test_0002_moves_base_folders_to_locations_and_back(registry_url: str) -> None:
+    """A registered folder becomes a location (not the identity); a Hub-style name becomes the Hub id."""
+    from sqlalchemy import text
+
+    downgrade("0001_initial", registry_url=registry_url)
+    engine = create_engine(registry_url)
+    row = "'sha', 1, 1, 1, CURRENT_TIMESTAMP"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO base_models (id, name, fingerprint, parameter_count, tensor_count, size_bytes, "
+                f"created_at, source) VALUES (1, 'org/model', {row}, '/models/a'), "
+                f"(2, 'local-name', {row}, NULL)"
+            )
+        )
+        connection.execute(  # an adapter on each base: altering base_models must keep them
+            text(
+                "INSERT INTO adapters (name, base_model_id, latest_version, created_at) VALUES "
+                "('a', 1, 0, CURRENT_TIMESTAMP), ('b', 2, 0, CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade(registry_url=registry_url)
+    with engine.begin() as connection:
+        hub_ids = dict(connection.execute(text("SELECT name, hub_id FROM base_models")).all())
+        locations = connection.execute(text("SELECT base_model_id, path, host FROM base_locations")).all()
+    assert hub_ids == {"org/model": "org/model", "local-name": None}
+    assert [tuple(location) for location in locations] == [(1, "/models/a", "unknown")]
+    downgrade("0001_initial", registry_url=registry_url)
+    with engine.begin() as connection:
+        sources = dict(connection.execute(text("SELECT name, source FROM base_models")).all())
+        adapters = connection.execute(text("SELECT name, base_model_id FROM adapters ORDER BY name")).all()
+        connection.execute(text("DELETE FROM adapters"))
+        connection.execute(text("DELETE FROM base_models"))
+    assert [tuple(adapter) for adapter in adapters] == [("a", 1), ("b", 2)]
+    assert sources == {"org/model": "/models/a", "local-name": None}
+    engine.dispose()
+    upgrade(registry_url=registry_url)

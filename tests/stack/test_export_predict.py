@@ -51,13 +51,20 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def base_folder_of(ref: str) -> Path:
+    """Where the registry finds the base of ``ref`` (its registered folder, verified)."""
+    from adapterlab.registry import default_registry, locate_base, show
+
+    return locate_base(show(ref).base, database=default_registry().database)
+
+
 def registry_logits(ref: str, text: str = TEXT) -> torch.Tensor:
     from transformers import AutoTokenizer
 
-    from adapterlab.registry import load, show
+    from adapterlab.registry import load
 
     model = load(ref).eval()
-    tokenizer = AutoTokenizer.from_pretrained(show(ref).base.source)
+    tokenizer = AutoTokenizer.from_pretrained(base_folder_of(ref))
     with torch.no_grad():
         return model(**tokenizer(text, return_tensors="pt")).logits
 
@@ -91,11 +98,12 @@ def test_exported_adapter_loads_in_hf_peft_and_matches_the_registry(registered, 
     assert card["adapterlab"]["metrics"] == {"eval_accuracy": 0.75}
 
     labels = json.loads((folder / "labels.json").read_text())
+    base_folder = registered["checkpoints"].cls_base
     reference = peft.PeftModel.from_pretrained(
-        AutoModelForSequenceClassification.from_pretrained(base.source, id2label=labels["id2label"]), folder
+        AutoModelForSequenceClassification.from_pretrained(base_folder, id2label=labels["id2label"]), folder
     )
     expected = registry_logits("tiny-cls@production")
-    torch.testing.assert_close(logits_of(reference, base.source), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits_of(reference, base_folder), expected, rtol=1e-5, atol=1e-5)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
 
@@ -191,7 +199,7 @@ def test_predict_generates_text_for_language_model_adapters(
     code, out, err = run_cli("predict", name, "--text", "hello world", "--max-new-tokens", "5", "--json")
     assert code == 0, err
     prediction = json.loads(out)
-    tokenizer = AutoTokenizer.from_pretrained(show(name).base.source)
+    tokenizer = AutoTokenizer.from_pretrained(base_folder_of(name))
     inputs = tokenizer("hello world", return_tensors="pt", return_token_type_ids=False)
     with torch.no_grad():
         output = load(name).eval().generate(**inputs, max_new_tokens=5, do_sample=False)
@@ -215,15 +223,25 @@ def test_predict_bad_input_is_one_clear_line(registered, args: list[str], messag
     assert err.startswith("Error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_predict_refuses_a_base_whose_weights_changed(registered, tmp_path: Path) -> None:
-    """The fingerprint check: the base folder was overwritten with other weights after registering."""
+def test_predict_skips_a_base_folder_whose_weights_changed(registered, tmp_path: Path) -> None:
+    """The fingerprint check: the base folder was overwritten with other weights after registering.
+
+    The registry then runs on another recorded copy of the same weights (tiny-cls's base); a
+    folder given with --base that holds the changed weights is refused.
+    """
     from adapterlab.registry import register_adapter
 
     checkpoints = registered["checkpoints"]
     base = shutil.copytree(checkpoints.cls_base, tmp_path / "base")
     register_adapter(checkpoints.cls_adapter, name="tiny-cls-moved", base=base)
     shutil.copy(checkpoints.lm_base / "model.safetensors", base / "model.safetensors")
-    code, _, err = run_cli("predict", "tiny-cls-moved", "--text", TEXT)
+    code, out, err = run_cli("predict", "tiny-cls-moved", "--text", TEXT, "--json")
+    assert code == 0, err
+    assert (
+        json.loads(out)["probabilities"]
+        == json.loads(run_cli("predict", "tiny-cls", "--text", TEXT, "--json")[1])["probabilities"]
+    )
+    code, _, err = run_cli("predict", "tiny-cls-moved", "--text", TEXT, "--base", str(base))
     assert code == 1 and "other weights" in err and "tiny-cls-moved:1" in err
 
 

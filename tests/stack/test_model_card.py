@@ -10,12 +10,12 @@ from adapterlab.registry.records import AdapterVersion, BaseModelInfo
 BASE = BaseModelInfo(
     name="sentence-transformers/all-MiniLM-L6-v2",
     fingerprint="f" * 64,
+    hub_id="sentence-transformers/all-MiniLM-L6-v2",
     revision=None,
     model_type="bert",
     parameter_count=22_713_216,
     tensor_count=101,
     size_bytes=90_000_000,
-    source="/models/minilm",
     created_at="2026-01-01T00:00:00+00:00",
 )
 
