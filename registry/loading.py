@@ -48,21 +48,32 @@ def load_base(version: AdapterVersion, *, check: bool, labels: dict[str, Any] | 
     ``labels`` (the adapter's ``labels.json``) sizes a classification head for the adapter's
     classes and names them; the base's own config knows nothing of them.
     """
-    import transformers
-
     source = version.base.source
     local = source is not None and Path(source).is_dir()
     if check and local:
         _compare(version, _folder_fingerprint(Path(source)), f"the folder {source}")
-    auto = getattr(transformers, hf_format.auto_class_name(version.task_type))
-    task = hf_format.task(version.task_type)
-    head = labels if labels and task is not None and task.labelled else {}
-    model = auto.from_pretrained(
-        source if local else version.base.name, revision=None if local else version.base.revision, **head
+    model = base_from_pretrained(
+        source if local else version.base.name,
+        version.task_type,
+        labels,
+        revision=None if local else version.base.revision,
     )
     if check and not local:
         check_base(version, model)
     return model
+
+
+def base_from_pretrained(
+    location: str | Path, task_type: str | None, labels: dict[str, Any] | None, revision: str | None = None
+):
+    """The base model at ``location`` (folder or Hub name) with the auto class of ``task_type``; a
+    classifier's head sized and named by ``labels``."""
+    import transformers
+
+    auto = getattr(transformers, hf_format.auto_class_name(task_type))
+    task = hf_format.task(task_type)
+    head = labels if labels and task is not None and task.labelled else {}
+    return auto.from_pretrained(location, revision=revision, **head)
 
 
 def check_base(version: AdapterVersion, model) -> None:

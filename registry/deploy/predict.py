@@ -48,11 +48,7 @@ def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> 
     """Run the adapter ``version`` on ``text``: classify it, or continue it (LM tasks)."""
     if not text.strip():
         raise InvalidConfig("the text to predict on is empty; pass some text with --text")
-    if version.task_type not in CLASSIFICATION + GENERATION:
-        raise InvalidConfig(
-            f"{version.ref} is a {version.task_type or 'task-less'} adapter; predict runs "
-            f"{', '.join(CLASSIFICATION + GENERATION)} adapters"
-        )
+    check_predictable(version.ref, version.task_type)
     tokenizer = load_tokenizer(version)
     if tokenizer is None:
         raise InvalidConfig(
@@ -63,11 +59,20 @@ def predict(version: AdapterVersion, text: str, *, max_new_tokens: int = 32) -> 
     model = load(version)
     model.eval()
     if version.task_type in CLASSIFICATION:
-        return classify(model, tokenizer, text, version)
-    return generate(model, tokenizer, text, version, max_new_tokens)
+        return classify(model, tokenizer, text, version.ref, version.task_type)
+    return generate(model, tokenizer, text, version.ref, version.task_type or "", max_new_tokens)
 
 
-def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> Prediction:
+def check_predictable(ref: str, task_type: str | None) -> None:
+    """Refuse an adapter of a task that prediction does not cover (feature extraction, token labels)."""
+    if task_type not in CLASSIFICATION + GENERATION:
+        raise InvalidConfig(
+            f"{ref} is a {task_type or 'task-less'} adapter; predict runs "
+            f"{', '.join(CLASSIFICATION + GENERATION)} adapters"
+        )
+
+
+def classify(model: Any, tokenizer: Any, text: str, ref: str, task_type: str) -> Prediction:
     import torch
 
     inputs = tokenizer(text, return_tensors="pt", truncation=True)
@@ -77,8 +82,8 @@ def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> 
     names = label_names(model, len(probabilities))
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     return Prediction(
-        ref=version.ref,
-        task_type=version.task_type or "",
+        ref=ref,
+        task_type=task_type,
         label=names[best],
         probability=probabilities[best],
         probabilities=dict(zip(names, probabilities, strict=True)),
@@ -86,7 +91,7 @@ def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> 
 
 
 def generate(
-    model: Any, tokenizer: Any, text: str, version: AdapterVersion, max_new_tokens: int
+    model: Any, tokenizer: Any, text: str, ref: str, task_type: str, max_new_tokens: int
 ) -> Prediction:
     import torch
 
@@ -97,10 +102,10 @@ def generate(
         output = model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_token_id
         )
-    if version.task_type == "CAUSAL_LM":
+    if task_type == "CAUSAL_LM":
         output = output[:, inputs["input_ids"].shape[1] :]  # decoder-only models echo the prompt
     text_out = tokenizer.decode(output[0], skip_special_tokens=True)
-    return Prediction(ref=version.ref, task_type=version.task_type or "", generated_text=text_out.strip())
+    return Prediction(ref=ref, task_type=task_type, generated_text=text_out.strip())
 
 
 def label_names(model: Any, count: int) -> list[str]:
@@ -112,16 +117,24 @@ def label_names(model: Any, count: int) -> list[str]:
 
 def load_tokenizer(version: AdapterVersion) -> Any | None:
     """The base model's tokenizer: from the folder it was registered from, else by its (Hub) name."""
+    source = version.base.source
+    if source is not None and Path(source).is_dir():
+        return folder_tokenizer(Path(source))
+    return _tokenizer(version.base.name, revision=version.base.revision)
+
+
+def folder_tokenizer(folder: Path) -> Any | None:
+    """The tokenizer saved in a model folder, or None when it holds none."""
+    # transformers builds an empty tokenizer (special tokens only) for a folder without one
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    return _tokenizer(str(folder))
+
+
+def _tokenizer(location: str, revision: str | None = None) -> Any | None:
     from transformers import AutoTokenizer
 
-    source = version.base.source
-    local = source is not None and Path(source).is_dir()
     try:
-        if local:
-            # transformers builds an empty tokenizer (special tokens only) for a folder without one
-            if not any((Path(source) / name).is_file() for name in TOKENIZER_FILES):
-                return None
-            return AutoTokenizer.from_pretrained(source)
-        return AutoTokenizer.from_pretrained(version.base.name, revision=version.base.revision)
+        return AutoTokenizer.from_pretrained(location, revision=revision)
     except (OSError, ValueError, TypeError):  # no tokenizer files there: transformers' ways of saying so
         return None
