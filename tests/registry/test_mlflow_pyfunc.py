@@ -20,11 +20,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from models import minilm_dir, save_lora_adapter, save_tiny_model
 
 from adapterlab.cli.main import cli
 from adapterlab.errors import AdapterNotFound, BaseModelMismatch, ChecksumMismatch
-from adapterlab.registry import promote, register_adapter
+from adapterlab.registry import promote, register_adapter, show
 from adapterlab.registry.files.adapter_folder import folder_files, manifest_digest
 
 TEXTS = ["My parcel never arrived and nobody answers", "Thanks, the delivery was quick"]
@@ -159,3 +160,41 @@ def test_the_loader_module_imports_nothing_heavy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_sync_turns_versions_mirrored_as_bare_files_into_mlflow_models(
+    registry_env, checkpoints: Checkpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, an MLflow version's source was the adapter files alone, which MLflow cannot load."""
+    from adapterlab.registry import Registry
+    from adapterlab.registry.db.store import record_mlflow_version
+
+    monkeypatch.setenv("ADAPTERLAB_MLFLOW_MIRROR", "0")
+    version = register_adapter(checkpoints.gpt2_adapter, name="gpt2-old", base=checkpoints.gpt2_base)
+    monkeypatch.delenv("ADAPTERLAB_MLFLOW_MIRROR")
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("gpt2-old")
+    tags = {"adapterlab.version": "1", "sha256": version.sha256}
+    legacy = client.create_model_version("gpt2-old", source=version.artifact_uri, tags=tags)
+    registry = Registry.open()
+    record_mlflow_version(registry.database, "gpt2-old", 1, int(legacy.version))
+    promote(version.ref, alias="production")
+    assert client.get_registered_model("gpt2-old").aliases == {"production": 1}
+    with pytest.raises(MlflowException, match="MLmodel"):
+        mlflow.pyfunc.load_model("models:/gpt2-old@production")
+
+    report = registry.sync()
+    assert report.to_dict() == {
+        "versions": ["gpt2-old:1"],
+        "aliases": ["gpt2-old@production -> 1"],
+        "failed": [],
+    }
+    assert client.get_registered_model("gpt2-old").aliases == {"production": 2}
+    assert (
+        show("gpt2-old:1").mlflow_version == 2 and len(client.search_model_versions("name = 'gpt2-old'")) == 2
+    )
+    expected = cli_prediction("gpt2-old@production", "hello")["generated_text"]
+    assert mlflow.pyfunc.load_model("models:/gpt2-old@production").predict(["hello"]) == [expected]
+    assert registry.sync().to_dict() == {"versions": [], "aliases": [], "failed": []}
+    registry.close()
