@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import platform
 import tempfile
+from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def _signature(version: AdapterVersion):
 
 def identity(version: AdapterVersion) -> dict[str, Any]:
     """What the loader needs to know without the registry: the version, its files' digest, its base."""
-    base = {key: getattr(version.base, key) for key in BaseSpec.__dataclass_fields__}
+    base = {field.name: getattr(version.base, field.name) for field in fields(BaseSpec)}
     return {
         "format": IDENTITY_FORMAT,
         "name": version.name,

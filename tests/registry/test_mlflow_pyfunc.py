@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -24,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from models import minilm_dir, save_lora_adapter, save_tiny_model
 
 from adapterlab.cli.main import cli
-from adapterlab.errors import AdapterNotFound, BaseModelMismatch, ChecksumMismatch
+from adapterlab.errors import AdapterNotFound, BaseModelMismatch, ChecksumMismatch, InvalidConfig
 from adapterlab.registry import promote, register_adapter, show
 from adapterlab.registry.files.adapter_folder import folder_files, manifest_digest
 
@@ -91,6 +92,17 @@ def test_a_classifier_version_loads_and_predicts_like_adapters_predict(
     assert {row["label"] for row in rows} <= set(LABELS)
     assert model.predict(pd.DataFrame({"text": TEXTS})) == rows
     assert model.predict(pd.Series(TEXTS)) == rows
+    assert model.predict(np.array(TEXTS)) == rows  # what serving makes of {"inputs": [...]}
+    for bad in (["  "], [], pd.DataFrame({"a": TEXTS, "b": TEXTS}), [1, 2]):
+        with pytest.raises(InvalidConfig) as refused:
+            model.predict(bad)
+        assert "\n" not in str(refused.value)
+
+
+def test_a_version_of_a_task_without_predictions_says_so_on_load(registry_env, tiny_base, make_lora) -> None:
+    version = register_adapter(make_lora(seed=1), name="features", base=tiny_base)  # FEATURE_EXTRACTION
+    with pytest.raises(InvalidConfig, match="features:1 is a FEATURE_EXTRACTION adapter; predict runs"):
+        mlflow.pyfunc.load_model(f"models:/features/{version.mlflow_version}")
 
 
 def test_a_language_model_version_generates_the_text_adapters_predict_does(
@@ -139,6 +151,10 @@ def test_the_base_is_found_by_fingerprint_or_given_and_a_wrong_or_missing_one_is
         "models:/gpt2-moved@production", model_config={"base": str(checkpoints.gpt2_base)}
     )
     assert loaded.predict(pd.DataFrame({"prompt": ["hello"]})) == [expected]
+    monkeypatch.setenv("MLFLOW_PYFUNC_INFERENCE_CONFIG", json.dumps({"base": str(checkpoints.gpt2_base)}))
+    assert mlflow.pyfunc.load_model("models:/gpt2-moved@production").predict("hello") == [
+        expected
+    ]  # serve's way
 
 
 def test_altered_adapter_files_in_the_model_folder_are_refused(
