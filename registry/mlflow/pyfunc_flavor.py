@@ -19,37 +19,48 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from adapterlab.errors import AdapterlabError, CheckpointError, InvalidConfig
+from adapterlab.errors import (
+    AdapterlabError,
+    AdapterNotFound,
+    CheckpointError,
+    ChecksumMismatch,
+    InvalidConfig,
+)
 from adapterlab.registry import settings
 from adapterlab.registry.base_locations import BASE_ENV, locate_base
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.mlflow.pyfunc_model import IDENTITY_FILE, IDENTITY_FORMAT, MAX_NEW_TOKENS
 from adapterlab.registry.records import BaseSpec
 
+_ALTERED = "the MLflow model folder was altered: restore it from a backup or re-register the adapter"
+
 
 @dataclass(frozen=True)
 class Identity:
     """``adapterlab.json``: the version a model folder holds, and its base."""
 
-    ref: str
+    name: str
+    version: int
     task_type: str | None
     sha256: str
     base: BaseSpec
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
 
 
 def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> AdapterPredictor:
     """The adapter in ``data_path`` on its (fingerprint-verified) base, ready to ``predict``."""
     from adapterlab.registry.deploy.predict import check_predictable, folder_tokenizer
-    from adapterlab.registry.mlflow.artifacts import verify_folder
 
     adapter = Path(data_path)
-    config = dict(model_config or {})
     found = read_identity(adapter.parent / IDENTITY_FILE)
     check_predictable(found.ref, found.task_type)
-    verify_folder(adapter, found.sha256, str(adapter))
-    given = config.get("base") or os.environ.get(BASE_ENV) or None
+    given = dict(model_config or {}).get("base") or os.environ.get(BASE_ENV) or None
     database = configured_registry()
     try:
+        verify_adapter(adapter, found, database)
         base_folder = locate_base(found.base, given=given, database=database)
     finally:
         if database is not None:
@@ -69,22 +80,42 @@ def read_identity(path: Path) -> Identity:
         data = json.loads(path.read_text(encoding="utf-8"))
         base = data["base"]
         spec = BaseSpec(**{field.name: base[field.name] for field in fields(BaseSpec)})
-        ref = f"{data['name']}:{int(data['version'])}"
-        valid = (
-            data["format"] == IDENTITY_FORMAT
-            and isinstance(data["sha256"], str)
-            and isinstance(spec.fingerprint, str)
-            and isinstance(spec.name, str)
+        found = Identity(
+            name=data["name"],
+            version=int(data["version"]),
+            task_type=data.get("task_type"),
+            sha256=data["sha256"],
+            base=spec,
+        )
+        valid = data["format"] == IDENTITY_FORMAT and all(
+            isinstance(value, str) for value in (found.name, found.sha256, spec.name, spec.fingerprint)
         )
     except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise CheckpointError(
-            f"{path} is missing or unreadable ({exc}); re-mirror it with `adapters sync`"
-        ) from exc
-    if not valid:
-        raise CheckpointError(
-            f"{path} is not an adapterlab model description; re-mirror it with `adapters sync`"
+        raise CheckpointError(f"{path} is missing or unreadable ({exc}); {_ALTERED}") from exc
+    if not valid or not isinstance(spec.source, str | None):
+        raise CheckpointError(f"{path} is not an adapterlab model description; {_ALTERED}")
+    return found
+
+
+def verify_adapter(adapter: Path, found: Identity, database: Database | None) -> None:
+    """The adapter files match the sha256 beside them and, when the registry holds the version, its
+    record (the source of truth, as for ``adapters pull``)."""
+    from adapterlab.registry.mlflow.artifacts import verify_folder
+    from adapterlab.registry.names import Ref
+    from adapterlab.registry.queries import show
+
+    verify_folder(adapter, found.sha256, str(adapter))
+    if database is None:
+        return
+    try:
+        recorded = show(database, Ref(found.name, version=found.version)).sha256
+    except AdapterNotFound:
+        return  # a registry that does not hold the version vouches for nothing
+    if recorded != found.sha256:
+        raise ChecksumMismatch(
+            f"{adapter} does not hold the files the registry records for {found.ref} ({found.sha256[:12]}... "
+            f"!= {recorded[:12]}...); {_ALTERED}"
         )
-    return Identity(ref=ref, task_type=data.get("task_type"), sha256=data["sha256"], base=spec)
 
 
 def configured_registry() -> Database | None:

@@ -25,7 +25,13 @@ from mlflow.exceptions import MlflowException
 from models import minilm_dir, save_lora_adapter, save_tiny_model
 
 from adapterlab.cli.main import cli
-from adapterlab.errors import AdapterNotFound, BaseModelMismatch, ChecksumMismatch, InvalidConfig
+from adapterlab.errors import (
+    AdapterNotFound,
+    BaseModelMismatch,
+    CheckpointError,
+    ChecksumMismatch,
+    InvalidConfig,
+)
 from adapterlab.registry import promote, register_adapter, show
 from adapterlab.registry.files.adapter_folder import folder_files, manifest_digest
 
@@ -157,16 +163,28 @@ def test_the_base_is_found_by_fingerprint_or_given_and_a_wrong_or_missing_one_is
     ]  # serve's way
 
 
-def test_altered_adapter_files_in_the_model_folder_are_refused(
-    registry_env, checkpoints: Checkpoints
-) -> None:
+def test_altered_files_in_the_model_folder_are_refused(registry_env, checkpoints: Checkpoints) -> None:
     version = register_adapter(checkpoints.gpt2_adapter, name="gpt2-altered", base=checkpoints.gpt2_base)
     promote(version.ref, alias="production")
-    weights = mlflow_source("gpt2-altered", "production") / "adapter" / "adapter_model.safetensors"
+    source = mlflow_source("gpt2-altered", "production")
+    weights = source / "adapter" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ChecksumMismatch) as altered:
         mlflow.pyfunc.load_model("models:/gpt2-altered@production")
     assert "sha256" in str(altered.value) and "\n" not in str(altered.value)
+
+    # the digest beside the files altered to match: the registry's record still refuses them
+    identity = json.loads((source / "adapterlab.json").read_text())
+    identity["sha256"] = manifest_digest(folder_files(source / "adapter"))
+    (source / "adapterlab.json").write_text(json.dumps(identity))
+    with pytest.raises(ChecksumMismatch, match="the registry records for gpt2-altered:1") as altered:
+        mlflow.pyfunc.load_model("models:/gpt2-altered@production")
+    assert "\n" not in str(altered.value)
+
+    (source / "adapterlab.json").write_text('{"format": 1, "name": "gpt2-altered"}')
+    with pytest.raises(CheckpointError, match="adapterlab.json is missing or unreadable") as garbled:
+        mlflow.pyfunc.load_model("models:/gpt2-altered@production")
+    assert "re-register" in str(garbled.value) and "\n" not in str(garbled.value)
 
 
 def test_the_loader_module_imports_nothing_heavy() -> None:
