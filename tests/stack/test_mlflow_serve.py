@@ -3,7 +3,8 @@
 The whole path is real: ``adapters register`` and ``promote`` in fresh processes against an
 ``mlflow server`` on loopback (PostgreSQL behind it, artifacts proxied), MLflow's own CLI
 resolving the alias through that server, its scoring server loading the model with
-adapterlab's loader, and an HTTP request to it.
+adapterlab's loader, and an HTTP request to it. Without the slow tests, the wrong-base case
+still runs MLflow's scoring server through adapterlab's loader.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def served_classifier(mlflow_server, tiny_checkpoints, adapters_cli, tmp_path: P
     return {"name": name, **env}
 
 
+@pytest.mark.slow  # 30 s on an idle 2-core machine (the scoring server imports torch and loads the model)
 def test_mlflow_models_serve_answers_invocations_like_adapters_predict(
     served_classifier, adapters_cli, tmp_path: Path
 ) -> None:
