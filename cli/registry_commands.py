@@ -178,7 +178,9 @@ def sync_command():
     """Bring MLflow's model registry up to date: mirror every version and alias it lacks.
 
     Registrations and promotions succeed while MLflow is down and say the mirror is behind;
-    this catches up. Running it twice changes nothing the second time.
+    this catches up. Versions mirrored before they were MLflow Models (loadable with
+    mlflow.pyfunc.load_model) are mirrored again as models, and their aliases moved onto them.
+    Running it twice changes nothing the second time.
 
     \b
     Example:

@@ -83,10 +83,16 @@ def load_base(version: AdapterVersion, folder: Path, labels: dict[str, Any] | No
     ``labels`` (the adapter's ``labels.json``) sizes a classification head for the adapter's
     classes and names them; the base's own config knows nothing of them.
     """
+    return base_from_pretrained(folder, version.task_type, labels)
+
+
+def base_from_pretrained(folder: Path, task_type: str | None, labels: dict[str, Any] | None):
+    """The base model in ``folder`` with the auto class of ``task_type``; a classifier's head sized
+    and named by ``labels``."""
     import transformers
 
-    auto = getattr(transformers, hf_format.auto_class_name(version.task_type))
-    task = hf_format.task(version.task_type)
+    auto = getattr(transformers, hf_format.auto_class_name(task_type))
+    task = hf_format.task(task_type)
     head = labels if labels and task is not None and task.labelled else {}
     return auto.from_pretrained(folder, **head)
 

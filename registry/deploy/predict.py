@@ -60,11 +60,7 @@ def predict(
     """
     if not text.strip():
         raise InvalidConfig("the text to predict on is empty; pass some text with --text")
-    if version.task_type not in CLASSIFICATION + GENERATION:
-        raise InvalidConfig(
-            f"{version.ref} is a {version.task_type or 'task-less'} adapter; predict runs "
-            f"{', '.join(CLASSIFICATION + GENERATION)} adapters"
-        )
+    check_predictable(version.ref, version.task_type)
     folder = base_folder(version, base, database)
     tokenizer = load_tokenizer(folder)
     if tokenizer is None:
@@ -74,11 +70,20 @@ def predict(
         )
     model = load_on(version, folder=folder)
     if version.task_type in CLASSIFICATION:
-        return classify(model, tokenizer, text, version)
-    return generate(model, tokenizer, text, version, max_new_tokens)
+        return classify(model, tokenizer, text, version.ref, version.task_type)
+    return generate(model, tokenizer, text, version.ref, version.task_type or "", max_new_tokens)
 
 
-def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> Prediction:
+def check_predictable(ref: str, task_type: str | None) -> None:
+    """Refuse an adapter of a task that prediction does not cover (feature extraction, token labels)."""
+    if task_type not in CLASSIFICATION + GENERATION:
+        raise InvalidConfig(
+            f"{ref} is a {task_type or 'task-less'} adapter; predict runs "
+            f"{', '.join(CLASSIFICATION + GENERATION)} adapters"
+        )
+
+
+def classify(model: Any, tokenizer: Any, text: str, ref: str, task_type: str) -> Prediction:
     import torch
 
     inputs = tokenizer(text, return_tensors="pt", truncation=True)
@@ -88,8 +93,8 @@ def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> 
     names = label_names(model, len(probabilities))
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     return Prediction(
-        ref=version.ref,
-        task_type=version.task_type or "",
+        ref=ref,
+        task_type=task_type,
         label=names[best],
         probability=probabilities[best],
         probabilities=dict(zip(names, probabilities, strict=True)),
@@ -97,7 +102,7 @@ def classify(model: Any, tokenizer: Any, text: str, version: AdapterVersion) -> 
 
 
 def generate(
-    model: Any, tokenizer: Any, text: str, version: AdapterVersion, max_new_tokens: int
+    model: Any, tokenizer: Any, text: str, ref: str, task_type: str, max_new_tokens: int
 ) -> Prediction:
     import torch
 
@@ -108,10 +113,10 @@ def generate(
         output = model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_token_id
         )
-    if version.task_type == "CAUSAL_LM":
+    if task_type == "CAUSAL_LM":
         output = output[:, inputs["input_ids"].shape[1] :]  # decoder-only models echo the prompt
     text_out = tokenizer.decode(output[0], skip_special_tokens=True)
-    return Prediction(ref=version.ref, task_type=version.task_type or "", generated_text=text_out.strip())
+    return Prediction(ref=ref, task_type=task_type, generated_text=text_out.strip())
 
 
 def label_names(model: Any, count: int) -> list[str]:

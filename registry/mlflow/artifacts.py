@@ -106,6 +106,12 @@ def _upload_to_run(folder: AdapterFolder, name: str, run_id: str | None) -> tupl
     return f"{run_uri}/{path}", run_id
 
 
+def upload_folder(folder: Path, uri: str) -> None:
+    """Store every file of ``folder`` at the artifact URI ``uri``, keeping its sub-folders."""
+    with mlflow_call_settings():
+        _repository(uri).log_artifacts(str(folder))
+
+
 def _registration_experiment(client) -> str:
     from mlflow.exceptions import MlflowException
 

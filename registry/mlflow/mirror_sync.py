@@ -5,7 +5,9 @@ whose ``mlflow_version`` is unset was never mirrored, and an alias whose MLflow 
 from the registry's has fallen behind. A version that MLflow already holds (a registration
 that died between creating it and recording its number) is found by its ``adapterlab.version``
 tag and recorded, never created twice. MLflow aliases are removed only when the registry's
-promotion history shows the alias as ours. Running sync twice changes nothing the second time.
+promotion history shows the alias as ours. A version mirrored before versions were MLflow
+Models is mirrored again as one (``model_upgrade.py``). Running sync twice changes nothing the
+second time.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from adapterlab.registry.mlflow.mlflow_mirror import (
     reachable_tracking_uri,
     set_mirrored_alias,
 )
+from adapterlab.registry.mlflow.model_upgrade import upgrade_to_models
+from adapterlab.registry.mlflow.pyfunc_model import model_uri
 from adapterlab.registry.names import Ref
 from adapterlab.registry.queries import show
+from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.redaction import error_summary, redact
 
 
@@ -63,6 +68,7 @@ def sync_mirror(database: Database) -> SyncReport:
     report = SyncReport()
     with mlflow_call_settings():
         _sync_versions(database, report)
+        upgrade_to_models(database, report.versions, report.failed)  # before aliases: they follow
         _sync_aliases(database, report)
     if report.failed:  # what was done stays done; running sync again retries only the rest
         done = len(report.versions) + len(report.aliases)
@@ -84,7 +90,7 @@ def _sync_versions(database: Database, report: SyncReport) -> None:
     for name, number in missing:
         record = show(database, Ref(name, version=number))
         try:
-            mirrored = _already_mirrored(name, number, record.sha256) or create_mirrored_version(record)
+            mirrored = _already_mirrored(record) or create_mirrored_version(record)
         except Exception as exc:  # MLflow raises many types; report and go on with the others
             report.failed.append(f"{record.ref}: {error_summary(exc)}")
             continue
@@ -92,17 +98,21 @@ def _sync_versions(database: Database, report: SyncReport) -> None:
         report.versions.append(record.ref)
 
 
-def _already_mirrored(name: str, number: int, sha256: str) -> int | None:
-    """The MLflow version already made for ``name:number``, if a registration died before recording it."""
+def _already_mirrored(record: AdapterVersion) -> int | None:
+    """The MLflow version already made for ``record``, if a registration died before recording it."""
     from mlflow.exceptions import MlflowException
 
     try:
-        found = mlflow_client().search_model_versions(f"name = '{name}'")  # names never hold quotes
+        found = mlflow_client().search_model_versions(f"name = '{record.name}'")  # names never hold quotes
     except MlflowException:
         return None
     for candidate in found:
         tags = candidate.tags or {}
-        if tags.get("adapterlab.version") == str(number) and tags.get("sha256") == sha256:
+        if (
+            tags.get("adapterlab.version") == str(record.version)
+            and tags.get("sha256") == record.sha256
+            and candidate.source == model_uri(record)  # not one made before versions were MLflow Models
+        ):
             return int(candidate.version)
     return None
 

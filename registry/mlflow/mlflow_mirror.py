@@ -27,6 +27,7 @@ from pathlib import Path
 from adapterlab.registry import settings
 from adapterlab.registry.db.database import file_lock
 from adapterlab.registry.mlflow.mlflow_http import is_http, mlflow_call_settings, require_server, rest_call
+from adapterlab.registry.mlflow.pyfunc_model import publish_model
 from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.redaction import error_summary
 
@@ -101,12 +102,13 @@ def create_mirrored_version(version: AdapterVersion) -> int:
     """Create the MLflow model version of ``version`` (raises on failure)."""
     uri = reachable_tracking_uri()
     with mlflow_call_settings():
+        source = publish_model(version)  # first: an MLflow version never points at a missing model
         client = mlflow_client()
         with _writer_turn(uri):
-            return _retry(lambda: _create_model_version(client, version))
+            return _retry(lambda: _create_model_version(client, version, source))
 
 
-def _create_model_version(client, version: AdapterVersion) -> int:
+def _create_model_version(client, version: AdapterVersion, source: str) -> int:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -124,7 +126,7 @@ def _create_model_version(client, version: AdapterVersion) -> int:
     }
     created = client.create_model_version(
         version.name,
-        source=version.artifact_uri,
+        source=source,  # an MLflow Model folder (pyfunc_model.py)
         run_id=version.mlflow_run_id,
         tags=tags,
         description=version.description,

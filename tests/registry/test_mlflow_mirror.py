@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from adapterlab.registry import demote, promote, register_adapter
+from adapterlab.registry.mlflow.pyfunc_model import model_uri
 
 
 def client() -> MlflowClient:
@@ -29,7 +30,7 @@ def test_versions_and_aliases_are_mirrored(registry_env, tiny_base, make_lora) -
     second = register_adapter(make_lora(seed=2), name="mirrored", base=tiny_base)
 
     mirrored = client().get_model_version("mirrored", str(first.mlflow_version))
-    assert mirrored.run_id == run.info.run_id and mirrored.source == first.artifact_uri
+    assert mirrored.run_id == run.info.run_id and mirrored.source == model_uri(first)  # an MLflow Model
     assert mirrored.tags["base"] == "tiny-bert" and mirrored.tags["fingerprint"] == first.base.fingerprint
     assert mirrored.tags["task"] == "FEATURE_EXTRACTION" and mirrored.tags["method"] == "LORA"
     assert mirrored.tags["sha256"] == first.sha256 and mirrored.tags["adapterlab.version"] == "1"

@@ -60,11 +60,10 @@ def free_port() -> int:
 
 
 @dataclass
-class MlflowServer:
-    """One ``mlflow server`` process group, its database and its artifact folder."""
+class ServerProcess:
+    """One server process group on loopback, and the file its output goes to."""
 
     url: str
-    artifacts: Path
     log: Path
     process: subprocess.Popen
 
@@ -86,11 +85,18 @@ class MlflowServer:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def wait_until_healthy(server: MlflowServer, timeout: float = 120.0) -> None:
+@dataclass
+class MlflowServer(ServerProcess):
+    """One ``mlflow server`` process group, its database and its artifact folder."""
+
+    artifacts: Path
+
+
+def wait_until_healthy(server: ServerProcess, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {server.process.returncode}:\n{server.log_tail()}")
+            raise RuntimeError(f"the server exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
             with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -98,7 +104,7 @@ def wait_until_healthy(server: MlflowServer, timeout: float = 120.0) -> None:
         except OSError:
             time.sleep(0.5)
     server.stop()
-    raise RuntimeError(f"mlflow server not healthy after {timeout:.0f}s:\n{server.log_tail()}")
+    raise RuntimeError(f"the server is not healthy after {timeout:.0f}s:\n{server.log_tail()}")
 
 
 def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
@@ -132,9 +138,30 @@ def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = MlflowServer(f"http://127.0.0.1:{port}", artifacts, log, process)
+    server = MlflowServer(f"http://127.0.0.1:{port}", log, process, artifacts)
     wait_until_healthy(server)
     return server
+
+
+def start_model_server(model_uri: str, log: Path, env: dict[str, str]) -> ServerProcess:
+    """``mlflow models serve -m MODEL_URI --env-manager local`` on a free loopback port, not yet
+    waited for (``wait_until_healthy``: it answers once the model is loaded)."""
+    port = free_port()
+    command = [
+        str(MLFLOW),
+        *("models", "serve", "-m", model_uri, "--env-manager", "local"),
+        *("--host", "127.0.0.1", "-p", str(port), "-w", "1"),
+    ]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            # the CLI runs ``uvicorn`` by name: this interpreter's scripts first, as in an activated venv
+            env={**os.environ, "PATH": f"{MLFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}", **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the CLI starts uvicorn as a child: stop the group
+        )
+    return ServerProcess(f"http://127.0.0.1:{port}", log, process)
 
 
 @dataclass(frozen=True)
