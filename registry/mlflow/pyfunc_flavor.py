@@ -3,8 +3,8 @@
 MLflow calls ``_load_pyfunc(data_path, model_config)`` with the model folder's ``adapter/``
 (written by ``pyfunc_model.py``). The adapter's files are checked against the sha256 recorded
 beside them, its base model is found on this machine by fingerprint (``locate_base``: the
-folder in ``model_config["base"]`` or ``$ADAPTERLAB_BASE`` when given, else where the base was
-registered from, the registry's records, the Hugging Face cache), and the result answers
+folder or Hub id in ``model_config["base"]`` or ``$ADAPTERLAB_BASE`` when given, else the
+configured registry's recorded folders, the Hugging Face cache, the Hub), and the result answers
 ``predict`` with one row per text: ``{"label", "score"}`` for a classifier, the generated text
 for a language model.
 
@@ -22,16 +22,19 @@ from typing import Any
 from adapterlab.errors import (
     AdapterlabError,
     AdapterNotFound,
+    BaseModelMismatch,
+    BaseModelNotFound,
     CheckpointError,
     ChecksumMismatch,
     InvalidConfig,
 )
 from adapterlab.registry import settings
-from adapterlab.registry.base_locations import BASE_ENV, locate_base
+from adapterlab.registry.base_locations import locate_base
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.mlflow.pyfunc_model import IDENTITY_FILE, IDENTITY_FORMAT, MAX_NEW_TOKENS
 from adapterlab.registry.records import BaseSpec
 
+BASE_ENV = "ADAPTERLAB_BASE"  # the base's folder or Hub id on a serving host, when not in model_config
 _ALTERED = "the MLflow model folder was altered: restore it from a backup or re-register the adapter"
 
 
@@ -52,7 +55,7 @@ class Identity:
 
 def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> AdapterPredictor:
     """The adapter in ``data_path`` on its (fingerprint-verified) base, ready to ``predict``."""
-    from adapterlab.registry.deploy.predict import check_predictable, folder_tokenizer
+    from adapterlab.registry.deploy.predict import check_predictable, load_tokenizer
 
     adapter = Path(data_path)
     found = read_identity(adapter.parent / IDENTITY_FILE)
@@ -62,10 +65,15 @@ def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> 
     try:
         verify_adapter(adapter, found, database)
         base_folder = locate_base(found.base, given=given, database=database)
+    except (BaseModelNotFound, BaseModelMismatch) as exc:
+        # the CLI's advice (--base) means nothing to a serving process: say what it reads instead
+        raise type(exc)(
+            f"{found.ref}: {exc} (MLflow: set {BASE_ENV}=FOLDER|HUB_ID or model_config={{'base': ...}})"
+        ) from exc
     finally:
         if database is not None:
             database.close()
-    tokenizer = folder_tokenizer(base_folder)
+    tokenizer = load_tokenizer(base_folder)
     if tokenizer is None:
         raise InvalidConfig(
             f"no tokenizer in the base folder {base_folder} of {found.ref}; use a base folder that "
@@ -92,7 +100,7 @@ def read_identity(path: Path) -> Identity:
         )
     except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise CheckpointError(f"{path} is missing or unreadable ({exc}); {_ALTERED}") from exc
-    if not valid or not isinstance(spec.source, str | None):
+    if not valid or not isinstance(spec.hub_id, str | None):
         raise CheckpointError(f"{path} is not an adapterlab model description; {_ALTERED}")
     return found
 

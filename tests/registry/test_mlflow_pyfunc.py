@@ -26,8 +26,8 @@ from models import minilm_dir, save_lora_adapter, save_tiny_model
 
 from adapterlab.cli.main import cli
 from adapterlab.errors import (
-    AdapterNotFound,
     BaseModelMismatch,
+    BaseModelNotFound,
     CheckpointError,
     ChecksumMismatch,
     InvalidConfig,
@@ -134,17 +134,19 @@ def test_the_base_is_found_by_fingerprint_or_given_and_a_wrong_or_missing_one_is
     moved = shutil.copytree(checkpoints.gpt2_base, tmp_path / "tiny-gpt2-elsewhere")
     version = register_adapter(checkpoints.gpt2_adapter, name="gpt2-moved", base=moved)
     promote(version.ref, alias="production")
-    with monkeypatch.context() as isolated:  # no registry to ask: only the recorded folder and the cache
+    with monkeypatch.context() as isolated:  # no registry to ask: only the Hugging Face cache and the Hub
         isolated.setenv("ADAPTERLAB_REGISTRY_URL", f"sqlite:///{tmp_path / 'absent.db'}")
-        assert mlflow.pyfunc.load_model("models:/gpt2-moved@production").predict(["hello"]) == [expected]
-        shutil.rmtree(moved)  # the folder it was registered from is gone
-        with pytest.raises(AdapterNotFound) as missing:
+        isolated.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: offline at once
+        with pytest.raises(BaseModelNotFound) as missing:
             mlflow.pyfunc.load_model("models:/gpt2-moved@production")
     message = str(missing.value)
     assert "ADAPTERLAB_BASE" in message and version.base.fingerprint[:12] in message and "\n" not in message
+    assert str(moved) not in message  # the model folder holds no local path to leak
     assert not (tmp_path / "absent.db").exists()  # an unconfigured registry is not created
 
-    # the registry knows another folder with the same weights (where gpt2-here was registered from)
+    assert mlflow.pyfunc.load_model("models:/gpt2-moved@production").predict(["hello"]) == [expected]
+    shutil.rmtree(moved)  # the folder it was registered from is gone...
+    # ...but the registry knows another folder with the same weights (where gpt2-here was registered from)
     assert mlflow.pyfunc.load_model("models:/gpt2-moved@production").predict("hello") == [expected]
 
     monkeypatch.setenv("ADAPTERLAB_BASE", str(checkpoints.gpt2_base))  # given: same weights
@@ -152,7 +154,7 @@ def test_the_base_is_found_by_fingerprint_or_given_and_a_wrong_or_missing_one_is
     monkeypatch.setenv("ADAPTERLAB_BASE", str(minilm_dir()))  # given: other weights
     with pytest.raises(BaseModelMismatch) as wrong:
         mlflow.pyfunc.load_model("models:/gpt2-moved@production")
-    assert "does not hold the weights" in str(wrong.value) and "\n" not in str(wrong.value)
+    assert "holds other weights" in str(wrong.value) and "\n" not in str(wrong.value)
     loaded = mlflow.pyfunc.load_model(  # model_config wins over the environment
         "models:/gpt2-moved@production", model_config={"base": str(checkpoints.gpt2_base)}
     )
