@@ -1,0 +1,104 @@
+"""BD-LoRA, block-diagonal LoRA (``use_bdlora=BdLoraConfig(...)``), for serving many adapters on a
+model sharded over ``nblocks`` devices.
+
+A sharded layer splits its input features (row-sharded: attention's output, the MLP's down
+projection) or its output features (column-sharded: q/k/v, up/gate) over the devices. With A
+block-diagonal on the first kind and B block-diagonal on the second, each device computes its own
+slice of the LoRA path with no extra communication. A block-diagonal factor of shape (rows, cols)
+stores only its ``nblocks`` diagonal blocks, stacked: a (rows, cols / nblocks) weight, block i its
+rows [i * rows / nblocks, (i + 1) * rows / nblocks), applied to input slice i. That stacked weight
+is what checkpoints hold under the usual ``lora_A.weight`` / ``lora_B.weight`` keys.
+
+A block-diagonal A starts Kaiming-uniform (gain sqrt(2)) and a block-diagonal B at zero, whatever
+``init_lora_weights`` says, as in Hugging Face PEFT.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from adapterlab.errors import InvalidConfig
+from adapterlab.tuners.lora.layer import Linear, adapter_dtype
+from adapterlab.tuners.lora.variants import LoraVariant
+
+if TYPE_CHECKING:
+    from adapterlab.tuners.lora.config import LoraConfig
+    from adapterlab.tuners.lora.layer import LoraLayer
+
+
+class BlockDiagonalLinear(nn.Module):
+    """A bias-free linear map ``in_features -> out_features`` whose matrix is block-diagonal."""
+
+    def __init__(
+        self, in_features: int, out_features: int, nblocks: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.nblocks = in_features, out_features, nblocks
+        self.weight = nn.Parameter(
+            torch.empty(out_features, in_features // nblocks, device=device, dtype=dtype)
+        )
+        self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = self.weight.view(self.nblocks, self.out_features // self.nblocks, -1)  # (nb, out/nb, in/nb)
+        x = x.unflatten(-1, (self.nblocks, -1))  # (..., nb, in/nb)
+        return torch.einsum("...bi,boi->...bo", x, blocks).flatten(-2)  # (..., out)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The whole (out, in) matrix, zeros off the diagonal blocks."""
+        return torch.block_diag(*self.weight.chunk(self.nblocks, dim=0))
+
+
+def _dense(module: nn.Module) -> torch.Tensor:
+    return module.dense_weight() if isinstance(module, BlockDiagonalLinear) else module.weight
+
+
+class BdLora(LoraVariant):
+    def weight(self, layer: LoraLayer, name: str) -> torch.Tensor:
+        return _dense(layer.lora_B[name]) @ _dense(layer.lora_A[name])
+
+
+def supports(layer: LoraLayer) -> bool:
+    return isinstance(layer, Linear)  # nn.Linear and Conv1D
+
+
+def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora | None:
+    """Make A or B of adapter ``name`` block-diagonal as the config's patterns say for module ``key``."""
+    bd = config.use_bdlora
+    on_a = any(pattern in key for pattern in bd.target_modules_bd_a or [])
+    on_b = any(pattern in key for pattern in bd.target_modules_bd_b or [])
+    if on_a and on_b:
+        raise InvalidConfig(
+            f"BD-LoRA: target {key!r} matches both A and B block-diagonal patterns; make the patterns of "
+            "target_modules_bd_a and target_modules_bd_b distinct"
+        )
+    if not (on_a or on_b):
+        if bd.match_strict:
+            raise InvalidConfig(
+                f"BD-LoRA: target {key!r} matches neither A nor B block-diagonal patterns; add it to one, or "
+                "set match_strict=False in BdLoraConfig to keep plain LoRA there"
+            )
+        return None  # plain LoRA on this module
+    r = layer.r[name]
+    in_features, out_features = (layer.in_features, r) if on_a else (r, layer.out_features)
+    if in_features % bd.nblocks or out_features % bd.nblocks:
+        raise InvalidConfig(
+            f"BD-LoRA: the block-diagonal lora_{'A' if on_a else 'B'} of {key!r} is {out_features} x "
+            f"{in_features}, not divisible into nblocks={bd.nblocks} blocks; change r or nblocks"
+        )
+    weight = layer.base_layer.weight
+    factor = BlockDiagonalLinear(
+        in_features, out_features, bd.nblocks, weight.device, adapter_dtype(weight.dtype)
+    )
+    with torch.no_grad():
+        if on_a:
+            nn.init.kaiming_uniform_(
+                factor.weight, a=0.0
+            )  # Hugging Face PEFT's init (not nn.Linear's a=sqrt(5))
+        else:
+            nn.init.zeros_(factor.weight)
+    (layer.lora_A if on_a else layer.lora_B)[name] = factor
+    return BdLora()
