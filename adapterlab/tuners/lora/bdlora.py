@@ -22,7 +22,7 @@ from torch import nn
 
 from adapterlab.errors import InvalidConfig
 from adapterlab.tuners.lora.layer import Linear, adapter_dtype
-from adapterlab.tuners.lora.variants import LoraVariant
+from adapterlab.tuners.lora.variant import LoraVariant
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,10 @@ from transformers.pytorch_utils import Conv1D
 from adapterlab.errors import InvalidConfig, MergeImpossible, PeftWarning, UnsupportedFeature
 from adapterlab.tuners import cpu_fast_paths
 from adapterlab.tuners.lora import dora, init
-from adapterlab.tuners.lora.variants import LoraVariant
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
+
+if TYPE_CHECKING:
+    from adapterlab.tuners.lora.variant import LoraVariant
 
 
 def lora_scaling(alpha: float, r: int, use_rslora: bool) -> float:

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from adapterlab.errors import UnsupportedFeature
+from adapterlab.tuners.lora import bdlora, kasa, mica, velora
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
@@ -35,27 +34,8 @@ VARIANT_LABELS = {
 }
 
 
-class LoraVariant:
-    """Plain LoRA's forward and update; a variant overrides what it changes."""
-
-    def update(self, layer: LoraLayer, name: str, x: torch.Tensor) -> torch.Tensor:
-        """What adapter ``name`` adds to the base output for its (dropped-out) input ``x``."""
-        return layer.lora_B[name](layer.lora_A[name](x)) * layer.scaling[name]
-
-    def weight(self, layer: LoraLayer, name: str) -> torch.Tensor:
-        """The unscaled update as an (out, in) matrix: what merging adds, times the scaling."""
-        return layer.lora_B[name].weight @ layer.lora_A[name].weight
-
-    def checkpoint_tensors(self, layer: LoraLayer, name: str) -> dict[str, torch.Tensor]:
-        """Tensors saved with the adapter besides A and B, by checkpoint key suffix."""
-        return {}
-
-
 def attach(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> None:
     """Turn the plain adapter ``name`` just added to ``layer`` (module ``key``) into the config's variant."""
-    # the variant modules subclass LoraVariant from this module, so they are imported here
-    from adapterlab.tuners.lora import bdlora, kasa, mica, velora
-
     kind = config.variant
     if kind is None or kind == "use_dora":
         return

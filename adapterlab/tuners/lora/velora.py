@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adapterlab.tuners.lora.layer import Linear
-from adapterlab.tuners.lora.variants import LoraVariant
+from adapterlab.tuners.lora.variant import LoraVariant
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
