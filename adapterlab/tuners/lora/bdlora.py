@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from adapterlab.errors import InvalidConfig
-from adapterlab.tuners.lora.layer import Linear, adapter_dtype
-from adapterlab.tuners.lora.variant import LoraVariant
+from adapterlab.tuners.lora.layer import adapter_dtype
+from adapterlab.tuners.lora.variant import LoraVariant, out_in, require_layer_type
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
@@ -61,12 +62,8 @@ class BdLora(LoraVariant):
         return _dense(layer.lora_B[name]) @ _dense(layer.lora_A[name])
 
 
-def supports(layer: LoraLayer) -> bool:
-    return isinstance(layer, Linear)  # nn.Linear and Conv1D
-
-
-def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora | None:
-    """Make A or B of adapter ``name`` block-diagonal as the config's patterns say for module ``key``."""
+def _block_diagonal_factor(config: LoraConfig, key: str) -> str | None:
+    """Which factor of module ``key`` the patterns make block-diagonal: "A", "B" or None (neither)."""
     bd = config.use_bdlora
     on_a = any(pattern in key for pattern in bd.target_modules_bd_a or [])
     on_b = any(pattern in key for pattern in bd.target_modules_bd_b or [])
@@ -75,30 +72,47 @@ def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora |
             f"BD-LoRA: target {key!r} matches both A and B block-diagonal patterns; make the patterns of "
             "target_modules_bd_a and target_modules_bd_b distinct"
         )
-    if not (on_a or on_b):
-        if bd.match_strict:
-            raise InvalidConfig(
-                f"BD-LoRA: target {key!r} matches neither A nor B block-diagonal patterns; add it to one, or "
-                "set match_strict=False in BdLoraConfig to keep plain LoRA there"
-            )
-        return None  # plain LoRA on this module
-    r = layer.r[name]
-    in_features, out_features = (layer.in_features, r) if on_a else (r, layer.out_features)
-    if in_features % bd.nblocks or out_features % bd.nblocks:
+    if not (on_a or on_b) and bd.match_strict:
         raise InvalidConfig(
-            f"BD-LoRA: the block-diagonal lora_{'A' if on_a else 'B'} of {key!r} is {out_features} x "
-            f"{in_features}, not divisible into nblocks={bd.nblocks} blocks; change r or nblocks"
+            f"BD-LoRA: target {key!r} matches neither A nor B block-diagonal patterns; add it to one, or set "
+            "match_strict=False in BdLoraConfig to keep plain LoRA there"
         )
+    return "A" if on_a else "B" if on_b else None
+
+
+def _factor_shape(factor: str, r: int, out_features: int, in_features: int) -> tuple[int, int]:
+    """(in, out) of the factor as a linear map."""
+    return (in_features, r) if factor == "A" else (r, out_features)
+
+
+def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
+    require_layer_type("BD-LoRA", base, key, (nn.Linear, Conv1D))
+    factor = _block_diagonal_factor(config, key)
+    nblocks = config.use_bdlora.nblocks
+    if factor is not None and any(n % nblocks for n in _factor_shape(factor, r, *out_in(base))):
+        fan_in, fan_out = _factor_shape(factor, r, *out_in(base))
+        raise InvalidConfig(
+            f"BD-LoRA: the block-diagonal lora_{factor} of {key!r} is {fan_out} x {fan_in}, not divisible "
+            f"into nblocks={nblocks} blocks; change r or nblocks"
+        )
+
+
+def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora | None:
+    """Make A or B of adapter ``name`` block-diagonal as the config's patterns say for module ``key``."""
+    factor = _block_diagonal_factor(config, key)
+    if factor is None:
+        return None  # plain LoRA on this module (match_strict=False)
+    fan_in, fan_out = _factor_shape(factor, layer.r[name], layer.out_features, layer.in_features)
     weight = layer.base_layer.weight
-    factor = BlockDiagonalLinear(
-        in_features, out_features, bd.nblocks, weight.device, adapter_dtype(weight.dtype)
+    module = BlockDiagonalLinear(
+        fan_in, fan_out, config.use_bdlora.nblocks, weight.device, adapter_dtype(weight.dtype)
     )
     with torch.no_grad():
-        if on_a:
+        if factor == "A":
             nn.init.kaiming_uniform_(
-                factor.weight, a=0.0
+                module.weight, a=0.0
             )  # Hugging Face PEFT's init (not nn.Linear's a=sqrt(5))
         else:
-            nn.init.zeros_(factor.weight)
-    (layer.lora_A if on_a else layer.lora_B)[name] = factor
+            nn.init.zeros_(module.weight)
+    (layer.lora_A if factor == "A" else layer.lora_B)[name] = module
     return BdLora()

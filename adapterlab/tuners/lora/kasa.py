@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from adapterlab.errors import InvalidConfig
-from adapterlab.tuners.lora.variant import LoraVariant
+from adapterlab.tuners.lora.variant import LoraVariant, require_layer_type
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
@@ -42,19 +42,18 @@ class Kasa(LoraVariant):
         return {"lora_diag": layer.lora_diag[name]}
 
 
-def supports(layer: LoraLayer) -> bool:
-    # the truncation reads W as (out, in): plain nn.Linear only (not Conv1D's (in, out))
-    return isinstance(layer.base_layer, nn.Linear) and not layer.fan_in_fan_out
-
-
-def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Kasa:
-    r = layer.r[name]
-    k = min(layer.in_features, layer.out_features)
+def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
+    require_layer_type("KaSA", base, key, (nn.Linear,))  # as HF PEFT: not Conv1D, whose W is (in, out)
+    k = min(base.weight.shape)
     if r >= k:
         raise InvalidConfig(
             f"KaSA requires `r` ({r}) to be smaller than min(in_features, out_features) ({k}) of {key!r}, so "
             "that some of the base weight survives the truncation; lower r or leave the module out"
         )
+
+
+def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Kasa:
+    r = layer.r[name]
     if not hasattr(layer, "lora_diag"):
         layer.lora_diag = nn.ParameterDict()
         layer.adapter_layer_names = (

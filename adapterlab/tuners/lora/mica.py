@@ -12,9 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from adapterlab.errors import InvalidConfig, InvalidConfigType
-from adapterlab.tuners.lora.layer import Embedding, Linear
+from adapterlab.tuners.lora.layer import Embedding
+from adapterlab.tuners.lora.variant import require_layer_type
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
@@ -23,24 +26,24 @@ if TYPE_CHECKING:
 SVD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def supports(layer: LoraLayer) -> bool:
-    return isinstance(layer, (Linear, Embedding))  # nn.Linear and Conv1D; embeddings
+def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
+    require_layer_type("MiCA", base, key, (nn.Linear, Conv1D, nn.Embedding))
+    if base.weight.dtype not in SVD_DTYPES:
+        raise InvalidConfigType(
+            f"MiCA initializes from the base weight's SVD, which needs float32, float16 or bfloat16; {key!r} "
+            f"is {base.weight.dtype}"
+        )
+    if r > min(base.weight.shape):
+        raise InvalidConfig(
+            f"MiCA requires `r` <= min(in_features, out_features) but got r={r} for {key!r} with weight "
+            f"shape {tuple(base.weight.shape)}; lower r or leave the module out"
+        )
 
 
 @torch.no_grad()
 def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> None:
     weight = layer.base_weight_out_in()  # (out, in); an embedding's (dim, vocab)
-    if weight.dtype not in SVD_DTYPES:
-        raise InvalidConfigType(
-            f"MiCA initializes from the base weight's SVD, which needs float32, float16 or bfloat16; {key!r} "
-            f"is {weight.dtype}"
-        )
     r = layer.r[name]
-    if r > min(weight.shape):
-        raise InvalidConfig(
-            f"MiCA requires `r` <= min(in_features, out_features) but got r={r} for {key!r} with weight "
-            f"shape {tuple(layer.base_layer.weight.shape)}; lower r or leave the module out"
-        )
     u, _, _ = torch.linalg.svd(weight.float(), full_matrices=False)  # singular values descending
     a, b = _factors(layer, name)
     b.copy_(u[:, -r:])

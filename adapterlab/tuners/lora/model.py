@@ -73,6 +73,7 @@ class LoraModel(BaseTuner, nn.Module):
         check_all_targets_found(targets, candidates, matched)  # before any change to the model
         for key in matched:
             check_adaptable(key, candidates[key])
+            variants.check(config, key, candidates[key], pattern_value(config.rank_pattern, key, config.r))
         for key in matched:
             self._adapt_module(key, config, adapter_name)
         if config.trainable_token_indices:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from adapterlab.errors import UnsupportedFeature
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.layer import LoraLayer
@@ -24,3 +28,19 @@ class LoraVariant:
     def checkpoint_tensors(self, layer: LoraLayer, name: str) -> dict[str, torch.Tensor]:
         """Tensors saved with the adapter besides A and B, by checkpoint key suffix."""
         return {}
+
+
+def out_in(base: nn.Module) -> tuple[int, int]:
+    """(out, in) of a linear base (nn.Linear, or Conv1D whose weight is stored (in, out)); an
+    embedding's (dim, vocab), the way LoRA reads its table."""
+    rows, cols = base.weight.shape
+    return (cols, rows) if isinstance(base, (Conv1D, nn.Embedding)) else (rows, cols)
+
+
+def require_layer_type(label: str, base: nn.Module, key: str, types: tuple[type, ...]) -> None:
+    """Refuse a variant on module ``key`` unless its base module is one of ``types``."""
+    if not isinstance(base, types):
+        raise UnsupportedFeature(
+            f"{label} is not supported on {type(base).__name__} layers ({key!r}); leave this module out of "
+            "target_modules"
+        )

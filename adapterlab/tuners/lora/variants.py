@@ -16,35 +16,39 @@ where its forward or its update differs, leaves a :class:`LoraVariant` in ``laye
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from adapterlab.errors import UnsupportedFeature
+from torch import nn
+
 from adapterlab.tuners.lora import bdlora, kasa, mica, velora
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
     from adapterlab.tuners.lora.layer import LoraLayer
 
-# the config's name for each variant -> how errors name it
-VARIANT_LABELS = {
-    "kasa_config": "KaSA",
-    "mica": "MiCA",
-    "velora_config": "VeLoRA",
-    "use_bdlora": "BD-LoRA",
+# LoraConfig.variant -> the module implementing it: check(base, r, config, key), build(layer, ...)
+VARIANTS: dict[str, ModuleType] = {
+    "kasa_config": kasa,
+    "mica": mica,
+    "velora_config": velora,
+    "use_bdlora": bdlora,
 }
+
+
+def check(config: LoraConfig, key: str, module: nn.Module, r: int) -> None:
+    """Raise if the config's variant cannot go on module ``key`` with rank ``r``: called for every target
+    before the first one changes, so a refused adapter leaves the model as it was."""
+    if config.variant in VARIANTS:
+        base = module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
+        VARIANTS[config.variant].check(base, r, config, key)
 
 
 def attach(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> None:
     """Turn the plain adapter ``name`` just added to ``layer`` (module ``key``) into the config's variant."""
-    kind = config.variant
-    if kind is None or kind == "use_dora":
-        return
-    module = {"kasa_config": kasa, "mica": mica, "velora_config": velora, "use_bdlora": bdlora}[kind]
-    if not module.supports(layer):
-        raise UnsupportedFeature(
-            f"{VARIANT_LABELS[kind]} is not supported on {type(layer.base_layer).__name__} layers ({key!r}); "
-            "leave this module out of target_modules"
-        )
-    variant = module.build(layer, name, config, key)
+    if config.variant not in VARIANTS:
+        return  # plain LoRA, or DoRA (which the layer runs itself)
+    variant = VARIANTS[config.variant].build(layer, name, config, key)
     if variant is not None:
         layer.lora_variant[name] = variant

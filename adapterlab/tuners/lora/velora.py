@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-from adapterlab.tuners.lora.layer import Linear
-from adapterlab.tuners.lora.variant import LoraVariant
+from adapterlab.tuners.lora.variant import LoraVariant, require_layer_type
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
@@ -121,8 +121,8 @@ class Velora(LoraVariant):
         return {"lora_velora_embed": layer.lora_velora_embed[name]}
 
 
-def supports(layer: LoraLayer) -> bool:
-    return isinstance(layer, Linear)  # nn.Linear and Conv1D
+def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
+    require_layer_type("VeLoRA", base, key, (nn.Linear, Conv1D))
 
 
 def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Velora:
