@@ -267,7 +267,7 @@ def test_bdlora_factors_are_block_diagonal(base: MLP) -> None:
         lin0.lora_B["default"].weight.normal_()
     for layer, factor in ((lin1, "lora_A"), (lin0, "lora_B")):
         module = getattr(layer, factor)["default"]
-        dense = module.dense_weight()
+        dense = module.weight_as_blockdiagonal_matrix()
         rows, cols = dense.shape[0] // 2, dense.shape[1] // 2
         assert not torch.any(dense[:rows, cols:]) and not torch.any(dense[rows:, :cols])
         x = torch.randn(3, dense.shape[1])

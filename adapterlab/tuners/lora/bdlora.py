@@ -30,31 +30,55 @@ if TYPE_CHECKING:
     from adapterlab.tuners.lora.layer import LoraLayer
 
 
+def _require_blocks(fan_in: int, fan_out: int, nblocks: int, what: str) -> None:
+    if fan_in % nblocks or fan_out % nblocks:
+        raise InvalidConfig(
+            f"BD-LoRA: {what} is {fan_out} x {fan_in}, not divisible into nblocks={nblocks} blocks; change r "
+            "or nblocks"
+        )
+
+
 class BlockDiagonalLinear(nn.Module):
-    """A bias-free linear map ``in_features -> out_features`` whose matrix is block-diagonal."""
+    """A bias-free linear map ``in_features -> out_features`` whose matrix is block-diagonal (Hugging Face
+    PEFT's class and arguments). Its weight starts Kaiming-uniform with gain sqrt(2), or zero with
+    ``init_zero``."""
 
     def __init__(
-        self, in_features: int, out_features: int, nblocks: int, device: torch.device, dtype: torch.dtype
+        self,
+        in_features: int,
+        out_features: int,
+        nblocks: int,
+        init_zero: bool = False,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        _require_blocks(in_features, out_features, nblocks, "a block-diagonal factor")
         self.in_features, self.out_features, self.nblocks = in_features, out_features, nblocks
         self.weight = nn.Parameter(
             torch.empty(out_features, in_features // nblocks, device=device, dtype=dtype)
         )
         self.register_parameter("bias", None)
+        with torch.no_grad():
+            if init_zero:
+                nn.init.zeros_(self.weight)
+            else:
+                nn.init.kaiming_uniform_(self.weight, a=0.0)  # not nn.Linear's a=sqrt(5): HF PEFT's choice
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         blocks = self.weight.view(self.nblocks, self.out_features // self.nblocks, -1)  # (nb, out/nb, in/nb)
         x = x.unflatten(-1, (self.nblocks, -1))  # (..., nb, in/nb)
         return torch.einsum("...bi,boi->...bo", x, blocks).flatten(-2)  # (..., out)
 
-    def dense_weight(self) -> torch.Tensor:
+    def weight_as_blockdiagonal_matrix(self) -> torch.Tensor:
         """The whole (out, in) matrix, zeros off the diagonal blocks."""
         return torch.block_diag(*self.weight.chunk(self.nblocks, dim=0))
 
 
 def _dense(module: nn.Module) -> torch.Tensor:
-    return module.dense_weight() if isinstance(module, BlockDiagonalLinear) else module.weight
+    return (
+        module.weight_as_blockdiagonal_matrix() if isinstance(module, BlockDiagonalLinear) else module.weight
+    )
 
 
 class BdLora(LoraVariant):
@@ -89,12 +113,9 @@ def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
     require_layer_type("BD-LoRA", base, key, (nn.Linear, Conv1D))
     factor = _block_diagonal_factor(config, key)
     nblocks = config.use_bdlora.nblocks
-    if factor is not None and any(n % nblocks for n in _factor_shape(factor, r, *out_in(base))):
+    if factor is not None:
         fan_in, fan_out = _factor_shape(factor, r, *out_in(base))
-        raise InvalidConfig(
-            f"BD-LoRA: the block-diagonal lora_{factor} of {key!r} is {fan_out} x {fan_in}, not divisible "
-            f"into nblocks={nblocks} blocks; change r or nblocks"
-        )
+        _require_blocks(fan_in, fan_out, nblocks, f"the block-diagonal lora_{factor} of {key!r}")
 
 
 def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora | None:
@@ -104,15 +125,9 @@ def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora |
         return None  # plain LoRA on this module (match_strict=False)
     fan_in, fan_out = _factor_shape(factor, layer.r[name], layer.out_features, layer.in_features)
     weight = layer.base_layer.weight
+    dtype = adapter_dtype(weight.dtype)
     module = BlockDiagonalLinear(
-        fan_in, fan_out, config.use_bdlora.nblocks, weight.device, adapter_dtype(weight.dtype)
+        fan_in, fan_out, config.use_bdlora.nblocks, factor == "B", dtype, weight.device
     )
-    with torch.no_grad():
-        if factor == "A":
-            nn.init.kaiming_uniform_(
-                module.weight, a=0.0
-            )  # Hugging Face PEFT's init (not nn.Linear's a=sqrt(5))
-        else:
-            nn.init.zeros_(module.weight)
     (layer.lora_A if factor == "A" else layer.lora_B)[name] = module
     return BdLora()

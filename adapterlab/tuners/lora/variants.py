@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from adapterlab.tuners.lora import bdlora, kasa, mica, velora
+from adapterlab.tuners.lora.bdlora import BlockDiagonalLinear
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
     from adapterlab.tuners.lora.layer import LoraLayer
+
+__all__ = ["VARIANTS", "BlockDiagonalLinear", "attach", "check"]  # BlockDiagonalLinear: where HF PEFT has it
 
 # LoraConfig.variant -> the module implementing it: check(base, r, config, key), build(layer, ...)
 VARIANTS: dict[str, ModuleType] = {
