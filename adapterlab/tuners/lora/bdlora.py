@@ -81,7 +81,7 @@ def _dense(module: nn.Module) -> torch.Tensor:
     )
 
 
-class BdLora(LoraVariant):
+class BdLoraLinearVariant(LoraVariant):
     def weight(self, layer: LoraLayer, name: str) -> torch.Tensor:
         return _dense(layer.lora_B[name]) @ _dense(layer.lora_A[name])
 
@@ -118,7 +118,7 @@ def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
         _require_blocks(fan_in, fan_out, nblocks, f"the block-diagonal lora_{factor} of {key!r}")
 
 
-def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora | None:
+def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLoraLinearVariant | None:
     """Make A or B of adapter ``name`` block-diagonal as the config's patterns say for module ``key``."""
     factor = _block_diagonal_factor(config, key)
     if factor is None:
@@ -130,4 +130,4 @@ def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> BdLora |
         fan_in, fan_out, config.use_bdlora.nblocks, factor == "B", dtype, weight.device
     )
     (layer.lora_A if factor == "A" else layer.lora_B)[name] = module
-    return BdLora()
+    return BdLoraLinearVariant()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from adapterlab.tuners.lora.layer import LoraLayer
 
 
-class Kasa(LoraVariant):
+class KasaLinearVariant(LoraVariant):
     def update(self, layer: LoraLayer, name: str, x: torch.Tensor) -> torch.Tensor:
         hidden = layer.lora_A[name](x) * layer.lora_diag[name]  # (..., r): diag(lora_diag) @ A x
         return layer.lora_B[name](hidden) * layer.scaling[name]
@@ -52,7 +52,7 @@ def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
         )
 
 
-def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Kasa:
+def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> KasaLinearVariant:
     r = layer.r[name]
     if not hasattr(layer, "lora_diag"):
         layer.lora_diag = nn.ParameterDict()
@@ -64,7 +64,7 @@ def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Kasa:
     # any values do at the start: B is zero (random only with init_lora_weights=False, for tests)
     layer.lora_diag[name] = nn.Parameter(torch.randn(r, device=a.device, dtype=a.dtype))
     _truncate(layer.base_layer, r)
-    return Kasa()
+    return KasaLinearVariant()
 
 
 @torch.no_grad()

@@ -22,14 +22,27 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from adapterlab.tuners.lora import bdlora, kasa, mica, velora
-from adapterlab.tuners.lora.bdlora import BlockDiagonalLinear
+from adapterlab.tuners.lora.bdlora import BdLoraLinearVariant, BlockDiagonalLinear
+from adapterlab.tuners.lora.kasa import KasaLinearVariant
+from adapterlab.tuners.lora.variant import LoraVariant
+from adapterlab.tuners.lora.velora import VeloraLinearVariant
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.config import LoraConfig
     from adapterlab.tuners.lora.layer import LoraLayer
 
-__all__ = ["VARIANTS", "BlockDiagonalLinear", "attach", "check"]  # BlockDiagonalLinear: where HF PEFT has it
+# the classes under the names and in the module where HF PEFT has them
+__all__ = [
+    "VARIANTS",
+    "BdLoraLinearVariant",
+    "BlockDiagonalLinear",
+    "KasaLinearVariant",
+    "LoraVariant",
+    "VeloraLinearVariant",
+    "attach",
+    "check",
+]
 
 # LoraConfig.variant -> the module implementing it: check(base, r, config, key), build(layer, ...)
 VARIANTS: dict[str, ModuleType] = {

@@ -93,7 +93,7 @@ class _CompressedLinear(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
-class Velora(LoraVariant):
+class VeloraLinearVariant(LoraVariant):
     def __init__(self, num_groups: int, scale: float, init_type: str, projection_set: bool) -> None:
         self.num_groups, self.scale, self.init_type = num_groups, scale, init_type
         self.projection_set = projection_set  # "batch_average_once": whether v was computed yet
@@ -125,7 +125,7 @@ def check(base: nn.Module, r: int, config: LoraConfig, key: str) -> None:
     require_layer_type("VeLoRA", base, key, (nn.Linear, Conv1D))
 
 
-def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Velora:
+def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> VeloraLinearVariant:
     velora_config = config.velora_config
     if not hasattr(layer, "lora_velora_embed"):
         layer.lora_velora_embed = BufferDict()
@@ -135,4 +135,6 @@ def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> Velora:
     is_random = velora_config.init_type == "random"
     v = _unit(torch.randn(group_dim, device=weight.device)) if is_random else torch.zeros(group_dim)
     layer.lora_velora_embed[name] = v.to(weight.device, weight.dtype)
-    return Velora(velora_config.num_groups, velora_config.scale, velora_config.init_type, is_random)
+    return VeloraLinearVariant(
+        velora_config.num_groups, velora_config.scale, velora_config.init_type, is_random
+    )
