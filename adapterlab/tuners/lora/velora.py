@@ -112,9 +112,8 @@ class VeloraLinearVariant(LoraVariant):
     def _refresh_projection(self, layer: LoraLayer, name: str, x: torch.Tensor) -> None:
         if self.init_type == "random" or (self.init_type == "batch_average_once" and self.projection_set):
             return
-        groups = _grouped(x.detach(), self.num_groups)
-        old = layer.lora_velora_embed[name]
-        layer.lora_velora_embed[name] = _unit(groups.flatten(0, 1).mean(0)).to(old.device, old.dtype)
+        groups = _grouped(x.detach(), self.num_groups)  # (T, num_groups, group_dim)
+        layer.lora_velora_embed[name].copy_(_unit(groups.flatten(0, 1).mean(0)))
         self.projection_set = True
 
     def checkpoint_tensors(self, layer: LoraLayer, name: str) -> dict[str, torch.Tensor]:
