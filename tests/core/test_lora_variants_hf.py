@@ -386,3 +386,19 @@ def test_kasa_and_plain_adapters_cannot_share_a_model(base: MLP) -> None:
     model.add_adapter("second", LoraConfig(target_modules=["lin1"], r=2, kasa_config=KasaConfig()))
     with pytest.raises(UnsupportedFeature, match="cannot combine KaSA or BD-LoRA adapters"):
         model.add_weighted_adapter(["default", "second"], [1.0, 1.0], "mix", combination_type="cat")
+
+
+def test_mica_needs_a_float_weight_it_can_decompose(base: MLP) -> None:
+    base.lin0.double()
+    with pytest.raises(InvalidConfigType, match="MiCA initializes from the base weight's SVD") as excinfo:
+        get_peft_model(base, LoraConfig(target_modules=["lin0"], r=4, init_lora_weights="mica"))
+    assert isinstance(excinfo.value, TypeError)  # HF PEFT raises TypeError there
+
+
+def test_the_variant_configs_are_exported_where_hf_peft_has_them() -> None:
+    from adapterlab.tuners import lora
+    from adapterlab.tuners.lora import config, variants
+
+    assert lora.KasaConfig is adapterlab.KasaConfig and lora.VeloraConfig is adapterlab.VeloraConfig
+    assert config.BdLoraConfig is adapterlab.BdLoraConfig is lora.BdLoraConfig
+    assert variants.BlockDiagonalLinear(4, 2, nblocks=2, init_zero=True).weight.shape == (2, 2)
