@@ -56,10 +56,8 @@ def build(layer: LoraLayer, name: str, config: LoraConfig, key: str) -> KasaLine
     r = layer.r[name]
     if not hasattr(layer, "lora_diag"):
         layer.lora_diag = nn.ParameterDict()
-        layer.adapter_layer_names = (
-            *layer.adapter_layer_names,
-            "lora_diag",
-        )  # trains, saved with the adapter
+        # a container of trained tensors like lora_A's: trainability, casts and deletion find it there
+        layer.adapter_layer_names = (*layer.adapter_layer_names, "lora_diag")
     a = layer.lora_A[name].weight
     # any values do at the start: B is zero (random only with init_lora_weights=False, for tests)
     layer.lora_diag[name] = nn.Parameter(torch.randn(r, device=a.device, dtype=a.dtype))
