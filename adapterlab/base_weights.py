@@ -33,7 +33,10 @@ def _key_map(base: nn.Module) -> tuple[list[tuple[str, str]], list[str]]:
         here = f"{path}." if path else ""
         if isinstance(module, BaseTunerLayer):
             renames.append((f"{here}base_layer.", here))
-            adapter_prefixes += [f"{here}{name}." for name in module.adapter_layer_names]
+            # other_param_names: per-adapter state, some of it tensors (VeLoRA's projections)
+            adapter_prefixes += [
+                f"{here}{name}." for name in (*module.adapter_layer_names, *module.other_param_names)
+            ]
         elif isinstance(module, ModulesToSaveWrapper):
             renames.append((f"{here}original_module.", here))
             adapter_prefixes.append(f"{here}modules_to_save.")

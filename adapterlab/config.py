@@ -39,6 +39,8 @@ __all__ = [
 def _to_json_value(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a sub-config (LoRA's kasa_config)
+        return _to_json_value(dataclasses.asdict(value))
     if isinstance(value, (set, frozenset, tuple)):
         return [_to_json_value(v) for v in value]
     if isinstance(value, list):

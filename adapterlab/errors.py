@@ -87,6 +87,10 @@ class ConfigKeysMissing(CheckpointError, TypeError):
     TypeError."""
 
 
+class InvalidConfigType(InvalidConfig, TypeError):
+    """A configuration field holds a value of the wrong type (HF PEFT raises TypeError there)."""
+
+
 class MergeImpossible(InvalidConfig, RuntimeError):
     """An adapter cannot be merged into its base layer (HF PEFT raises RuntimeError there)."""
 

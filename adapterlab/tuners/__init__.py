@@ -6,6 +6,9 @@ from adapterlab.lazy import lazy_exports
 
 _LAZY_EXPORTS: dict[str, str] = {
     "LoraConfig": "adapterlab.tuners.lora.config",
+    "KasaConfig": "adapterlab.tuners.lora.variant_configs",
+    "VeloraConfig": "adapterlab.tuners.lora.variant_configs",
+    "BdLoraConfig": "adapterlab.tuners.lora.variant_configs",
     "LoraModel": "adapterlab.tuners.lora.model",
     "PromptTuningConfig": "adapterlab.tuners.prompt.config",
     "PromptEncoderConfig": "adapterlab.tuners.prompt.config",

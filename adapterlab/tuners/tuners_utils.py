@@ -11,6 +11,8 @@ name), so trainability is decided by structure, never by matching parameter name
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -44,6 +46,8 @@ class BaseTunerLayer:
     adapter_layer_names: tuple[str, ...] = ()
     # names of the other per-adapter attributes (dicts keyed by adapter name: rank, scaling, ...)
     other_param_names: tuple[str, ...] = ()
+    # per adapter, names of adapter_layer_names containers whose tensor never trains (HF PEFT's name)
+    frozen_peft_weight_names: Mapping[str, tuple[str, ...]] = MappingProxyType({})
     active_adapters: list[str]
     merged_adapters: list[str]
     disable_adapters: bool
@@ -97,10 +101,12 @@ class BaseTunerLayer:
     def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
         """Turn training of the named adapters' tensors in this layer on or off."""
         names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
-        for container in self._containers():
+        for attr in self.adapter_layer_names:
+            container = getattr(self, attr, {})
             for name in names:
-                if name in container:
-                    container[name].requires_grad_(requires_grad)
+                if name in container:  # a tensor the adapter's method keeps frozen stays so (MiCA's B)
+                    frozen = attr in self.frozen_peft_weight_names.get(name, ())
+                    container[name].requires_grad_(requires_grad and not frozen)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """Every adapter tensor this layer holds, of every adapter."""

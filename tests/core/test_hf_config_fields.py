@@ -42,9 +42,9 @@ def test_saved_config_has_hf_s_keys_without_the_runtime_options(tmp_path) -> Non
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("velora_config", {"num_groups": 2}),
-        ("use_bdlora", {"nblocks": 2}),
-        ("kasa_config", {"rank": 2}),
+        ("arrow_config", {"top_k": 2}),
+        ("monteclora_config", {"num_samples": 2}),
+        ("corda_config", {"corda_method": "kpm"}),
         ("layer_replication", [[0, 2]]),
         ("ensure_weight_tying", True),
         ("use_qalora", True),

@@ -79,6 +79,23 @@ CASES: dict[str, Case] = {
         "bert-cls", {"task_type": "SEQ_CLS", "use_dora": True, "target_modules": ["query", "dense"]}
     ),
     "dora-gpt2-conv1d": Case("gpt2", {"task_type": "CAUSAL_LM", "use_dora": True, "fan_in_fan_out": True}),
+    # LoRA variants (tests/core/test_lora_variants_hf.py covers MiCA, whose init this table's
+    # init_lora_weights=False would override); KaSA's reader truncates the fresh base as the writer did
+    "kasa-llama": Case("llama", {"task_type": "CAUSAL_LM", "kasa_config": {"beta": 0.01}}),
+    "velora-llama": Case("llama", {"task_type": "CAUSAL_LM", "velora_config": {"num_groups": 4}}),
+    "velora-gpt2-conv1d": Case("gpt2", {"task_type": "CAUSAL_LM", "velora_config": {"init_type": "random"}}),
+    "bdlora-llama": Case(
+        "llama",
+        {
+            "task_type": "CAUSAL_LM",
+            "target_modules": ["q_proj", "v_proj", "o_proj"],
+            "use_bdlora": {
+                "target_modules_bd_a": ["o_proj"],
+                "target_modules_bd_b": ["q_proj", "v_proj"],
+                "nblocks": 2,
+            },
+        },
+    ),
     "rslora-bert": Case("bert-cls", {"task_type": "SEQ_CLS", "use_rslora": True, "r": 4, "lora_alpha": 8}),
     "embedding-llama": Case(
         "llama", {"task_type": "CAUSAL_LM", "target_modules": ["embed_tokens", "q_proj"]}

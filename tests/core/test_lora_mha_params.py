@@ -389,6 +389,8 @@ def test_mixed_batches_are_refused(name: str) -> None:
         ({"lora_bias": True}, InvalidConfig, "lora_bias"),
         ({"init_lora_weights": "olora"}, UnsupportedFeature, "olora"),
         ({"target_parameters": "experts.gate_up_proj"}, InvalidConfig, "list of parameter names"),
+        ({"velora_config": adapterlab.VeloraConfig(num_groups=2)}, InvalidConfig, "velora_config"),
+        ({"kasa_config": adapterlab.KasaConfig()}, InvalidConfig, "kasa_config"),
     ],
 )
 def test_target_parameters_refuses_options_it_cannot_honour(

@@ -6,6 +6,9 @@ from adapterlab.lazy import lazy_exports
 
 _LAZY_EXPORTS: dict[str, str] = {
     "LoraConfig": "adapterlab.tuners.lora.config",
+    "KasaConfig": "adapterlab.tuners.lora.variant_configs",
+    "VeloraConfig": "adapterlab.tuners.lora.variant_configs",
+    "BdLoraConfig": "adapterlab.tuners.lora.variant_configs",
     "LoraLayer": "adapterlab.tuners.lora.layer",
     "LoraModel": "adapterlab.tuners.lora.model",
     "ParamWrapper": "adapterlab.tuners.lora.param_wrapper",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from adapterlab.config import PeftConfig, PeftType, validate_choice
 from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.tuners.lora.variant_configs import BdLoraConfig, KasaConfig, VeloraConfig, as_subconfig
 
 # Layers LoRA targets when target_modules is unset, by transformers' config.model_type.
 DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
@@ -32,9 +33,9 @@ DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
 ALL_LINEAR = "all-linear"
 
 # init_lora_weights: the named initializations (adapterlab.tuners.lora.init), besides True and False
-NAMED_INITS = ("gaussian", "pissa", "olora", "orthogonal")
+NAMED_INITS = ("gaussian", "pissa", "olora", "orthogonal", "mica")
 # HF PEFT's initializations that need data, a quantizer or gradients: refused by name
-HF_ONLY_INITS = ("loftq", "eva", "corda", "lora_ga", "mica")
+HF_ONLY_INITS = ("loftq", "eva", "corda", "lora_ga")
 # HF PEFT's LoRA fields for features adapterlab lacks (see LoraConfig): each is off when falsy
 FOREIGN_FEATURE_FIELDS = (
     "megatron_config",
@@ -42,19 +43,17 @@ FOREIGN_FEATURE_FIELDS = (
     "eva_config",
     "corda_config",
     "lora_ga_config",
-    "velora_config",
     "alora_invocation_tokens",
     "use_qalora",
     "monteclora_config",
     "layer_replication",
-    "use_bdlora",
     "arrow_config",
-    "kasa_config",
     "ensure_weight_tying",
     "runtime_config",
 )
-# init_lora_weights that LoRA on raw parameters (target_parameters) supports
-PARAMETER_INITS = (True, False, "gaussian")
+# the initializations that leave the base weight alone and start B at zero (False: random, for tests);
+# the only ones LoRA on raw parameters (target_parameters), KaSA and BD-LoRA work with
+INIT_KEEPS_BASE = (True, False, "gaussian")
 PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -104,6 +103,12 @@ class LoraConfig(PeftConfig):
     lora_bias: bool = False
     # rows of the input embedding (or {embedding name: rows}) trained in full next to LoRA
     trainable_token_indices: list[int] | dict[str, list[int]] | None = None
+    # LoRA variants (one at a time; see adapterlab.tuners.lora.variants). KaSA: truncate W's r smallest
+    # singular directions and learn a diagonal between A and B; VeLoRA: compress A's input for the
+    # backward; BD-LoRA: block-diagonal A or B. MiCA is init_lora_weights="mica".
+    kasa_config: KasaConfig | None = None
+    velora_config: VeloraConfig | None = None
+    use_bdlora: BdLoraConfig | None = None
     # parameters to adapt directly (names as target_modules, ending in the parameter's name), e.g. MoE
     # expert weights ["experts.gate_up_proj"]; see adapterlab.tuners.lora.param_wrapper
     target_parameters: list[str] | None = None
@@ -117,15 +122,12 @@ class LoraConfig(PeftConfig):
     eva_config: Any = None
     corda_config: Any = None
     lora_ga_config: Any = None
-    velora_config: Any = None
     alora_invocation_tokens: list[int] | None = None
     use_qalora: bool = False
     qalora_group_size: int = 16
     monteclora_config: Any = None
     layer_replication: list[tuple[int, int]] | None = None
-    use_bdlora: Any = None
     arrow_config: Any = None
-    kasa_config: Any = None
     ensure_weight_tying: bool = False
     # HF PEFT's run-time options (GPU offload for DoRA); never saved, as in HF PEFT
     runtime_config: Any = None
@@ -137,7 +139,20 @@ class LoraConfig(PeftConfig):
             self.target_modules = list(dict.fromkeys(self.target_modules))
         if isinstance(self.modules_to_save, (tuple, set)):
             self.modules_to_save = list(self.modules_to_save)
+        self.kasa_config = as_subconfig(self.kasa_config, KasaConfig, "kasa_config")
+        self.velora_config = as_subconfig(self.velora_config, VeloraConfig, "velora_config")
+        self.use_bdlora = as_subconfig(self.use_bdlora, BdLoraConfig, "use_bdlora")
         self._validate()
+
+    @property
+    def variant(self) -> str | None:
+        """The LoRA variant this config asks for (a field name, or "mica"); None for plain LoRA."""
+        return next(iter(self._variants()), None)
+
+    def _variants(self) -> list[str]:
+        fields = ("use_dora", "kasa_config", "velora_config", "use_bdlora")
+        asked = [name for name in fields if getattr(self, name)]
+        return asked + ["mica"] * (self.init_lora_weights == "mica")
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
@@ -171,6 +186,7 @@ class LoraConfig(PeftConfig):
         if self.lora_bias and self.use_dora:
             raise InvalidConfig("The argument lora_bias=True is not supported with DoRA; set use_dora=False")
         self._refuse_foreign_features()
+        self._validate_variant()
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise InvalidConfig(f"LoRA rank r must be a positive integer, got {self.r!r}")
         alpha = self.lora_alpha
@@ -206,16 +222,35 @@ class LoraConfig(PeftConfig):
         # (fan_in_fan_out is left alone: it describes Conv1D modules, and is set when target_modules
         # adapts one; HF PEFT refuses it here, so its own saves of such a config do not load there.)
         refused = {"lora_dropout": self.lora_dropout, "use_dora": self.use_dora, "lora_bias": self.lora_bias}
+        refused.update({name: getattr(self, name) for name in self._variants() if hasattr(self, name)})
         for option, value in refused.items():
             if value:
                 raise InvalidConfig(
                     f"{option}={value!r} does not work with target_parameters (LoRA on nn.Parameter); "
                     f"leave {option} at its default"
                 )
-        if self.init_lora_weights not in PARAMETER_INITS:
+        if self.init_lora_weights not in INIT_KEEPS_BASE:
             raise UnsupportedFeature(
                 f"init_lora_weights={self.init_lora_weights!r} is not supported with target_parameters; use "
                 "True, False or 'gaussian'"
+            )
+
+    def _validate_variant(self) -> None:
+        asked = self._variants()
+        if len(asked) > 1:
+            raise InvalidConfig(f"LoRA variants {' and '.join(asked)} cannot be combined; choose one")
+        if (
+            asked
+            and asked[0] in ("kasa_config", "use_bdlora")
+            and self.init_lora_weights not in INIT_KEEPS_BASE
+        ):
+            raise InvalidConfig(
+                f"{asked[0]} works with init_lora_weights True, False or 'gaussian', got "
+                f"{self.init_lora_weights!r}"
+            )
+        if self.use_bdlora and self.lora_bias:
+            raise InvalidConfig(
+                "lora_bias=True is not supported with BD-LoRA (use_bdlora); set lora_bias=False"
             )
 
     def _validate_token_indices(self) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 def initialize(layer: LoraLayer, name: str, init: bool | str) -> None:
     """Set adapter ``name``'s A and B (and lora_B's bias, zero) on ``layer`` as ``init`` says."""
     a, b = layer.lora_A[name], layer.lora_B[name]
-    if init is False:
+    if init is False or init == "mica":  # MiCA's factors are set by adapterlab.tuners.lora.mica
         return
     if b.bias is not None:
         nn.init.zeros_(b.bias)

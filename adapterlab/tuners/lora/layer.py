@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from adapterlab.errors import InvalidConfig, MergeImpossible, PeftWarning, Unsup
 from adapterlab.tuners import cpu_fast_paths
 from adapterlab.tuners.lora import dora, init
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
+
+if TYPE_CHECKING:
+    from adapterlab.tuners.lora.variant import LoraVariant
 
 
 def lora_scaling(alpha: float, r: int, use_rslora: bool) -> float:
@@ -71,6 +74,10 @@ class LoraLayer(nn.Module, BaseTunerLayer):
         self.disable_adapters = False
         self.batch_plan = None  # a mixed_batch.BatchPlan while a mixed batch runs
         self._merged_norms: dict[str, torch.Tensor] = {}  # DoRA: norms at merge time, to unmerge exactly
+        # adapters of a LoRA variant (KaSA, VeLoRA, BD-LoRA): their forward and update (lora.variants)
+        self.lora_variant: dict[str, LoraVariant] = {}
+        # per adapter, the containers (of adapter_layer_names) whose tensor never trains (MiCA's lora_B)
+        self.frozen_peft_weight_names: dict[str, tuple[str, ...]] = {}
 
     @property
     def layer_kind(self) -> str:
@@ -105,38 +112,38 @@ class LoraLayer(nn.Module, BaseTunerLayer):
 
     def cast_adapter(self, name: str, dtype: torch.dtype) -> None:
         """Store adapter ``name``'s tensors in ``dtype``."""
-        for modules in (self.lora_A, self.lora_B):
-            if name in modules:
-                modules[name].to(dtype)
-        for params in (self.lora_embedding_A, self.lora_embedding_B, self.lora_magnitude_vector):
-            if name in params:
-                old = params[name]
-                params[name] = nn.Parameter(old.detach().to(dtype), requires_grad=old.requires_grad)
+        self._move_adapter(name, dtype)
 
     def release_to_meta(self, name: str) -> None:
         """Put adapter ``name``'s tensors on the meta device (shapes kept, no memory), for a load to
         fill with ``load_state_dict(..., assign=True)``: HF PEFT's ``low_cpu_mem_usage``."""
-        for modules in (self.lora_A, self.lora_B):
-            if name in modules:
-                modules[name].to("meta")
-        for params in (self.lora_embedding_A, self.lora_embedding_B, self.lora_magnitude_vector):
-            if name in params:
-                old = params[name]
-                params[name] = nn.Parameter(old.detach().to("meta"), requires_grad=old.requires_grad)
+        self._move_adapter(name, "meta")
+
+    def _move_adapter(self, name: str, to: torch.dtype | str) -> None:
+        for container in self._containers():  # every ModuleDict/ParameterDict of adapter_layer_names
+            if name not in container:
+                continue
+            if isinstance(container, nn.ModuleDict):
+                container[name].to(to)
+            else:
+                old = container[name]
+                container[name] = nn.Parameter(old.detach().to(to), requires_grad=old.requires_grad)
 
     def delete_adapter(self, name: str) -> None:
-        for container in (
-            self.lora_A,
-            self.lora_B,
-            self.lora_dropout,
-            self.lora_embedding_A,
-            self.lora_embedding_B,
-            self.lora_magnitude_vector,
+        # per-adapter state: the tensor containers, the variants' own (KaSA's lora_diag, in
+        # adapter_layer_names; VeLoRA's projections, in other_param_names) and the plain tables
+        for attr in (
+            *self.adapter_layer_names,
+            *self.other_param_names,
+            "use_rslora",
+            "lora_bias",
+            "use_dora",
+            "lora_variant",
+            "frozen_peft_weight_names",
         ):
+            container = getattr(self, attr)
             if name in container:
                 del container[name]
-        for table in (self.r, self.lora_alpha, self.scaling, self.use_rslora, self.lora_bias, self.use_dora):
-            table.pop(name, None)
         self.active_adapters = [a for a in self.active_adapters if a != name]
 
     def adapted_weight(self) -> torch.Tensor:
@@ -150,6 +157,8 @@ class LoraLayer(nn.Module, BaseTunerLayer):
 
     def lora_weight(self, name: str) -> torch.Tensor:
         """``B @ A`` as (out, in), unscaled."""
+        if name in self.lora_variant:
+            return self.lora_variant[name].weight(self, name)
         if name in self.lora_A:
             return self.lora_B[name].weight @ self.lora_A[name].weight
         return self.lora_embedding_B[name] @ self.lora_embedding_A[name]
@@ -290,6 +299,8 @@ def low_rank_path(layer: LoraLayer, x: torch.Tensor, result: torch.Tensor, name:
     x = x.to(lora_a.weight.dtype)  # half-precision bases keep float32 adapters
     if layer.use_dora[name]:
         return result + dora.forward_delta(layer, name, dropout(x), result, dropout).to(result.dtype)
+    if name in layer.lora_variant:
+        return result + layer.lora_variant[name].update(layer, name, dropout(x)).to(result.dtype)
     if cpu_fast_paths.takes_lora_linear(x, result, dropout, lora_a, lora_b):
         return cpu_fast_paths.lora_linear_update(result, x, dropout, lora_a.weight, lora_b.weight, scaling)
     return result + (lora_b(lora_a(dropout(x))) * scaling).to(result.dtype)

@@ -67,6 +67,9 @@ def _check(model: LoraModel, adapters: list[str], weights: list[float], adapter_
         raise UnsupportedFeature("add_weighted_adapter cannot combine adapters that use target_parameters")
     if any(model.peft_config[a].use_dora for a in adapters):
         raise InvalidConfig("add_weighted_adapter cannot combine DoRA adapters")
+    # their updates are not B @ A: KaSA has a diagonal between, BD-LoRA stores blocks
+    if any(model.peft_config[a].kasa_config or model.peft_config[a].use_bdlora for a in adapters):
+        raise UnsupportedFeature("add_weighted_adapter cannot combine KaSA or BD-LoRA adapters")
     if any(isinstance(layer, Conv) and any(a in layer.r for a in adapters) for layer in model.lora_layers()):
         raise UnsupportedFeature("add_weighted_adapter cannot combine adapters on convolution layers")
 

@@ -48,6 +48,8 @@ def _layer_tensors(layer: LoraLayer | TrainableTokensWrapper, adapter_name: str)
         }
     if adapter_name in layer.lora_magnitude_vector:
         tensors["lora_magnitude_vector"] = layer.lora_magnitude_vector[adapter_name]
+    if adapter_name in layer.lora_variant:
+        tensors.update(layer.lora_variant[adapter_name].checkpoint_tensors(layer, adapter_name))
     return tensors
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig
+from adapterlab.tuners.lora import kasa, variants
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
@@ -60,6 +61,7 @@ class LoraModel(BaseTuner, nn.Module):
         ``low_cpu_mem_usage`` its LoRA tensors end on the meta device, for a load to fill (HF PEFT's
         option)."""
         targets = self._module_targets(config)
+        kasa.check_not_mixed(self.peft_config, config)
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
         candidates = {
             key: module
@@ -70,6 +72,7 @@ class LoraModel(BaseTuner, nn.Module):
         check_all_targets_found(targets, candidates, matched)  # before any change to the model
         for key in matched:
             check_adaptable(key, candidates[key], adapter_options(config, key))
+            variants.check(config, key, candidates[key], pattern_value(config.rank_pattern, key, config.r))
         parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched)
         adapted = [self._adapt_module(key, config, adapter_name) for key in matched]
         for key, layer in wrap_parameters(self.model, parameters):
@@ -114,6 +117,7 @@ class LoraModel(BaseTuner, nn.Module):
             if module.fan_in_fan_out:
                 config.fan_in_fan_out = True  # HF PEFT records that Conv1D layers store (in, out)
         module.add_adapter(adapter_name, **adapter_options(config, key))
+        variants.attach(module, adapter_name, config, key)
         return module
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -140,15 +144,8 @@ class LoraModel(BaseTuner, nn.Module):
         trainable = {n for n in self.active_adapters if not self.peft_config[n].inference_mode}
         self.model.requires_grad_(False)  # adapter tensors are switched back on below, found by structure
         for layer in self.lora_layers():
-            for container in (
-                layer.lora_A,
-                layer.lora_B,
-                layer.lora_embedding_A,
-                layer.lora_embedding_B,
-                layer.lora_magnitude_vector,
-            ):
-                for adapter, part in container.items():
-                    part.requires_grad_(adapter in trainable)
+            for adapter in layer.adapter_names:
+                layer.set_requires_grad([adapter], adapter in trainable)
         for tokens in self.token_layers():
             for adapter, rows in tokens.token_adapter.trainable_tokens_delta.items():
                 rows.requires_grad_(adapter in trainable)
@@ -161,7 +158,10 @@ class LoraModel(BaseTuner, nn.Module):
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self._check_names(names)
         for layer in self.model.modules():
-            if isinstance(layer, (LoraLayer, ModulesToSaveWrapper)):
+            if isinstance(layer, LoraLayer):
+                layer.set_requires_grad([n for n in names if n in layer.r], requires_grad)
+                continue
+            if isinstance(layer, ModulesToSaveWrapper):
                 containers = [getattr(layer, attr) for attr in layer.adapter_layer_names]
             elif isinstance(layer, TrainableTokensWrapper):
                 containers = [layer.token_adapter.trainable_tokens_delta]
@@ -192,6 +192,13 @@ class LoraModel(BaseTuner, nn.Module):
         finally:
             for layer in layers:
                 layer.disable_adapters = False
+
+    def _get_kasa_loss(self, adapter_names: str | list[str] | None = None) -> torch.Tensor | float:
+        """KaSA's regularizers (adapterlab.tuners.lora.kasa) over the KaSA layers of ``adapter_names``
+        (default: the active adapters), for the training loop to add to its loss; 0.0 if there are none.
+        HF PEFT's name, private there too."""
+        names = [adapter_names] if isinstance(adapter_names, str) else adapter_names or self.active_adapters
+        return kasa.model_loss(self.model, self.peft_config, names)
 
     # -- merging ----------------------------------------------------------------------------
 
