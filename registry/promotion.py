@@ -78,11 +78,15 @@ def promote(
     return promotion
 
 
+def _alias_row(adapter: Row, alias: str) -> ColumnElement[bool]:
+    return (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+
+
 def _alias_target(
     connection: Connection, adapter: Row, alias: str, lock: bool = False
 ) -> tuple[ColumnElement[bool], int | None]:
     """The condition selecting ``alias``'s row of ``adapter``, and the version it points at (None: unset)."""
-    this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+    this_alias = _alias_row(adapter, alias)
     query = select(versions.c.version).join(aliases, aliases.c.version_id == versions.c.id).where(this_alias)
     return this_alias, connection.scalar(query.with_for_update(of=aliases) if lock else query)
 
@@ -110,10 +114,8 @@ def _point(connection: Connection, adapter: Row, alias: str, previous: int | Non
             )
         )
     else:
-        this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
-        connection.execute(
-            update(aliases).where(this_alias).values(version_id=version.id, updated_at=utc_now())
-        )
+        moved = update(aliases).where(_alias_row(adapter, alias))
+        connection.execute(moved.values(version_id=version.id, updated_at=utc_now()))
 
 
 def adopt_alias(
