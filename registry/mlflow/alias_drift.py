@@ -17,7 +17,6 @@ import sqlite3
 import urllib.error
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import select
 
@@ -58,9 +57,6 @@ class AliasDrift:
             f"the registry on {ours}"
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
 class DriftReport:
@@ -81,10 +77,6 @@ class DriftReport:
             *(f"  {item.text()}" for item in self.drift),
             "  `adapters sync` puts MLflow back in line; `adapters sync --from-mlflow` adopts MLflow's",
         ]
-
-    def to_dict(self) -> dict[str, Any]:
-        drift = [item.to_dict() for item in self.drift]
-        return {"name": self.name, "checked": self.checked, "drift": drift, "reason": self.reason}
 
 
 def alias_drift(database: Database, name: str) -> DriftReport | None:
