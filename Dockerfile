@@ -10,8 +10,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1
 
 FROM python-base AS mlflow-server
-RUN pip install "mlflow==3.17.*" "psycopg[binary]>=3.1" "boto3>=1.34"
-RUN useradd --create-home --uid 10001 mlflow
+# the auth extra: the basic-auth app (--app-name basic-auth) needs Flask-WTF
+RUN pip install "mlflow[auth]==3.17.*" "psycopg[binary]>=3.1" "boto3>=1.34"
+RUN useradd --create-home --uid 10001 mlflow && mkdir /var/lib/mlflow-auth && chown mlflow /var/lib/mlflow-auth
 USER mlflow
 WORKDIR /home/mlflow
 EXPOSE 5000
@@ -29,9 +30,11 @@ COPY training ./training
 COPY cli ./cli
 COPY migrations ./migrations
 RUN pip install ".[quickstart]"
-RUN useradd --create-home --uid 10001 adapterlab && mkdir /data && chown adapterlab /data
+# /data is open to any user (sticky, like /tmp): compose runs the CLI as the caller's uid, so that
+# files it writes into the caller's folder are theirs. HOME=/data keeps caches in the volume.
+RUN useradd --create-home --uid 10001 adapterlab && mkdir /data && chown adapterlab /data && chmod 1777 /data
 USER adapterlab
-ENV ADAPTERLAB_HOME=/data
+ENV ADAPTERLAB_HOME=/data HOME=/data
 WORKDIR /data
 ENTRYPOINT ["adapters"]
 CMD ["--help"]

@@ -7,11 +7,15 @@ result for ``cli.output`` to render. Nothing heavy is imported at module level.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from adapterlab.cli.context import open_registry
-from adapterlab.cli.output import json_output
+from adapterlab.cli.output import echo_text, json_output
+
+if TYPE_CHECKING:
+    from adapterlab.registry.api import Registry
 
 LIST_COLUMNS = ("name", "version", "base", "task_type", "peft_type", "aliases", "metrics", "created_at")
 HISTORY_COLUMNS = ("created_at", "alias", "from_version", "to_version", "actor", "reason")
@@ -93,11 +97,16 @@ def list_command(**filters):
 def show_command(ref: str):
     """Show one version: REF is NAME (latest), NAME:VERSION or NAME@ALIAS.
 
+    Aliases moved in MLflow's UI behind the registry's back are reported on stderr (drift).
+
     \b
     Example:
         adapters show complaints@production --json
     """
-    return open_registry().show(ref)
+    registry = open_registry()
+    version = registry.show(ref)
+    _report_drift(registry, version.name)
+    return version
 
 
 @click.command("bases")
@@ -151,11 +160,24 @@ def demote_command(name: str, alias: str, reason: str | None):
 def history_command(name: str):
     """Every alias move of adapter NAME: who, when, from, to, why.
 
+    Aliases moved in MLflow's UI behind the registry's back are reported on stderr (drift).
+
     \b
     Example:
         adapters history complaints --json
     """
-    return open_registry().history(name)
+    registry = open_registry()
+    moves = registry.history(name)
+    _report_drift(registry, name)
+    return moves
+
+
+def _report_drift(registry: Registry, name: str) -> None:
+    """MLflow's aliases that differ from the registry's, or that they were not checked: on stderr, so
+    ``--json`` stays one document."""
+    report = registry.mlflow_drift(name)
+    for line in report.lines() if report is not None else []:
+        echo_text(line, err=True)
 
 
 @click.command("pull")
@@ -173,8 +195,14 @@ def pull_command(ref: str, to_dir: Path):
 
 
 @click.command("sync")
+@click.option(
+    "--from-mlflow",
+    is_flag=True,
+    help="The other way: adopt the aliases moved, set or removed in MLflow (its UI) into the registry, "
+    "each with a history row.",
+)
 @json_output(text=lambda report: report.text())
-def sync_command():
+def sync_command(from_mlflow: bool):
     """Bring MLflow's model registry up to date: mirror every version and alias it lacks.
 
     Registrations and promotions succeed while MLflow is down and say the mirror is behind;
@@ -185,5 +213,6 @@ def sync_command():
     \b
     Example:
         adapters sync --json
+        adapters sync --from-mlflow      # keep the alias a teammate moved in MLflow's UI
     """
-    return open_registry().sync()
+    return open_registry().sync(from_mlflow=from_mlflow)

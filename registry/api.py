@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from adapterlab.registry.deploy.export import ExportResult
     from adapterlab.registry.deploy.predict import Prediction
     from adapterlab.registry.diff import VersionDiff
+    from adapterlab.registry.mlflow.alias_drift import DriftReport
     from adapterlab.registry.mlflow.mirror_sync import SyncReport
     from adapterlab.registry.promotion import Requirement
 
@@ -196,12 +197,19 @@ class Registry:
 
         return export_adapter(self.show(ref), to_dir, merged=merged, base=base, database=self.database)
 
-    def sync(self) -> SyncReport:
+    def sync(self, *, from_mlflow: bool = False) -> SyncReport:
         """Bring MLflow's model registry up to date with this registry (versions and aliases),
-        idempotently."""
-        from adapterlab.registry.mlflow.mirror_sync import sync_mirror
+        idempotently; ``from_mlflow``: adopt the aliases moved in MLflow instead, with history rows."""
+        from adapterlab.registry.mlflow.mirror_sync import adopt_from_mlflow, sync_mirror
 
-        return sync_mirror(self.database)
+        return adopt_from_mlflow(self.database) if from_mlflow else sync_mirror(self.database)
+
+    def mlflow_drift(self, name: str) -> DriftReport | None:
+        """How MLflow's aliases of adapter ``name`` differ from the registry's (moved in MLflow's UI);
+        asks MLflow with a short probe and never fails on it (None: the mirror is off)."""
+        from adapterlab.registry.mlflow.alias_drift import alias_drift
+
+        return alias_drift(self.database, name)
 
     def predict(
         self, ref: str, text: str, *, base: str | Path | None = None, max_new_tokens: int = 32

@@ -78,11 +78,15 @@ def promote(
     return promotion
 
 
+def _alias_row(adapter: Row, alias: str) -> ColumnElement[bool]:
+    return (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+
+
 def _alias_target(
     connection: Connection, adapter: Row, alias: str, lock: bool = False
 ) -> tuple[ColumnElement[bool], int | None]:
     """The condition selecting ``alias``'s row of ``adapter``, and the version it points at (None: unset)."""
-    this_alias = (aliases.c.adapter_id == adapter.id) & (aliases.c.alias == alias)
+    this_alias = _alias_row(adapter, alias)
     query = select(versions.c.version).join(aliases, aliases.c.version_id == versions.c.id).where(this_alias)
     return this_alias, connection.scalar(query.with_for_update(of=aliases) if lock else query)
 
@@ -95,7 +99,14 @@ def _move_alias(
         select(metrics.c.key, metrics.c.value).where(metrics.c.version_id == version.id)
     )
     _check_requirements(f"{adapter.name}:{version.version}", dict(found.all()), requirements)
-    this_alias, previous = _alias_target(connection, adapter, alias, lock=True)
+    _, previous = _alias_target(connection, adapter, alias, lock=True)
+    _point(connection, adapter, alias, previous, version)
+    promotion = _record(connection, adapter, alias, previous, version.version, reason)
+    return promotion, version.mlflow_version
+
+
+def _point(connection: Connection, adapter: Row, alias: str, previous: int | None, version: Row) -> None:
+    """Make ``alias`` of ``adapter`` (now on ``previous``, None: unset) point at ``version``."""
     if previous is None:
         connection.execute(
             insert(aliases).values(
@@ -103,11 +114,27 @@ def _move_alias(
             )
         )
     else:
-        connection.execute(
-            update(aliases).where(this_alias).values(version_id=version.id, updated_at=utc_now())
-        )
-    promotion = _record(connection, adapter, alias, previous, version.version, reason)
-    return promotion, version.mlflow_version
+        moved = update(aliases).where(_alias_row(adapter, alias))
+        connection.execute(moved.values(version_id=version.id, updated_at=utc_now()))
+
+
+def adopt_alias(
+    database: Database, name: str, alias: str, version: int | None, *, actor: str, reason: str
+) -> Promotion:
+    """Record a move made outside the registry (in MLflow's UI): ``alias`` of ``name`` is now on
+    ``version`` (None: removed). Written with its history row like any move; nothing is mirrored back."""
+
+    def move(connection: Connection) -> Promotion:
+        adapter = find_adapter(connection, name)
+        this_alias, previous = _alias_target(connection, adapter, alias, lock=True)
+        if version is None:
+            connection.execute(delete(aliases).where(this_alias))
+        else:
+            target = resolve_ref(connection, Ref(name, version=version))[1]
+            _point(connection, adapter, alias, previous, target)
+        return _record(connection, adapter, alias, previous, version, reason, actor)
+
+    return database.write_retrying(move, f"adopt alias @{alias}")
 
 
 def demote(database: Database, name: str, *, alias: str, reason: str | None = None) -> Promotion:
@@ -146,10 +173,16 @@ def _record(
     previous: int | None,
     target: int | None,
     reason: str | None,
+    actor: str | None = None,
 ) -> Promotion:
-    """Append the move to the promotion history, in the transaction that makes it."""
+    """Append the move to the promotion history, in the transaction that makes it (``actor`` None: the
+    current user)."""
     event = dict(
-        alias=alias, from_version=previous, to_version=target, actor=settings.current_user(), reason=reason
+        alias=alias,
+        from_version=previous,
+        to_version=target,
+        actor=actor or settings.current_user(),
+        reason=reason,
     )
     created_at = utc_now()
     connection.execute(insert(promotions).values(adapter_id=adapter.id, created_at=created_at, **event))

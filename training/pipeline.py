@@ -191,7 +191,7 @@ def run_tracked(
     if tracker is not None:
         resume_id = resumed_run_id(run_file.parent) if config.resume else None
         try:
-            tracker.start(config.name, resume_id, run_tags(config, base))
+            tracker.start(new_run_name(config, accelerator, parts), resume_id, run_tags(config, base))
             log_run_inputs(config, data, accelerator, parts, tracker)
         except Exception as exc:  # the store answered the pre-flight check but not now
             if tracker.run_id:
@@ -213,6 +213,16 @@ def run_tracked(
         if tracker is not None:
             tracker.end("FAILED")
         raise
+
+
+def new_run_name(config: TrainConfig, accelerator: Any, parts: Any) -> str:
+    from datetime import datetime, timezone
+
+    from adapterlab.training.tracking import run_name
+
+    rank = getattr(accelerator.unwrap_model(parts.model).peft_config["default"], "r", None)
+    rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else None  # LoRA-like methods only
+    return run_name(config.name, config.method, rank, datetime.now(timezone.utc))
 
 
 def run_tags(config: TrainConfig, base: Any) -> dict[str, str]:
@@ -326,6 +336,12 @@ def publish(
         write_portable_config(adapter, base)
     config_yaml = to_yaml(config)
     (Path(config.output) / "train_config.yaml").write_text(config_yaml)
+    if outcome.state.best_step is not None and outcome.state.best_metrics:
+        from adapterlab.training.tracking import best_metrics
+
+        tracker.log_metrics(
+            best_metrics(outcome.state.best_metrics, outcome.state.best_step), outcome.state.best_step
+        )
     if not tracker.lost:
         try:
             tracker.log_artifacts(adapter, config_yaml)

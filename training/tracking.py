@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,19 @@ def param_text(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, sort_keys=True, default=param_text)
     return str(value)
+
+
+def run_name(adapter: str, method: str, rank: int | None, started: datetime) -> str:
+    """``complaints-lora-r8-1130-184233``: what tells runs apart in MLflow's run list (MLflow's own
+    default is a random pair of words)."""
+    rank_part = [f"r{rank}"] if rank is not None else []
+    return "-".join([adapter, method, *rank_part, started.strftime("%m%d-%H%M%S")])
+
+
+def best_metrics(metrics: dict[str, float], step: int) -> dict[str, float]:
+    """The best evaluation as the run logs it (``best_<metric>``, ``best_step``): the numbers the
+    registry records for the version, so the run and the registry agree."""
+    return {**{f"best_{key}": value for key, value in metrics.items()}, "best_step": float(step)}
 
 
 def check_tracking_reachable(uri: str, experiment: str) -> None:

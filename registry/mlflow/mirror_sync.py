@@ -1,4 +1,5 @@
-"""``adapters sync``: bring the MLflow mirror up to date with the registry, idempotently.
+"""``adapters sync``: bring the MLflow mirror up to date with the registry, idempotently (or, with
+``--from-mlflow``, adopt the aliases someone moved in MLflow instead).
 
 The registry is the source of truth; what MLflow lacks is derived, not recorded: a version
 whose ``mlflow_version`` is unset was never mirrored, and an alias whose MLflow target differs
@@ -22,7 +23,8 @@ from adapterlab.registry import settings
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.store import record_mlflow_version
 from adapterlab.registry.db.tables import adapters, aliases, promotions, versions
-from adapterlab.registry.mlflow.mlflow_http import TrackingServerDown, mlflow_call_settings
+from adapterlab.registry.mlflow.alias_drift import alias_drift
+from adapterlab.registry.mlflow.mlflow_http import TrackingServerDown, mlflow_call_settings, tracking_user
 from adapterlab.registry.mlflow.mlflow_mirror import (
     create_mirrored_version,
     mlflow_client,
@@ -32,6 +34,7 @@ from adapterlab.registry.mlflow.mlflow_mirror import (
 from adapterlab.registry.mlflow.model_upgrade import upgrade_to_models
 from adapterlab.registry.mlflow.pyfunc_model import model_uri
 from adapterlab.registry.names import Ref
+from adapterlab.registry.promotion import adopt_alias
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.redaction import error_summary, redact
@@ -57,6 +60,45 @@ class SyncReport:
 
 def sync_mirror(database: Database) -> SyncReport:
     """Mirror every unmirrored version, then move every MLflow alias that differs from the registry's."""
+    _require_mlflow()
+    report = SyncReport()
+    with mlflow_call_settings():
+        _sync_versions(database, report)
+        upgrade_to_models(database, report.versions, report.failed)  # before aliases: they follow
+        _sync_aliases(database, report)
+    return _finished(report, "mirrored", "`adapters sync`")
+
+
+def adopt_from_mlflow(database: Database) -> SyncReport:
+    """The other direction (``adapters sync --from-mlflow``): every alias moved, set or removed in MLflow
+    becomes the registry's, each with a history row naming MLflow's account as the actor."""
+    _require_mlflow()
+    with database.reading() as connection:
+        names = connection.scalars(select(adapters.c.name).order_by(adapters.c.name)).all()
+    # MLflow records no author for an alias move: the actor is the MLflow account this sync reads it
+    # with (the one who moved it, when they adopt their own move), and the reason names who adopted it
+    user = tracking_user(settings.mlflow_tracking_uri())
+    actor = f"mlflow:{user}" if user else "mlflow"
+    reason = f"moved in MLflow; adopted by {settings.current_user()} with `adapters sync --from-mlflow`"
+    report = SyncReport()
+    for name in names:
+        found = alias_drift(database, name)
+        if found is not None and not found.checked:
+            report.failed.append(f"{name}: {found.lines()[0]}")
+            continue
+        for item in found.drift if found is not None else []:
+            if item.mlflow_version is not None and item.mirrors is None:
+                report.failed.append(
+                    f"{name}@{item.alias}: MLflow's version {item.mlflow_version} mirrors no registry version"
+                )
+                continue
+            adopt_alias(database, name, item.alias, item.mirrors, actor=actor, reason=reason)
+            move = f"-> {item.mirrors}" if item.mirrors is not None else "removed"
+            report.aliases.append(f"{name}@{item.alias} {move} (from MLflow)")
+    return _finished(report, "adopted", "`adapters sync --from-mlflow`")
+
+
+def _require_mlflow() -> None:
     if not settings.mlflow_mirror_enabled():
         raise InvalidConfig("the MLflow mirror is off (ADAPTERLAB_MLFLOW_MIRROR); unset it to sync")
     try:
@@ -65,16 +107,14 @@ def sync_mirror(database: Database) -> SyncReport:
         raise RegistryUnavailable(
             f"{exc}; nothing was changed: start it or check MLFLOW_TRACKING_URI"
         ) from exc
-    report = SyncReport()
-    with mlflow_call_settings():
-        _sync_versions(database, report)
-        upgrade_to_models(database, report.versions, report.failed)  # before aliases: they follow
-        _sync_aliases(database, report)
+
+
+def _finished(report: SyncReport, what: str, command: str) -> SyncReport:
     if report.failed:  # what was done stays done; running sync again retries only the rest
         done = len(report.versions) + len(report.aliases)
         raise RegistryUnavailable(
-            f"{len(report.failed)} change(s) could not be mirrored ({done} done), first: {report.failed[0]}; "
-            "fix that and run `adapters sync` again"
+            f"{len(report.failed)} change(s) could not be {what} ({done} done), first: {report.failed[0]}; "
+            f"fix that and run {command} again"
         )
     return report
 

@@ -112,6 +112,11 @@ def authorization(url_user: str | None, url_password: str | None) -> dict[str, s
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def tracking_user(uri: str) -> str | None:
+    """The MLflow account our calls authenticate as (``MLFLOW_TRACKING_USERNAME``, else the URL's user)."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or split_user_info(uri)[1]
+
+
 def tls_context(url: str) -> ssl.SSLContext | None:
     """An SSL context following MLflow's TLS variables (None for plain HTTP)."""
     if not url.startswith("https://"):

@@ -111,27 +111,39 @@ def create_mirrored_version(version: AdapterVersion) -> int:
 def _create_model_version(client, version: AdapterVersion, source: str) -> int:
     from mlflow.exceptions import MlflowException
 
-    try:
-        client.create_registered_model(version.name, tags={"adapterlab": "adapter"})
+    try:  # the base as a tag lets MLflow's model list filter by it (`tags.base = '...'`)
+        model_tags = {"adapterlab": "adapter", "base": version.base.name}
+        client.create_registered_model(version.name, tags=model_tags)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {
+        client.set_registered_model_tag(version.name, "base", version.base.name)  # models made before
+    created = client.create_model_version(
+        version.name,
+        source=source,  # an MLflow Model folder (pyfunc_model.py)
+        run_id=version.mlflow_run_id,
+        tags=version_tags(version),
+        description=version.description,
+    )
+    return int(created.version)
+
+
+def version_tags(version: AdapterVersion) -> dict[str, str]:
+    """What MLflow's model version page shows of ``version``: identity, metrics and who registered it.
+
+    MLflow's "Created by" column shows a version's ``user_id``, which neither its REST API nor its
+    client can set (MLflow leaves it empty), so the registering user travels as ``created_by``.
+    """
+    return {
         "base": version.base.name,
         "fingerprint": version.base.fingerprint,
         "task": version.task_type or "",
         "method": version.peft_type,
         "sha256": version.sha256,
         "adapterlab.version": str(version.version),
+        "created_by": version.created_by,
+        **{f"metric.{key}": f"{value:.6g}" for key, value in sorted(version.metrics.items())},
     }
-    created = client.create_model_version(
-        version.name,
-        source=source,  # an MLflow Model folder (pyfunc_model.py)
-        run_id=version.mlflow_run_id,
-        tags=tags,
-        description=version.description,
-    )
-    return int(created.version)
 
 
 def mirror_alias(name: str, alias: str, mlflow_version: int | None) -> None:

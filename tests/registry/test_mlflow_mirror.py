@@ -25,7 +25,11 @@ def test_versions_and_aliases_are_mirrored(registry_env, tiny_base, make_lora) -
     )
     run = client().create_run(experiment)
     first = register_adapter(
-        make_lora(seed=1), name="mirrored", base=tiny_base, mlflow_run_id=run.info.run_id
+        make_lora(seed=1),
+        name="mirrored",
+        base=tiny_base,
+        mlflow_run_id=run.info.run_id,
+        metrics={"eval_accuracy": 0.9125, "eval_loss": 0.25},
     )
     second = register_adapter(make_lora(seed=2), name="mirrored", base=tiny_base)
 
@@ -34,6 +38,14 @@ def test_versions_and_aliases_are_mirrored(registry_env, tiny_base, make_lora) -
     assert mirrored.tags["base"] == "tiny-bert" and mirrored.tags["fingerprint"] == first.base.fingerprint
     assert mirrored.tags["task"] == "FEATURE_EXTRACTION" and mirrored.tags["method"] == "LORA"
     assert mirrored.tags["sha256"] == first.sha256 and mirrored.tags["adapterlab.version"] == "1"
+    # what MLflow's version page cannot show by itself: the metrics and who registered it
+    assert mirrored.tags["metric.eval_accuracy"] == "0.9125" and mirrored.tags["metric.eval_loss"] == "0.25"
+    assert mirrored.tags["created_by"] == "tester" == first.created_by
+    assert "metric.eval_accuracy" not in client().get_model_version("mirrored", "2").tags
+    # MLflow's model list filters by base
+    (model,) = client().search_registered_models(filter_string="tags.base = 'tiny-bert'")
+    assert model.name == "mirrored" and model.tags["base"] == "tiny-bert"
+    assert client().search_registered_models(filter_string="tags.base = 'other-base'") == []
 
     promote("mirrored:1", alias="production")
     assert int(client().get_model_version_by_alias("mirrored", "production").version) == first.mlflow_version

@@ -78,3 +78,45 @@ def test_registry_through_an_mlflow_server(
     assert mirrored.run_id == version.mlflow_run_id and mirrored.tags["sha256"] == version.sha256
     pull(f"{name}@production", tmp_path / "pulled")
     assert (tmp_path / "pulled" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_an_alias_moved_on_the_server_is_drift_until_adopted(
+    registry_env, mlflow_server, tiny_base, make_lora, monkeypatch
+) -> None:
+    """Drift read over the REST API (no mlflow import), adopted with the MLflow account as the actor."""
+    import json
+
+    from click.testing import CliRunner
+
+    from adapterlab.cli.main import cli
+
+    def adapters(*args: str) -> tuple[str, str]:
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return result.stdout, result.stderr
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    name = f"drift-{uuid.uuid4().hex[:8]}"
+    mirrored = [
+        register_adapter(make_lora(seed=seed), name=name, base=tiny_base).mlflow_version for seed in (1, 2)
+    ]
+    promote(f"{name}:2", alias="production")
+    assert adapters("history", name)[1] == ""
+    MlflowClient(tracking_uri=mlflow_server).set_registered_model_alias(name, "production", str(mirrored[0]))
+    warning = adapters("show", name)[1]
+    assert (
+        f"@production: MLflow has it on its version {mirrored[0]} ({name}:1); the registry on {name}:2"
+        in (warning)
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "carol")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "unused-without-the-auth-app")
+    adapters("sync", "--from-mlflow")
+    last = json.loads(adapters("history", name, "--json")[0])[-1]
+    assert (last["alias"], last["from_version"], last["to_version"], last["actor"]) == (
+        "production",
+        2,
+        1,
+        "mlflow:carol",
+    )
+    assert adapters("show", f"{name}@production")[1] == ""

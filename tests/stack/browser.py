@@ -87,3 +87,30 @@ def version_rows(dom: str) -> dict[int, str]:
         if found:
             rows[int(found.group(1))] = flat
     return rows
+
+
+class PageText(HTMLParser):
+    """The visible text of a rendered page, one chunk per text node (scripts and styles left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+        self._hidden = 0  # depth inside <script>/<style>
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._hidden += tag in ("script", "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._hidden -= tag in ("script", "style") and self._hidden > 0
+
+    def handle_data(self, data: str) -> None:
+        text = " ".join(data.replace("\xa0", " ").split())
+        if text and not self._hidden:
+            self.chunks.append(text)
+
+
+def page_text(dom: str) -> list[str]:
+    """What the page shows as text, in document order."""
+    parser = PageText()
+    parser.feed(dom)
+    return parser.chunks

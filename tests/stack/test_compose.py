@@ -83,7 +83,9 @@ def test_data_lives_in_named_volumes(compose) -> None:
     }
     assert "postgres-data" in mounts["postgres"]
     assert "minio-data" in mounts["minio"]
-    used = {source for sources in mounts.values() for source in sources if not source.startswith(".")}
+    assert "mlflow-auth" in mounts["mlflow"]
+    # bind mounts: files of this checkout, and the caller's folder
+    used = {source for sources in mounts.values() for source in sources if not source.startswith((".", "$"))}
     assert used == declared
 
 
@@ -125,7 +127,12 @@ def test_mlflow_server_uses_postgres_and_proxies_artifacts_to_the_object_store(c
 def test_clients_reach_the_stack_with_the_settings_the_readme_promises(compose, teams_section) -> None:
     services = compose["services"]
     exports = readme_exports(teams_section)
-    assert set(exports) == {"ADAPTERLAB_REGISTRY_URL", "MLFLOW_TRACKING_URI"}
+    assert set(exports) == {
+        "ADAPTERLAB_REGISTRY_URL",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
     postgres_env = {
         key: with_defaults(str(value)) for key, value in services["postgres"]["environment"].items()
     }
@@ -143,6 +150,8 @@ def test_clients_reach_the_stack_with_the_settings_the_readme_promises(compose, 
         )
         assert (registry.hostname, registry.port) == ("postgres", 5432)
         assert inside["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        for credential in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            assert inside[credential] == exports[credential]
     assert outside.username == postgres_env["POSTGRES_USER"]
     assert outside.password == postgres_env["POSTGRES_PASSWORD"]
     assert outside.path == "/" + postgres_env["POSTGRES_DB"]
@@ -180,7 +189,7 @@ def test_dockerfile_installs_cpu_torch_before_the_project() -> None:
     assert "download.pytorch.org/whl/cpu" in adapters_stage[torch_step]
     assert torch_step < project_step
     mlflow_stage = " ".join(lines[lines.index("FROM python-base AS mlflow-server") :])
-    assert all(package in mlflow_stage for package in ("mlflow==", "psycopg", "boto3"))
+    assert all(package in mlflow_stage for package in ("mlflow[auth]==", "psycopg", "boto3"))
     for folder in ("adapterlab", "registry", "training", "cli", "migrations"):
         assert f"COPY {folder} ./{folder}" in adapters_stage
 
@@ -188,3 +197,81 @@ def test_dockerfile_installs_cpu_torch_before_the_project() -> None:
 def test_dockerignore_keeps_local_state_and_secrets_out_of_images() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".env", ".venv", ".adapterlab"} <= ignored
+
+
+def test_postgres_is_not_published_on_5432_by_default(compose, teams_section) -> None:
+    """A PostgreSQL already on this machine's 5432 (a developer's own) must not stop the stack."""
+    host_ports = [
+        port for service in compose["services"].values() for _, port in published_ports(service).values()
+    ]
+    assert 5432 not in host_ports
+    postgres_port = compose["services"]["postgres"]["ports"][0]
+    assert postgres_port.startswith("${POSTGRES_BIND:-127.0.0.1}:${POSTGRES_PORT:-"), (
+        "the port must be overridable"
+    )
+    tunnel = re.search(r"ssh -N -L (\d+):127.0.0.1:(\d+) -L (\d+):127.0.0.1:(\d+)", teams_section)
+    assert tunnel, "the README shows no SSH tunnel for teammates"
+    published = {port for _, port in published_ports(compose["services"]["postgres"]).values()}
+    published |= {port for _, port in published_ports(compose["services"]["mlflow"]).values()}
+    assert {int(port) for port in tunnel.groups()} == published
+
+
+def test_the_cli_container_works_in_the_callers_folder(compose) -> None:
+    """`docker compose run --rm adapters train --data ./mine.csv` reads the caller's ./mine.csv."""
+    adapters = compose["services"]["adapters"]
+    binds = {str(volume).rsplit(":", 1)[1]: str(volume).rsplit(":", 1)[0] for volume in adapters["volumes"]}
+    # ${PWD} is the caller's working folder (compose reads it from the calling shell), not the compose
+    # file's folder, which a relative "." would mean
+    assert binds[adapters["working_dir"]] == "${PWD:-.}"
+    assert adapters["working_dir"] == "/work"
+    assert adapters["user"] == "${ADAPTERLAB_UID:-10001}:${ADAPTERLAB_GID:-10001}"
+    assert adapters["environment"]["ADAPTERLAB_USER"] == "${USER:-adapterlab}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # any uid can use the home volume (compose runs the CLI as the caller's uid)
+    assert "chmod 1777 /data" in dockerfile and "HOME=/data" in dockerfile
+
+
+def mlflow_auth_config_reader():
+    """MLflow's own reader of the basic-auth config file, loaded alone: its package's ``__init__`` needs
+    Flask-WTF, which only the server image installs (``mlflow[auth]``)."""
+    import importlib.util
+
+    package = Path(importlib.util.find_spec("mlflow").origin).parent
+    spec = importlib.util.spec_from_file_location("mlflow_auth_config", package / "server/auth/config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read_auth_config
+
+
+def test_mlflow_asks_for_credentials_and_clients_have_them(compose, monkeypatch) -> None:
+    read_auth_config = mlflow_auth_config_reader()
+    mlflow = compose["services"]["mlflow"]
+    command = [with_defaults(str(part)) for part in mlflow["command"]]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    environment = {key: with_defaults(str(value)) for key, value in mlflow["environment"].items()}
+    assert environment["MLFLOW_FLASK_SERVER_SECRET_KEY"]  # the auth app refuses to start without it
+    mounts = {str(volume).split(":")[1]: str(volume).split(":")[0] for volume in mlflow["volumes"]}
+    ini = ROOT / mounts[environment["MLFLOW_AUTH_CONFIG_PATH"]]
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    for variable in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        monkeypatch.setenv(variable, environment[variable])
+    config = read_auth_config()  # MLflow's own reader of the file the server is given
+    assert config.default_permission == "EDIT"
+    auth_database = config.database_uri.removeprefix("sqlite:///")
+    assert any(
+        auth_database.startswith(target + "/") for target in mounts if not mounts[target].startswith(".")
+    ), "the accounts must live in a volume, or they vanish with the container"
+    clients = {key: with_defaults(str(value)) for key, value in compose["x-registry-env"].items()}
+    assert (clients["MLFLOW_TRACKING_USERNAME"], clients["MLFLOW_TRACKING_PASSWORD"]) == (
+        config.admin_username,
+        config.admin_password,
+    )
+    # the health check stays unauthenticated (MLflow leaves /health open), so it needs no password
+    assert "/health" in " ".join(mlflow["healthcheck"]["test"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "chown mlflow /var/lib/mlflow-auth" in dockerfile
+
+
+def test_readme_says_how_teammates_reach_the_stack_behind_authentication(teams_section) -> None:
+    for promise in ("basic-auth", "/api/2.0/mlflow/users/create", "ssh -N -L", "TLS", "MLFLOW_BIND=0.0.0.0"):
+        assert promise in teams_section, promise

@@ -63,3 +63,81 @@ def test_browser_check_reads_versions_and_aliases_set_in_mlflow_directly(
     client.set_registered_model_alias("control", "staging", "2")
     rows = mlflow_model_page(mlflow_server.url, "control")
     assert "@ staging" in rows[2] and "staging" not in rows[1], rows
+
+
+def shown_pair(chunks: list[str], key: str, value: str) -> bool:
+    """Whether the page shows ``key`` with ``value`` right after it (a tag table's row)."""
+    return any(chunks[i : i + 2] == [key, value] for i in range(len(chunks) - 1))
+
+
+def test_mlflow_shows_run_names_and_each_versions_metrics_creator_and_base(
+    postgres_database, mlflow_server, chromium, tiny_checkpoints, tmp_path: Path, monkeypatch
+) -> None:
+    """Two trainings through the real pipeline, then MLflow's run list and version page in Chromium."""
+    from mlflow import MlflowClient
+    from stack import browser
+
+    from adapterlab.registry.api import forget_registries
+    from adapterlab.registry.db.migrate import upgrade
+    from adapterlab.training import TrainConfig, train
+
+    registry_url = postgres_database().url
+    monkeypatch.setenv("ADAPTERLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ADAPTERLAB_REGISTRY_URL", registry_url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("ADAPTERLAB_USER", "ui-tester")
+    data = tmp_path / "mine.csv"
+    data.write_text(
+        "text,label\n" + "".join(f"box {i} is {('light', 'heavy')[i % 2]},{i % 2}\n" for i in range(24))
+    )
+    upgrade(registry_url=registry_url)
+    try:
+        results = [
+            train(
+                TrainConfig(
+                    base=str(tiny_checkpoints.cls_base),
+                    data=str(data),
+                    name="ui-runs",
+                    experiment="ui-runs",
+                    max_steps=2,
+                    eval_steps=2,
+                    batch_size=8,
+                    peft={"r": rank},
+                )
+            )
+            for rank in (2, 4)
+        ]
+    finally:
+        forget_registries()
+    client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+    experiment = client.get_experiment_by_name("ui-runs")
+    names = {result.run_id: client.get_run(result.run_id).info.run_name for result in results}
+    assert [names[result.run_id].split("-1")[0] for result in results] == [
+        "ui-runs-lora-r2",
+        "ui-runs-lora-r4",
+    ]
+
+    runs_shot = tmp_path / "mlflow-run-list.png"
+    runs_page = browser.page_text(
+        chromium(f"{mlflow_server.url}/#/experiments/{experiment.experiment_id}/runs", screenshot=runs_shot)
+    )
+    assert runs_shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
+    assert all(runs_page.count(name) == 1 for name in names.values()), runs_page
+
+    second = results[1]
+    version_shot = tmp_path / "mlflow-model-version.png"
+    version_page = browser.page_text(
+        chromium(f"{mlflow_server.url}/#/models/ui-runs/versions/{second.version}", screenshot=version_shot)
+    )
+    assert version_shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
+    assert shown_pair(version_page, "created_by", "ui-tester"), (
+        version_page
+    )  # MLflow's own "Created by" is empty
+    for key, value in second.metrics.items():
+        assert shown_pair(version_page, f"metric.{key}", f"{value:.6g}"), (key, version_page)
+    assert shown_pair(version_page, "base", "tiny-bert-cls"), version_page
+    assert names[second.run_id] in version_page  # "Source Run" names the run that trained it
+
+    model_page = browser.page_text(chromium(f"{mlflow_server.url}/#/models/ui-runs"))
+    assert shown_pair(model_page, "base", "tiny-bert-cls"), model_page  # the model list filters on it
+    assert "Created by" in model_page
