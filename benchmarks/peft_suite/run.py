@@ -48,6 +48,9 @@ FILES = (
     "test_low_level_api",
     "test_trainable_tokens",
     "test_target_parameters",
+    "test_lora_variants",
+    "test_bdlora",
+    "test_velora",
 )
 
 # test-only packages HF's tests import that this environment may lack; put beside the plugin
