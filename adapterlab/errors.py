@@ -54,6 +54,10 @@ class BaseModelMismatch(AdapterlabError, ValueError):
     """An adapter is used with a base model other than the one it was trained on."""
 
 
+class IncompatibleAdapter(BaseModelMismatch):
+    """An adapter's modules, shapes or task do not fit a base model's architecture (read from headers)."""
+
+
 class ChecksumMismatch(AdapterlabError, ValueError):
     """A stored artifact's content differs from the checksum recorded for it."""
 

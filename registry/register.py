@@ -26,6 +26,7 @@ from adapterlab.registry.db.store import (
     record_mlflow_version,
 )
 from adapterlab.registry.files.adapter_folder import read_adapter_folder
+from adapterlab.registry.files.compatibility import check_adapter_fits
 from adapterlab.registry.mlflow.artifacts import upload_adapter
 from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
 from adapterlab.registry.names import Ref, validate_key, validate_name
@@ -53,8 +54,9 @@ def register_adapter(
 
     ``base`` is the base model's local folder (fingerprinted) or the name of a registered base.
     Only the adapter's own files are stored (``files/adapter_files.py``); ``include`` adds files
-    matching its glob patterns. Registering content identical to an existing version of
-    ``name`` returns that version.
+    matching its glob patterns. The adapter must fit the base (``files/compatibility.py``).
+    Registering content identical to an existing version of ``name`` on the same base returns
+    that version.
     """
     validate_name(name)
     _check_task(task_type)
@@ -68,12 +70,11 @@ def register_adapter(
             "Note: not stored with the adapter: %s (add them with --include PATTERN)",
             ", ".join(folder.left_out),
         )
-    known = existing_version(database, name, folder.sha256)
-    if known is not None:
-        return show(database, Ref(name, version=known))
+    base_spec = resolve_base(database, base, base_name)
+    check_adapter_fits(folder, task_type, base_spec)
     new = NewVersion(
         name=name,
-        base=resolve_base(database, base, base_name),
+        base=base_spec,
         task_type=task_type,
         folder=folder,
         artifact_uri="",  # known once the files are stored, after every check has passed
@@ -83,7 +84,10 @@ def register_adapter(
         mlflow_run_id=mlflow_run_id,
         created_by=settings.current_user(),
     )
-    check_can_register(database, new)
+    check_can_register(database, new)  # also: the same files with another base are refused
+    known = existing_version(database, name, folder.sha256)
+    if known is not None:
+        return show(database, Ref(name, version=known))
     artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
     number, created = add_version(
         database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)
