@@ -64,8 +64,8 @@ FLAG_FIELDS = (
 @click.option(
     "--base-name", help="Name the registry records for the base (default: its Hub id or folder name)."
 )
-@click.option("--task", type=click.Choice(list(TASKS)))
-@click.option("--method", type=click.Choice(list(METHODS)))
+@click.option("--task", help=f"One of {', '.join(TASKS)} (any case; - or _; or the PEFT name, e.g. SEQ_CLS).")
+@click.option("--method", help=f"One of {', '.join(METHODS)} (any case; - or _; e.g. PROMPT_TUNING).")
 @click.option(
     "--data", help="CSV, JSON, JSONL or Parquet file, or a Hub dataset (default: the complaints dataset)."
 )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from adapterlab.errors import InvalidConfig
-from adapterlab.hf_format import TASK_TYPES
+from adapterlab.hf_format import TaskType
 from adapterlab.registry import settings
 from adapterlab.registry.base_models import resolve_base
 from adapterlab.registry.db.database import Database
@@ -32,6 +32,7 @@ from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
 from adapterlab.registry.names import Ref, validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
+from adapterlab.validation import parse_choice
 
 log = logging.getLogger("adapterlab.registry")
 
@@ -59,12 +60,11 @@ def register_adapter(
     that version.
     """
     validate_name(name)
-    _check_task(task_type)
+    task_type = _task(task_type)
     clean_metrics = _metrics(metrics or {})
     clean_tags = {validate_key(key, "tag"): str(value) for key, value in (tags or {}).items()}
     folder = read_adapter_folder(path, include=include)
-    task_type = task_type or folder.config.get("task_type")
-    _check_task(task_type, f"{folder.path}/adapter_config.json: ")
+    task_type = task_type or _task(folder.config.get("task_type"), f"{folder.path}/adapter_config.json: ")
     if folder.left_out:
         log.warning(
             "Note: not stored with the adapter: %s (add them with --include PATTERN)",
@@ -101,9 +101,14 @@ def register_adapter(
     return record
 
 
-def _check_task(task_type: object, where: str = "") -> None:
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise InvalidConfig(f"{where}unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
+def _task(task_type: object, where: str = "") -> str | None:
+    """The task type as the registry stores and shows it (``SEQ_CLS``), from any spelling."""
+    if task_type is None:
+        return None
+    try:
+        return parse_choice(TaskType, task_type, "task type").value
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"{where}{exc}") from None
 
 
 def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:

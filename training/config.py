@@ -147,6 +147,10 @@ def build_config(yaml_path: str | None, flags: dict[str, Any], peft_overrides: d
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """Check the choices and fill the environment-dependent defaults (returns a new config)."""
+    check_types(config)
+    config = dataclasses.replace(
+        config, task=_spelled(TASKS, config.task, "task"), method=_spelled(METHODS, config.method, "method")
+    )
     check_choices(config)
     from adapterlab.registry.settings import adapterlab_home
 
@@ -157,6 +161,23 @@ def resolve(config: TrainConfig) -> TrainConfig:
         data=config.data or str(quickstart_data_path()),
         output=str(Path(config.output or adapterlab_home() / "runs" / config.name).expanduser().absolute()),
     )
+
+
+def _spelled(table: dict[str, TaskType] | dict[str, PeftType], value: str, what: str) -> str:
+    """Training's name for ``value`` in any spelling of it or of its PEFT value: ``SEQ_CLS``,
+    ``seq_cls`` and ``Seq-Cls`` are all ``seq-cls``."""
+    kind = type(next(iter(table.values())))
+    try:
+        member = kind(value)
+    except ValueError:
+        member = None
+    found = next((name for name, known in table.items() if known is member), None)
+    if found is None:
+        raise InvalidConfig(
+            f"unknown {what} {value!r}; choose one of: {', '.join(table)} (any case, - or _; or the PEFT "
+            f"names {', '.join(known.value for known in table.values())})"
+        )
+    return found
 
 
 # type name in TrainConfig's annotations -> what a value of that type may be (bool is no number here)
