@@ -85,7 +85,10 @@ FLAG_FIELDS = (
 @click.option("--name", help="Adapter name in the registry (default: quickstart-complaints).")
 @click.option("--experiment", help="MLflow experiment (default: adapterlab).")
 @click.option(
-    "--output", type=click.Path(file_okay=False), help="Run folder (default: $ADAPTERLAB_HOME/runs/NAME)."
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Run folder (default: a new folder under $ADAPTERLAB_HOME/runs/NAME for each run; "
+    "--resume continues the newest).",
 )
 @click.option("--description", help="Stored with the registered version.")
 @click.option("--warmup-ratio", type=float, help="Share of steps spent warming up the learning rate.")
