@@ -120,4 +120,6 @@ def test_a_filter_that_matches_nothing_says_what_the_registry_holds(registered, 
 
 def test_a_misspelt_base_in_list_gets_a_suggestion(registered) -> None:
     result = cli_json("list", "--base", "org/tiny-bret", code=1)
-    assert result.stderr.strip() == "Error: no base model 'org/tiny-bret'; did you mean org/tiny-bert?"
+    assert result.stderr.startswith(
+        "Error: no base model 'org/tiny-bret'; did you mean org/tiny-bert? (registry: "
+    )
