@@ -58,6 +58,7 @@ class BaseLayout:
 
     config: dict[str, Any]
     weights: dict[str, Shape]  # "transformer.h.0.attn.c_attn" -> (32, 96)
+    prefixes: tuple[str, ...]  # the first components of those paths: "transformer", "lm_head"
 
     @classmethod
     def read(cls, folder: Path) -> BaseLayout:
@@ -66,12 +67,12 @@ class BaseLayout:
             for entry in checkpoint_tensors(folder)
             if entry.name.endswith(".weight")
         }
-        return cls(config=model_config(folder), weights=weights)
+        prefixes = tuple(sorted({name.split(".", 1)[0] for name in weights}))
+        return cls(config=model_config(folder), weights=weights, prefixes=prefixes)
 
     def weight(self, module: str) -> Shape | None:
         """The shape of ``module``'s weight, the task model's prefix added or removed as needed."""
-        firsts = {name.split(".", 1)[0] for name in self.weights}
-        candidates = [module, module.partition(".")[2], *(f"{first}.{module}" for first in sorted(firsts))]
+        candidates = [module, module.partition(".")[2], *(f"{prefix}.{module}" for prefix in self.prefixes)]
         found = next((self.weights[path] for path in candidates if path in self.weights), None)
         if found is None and module.rsplit(".", 1)[-1] == OUTPUT_HEAD:
             return self._tied_output_head()
