@@ -58,6 +58,10 @@ class BaseModelNotFound(AdapterlabError, LookupError):
     """A registered base model's files are nowhere this machine can reach (folders, cache, Hub)."""
 
 
+class IncompatibleAdapter(BaseModelMismatch):
+    """An adapter's modules, shapes or task do not fit a base model's architecture (read from headers)."""
+
+
 class ChecksumMismatch(AdapterlabError, ValueError):
     """A stored artifact's content differs from the checksum recorded for it."""
 

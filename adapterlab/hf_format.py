@@ -29,7 +29,30 @@ LORA_MAGNITUDE = "lora_magnitude_vector"  # DoRA
 PROMPT_EMBEDDINGS = "prompt_embeddings"  # the one tensor of a prompt-learning method
 
 
-class PeftType(str, enum.Enum):
+# other names a user may write for a member, in spelling() form (training's --task seq2seq)
+_ALIASES = {"SEQ2SEQ": "SEQ2SEQLM"}
+
+
+def spelling(text: str) -> str:
+    """The form in which two spellings of one name agree: ``seq-cls``, ``Seq_Cls`` -> ``SEQCLS``."""
+    key = "".join(char for char in text.upper() if char.isalnum())
+    return _ALIASES.get(key, key)
+
+
+class _Vocabulary(str, enum.Enum):
+    """A str enum that also takes any spelling of its values: case, ``-``, ``_`` and spaces aside."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> enum.Enum | None:
+        if not isinstance(value, str):
+            return None
+        return next((member for member in cls if spelling(member.value) == spelling(value)), None)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PeftType(_Vocabulary):
     """The PEFT methods, with Hugging Face PEFT's string values."""
 
     LORA = "LORA"
@@ -37,11 +60,8 @@ class PeftType(str, enum.Enum):
     P_TUNING = "P_TUNING"
     PREFIX_TUNING = "PREFIX_TUNING"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TaskType(str, enum.Enum):
+class TaskType(_Vocabulary):
     """The task a PEFT model is built for; it picks the ``PeftModelFor...`` class."""
 
     SEQ_CLS = "SEQ_CLS"
@@ -50,9 +70,6 @@ class TaskType(str, enum.Enum):
     TOKEN_CLS = "TOKEN_CLS"
     QUESTION_ANS = "QUESTION_ANS"
     FEATURE_EXTRACTION = "FEATURE_EXTRACTION"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PEFT_TYPES = tuple(member.value for member in PeftType)

@@ -24,3 +24,13 @@ def coerce_enum(enum_cls: type[enum.Enum], value: Any, field_name: str) -> Any:
         raise InvalidConfig(
             f"Invalid {label}: {value!r}. Must be one of the following {label}s: {valid} (field {field_name})"
         ) from None
+
+
+def parse_choice(enum_cls: type[enum.Enum], value: Any, what: str) -> Any:
+    """``value`` in any spelling its enum takes (``seq-cls``, ``seq_cls``, ``SEQ_CLS``) as a member of
+    ``enum_cls``; anything else is one InvalidConfig naming the choices, each spelled one way."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        valid = ", ".join(member.value for member in enum_cls)
+        raise InvalidConfig(f"unknown {what} {value!r}; use one of {valid} (any case, - or _)") from None

@@ -23,10 +23,20 @@ def cli_state() -> CliState:
     return state if state is not None else CliState(registry_url=None, debug=False)
 
 
-def open_registry() -> Registry:
-    """The registry ``--registry-url`` names, opened for this command and closed when it ends."""
-    from adapterlab.registry import Registry
+REGISTRY_USED = "adapterlab.registry"  # ctx.meta key: the opened registry, named in any error that follows
 
-    registry = Registry.open(cli_state().registry_url)
-    click.get_current_context().call_on_close(registry.close)
+
+def open_registry(*, create: bool = False) -> Registry:
+    """The registry ``--registry-url`` names, opened for this command and closed when it ends.
+
+    Only commands that write a first version (``register``) pass ``create``: reading a registry
+    that is not there is an error, not a new empty one.
+    """
+    from adapterlab.registry import Registry
+    from adapterlab.registry.db.database import display_url
+
+    registry = Registry.open(cli_state().registry_url, create=create)
+    context = click.get_current_context()
+    context.call_on_close(registry.close)
+    context.meta[REGISTRY_USED] = display_url(registry.url)
     return registry

@@ -14,7 +14,7 @@ import sys
 import click
 
 from adapterlab import __version__
-from adapterlab.cli.context import CliState
+from adapterlab.cli.context import REGISTRY_USED, CliState
 from adapterlab.cli.output import escape_controls
 from adapterlab.errors import AdapterlabError
 from adapterlab.registry.redaction import redact
@@ -62,12 +62,20 @@ class LazyGroup(click.Group):
         except AdapterlabError as exc:
             if ctx.params.get("debug"):
                 raise
-            fail(str(exc), 1)
+            fail(_naming_registry(str(exc), ctx.meta.get(REGISTRY_USED)), 1)
         except click.UsageError as exc:  # click's own (exit 2): one line too, pointing at the help
             if ctx.params.get("debug"):
                 raise
             command = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             fail(f"{exc.format_message()} (see `{command} --help`)", exc.exit_code)
+
+
+def _naming_registry(message: str, registry: str | None) -> str:
+    """``message``, plus which registry the command used (an answer from the wrong one is a common
+    surprise once ``.adapterlab`` is found in a parent folder)."""
+    if registry is None or registry in message:
+        return message
+    return f"{message} (registry: {registry})"
 
 
 def fail(message: str, code: int) -> None:

@@ -66,7 +66,7 @@ def register_command(path: Path, **options):
         adapters register ./out/adapter --name complaints --base ./models/mt0-large \\
             --base-name bigscience/mt0-large --metric accuracy=0.91 --tag team=support
     """
-    return open_registry().register(path, **options)
+    return open_registry(create=True).register(path, **options)
 
 
 @click.command("list")

@@ -64,8 +64,8 @@ FLAG_FIELDS = (
 @click.option(
     "--base-name", help="Name the registry records for the base (default: its Hub id or folder name)."
 )
-@click.option("--task", type=click.Choice(list(TASKS)))
-@click.option("--method", type=click.Choice(list(METHODS)))
+@click.option("--task", help=f"One of {', '.join(TASKS)} (any case; - or _; or the PEFT name, e.g. SEQ_CLS).")
+@click.option("--method", help=f"One of {', '.join(METHODS)} (any case; - or _; e.g. PROMPT_TUNING).")
 @click.option(
     "--data", help="CSV, JSON, JSONL or Parquet file, or a Hub dataset (default: the complaints dataset)."
 )
@@ -85,7 +85,10 @@ FLAG_FIELDS = (
 @click.option("--name", help="Adapter name in the registry (default: quickstart-complaints).")
 @click.option("--experiment", help="MLflow experiment (default: adapterlab).")
 @click.option(
-    "--output", type=click.Path(file_okay=False), help="Run folder (default: $ADAPTERLAB_HOME/runs/NAME)."
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Run folder (default: a new folder under $ADAPTERLAB_HOME/runs/NAME for each run; "
+    "--resume continues the newest).",
 )
 @click.option("--description", help="Stored with the registered version.")
 @click.option("--warmup-ratio", type=float, help="Share of steps spent warming up the learning rate.")

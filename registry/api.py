@@ -47,13 +47,14 @@ class Registry:
         self.database = database
 
     @classmethod
-    def open(cls, url: str | None = None) -> Registry:
+    def open(cls, url: str | None = None, *, create: bool = True) -> Registry:
         """The registry at ``url`` (default: ``$ADAPTERLAB_REGISTRY_URL``, else SQLite in the home folder).
 
         Raises RegistryUnavailable when the database cannot be reached or its schema is not this
-        adapterlab's (a new embedded SQLite file is created at the current schema).
+        adapterlab's. A missing embedded SQLite file is created at the current schema, or with
+        ``create=False`` is an error saying where it was looked for.
         """
-        return cls(open_database(url))
+        return cls(open_database(url, create=create))
 
     @property
     def url(self) -> str:

@@ -29,12 +29,14 @@ from adapterlab.registry.redaction import error_summary
 WHAT_TO_PASS = "pass --base PATH|HUB_ID (library: base=...) or run `adapters base add-location NAME PATH`"
 
 
-def locate_base(base: BaseSpec, *, given: str | Path | None = None, database: Database | None = None) -> Path:
+def locate_base(
+    base: BaseSpec, *, given: str | Path | None = None, database: Database | None = None, use_hub: bool = True
+) -> Path:
     """A local folder holding exactly the weights of ``base`` (by fingerprint).
 
     ``given`` (a folder or a Hub id) must hold them (else BaseModelMismatch); without it the
-    registered folders (when ``database`` is given), the Hugging Face cache and the Hub are tried
-    in that order. Raises BaseModelNotFound, listing what was tried, when none holds them.
+    registered folders (when ``database`` is given), the Hugging Face cache and (``use_hub``) the
+    Hub are tried in that order. Raises BaseModelNotFound, listing what was tried, when none holds them.
     """
     if given is not None:
         folder = resolve_given(given, base.revision if str(given) == base.hub_id else None)
@@ -48,7 +50,7 @@ def locate_base(base: BaseSpec, *, given: str | Path | None = None, database: Da
             )
         return folder
     tried: list[str] = []
-    for folder, what in _candidates(base, database, tried):
+    for folder, what in _candidates(base, database, tried, use_hub):
         found = _fingerprint(folder)
         if found == base.fingerprint:
             return folder
@@ -82,7 +84,9 @@ def resolve_given(given: str | Path, revision: str | None = None) -> Path:
     )
 
 
-def _candidates(base: BaseSpec, database: Database | None, tried: list[str]) -> Iterator[tuple[Path, str]]:
+def _candidates(
+    base: BaseSpec, database: Database | None, tried: list[str], use_hub: bool
+) -> Iterator[tuple[Path, str]]:
     """Folders that may hold ``base``, most likely first; what yields nothing is noted in ``tried``."""
     for path in registered_locations(database, base) if database is not None else ():
         if Path(path).is_dir():
@@ -98,6 +102,8 @@ def _candidates(base: BaseSpec, database: Database | None, tried: list[str]) -> 
         yield snapshot, f"the Hugging Face cache ({at})"
     else:
         tried.append(f"the Hugging Face cache (no {at})")
+    if not use_hub:
+        return
     if not hub_reachable():
         tried.append("the Hub (offline)")
         return

@@ -6,7 +6,6 @@ found in is only one of its locations (``base_locations.py``).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sqlalchemy import select
 from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.tables import BASE_NAME_LENGTH, base_models
+from adapterlab.registry.files.checkpoint_files import model_config
 from adapterlab.registry.files.fingerprint import fingerprint_checkpoint
 from adapterlab.registry.hub_access import HUB_ID, cached_snapshot
 from adapterlab.registry.names import not_found
@@ -40,7 +40,7 @@ def resolve_base(database: Database, base: str | Path, base_name: str | None = N
 
 def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
     folder = folder.absolute()
-    config = _model_config(folder)
+    config = model_config(folder)
     hub_name, revision = _hub_identity(folder, config)
     name = base_name or hub_name or folder.name
     if not name or len(name) > BASE_NAME_LENGTH or any(ord(char) < 32 for char in name):
@@ -58,14 +58,6 @@ def describe_folder(folder: Path, base_name: str | None = None) -> BaseSpec:
         tensor_count=weights.tensor_count,
         size_bytes=weights.size_bytes,
     )
-
-
-def _model_config(folder: Path) -> dict:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}  # a folder of bare weights is still a base; it just has no model_type
-    return config if isinstance(config, dict) else {}
 
 
 def _hub_identity(folder: Path, config: dict) -> tuple[str | None, str | None]:

@@ -8,11 +8,13 @@ Each function takes the opened :class:`Database` and parsed references; the publ
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Row, Table, func, select
 
 from adapterlab.errors import AdapterNotFound, InvalidConfig
+from adapterlab.hf_format import PeftType, TaskType
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.tables import adapters, aliases, base_models, metrics, promotions, tags, versions
 from adapterlab.registry.names import Ref, not_found, validate_alias, validate_name
@@ -24,6 +26,9 @@ from adapterlab.registry.records import (
     base_spec_fields,
     iso_time,
 )
+from adapterlab.validation import parse_choice
+
+log = logging.getLogger("adapterlab.registry")
 
 _IN_BATCH = 900  # stays below every SQLite build's limit on bound parameters
 LIMIT_MAX = 2**31 - 1  # beyond it SQLite's and PostgreSQL's drivers overflow rather than list everything
@@ -201,12 +206,14 @@ def list_versions(
         .join(adapters, adapters.c.id == versions.c.adapter_id)
         .join(base_models, base_models.c.id == adapters.c.base_model_id)
     )
+    task_type = None if task_type is None else parse_choice(TaskType, task_type, "task type").value
+    peft_type = None if peft_type is None else parse_choice(PeftType, peft_type, "method").value
     if base is not None:
         query = query.where(base_models.c.name == base)
     if task_type is not None:
         query = query.where(adapters.c.task_type == task_type)
     if peft_type is not None:
-        query = query.where(versions.c.peft_type == peft_type.upper())
+        query = query.where(versions.c.peft_type == peft_type)
     if alias is not None:
         query = query.join(aliases, aliases.c.version_id == versions.c.id).where(
             aliases.c.alias == validate_alias(alias)
@@ -223,6 +230,8 @@ def list_versions(
         query = query.limit(limit)
     with database.reading() as connection:
         rows = connection.execute(query).all()
+        if not rows and (base, task_type, peft_type, alias) != (None,) * 4:
+            _explain_no_match(connection, base)
         ids = [row[0] for row in rows]
         found_metrics, found_aliases = _pairs(connection, metrics, ids), _aliases(connection, ids)
     return [
@@ -238,3 +247,18 @@ def list_versions(
         )
         for version_id, name, number, base_name, task, method, created in rows
     ]
+
+
+def _explain_no_match(connection: Connection, base: str | None) -> None:
+    """Why a filtered listing is empty: an unknown base name is an error that suggests close ones;
+    otherwise a note says which tasks and methods the registry does hold."""
+    if base is not None:
+        known = connection.scalars(select(base_models.c.name).distinct()).all()
+        if base not in known:
+            raise not_found("base model", base, known, listing="`adapters bases`")
+    tasks = connection.scalars(
+        select(adapters.c.task_type).distinct().where(adapters.c.task_type.is_not(None))
+    )
+    methods = connection.scalars(select(versions.c.peft_type).distinct())
+    held = f"tasks: {', '.join(sorted(tasks)) or 'none'}; methods: {', '.join(sorted(methods)) or 'none'}"
+    log.warning("Note: no version matches every filter; this registry holds %s", held)

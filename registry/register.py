@@ -13,9 +13,10 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from adapterlab.errors import InvalidConfig
-from adapterlab.hf_format import TASK_TYPES
+from adapterlab.errors import BaseModelNotFound, InvalidConfig
+from adapterlab.hf_format import TaskType
 from adapterlab.registry import settings
+from adapterlab.registry.base_locations import locate_base
 from adapterlab.registry.base_models import resolve_base
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.store import (
@@ -26,12 +27,14 @@ from adapterlab.registry.db.store import (
     record_mlflow_version,
 )
 from adapterlab.registry.files.adapter_folder import read_adapter_folder
+from adapterlab.registry.files.compatibility import check_adapter_fits
 from adapterlab.registry.files.portable_config import portable_folder
 from adapterlab.registry.mlflow.artifacts import upload_adapter
 from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
 from adapterlab.registry.names import Ref, validate_key, validate_name
 from adapterlab.registry.queries import show
-from adapterlab.registry.records import AdapterVersion
+from adapterlab.registry.records import AdapterVersion, BaseSpec
+from adapterlab.validation import parse_choice
 
 log = logging.getLogger("adapterlab.registry")
 
@@ -56,27 +59,25 @@ def register_adapter(
     locations), the name of a registered base, or a Hub id in the local cache. The stored
     ``adapter_config.json`` names the base by its Hub id (else its name), never by a local path.
     Only the adapter's own files are stored (``files/adapter_files.py``); ``include`` adds files
-    matching its glob patterns. Registering content identical to an existing version of
-    ``name`` returns that version.
+    matching its glob patterns. The adapter must fit the base (``files/compatibility.py``).
+    Registering content identical to an existing version of ``name`` on the same base returns
+    that version.
     """
     validate_name(name)
-    _check_task(task_type)
+    task_type = _task(task_type)
     clean_metrics = _metrics(metrics or {})
     clean_tags = {validate_key(key, "tag"): str(value) for key, value in (tags or {}).items()}
     folder = read_adapter_folder(path, include=include)
-    task_type = task_type or folder.config.get("task_type")
-    _check_task(task_type, f"{folder.path}/adapter_config.json: ")
+    task_type = task_type or _task(folder.config.get("task_type"), f"{folder.path}/adapter_config.json: ")
     if folder.left_out:
         log.warning(
             "Note: not stored with the adapter: %s (add them with --include PATTERN)",
             ", ".join(folder.left_out),
         )
     resolved = resolve_base(database, base, base_name)
+    check_adapter_fits(folder, task_type, resolved, _local_copy(database, base, resolved))
     # what is stored names the base by Hub id or name, never by the folder it was trained from
     with portable_folder(folder, resolved) as folder:
-        known = existing_version(database, name, folder.sha256)
-        if known is not None:
-            return show(database, Ref(name, version=known))
         new = NewVersion(
             name=name,
             base=resolved,
@@ -90,7 +91,10 @@ def register_adapter(
             created_by=settings.current_user(),
             base_folder=str(Path(base).absolute()) if Path(base).is_dir() else None,
         )
-        check_can_register(database, new)
+        check_can_register(database, new)  # also: the same files with another base are refused
+        known = existing_version(database, name, folder.sha256)
+        if known is not None:
+            return show(database, Ref(name, version=known))
         artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
         number, created = add_version(
             database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)
@@ -104,9 +108,25 @@ def register_adapter(
     return record
 
 
-def _check_task(task_type: object, where: str = "") -> None:
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise InvalidConfig(f"{where}unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
+def _local_copy(database: Database, base: Path | str, resolved: BaseSpec) -> Path | None:
+    """The base's folder on this machine, for the compatibility check: the one given, else a recorded
+    folder or the Hugging Face cache (never a download); None when there is none."""
+    if Path(base).is_dir():
+        return Path(base)
+    try:
+        return locate_base(resolved, database=database, use_hub=False)
+    except BaseModelNotFound:
+        return None
+
+
+def _task(task_type: object, where: str = "") -> str | None:
+    """The task type as the registry stores and shows it (``SEQ_CLS``), from any spelling."""
+    if task_type is None:
+        return None
+    try:
+        return parse_choice(TaskType, task_type, "task type").value
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"{where}{exc}") from None
 
 
 def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -16,14 +16,36 @@ from pathlib import Path
 
 from adapterlab.errors import InvalidConfig
 
+HOME_FOLDER = ".adapterlab"
+
 
 def adapterlab_home() -> Path:
-    """``$ADAPTERLAB_HOME``, default ``./.adapterlab`` (relative to the working directory).
+    """``$ADAPTERLAB_HOME``; else the nearest ``.adapterlab`` folder in the working directory or above
+    it (as git finds ``.git``); else ``./.adapterlab``, which a writing command creates.
 
     A home that is a file, or lies under one, is refused here, before anything tries to create it.
     """
-    home = Path(os.environ.get("ADAPTERLAB_HOME") or ".adapterlab").expanduser().absolute()
+    configured = os.environ.get("ADAPTERLAB_HOME")
+    if configured:
+        home = Path(configured).expanduser().absolute()
+    else:
+        home = found_home() or Path.cwd() / HOME_FOLDER
     return usable_folder(home, "ADAPTERLAB_HOME")
+
+
+def found_home() -> Path | None:
+    """The nearest ``.adapterlab`` folder in the working directory or one of its parents."""
+    here = Path.cwd()
+    return next(
+        (folder / HOME_FOLDER for folder in (here, *here.parents) if (folder / HOME_FOLDER).is_dir()), None
+    )
+
+
+def home_is_configured() -> bool:
+    """Whether the user chose where the registry lives (a found ``.adapterlab`` counts as chosen)."""
+    return bool(os.environ.get("ADAPTERLAB_HOME") or os.environ.get("ADAPTERLAB_REGISTRY_URL")) or (
+        found_home() is not None
+    )
 
 
 def usable_folder(folder: Path, what: str) -> Path:

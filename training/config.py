@@ -67,7 +67,7 @@ class TrainConfig:
     eval_split: float = 0.2  # share of data held out for evaluation (when eval_data is unset)
     name: str = QUICKSTART_NAME  # registry adapter name; also names the output folder
     experiment: str = "adapterlab"  # MLflow experiment
-    output: str | None = None  # run folder; None: <ADAPTERLAB_HOME>/runs/<name>
+    output: str | None = None  # run folder; None: a new one under <ADAPTERLAB_HOME>/runs/<name>
     resume: bool = False  # continue from the latest checkpoint in output
     register: bool = True  # register the adapter in the registry on success
     registry_url: str | None = None  # None: $ADAPTERLAB_REGISTRY_URL or SQLite under the home
@@ -147,6 +147,10 @@ def build_config(yaml_path: str | None, flags: dict[str, Any], peft_overrides: d
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """Check the choices and fill the environment-dependent defaults (returns a new config)."""
+    check_types(config)
+    config = dataclasses.replace(
+        config, task=_spelled(TASKS, config.task, "task"), method=_spelled(METHODS, config.method, "method")
+    )
     check_choices(config)
     from adapterlab.registry.settings import adapterlab_home
 
@@ -155,8 +159,37 @@ def resolve(config: TrainConfig) -> TrainConfig:
         base=config.base or str(quickstart_base_path()),
         base_name=config.base_name or (None if config.base else QUICKSTART_BASE_NAME),
         data=config.data or str(quickstart_data_path()),
-        output=str(Path(config.output or adapterlab_home() / "runs" / config.name).expanduser().absolute()),
+        output=str(
+            Path(config.output or default_output(adapterlab_home() / "runs" / config.name, config.resume))
+            .expanduser()
+            .absolute()
+        ),
     )
+
+
+def default_output(runs: Path, resume: bool) -> Path:
+    """A new run folder under ``runs``; with ``resume``, the newest one (``runs`` itself when there is
+    none, where runs of older versions wrote)."""
+    from adapterlab.training.run_folders import latest_run_folder, new_run_folder
+
+    return (latest_run_folder(runs) or runs) if resume else new_run_folder(runs)
+
+
+def _spelled(table: dict[str, TaskType] | dict[str, PeftType], value: str, what: str) -> str:
+    """Training's name for ``value`` in any spelling of it or of its PEFT value: ``SEQ_CLS``,
+    ``seq_cls`` and ``Seq-Cls`` are all ``seq-cls``."""
+    kind = type(next(iter(table.values())))
+    try:
+        member = kind(value)
+    except ValueError:
+        member = None
+    found = next((name for name, known in table.items() if known is member), None)
+    if found is None:
+        raise InvalidConfig(
+            f"unknown {what} {value!r}; choose one of: {', '.join(table)} (any case, - or _; or the PEFT "
+            f"names {', '.join(known.value for known in table.values())})"
+        )
+    return found
 
 
 # type name in TrainConfig's annotations -> what a value of that type may be (bool is no number here)

@@ -9,6 +9,7 @@ its checks so that all processes fail (or go on) together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -33,6 +34,7 @@ from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
 from adapterlab.training.model_builder import build_peft_config, check_base, check_method_task
 from adapterlab.training.parts import build_parts, make_accelerator
+from adapterlab.training.run_folders import holds_run
 from adapterlab.training.tracking import redact
 
 
@@ -64,6 +66,7 @@ def train(config: TrainConfig) -> TrainResult:
     check_output(config)
     data = load_training_data(config)
     accelerator = make_accelerator(config)
+    config = same_output_everywhere(config, accelerator)
     base, tracker = share_outcome(
         accelerator,
         lambda: (
@@ -71,8 +74,6 @@ def train(config: TrainConfig) -> TrainResult:
         ),
     )
     parts, counts = build_parts(config, peft_config, data, accelerator)
-    if accelerator.is_main_process and not config.resume:  # only now: a failed check above keeps the old run
-        clear_previous_run(Path(config.output))
     accelerator.wait_for_everyone()
     with stop_on_signals() as stop:
         outcome = run_tracked(config, data, parts, accelerator, tracker, base, stop)
@@ -84,6 +85,11 @@ def check_output(config: TrainConfig) -> None:
 
     usable_folder(Path(config.output), "--output")
     if not config.resume:
+        if holds_run(Path(config.output)):  # never overwrite an earlier run's files
+            raise InvalidConfig(
+                f"--output {config.output} already holds a run; pass --resume to continue it, or choose "
+                f"another --output (without one, each run gets a new folder under runs/{config.name})"
+            )
         return
     found = latest_checkpoint(Path(config.output) / "checkpoints")
     if found is None:
@@ -112,11 +118,14 @@ def resumed_run_id(output: Path) -> str | None:
     return run_id
 
 
-def clear_previous_run(output: Path) -> None:
-    """A fresh run must not resume, pick or re-log anything a previous run left in ``output``."""
-    for leftover in ("checkpoints", "best"):
-        shutil.rmtree(output / leftover, ignore_errors=True)
-    (output / "run.json").unlink(missing_ok=True)
+def same_output_everywhere(config: TrainConfig, accelerator: Any) -> TrainConfig:
+    """Every process of a launch writes to the main process's run folder: each chose a new one by
+    the clock, and their clocks may fall on both sides of a second."""
+    if accelerator.num_processes == 1:
+        return config
+    from accelerate.utils import broadcast_object_list
+
+    return dataclasses.replace(config, output=broadcast_object_list([config.output])[0])
 
 
 def describe_base(config: TrainConfig) -> Any:

@@ -157,9 +157,15 @@ def _sqlite_engine(url) -> Engine:
     return engine
 
 
-def open_database(url: str | None = None) -> Database:
-    """The registry database at ``url`` (or the configured one), checked to be reachable and up to date."""
+def open_database(url: str | None = None, *, create: bool = True) -> Database:
+    """The registry database at ``url`` (or the configured one), checked to be reachable and up to date.
+
+    A missing embedded SQLite registry is created, unless ``create`` is False (read-only commands):
+    then it is an error saying where it was looked for.
+    """
     resolved = settings.registry_url(url)
+    if not create:
+        _check_exists(resolved, explicit=url is not None)
     engine = create_registry_engine(resolved)
     try:
         _check_schema(resolved, engine)
@@ -168,6 +174,24 @@ def open_database(url: str | None = None) -> Database:
         raise
     return Database(
         url=resolved, engine=engine, write_engine=engine.execution_options(**{_WRITE_OPTION: True})
+    )
+
+
+def _check_exists(url: str, explicit: bool) -> None:
+    file = settings.sqlite_file(url)
+    if file is None:
+        return
+    settings.usable_folder(file.parent, "the registry database's folder")
+    if file.exists():
+        return
+    create = "run `adapters train` or `adapters register` to create one"
+    if not explicit and not settings.home_is_configured():
+        raise RegistryUnavailable(
+            f"no registry found here or above ({Path.cwd()} has no {settings.HOME_FOLDER} folder, nor do its "
+            f"parents); {create}, or set ADAPTERLAB_HOME"
+        )
+    raise RegistryUnavailable(
+        f"no registry at {file}; {create} there, or point ADAPTERLAB_HOME / --registry-url at an existing one"
     )
 
 

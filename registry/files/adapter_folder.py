@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class AdapterFolder:
     files: tuple[ArtifactFile, ...]
     trainable_params: int
     left_out: tuple[str, ...] = ()  # files of the folder that are not stored (shown to the user)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # tensor name -> shape, from the header
 
     @property
     def sha256(self) -> str:
@@ -58,7 +59,8 @@ def read_adapter_folder(path: Path | str, include: Iterable[str] = ()) -> Adapte
     config = read_adapter_config(folder)
     peft_type = config["peft_type"]
     tensors = read_adapter_weights(folder)
-    check_tensor_layout(peft_type, config, {entry.name: entry.shape for entry in tensors}, folder)
+    shapes = {entry.name: entry.shape for entry in tensors}
+    check_tensor_layout(peft_type, config, shapes, folder)
     check_finite(tensors, folder)
     return AdapterFolder(
         path=folder,
@@ -67,6 +69,7 @@ def read_adapter_folder(path: Path | str, include: Iterable[str] = ()) -> Adapte
         files=tuple(describe_file(folder, relative) for relative in selection.files),
         trainable_params=sum(entry.numel for entry in tensors),
         left_out=selection.left_out,
+        shapes=shapes,
     )
 
 

@@ -65,12 +65,9 @@ def _check_lora(
     rank = config.get("r")
     if not isinstance(rank, int) or rank < 1:
         raise InvalidConfig(f"adapter_config.json: LoRA rank r must be a positive integer, got {rank!r}")
-    pairs: dict[str, dict[str, tuple[int, ...]]] = {}
-    for key, shape in shapes.items():
-        match = _LORA_KEY.fullmatch(key)
-        if match and key.startswith(PREFIX):
-            pairs.setdefault(match["module"].removeprefix(PREFIX), {})[match["part"]] = shape
-        elif not (_is_saved_module(key, saved) or _is_lora_bias(key, config)):
+    pairs, others = lora_modules(shapes)
+    for key in others:
+        if not (_is_saved_module(key, saved) or _is_lora_bias(key, config)):
             raise _mismatch(folder, f"unexpected tensor {key!r}")
     if not pairs:
         raise _mismatch(
@@ -78,6 +75,22 @@ def _check_lora(
         )
     for module, parts in sorted(pairs.items()):
         _check_lora_module(module, parts, config, rank, folder)
+
+
+def lora_modules(
+    shapes: dict[str, tuple[int, ...]],
+) -> tuple[dict[str, dict[str, tuple[int, ...]]], list[str]]:
+    """LoRA tensor shapes by module path (prefix removed) and part (``lora_A.weight``...), and the
+    keys that are not LoRA tensors."""
+    pairs: dict[str, dict[str, tuple[int, ...]]] = {}
+    others = []
+    for key, shape in shapes.items():
+        match = _LORA_KEY.fullmatch(key)
+        if match and key.startswith(PREFIX):
+            pairs.setdefault(match["module"].removeprefix(PREFIX), {})[match["part"]] = shape
+        else:
+            others.append(key)
+    return pairs, others
 
 
 def _is_lora_bias(key: str, config: dict[str, Any]) -> bool:

@@ -121,6 +121,15 @@ def checkpoint_tensors(location: Path) -> list[TensorEntry]:
     return sorted(entries, key=lambda entry: entry.name)
 
 
+def model_config(folder: Path) -> dict:
+    """A model folder's ``config.json``; empty when there is none or it is unreadable."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}  # a folder of bare weights is still a base; it just has no model_type
+    return config if isinstance(config, dict) else {}
+
+
 def weight_files(location: Path) -> list[Path]:
     """The weight files of a checkpoint, preferring safetensors and following shard indexes.
 

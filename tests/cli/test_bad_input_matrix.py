@@ -92,6 +92,40 @@ def other_base(world: World) -> None:
 OFFLINE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": "{tmp}/no-hf-cache"}
 
 
+def seq2seq_task(world: World) -> None:
+    config_file = adapter_copy(world, "seq2seq") / "adapter_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "task_type": "SEQ_2_SEQ_LM"}))
+
+
+def wider_lora(world: World) -> None:
+    """The adapter's B matrices made 48 rows tall: an update for a wider model than the base."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    weights = adapter_copy(world, "wider") / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file(
+        {
+            key: np.zeros((48, *value.shape[1:]), value.dtype) if "lora_B" in key else value
+            for key, value in tensors.items()
+        },
+        weights,
+    )
+
+
+def same_files_other_base(world: World) -> None:
+    """x:1's own files beside a copy of the base with other weights."""
+    from adapterlab.registry import pull
+
+    pull("x:1", world.tmp / "x1", world.registry_url)
+    other = world.tmp / "other-bert"
+    shutil.copytree(world.base, other)
+    weights = other / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4:] = bytes(4)  # the last float of the last tensor: other weights, the same shapes
+    weights.write_bytes(bytes(data))
+
+
 def remove_artifact(world: World) -> None:
     uri = show("x:1", world.registry_url).artifact_uri
     shutil.rmtree(url2pathname(urlparse(uri).path))
@@ -181,6 +215,29 @@ REGISTRY_CASES = [
         1,
         "is not a valid regex",
         setup=invalid_regex_targets,
+    ),
+    Case(
+        "seq2seq adapter on an encoder-only base",
+        ("register", "{tmp}/seq2seq", "--name", "n", "--base", "{base}"),
+        1,
+        "does not fit base tiny-bert: task SEQ_2_SEQ_LM needs an encoder-decoder model, and 'bert' is not "
+        "one",
+        setup=seq2seq_task,
+    ),
+    Case(
+        "adapter for a wider base",
+        ("register", "{tmp}/wider", "--name", "n", "--base", "{base}"),
+        1,
+        "module 'encoder.layer.0.attention.self.query' has weight [32, 32] in the base, but the adapter's "
+        "lora_A.weight [4, 32] and lora_B.weight [48, 4] make an update of [48, 32]",
+        setup=wider_lora,
+    ),
+    Case(
+        "same files with another base",
+        ("register", "{tmp}/x1", "--name", "x", "--base", "{tmp}/other-bert"),
+        1,
+        "adapter x belongs to base tiny-bert",
+        setup=same_files_other_base,
     ),
     Case(
         "db upgrade on an unknown revision",

@@ -64,7 +64,7 @@ def test_register_list_show_bases(registry_env, tiny_base, make_lora) -> None:
     }
     ranked = run_json("list", "--sort", "accuracy", "--desc", "--limit", "2")
     assert [row["metrics"]["accuracy"] for row in ranked] == [0.9, 0.85]
-    assert run_json("list", "--base", "nothing") == []
+    assert "no base model 'nothing'; see `adapters bases`" in run("list", "--base", "nothing", code=1).stderr
     assert len(run_json("list", "--method", "lora", "--task", "FEATURE_EXTRACTION")) == 3
 
     shown = run_json("show", "complaints:1")

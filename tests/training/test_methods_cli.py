@@ -46,7 +46,8 @@ def test_each_method_trains_through_the_cli(
     assert (
         "Training finished." in result.output and "mlflow ui --backend-store-uri sqlite:///" in result.output
     )
-    adapter = train_home / "runs" / f"tiny-{method}" / "adapter"
+    (run_folder,) = (train_home / "runs" / f"tiny-{method}").iterdir()
+    adapter = run_folder / "adapter"
     assert json.loads((adapter / "adapter_config.json").read_text())["peft_type"] == PEFT_TYPES[method]
     (run,) = mlflow_runs()
     assert run.info.status == "FINISHED" and run.data.tags["adapterlab.method"] == method

@@ -85,7 +85,10 @@ def test_bad_input_fails_before_training(
 
 def test_unknown_method_or_task(tmp_path: Path, train_home: Path, mlflow_runs) -> None:
     flag = CliRunner().invoke(cli, ["train", "--method", "ia3"])
-    assert flag.exit_code == 2 and "Invalid value for '--method'" in flag.output
+    assert (
+        flag.exit_code == 1
+        and "Error: unknown method 'ia3'; choose one of: lora, prompt-tuning" in flag.output
+    )
     config = tmp_path / "run.yaml"
     config.write_text("task: summarise\n")
     from_yaml = CliRunner().invoke(cli, ["train", str(config)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ def test_defaults_are_the_quickstart(train_home: Path) -> None:
     assert config.data.endswith("complaints.csv") and Path(config.data).is_file()
     assert (config.task, config.method, config.name) == ("seq-cls", "lora", "quickstart-complaints")
     assert config.base_name == "sentence-transformers/all-MiniLM-L6-v2"
-    assert config.output == str(train_home / "runs" / "quickstart-complaints")
+    run = Path(config.output)
+    assert run.parent == train_home / "runs" / "quickstart-complaints" and not run.exists()
+    assert re.fullmatch(r"\d{8}-\d{6}", run.name)  # a new folder per run, named for its start
 
 
 def test_flags_override_yaml_and_peft_pairs_merge(tmp_path: Path, train_home: Path) -> None:
