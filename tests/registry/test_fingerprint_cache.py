@@ -457,8 +457,12 @@ def test_registering_and_loading_against_an_unchanged_base_hash_it_once(
     second = register_adapter(make_lora(seed=2), name="b", base=base)
     assert hashed == [] and second.base.fingerprint == first.base.fingerprint
     checked = []
+    from adapterlab.registry import base_locations
+
     monkeypatch.setattr(
-        module, "fingerprint_checkpoint", lambda *a, **k: checked.append(a) or fingerprint_checkpoint(*a, **k)
+        base_locations,
+        "fingerprint_checkpoint",
+        lambda *a, **k: checked.append(a) or fingerprint_checkpoint(*a, **k),
     )
     assert load("b") is not None
     assert checked and hashed == []  # the base folder's fingerprint was checked, from the cache
