@@ -212,8 +212,6 @@ class LoraConfig(PeftConfig):
         for name, rank in self.rank_pattern.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
                 raise InvalidConfig(f"rank_pattern[{name!r}] must be a positive integer, got {rank!r}")
-        if self.layers_pattern and self.layers_to_transform is None:
-            raise InvalidConfig("layers_pattern only applies together with layers_to_transform; set both")
         if isinstance(self.target_modules, str) and self.target_modules != ALL_LINEAR:
             try:
                 re.compile(self.target_modules)
@@ -222,9 +220,14 @@ class LoraConfig(PeftConfig):
                     f"target_modules {self.target_modules!r} is not a valid regex ({exc}); "
                     "give a list of module names or fix the pattern"
                 ) from exc
-        if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
-            if self.target_modules != ALL_LINEAR:
-                raise InvalidConfig(
-                    "layers_to_transform cannot be combined with a regex target_modules; put the layers "
-                    "in the regex"
-                )
+            for name in ("layers_to_transform", "layers_pattern"):
+                if getattr(self, name) is not None:
+                    raise InvalidConfig(
+                        f"`{name}` cannot be used when `target_modules` is a str. A str is a regex: "
+                        "put the layers in it instead"
+                    )
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise InvalidConfig(
+                "When `layers_pattern` is specified, `layers_to_transform` must also be specified: "
+                "layers_pattern names the layer list, layers_to_transform the indices in it; set both"
+            )
