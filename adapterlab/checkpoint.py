@@ -211,7 +211,20 @@ def save_adapters(
 def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     from safetensors.torch import save
 
-    return save(tensors, metadata={"format": "pt"})
+    return save(_unshared(tensors), metadata={"format": "pt"})
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` with each one that shares storage with an earlier one (tied weights, a tied
+    adapter's transposed views) or is not contiguous copied: safetensors stores neither."""
+    seen: set[int] = set()
+    result = {}
+    for key, tensor in tensors.items():
+        storage = tensor.untyped_storage().data_ptr()
+        shared = storage in seen and storage != 0  # 0: meta or empty tensors, which hold nothing
+        seen.add(storage)
+        result[key] = tensor.clone(memory_format=torch.contiguous_format) if shared else tensor.contiguous()
+    return result
 
 
 def _pickle_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

@@ -50,7 +50,6 @@ FOREIGN_FEATURE_FIELDS = (
     "use_bdlora",
     "arrow_config",
     "kasa_config",
-    "ensure_weight_tying",
     "runtime_config",
 )
 PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
@@ -123,6 +122,7 @@ class LoraConfig(PeftConfig):
     use_bdlora: Any = None
     arrow_config: Any = None
     kasa_config: Any = None
+    # keep the adapter tied where the model ties lm_head to the input embeddings (see weight_tying)
     ensure_weight_tying: bool = False
     # HF PEFT's run-time options (GPU offload for DoRA); never saved, as in HF PEFT
     runtime_config: Any = None

@@ -15,6 +15,7 @@ from adapterlab.tuners.lora.config import LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.model import LoraModel
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper
+from adapterlab.tuners.lora.weight_tying import EMBEDDING_LAYER_NAMES
 
 if TYPE_CHECKING:
     from adapterlab.peft_model import PeftModel
@@ -56,9 +57,6 @@ def _holds(layer: nn.Module, adapter_name: str) -> bool:
     if isinstance(layer, TrainableTokensWrapper):
         return adapter_name in layer.adapter_names
     return isinstance(layer, LoraLayer) and adapter_name in layer.r
-
-
-EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
 
 
 def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dict[str, torch.Tensor]:

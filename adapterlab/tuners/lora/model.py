@@ -19,6 +19,12 @@ from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
+from adapterlab.tuners.lora.weight_tying import (
+    is_tied_target,
+    plan_weight_tying,
+    tie_lora,
+    tie_modules_to_save,
+)
 from adapterlab.tuners.minimal_targets import MIN_TARGET_MODULES_FOR_OPTIMIZATION, find_minimal_target_modules
 from adapterlab.tuners.mixed_batch import adapter_layers
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
@@ -57,6 +63,7 @@ class LoraModel(BaseTuner, nn.Module):
     def inject_adapter(self, config: LoraConfig, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
         """Create adapter ``adapter_name`` on every module ``config`` targets; with ``low_cpu_mem_usage``
         its LoRA tensors end on the meta device, for a load to fill (HF PEFT's option)."""
+        plan_weight_tying(self.model, config)
         targets = resolve_target_modules(
             config.target_modules, self.model, DEFAULT_TARGET_MODULES, config.task_type
         )
@@ -67,12 +74,17 @@ class LoraModel(BaseTuner, nn.Module):
             for key, module in self.model.named_modules()
             if key and not any(key.startswith(prefix) for prefix in inside_lora)
         }
-        matched = [key for key in candidates if is_target(config, targets, key)]
+        tied = [key for key in candidates if is_tied_target(config, key)]  # follow the embedding: last
+        matched = [key for key in candidates if is_target(config, targets, key) and key not in tied]
         check_all_targets_found(targets, candidates, matched)  # before any change to the model
-        for key in matched:
+        for key in matched + tied:
             check_adaptable(key, candidates[key])
-        for key in matched:
+        for key in matched + tied:
             self._adapt_module(key, config, adapter_name)
+        for key in tied:
+            tie_lora(self.model.get_submodule(key), self.model.get_input_embeddings(), adapter_name)
+        if getattr(config, "modules_to_tie", None):
+            tie_modules_to_save(self.model, config, adapter_name)
         if config.trainable_token_indices:
             attach_trainable_tokens(self.model, config.trainable_token_indices, adapter_name)
         if isinstance(targets, list) and len(targets) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION:
