@@ -170,8 +170,12 @@ def save_adapters(
     selected_adapters: list[str] | None = None,
     save_embedding_layers: str | bool = "auto",
     safe_serialization: bool = True,
+    path_initial_model_for_weight_conversion: str | os.PathLike[str] | None = None,
 ) -> None:
     """Write each selected adapter (default: all) in HF PEFT's folder layout.
+
+    With ``path_initial_model_for_weight_conversion`` (PiSSA/OLoRA), each is written as the plain LoRA
+    that applies to the original base model (see :mod:`adapterlab.tuners.lora.initial_conversion`).
 
     ``safe_serialization=False`` writes the legacy ``adapter_model.bin`` (a pickle holding only a dict of
     tensors, which readers load with ``torch.load(weights_only=True)``), for tools that need it.
@@ -186,20 +190,30 @@ def save_adapters(
             raise AdapterNotFound(
                 f"no adapter named {name!r} to save; loaded: {', '.join(peft_model.peft_config)}"
             )
+    initial = None
+    if path_initial_model_for_weight_conversion is not None:
+        from adapterlab.tuners.lora import initial_conversion as conversion
+
+        for name in names:
+            conversion.check_convertible(peft_model.peft_config[name])
+        initial = conversion.read_initial_weights(path_initial_model_for_weight_conversion)
     for name in names:
-        target = folder if name == "default" else folder / name
-        target.mkdir(parents=True, exist_ok=True)
         tensors = {
             k: v.contiguous().clone().cpu()
             for k, v in get_peft_model_state_dict(
                 peft_model, adapter_name=name, save_embedding_layers=save_embedding_layers
             ).items()
         }
+        config = peft_model.peft_config[name]
+        if initial is not None:
+            tensors = conversion.converted_tensors(tensors, initial, path_initial_model_for_weight_conversion)
+            config = conversion.converted_config(config)
+        target = folder if name == "default" else folder / name
+        target.mkdir(parents=True, exist_ok=True)
         if safe_serialization:
             write_atomically(target / SAFETENSORS_WEIGHTS_NAME, _safetensors_bytes(tensors))
         else:
             write_atomically(target / WEIGHTS_NAME, _pickle_bytes(tensors))
-        config = peft_model.peft_config[name]
         saved_mode = config.inference_mode
         config.inference_mode = True  # a saved adapter loads frozen unless asked otherwise
         try:
@@ -211,20 +225,7 @@ def save_adapters(
 def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     from safetensors.torch import save
 
-    return save(_unshared(tensors), metadata={"format": "pt"})
-
-
-def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``tensors`` with each one that shares storage with an earlier one (tied weights, a tied
-    adapter's transposed views) or is not contiguous copied: safetensors stores neither."""
-    seen: set[int] = set()
-    result = {}
-    for key, tensor in tensors.items():
-        storage = tensor.untyped_storage().data_ptr()
-        shared = storage in seen and storage != 0  # 0: meta or empty tensors, which hold nothing
-        seen.add(storage)
-        result[key] = tensor.clone(memory_format=torch.contiguous_format) if shared else tensor.contiguous()
-    return result
+    return save(tensors, metadata={"format": "pt"})
 
 
 def _pickle_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

@@ -380,19 +380,22 @@ class PeftModel(nn.Module):
         HF PEFT's parameters, in its order. ``safe_serialization=False`` writes the legacy
         ``adapter_model.bin`` instead. ``save_embedding_layers``: "auto" and True save the full
         embedding tables LoRA targets (``embed_tokens`` / ``lm_head``), False leaves them out.
+        ``path_initial_model_for_weight_conversion``: the folder a PiSSA/OLoRA adapter was saved to
+        right after ``get_peft_model``; the adapter is then saved as a plain LoRA of twice the rank
+        that applies to the original base model (:mod:`adapterlab.tuners.lora.initial_conversion`).
         """
         if save_embedding_layers not in ("auto", True, False):
             raise InvalidConfig(
                 f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}"
             )
-        if path_initial_model_for_weight_conversion is not None:
-            raise InvalidConfig(
-                "path_initial_model_for_weight_conversion converts PiSSA/OLoRA adapters, whose "
-                "initializations adapterlab does not implement; drop the argument"
-            )
         if is_main_process:
             checkpoint.save_adapters(
-                self, save_directory, selected_adapters, save_embedding_layers, safe_serialization
+                self,
+                save_directory,
+                selected_adapters,
+                save_embedding_layers,
+                safe_serialization,
+                path_initial_model_for_weight_conversion,
             )
             model_card.write_model_card(Path(save_directory), self)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -187,12 +188,31 @@ class LoraConfig(PeftConfig):
                 f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
                 f"'pissa_niter_K' (K an integer), got {self.init_lora_weights!r}"
             )
+        self._warn_unconvertible()
         if self.target_parameters:
             raise UnsupportedFeature(
                 "target_parameters (a Hugging Face PEFT feature) is not supported by adapterlab; remove "
                 "it from the config"
             )
         self._validate_token_indices()
+
+    def _warn_unconvertible(self) -> None:
+        """PiSSA/OLoRA with rsLoRA and rank/alpha patterns cannot be saved converted to a plain LoRA
+        later (see adapterlab.tuners.lora.initial_conversion); the user may not need that, so only warn."""
+        init = str(self.init_lora_weights)
+        if (
+            self.use_rslora
+            and (self.rank_pattern or self.alpha_pattern)
+            and init.startswith(("pissa", "olora"))
+        ):
+            warnings.warn(
+                "Using Rank-Stabilized LoRA with rank_pattern/alpha_pattern and post-training conversion of "
+                "modified base weights (PiSSA/OLoRA) means that you won't be able to pass "
+                "`path_initial_model_for_weight_conversion` to `save_pretrained`; if you need that, drop "
+                "use_rslora or the patterns",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _validate_token_indices(self) -> None:
         indices = self.trainable_token_indices
