@@ -416,3 +416,38 @@ def test_check_target_module_exists_follows_the_config_s_rules() -> None:
     assert not check_target_module_exists(config, "model.layers.0.attn.q")  # layer 0 not transformed
     assert not check_target_module_exists(config, "model.layers.1.x.q")  # excluded
     assert not check_target_module_exists(config, "model.layers.1.attn.qq")
+
+
+def test_dev_version_is_recorded_with_the_install_commit(monkeypatch):
+    import adapterlab.config as config_module
+
+    monkeypatch.setattr(config_module, "__version__", "0.3.0.dev1")
+    monkeypatch.setattr(config_module, "_get_commit_hash", lambda package: "abc123")
+    assert LoraConfig().peft_version == "0.3.0.dev1@abc123"
+    monkeypatch.setattr(config_module, "_get_commit_hash", lambda package: None)
+    assert PromptTuningConfig(num_virtual_tokens=2).peft_version == "0.3.0.dev1@UNKNOWN"
+
+    def broken(package: str) -> str:
+        raise OSError("unreadable metadata")
+
+    monkeypatch.setattr(config_module, "_get_commit_hash", broken)
+    with pytest.warns(UserWarning, match="error while trying to determine the commit hash"):
+        assert LoraConfig().peft_version == "0.3.0.dev1@UNKNOWN"
+    monkeypatch.setattr(config_module, "__version__", "0.3.0")  # a release records its version alone
+    assert LoraConfig().peft_version == "0.3.0"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"target_modules": ".*foo", "layers_to_transform": [0]},
+            "`layers_to_transform` cannot be used when",
+        ),
+        ({"target_modules": ".*foo", "layers_pattern": ["bar"]}, "`layers_pattern` cannot be used when"),
+        ({"target_modules": ["foo"], "layers_pattern": ["bar"]}, "When `layers_pattern` is specified"),
+    ],
+)
+def test_layer_selection_conflicts_carry_hf_wording(kwargs, message):
+    with pytest.raises(InvalidConfig, match=message):
+        LoraConfig(**kwargs)
