@@ -267,9 +267,9 @@ class PeftModel(nn.Module):
 
     @property
     def targeted_module_names(self) -> list[str]:
-        """Paths (in the transformers model) of the modules the adapters adapt, as HF PEFT lists them."""
-        base = self.get_base_model()
-        return [name for name, module in base.named_modules() if isinstance(module, BaseTunerLayer)]
+        """Paths (in the transformers model) of the modules the adapters adapt, in the order they were
+        adapted, as HF PEFT lists them."""
+        return list(getattr(self.base_model, "targeted_module_names", []))
 
     @property
     def generation_config(self) -> Any:

@@ -28,7 +28,7 @@ from adapterlab import (
     set_base_model_state_dict,
     set_peft_model_state_dict,
 )
-from adapterlab.errors import AdapterNotFound, HubError, InvalidConfig, ShapeMismatch
+from adapterlab.errors import AdapterNotFound, HubError, InvalidConfig, ShapeMismatch, TargetModuleNotFound
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.tuners_utils import BaseTunerLayer, _get_submodules
 
@@ -451,3 +451,21 @@ def test_dev_version_is_recorded_with_the_install_commit(monkeypatch):
 def test_layer_selection_conflicts_carry_hf_wording(kwargs, message):
     with pytest.raises(InvalidConfig, match=message):
         LoraConfig(**kwargs)
+
+
+def test_targeting_errors_say_when_exclusions_left_nothing():
+    with pytest.raises(TargetModuleNotFound, match="All modules were excluded"):
+        get_peft_model(
+            MLP(),
+            LoraConfig(target_modules=["lin0", "lin1", "drop"], exclude_modules=["lin0", "lin1", "drop"]),
+        )
+    with pytest.raises(TargetModuleNotFound, match="No modules were targeted for adaptation"):
+        get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "nothing"], exclude_modules=["lin0"]))
+    with pytest.warns(UserWarning, match="exclude_modules=.* but no modules were excluded"):
+        get_peft_model(MLP(), LoraConfig(target_modules=["lin1"], exclude_modules=["nothing"]))
+
+
+def test_targeted_module_names_in_the_order_adapters_added_them():
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin1"]))
+    model.add_adapter("other", LoraConfig(target_modules=["lin0", "lin1"]))
+    assert model.targeted_module_names == ["lin1", "lin0"]

@@ -30,9 +30,11 @@ from adapterlab.tuners.mixed_batch import adapter_layers
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
+    is_excluded,
     is_target,
     pattern_value,
     resolve_target_modules,
+    warn_unused_excludes,
 )
 from adapterlab.tuners.tuners_utils import BaseTuner
 
@@ -45,6 +47,7 @@ class LoraModel(BaseTuner, nn.Module):
         self.model = model
         self.peft_config = peft_config  # shared with the PeftModel: adapter name -> config
         self.active_adapters: list[str] = []
+        self.targeted_module_names: list[str] = []  # every module adapted so far, in order (HF PEFT's)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
@@ -76,11 +79,15 @@ class LoraModel(BaseTuner, nn.Module):
         }
         tied = [key for key in candidates if is_tied_target(config, key)]  # follow the embedding: last
         matched = [key for key in candidates if is_target(config, targets, key) and key not in tied]
-        check_all_targets_found(targets, candidates, matched)  # before any change to the model
+        excluded = [key for key in candidates if is_excluded(config, key)]
+        check_all_targets_found(targets, candidates, matched, excluded)  # before any change to the model
+        warn_unused_excludes(config, list(candidates))
         for key in matched + tied:
             check_adaptable(key, candidates[key])
         for key in matched + tied:
             self._adapt_module(key, config, adapter_name)
+            if key not in self.targeted_module_names:
+                self.targeted_module_names.append(key)
         for key in tied:
             tie_lora(self.model.get_submodule(key), self.model.get_input_embeddings(), adapter_name)
         if getattr(config, "modules_to_tie", None):
