@@ -136,7 +136,8 @@ class LoraModel(BaseTuner, nn.Module):
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self.active_adapters = names
         for layer in self.lora_layers():
-            layer.active_adapters = [n for n in names if n in layer.r]
+            # model-wide, as in HF PEFT: a layer lacking an active adapter lists it and skips it in forward
+            layer.active_adapters = list(names)
         for tokens in self.token_layers():
             tokens.active_adapters = [n for n in names if n in tokens.adapter_names]
         self.refresh_trainable()
