@@ -14,6 +14,7 @@ from adapterlab.config import PeftConfig
 from adapterlab.errors import InvalidConfig
 from adapterlab.methods import get_method
 from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 __all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "get_peft_model"]
 
@@ -40,6 +41,14 @@ def get_peft_model(
         raise InvalidConfig(
             "mixed=True (HF PEFT's PeftMixedModel, several adapter types at once) is not supported; "
             "use one adapter type per model"
+        )
+    if any(isinstance(module, BaseTunerLayer) for module in model.modules()):
+        # the new adapter lands next to the old layers, which keep their effect: rarely what was meant
+        warnings.warn(
+            "You are trying to modify a model with PEFT for a second time: it already holds adapter layers. "
+            "To start over with another config, call `.unload()` first; to add an adapter, use add_adapter",
+            UserWarning,
+            stacklevel=2,
         )
     if peft_config.base_model_name_or_path is None:
         name = getattr(getattr(model, "config", None), "name_or_path", None)

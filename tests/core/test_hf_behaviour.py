@@ -484,3 +484,10 @@ def test_targeted_module_names_in_the_order_adapters_added_them():
     model = get_peft_model(MLP(), LoraConfig(target_modules=["lin1"]))
     model.add_adapter("other", LoraConfig(target_modules=["lin0", "lin1"]))
     assert model.targeted_module_names == ["lin1", "lin0"]
+
+
+def test_get_peft_model_on_a_model_with_adapters_warns():
+    base = MLP()
+    get_peft_model(base, LoraConfig(target_modules=["lin0"]))
+    with pytest.warns(UserWarning, match="You are trying to modify a model with PEFT for a second time"):
+        get_peft_model(base, LoraConfig(target_modules=["lin1"]))
