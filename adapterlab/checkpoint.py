@@ -23,6 +23,7 @@ import torch
 import adapterlab.hub as hub
 from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch, summarize
 from adapterlab.hf_format import MODEL_PREFIX, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, write_atomically
+from adapterlab.methods import get_method
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
 if TYPE_CHECKING:
@@ -61,7 +62,9 @@ def get_peft_model_state_dict(
         model = getattr(model, "_orig_mod", model)
     if adapter_name not in model.peft_config:
         raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(model.peft_config)}")
-    state = dict(model.method_for(adapter_name).adapter_state_dict(model, adapter_name))
+    # get_method, not model.method_for: a model from inject_adapter_in_model is no PeftModel
+    method = get_method(model.peft_config[adapter_name].peft_type)
+    state = dict(method.adapter_state_dict(model, adapter_name))
     for path, tensors in _modules_to_save(model, adapter_name):
         state.update({f"{path}.{key}": value for key, value in tensors.items()})
     if save_embedding_layers is False:

@@ -99,6 +99,8 @@ def inject_adapter_in_model(
     tuner.inject_adapter(peft_config, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
     tuner.set_adapter(adapter_name)
     attach_modules_to_save(model, getattr(peft_config, "modules_to_save", None), adapter_name)
+    # as in HF PEFT, the model keeps its configs, so get_peft_model_state_dict(model) works on it
+    model.peft_config = {**getattr(model, "peft_config", {}), adapter_name: peft_config}
     for module in model.modules():
         if isinstance(module, ModulesToSaveWrapper):
             module.set_adapter(adapter_name, not peft_config.inference_mode)

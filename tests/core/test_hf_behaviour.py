@@ -491,3 +491,14 @@ def test_get_peft_model_on_a_model_with_adapters_warns():
     get_peft_model(base, LoraConfig(target_modules=["lin0"]))
     with pytest.warns(UserWarning, match="You are trying to modify a model with PEFT for a second time"):
         get_peft_model(base, LoraConfig(target_modules=["lin1"]))
+
+
+def test_state_dict_of_a_model_with_injected_adapters():
+    model = inject_adapter_in_model(LoraConfig(target_modules=["lin0"], modules_to_save=["lin1"]), MLP())
+    assert set(model.peft_config) == {"default"}
+    assert set(get_peft_model_state_dict(model)) == {
+        "lin0.lora_A.weight",
+        "lin0.lora_B.weight",
+        "lin1.weight",
+        "lin1.bias",
+    }

@@ -59,12 +59,18 @@ def _holds(layer: nn.Module, adapter_name: str) -> bool:
     return isinstance(layer, LoraLayer) and adapter_name in layer.r
 
 
+def _transformers_model(model: nn.Module) -> nn.Module:
+    """The model the adapters were put into: a PeftModel's base, or ``model`` itself when the adapter
+    layers were injected into it directly (``inject_adapter_in_model``)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dict[str, torch.Tensor]:
     """HF PEFT saves the full base tables of targeted input/output embeddings (vocabularies may be
     resized)."""
     targets = config.target_modules
     if isinstance(targets, str):
-        names = [n for n, _ in peft_model.get_base_model().named_modules()]
+        names = [n for n, _ in _transformers_model(peft_model).named_modules()]
         targeted = any(
             re.fullmatch(targets, n) and re.match(rf"(.*\.)?({'|'.join(EMBEDDING_LAYER_NAMES)})$", n)
             for n in names
@@ -73,7 +79,7 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
         targeted = any(name in (targets or []) for name in EMBEDDING_LAYER_NAMES)
     if not targeted:
         return {}
-    base = peft_model.get_base_model()
+    base = _transformers_model(peft_model)
     tables = [base.get_input_embeddings(), base.get_output_embeddings()]
     result = {}
     for path, module in peft_model.named_modules():
