@@ -28,7 +28,14 @@ from adapterlab import (
     set_base_model_state_dict,
     set_peft_model_state_dict,
 )
-from adapterlab.errors import AdapterNotFound, HubError, InvalidConfig, ShapeMismatch, TargetModuleNotFound
+from adapterlab.errors import (
+    AdapterNotFound,
+    HubError,
+    InvalidConfig,
+    ShapeMismatch,
+    TargetModuleNotFound,
+    UnsupportedModule,
+)
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.tuners_utils import BaseTunerLayer, _get_submodules
 
@@ -502,3 +509,18 @@ def test_state_dict_of_a_model_with_injected_adapters():
         "lin1.weight",
         "lin1.bias",
     }
+
+
+def test_modules_to_save_refuses_container_modules():
+    class WithList(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin0 = nn.Linear(4, 4)
+            self.blocks = nn.ModuleList([nn.Linear(4, 4)])
+
+    model = WithList()
+    with pytest.raises(
+        UnsupportedModule, match="modules_to_save cannot be applied to modules of type ModuleList"
+    ):
+        get_peft_model(model, LoraConfig(target_modules=["lin0"], modules_to_save=["blocks"]))
+    assert isinstance(model.blocks, nn.ModuleList)  # nothing was wrapped
