@@ -14,7 +14,7 @@ import io
 import os
 import pickle
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +27,7 @@ from adapterlab.methods import get_method
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
 if TYPE_CHECKING:
+    from adapterlab.config import PeftConfig
     from adapterlab.peft_model import PeftModel
 
 
@@ -173,12 +174,13 @@ def save_adapters(
     selected_adapters: list[str] | None = None,
     save_embedding_layers: str | bool = "auto",
     safe_serialization: bool = True,
-    path_initial_model_for_weight_conversion: str | os.PathLike[str] | None = None,
+    convert: Callable[[dict[str, torch.Tensor], PeftConfig], tuple[dict[str, torch.Tensor], PeftConfig]]
+    | None = None,
 ) -> None:
     """Write each selected adapter (default: all) in HF PEFT's folder layout.
 
-    With ``path_initial_model_for_weight_conversion`` (PiSSA/OLoRA), each is written as the plain LoRA
-    that applies to the original base model (see :mod:`adapterlab.tuners.lora.initial_conversion`).
+    ``convert`` maps each adapter's tensors and config to what is written instead (PiSSA/OLoRA saved
+    as a plain LoRA: :mod:`adapterlab.tuners.lora.initial_conversion`).
 
     ``safe_serialization=False`` writes the legacy ``adapter_model.bin`` (a pickle holding only a dict of
     tensors, which readers load with ``torch.load(weights_only=True)``), for tools that need it.
@@ -193,13 +195,6 @@ def save_adapters(
             raise AdapterNotFound(
                 f"no adapter named {name!r} to save; loaded: {', '.join(peft_model.peft_config)}"
             )
-    initial = None
-    if path_initial_model_for_weight_conversion is not None:
-        from adapterlab.tuners.lora import initial_conversion as conversion
-
-        for name in names:
-            conversion.check_convertible(peft_model.peft_config[name])
-        initial = conversion.read_initial_weights(path_initial_model_for_weight_conversion)
     for name in names:
         tensors = {
             k: v.contiguous().clone().cpu()
@@ -208,9 +203,8 @@ def save_adapters(
             ).items()
         }
         config = peft_model.peft_config[name]
-        if initial is not None:
-            tensors = conversion.converted_tensors(tensors, initial, path_initial_model_for_weight_conversion)
-            config = conversion.converted_config(config)
+        if convert is not None:
+            tensors, config = convert(tensors, config)
         target = folder if name == "default" else folder / name
         target.mkdir(parents=True, exist_ok=True)
         if safe_serialization:

@@ -12,11 +12,14 @@ from torch import nn
 
 from adapterlab.config import PeftConfig
 from adapterlab.errors import InvalidConfig
-from adapterlab.methods import get_method
+from adapterlab.methods import get_method, method_prefixes
 from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
-__all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "get_peft_model"]
+__all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "PEFT_TYPE_TO_PREFIX_MAPPING", "get_peft_model"]
+
+# HF PEFT's table of tensor-name prefixes (lora_A -> "lora_"), read by scripts that pick keys by prefix
+PEFT_TYPE_TO_PREFIX_MAPPING = method_prefixes()
 
 
 def get_peft_model(

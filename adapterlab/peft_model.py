@@ -116,6 +116,15 @@ class PeftModel(nn.Module):
         if adapter_name in self.peft_config:
             raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
         _check_one_bias_trainer(self.peft_config, peft_config, adapter_name)
+        prefix = get_method(peft_config.peft_type).prefix
+        if prefix and adapter_name in prefix:
+            warnings.warn(
+                f"Adapter name '{adapter_name}' should not be contained in the prefix '{prefix}'. HF PEFT "
+                "tells such an adapter's tensors apart from others by name and may re-initialize them when "
+                "loading it; pick another name",
+                UserWarning,
+                stacklevel=2,
+            )
         if (
             get_method(peft_config.peft_type).is_prompt_learning
             != get_method(self.peft_type).is_prompt_learning
@@ -388,14 +397,16 @@ class PeftModel(nn.Module):
             raise InvalidConfig(
                 f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}"
             )
+        convert = None
+        if path_initial_model_for_weight_conversion is not None:
+            from adapterlab.tuners.lora.initial_conversion import converter
+
+            names = list(self.peft_config) if selected_adapters is None else selected_adapters
+            configs = [self.peft_config[n] for n in names if n in self.peft_config]
+            convert = converter(path_initial_model_for_weight_conversion, configs)
         if is_main_process:
             checkpoint.save_adapters(
-                self,
-                save_directory,
-                selected_adapters,
-                save_embedding_layers,
-                safe_serialization,
-                path_initial_model_for_weight_conversion,
+                self, save_directory, selected_adapters, save_embedding_layers, safe_serialization, convert
             )
             model_card.write_model_card(Path(save_directory), self)
 

@@ -524,3 +524,13 @@ def test_modules_to_save_refuses_container_modules():
     ):
         get_peft_model(model, LoraConfig(target_modules=["lin0"], modules_to_save=["blocks"]))
     assert isinstance(model.blocks, nn.ModuleList)  # nothing was wrapped
+
+
+def test_adapter_name_inside_the_tensor_prefix_warns(recwarn):
+    from adapterlab.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+
+    assert PEFT_TYPE_TO_PREFIX_MAPPING == {"LORA": "lora_"}
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"]), adapter_name="adapter")
+    assert not any("should not be contained in the prefix" in str(w.message) for w in recwarn)
+    with pytest.warns(UserWarning, match="Adapter name 'lora' should not be contained in the prefix 'lora_'"):
+        model.add_adapter("lora", LoraConfig(target_modules=["lin0"]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -45,9 +46,16 @@ def check_convertible(config: PeftConfig) -> None:
         )
 
 
-def read_initial_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of the adapter saved right after initialization (``B0``, ``A0``)."""
-    return read_adapter_weights(path)
+def converter(
+    path: str | os.PathLike[str], configs: list[PeftConfig]
+) -> Callable[[dict[str, torch.Tensor], PeftConfig], tuple[dict[str, torch.Tensor], PeftConfig]]:
+    """Check that the adapters of ``configs`` can be converted, read the initial adapter saved at
+    ``path`` (``B0``, ``A0``), and return what turns an adapter's tensors and config into the plain
+    LoRA's (for :func:`adapterlab.checkpoint.save_adapters`)."""
+    for config in configs:
+        check_convertible(config)
+    initial = read_adapter_weights(path)
+    return lambda tensors, config: (converted_tensors(tensors, initial, path), converted_config(config))
 
 
 def converted_tensors(

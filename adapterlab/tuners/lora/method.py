@@ -93,6 +93,7 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
 class LoraMethod(PeftMethod):
     peft_type = PeftType.LORA
     config_class = LoraConfig
+    prefix = LoraModel.prefix
 
     def wrap_base_model(self, model: nn.Module, peft_config: dict[str, Any]) -> nn.Module:
         return LoraModel(model, peft_config)
