@@ -528,9 +528,9 @@ def _check_one_bias_trainer(configs: dict[str, PeftConfig], new: PeftConfig, new
     others = [name for name, config in configs.items() if getattr(config, "bias", "none") != "none"]
     if others:
         raise InvalidConfig(
-            f"adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter {others[0]!r} already "
-            "does; the base model's biases are shared, so only one adapter may train them: use "
-            "bias='none' for the others"
+            f"The model supports only 1 adapter with bias. When using multiple adapters, set bias='none' for "
+            f"all adapters but one: adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter "
+            f"{others[0]!r} already does, and the base model's biases are shared"
         )
 
 

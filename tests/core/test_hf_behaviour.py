@@ -534,3 +534,45 @@ def test_adapter_name_inside_the_tensor_prefix_warns(recwarn):
     assert not any("should not be contained in the prefix" in str(w.message) for w in recwarn)
     with pytest.warns(UserWarning, match="Adapter name 'lora' should not be contained in the prefix 'lora_'"):
         model.add_adapter("lora", LoraConfig(target_modules=["lin0"]))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: LoraConfig(use_dora=True, megatron_config={"x": 1}), "DoRA does not support megatron_core"),
+        (
+            lambda: PromptTuningConfig(
+                num_virtual_tokens=2, prompt_tuning_init="TEXT", prompt_tuning_init_text="hi"
+            ),
+            "When prompt_tuning_init='TEXT', tokenizer_name_or_path can't be None",
+        ),
+        (
+            lambda: get_peft_model(
+                MLP(), LoraConfig(target_modules=["lin0"], r=7, init_lora_weights="orthogonal")
+            ),
+            "Orthogonal initialization requires the LoRA rank to be even, got 7 instead",
+        ),
+        (
+            lambda: get_peft_model(
+                nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), LoraConfig(target_modules=["0"], r=1)
+            ),
+            "Targeting a Conv2d with groups=2 and rank 1. Currently, support is limited",
+        ),
+    ],
+)
+def test_refusals_carry_hf_wording(build, message):
+    with pytest.raises(InvalidConfig, match=message):
+        build()
+
+
+def test_second_bias_trainer_is_refused_with_hf_wording():
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"], bias="all"))
+    with pytest.raises(
+        InvalidConfig, match="supports only 1 adapter with bias. When using multiple adapters"
+    ):
+        model.add_adapter("other", LoraConfig(target_modules=["lin0"], bias="lora_only"))
+    assert list(model.peft_config) == ["default"]
+
+
+def test_named_initializations_are_case_insensitive():
+    assert LoraConfig(init_lora_weights="OLoRA").init_lora_weights == "olora"

@@ -135,6 +135,8 @@ class LoraConfig(PeftConfig):
             self.target_modules = list(dict.fromkeys(self.target_modules))
         if isinstance(self.modules_to_save, (tuple, set)):
             self.modules_to_save = list(self.modules_to_save)
+        if isinstance(self.init_lora_weights, str) and self.init_lora_weights.lower() in NAMED_INITS:
+            self.init_lora_weights = self.init_lora_weights.lower()  # HF PEFT takes "OLoRA" for "olora"
         self._validate()
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +170,11 @@ class LoraConfig(PeftConfig):
             )
         if self.lora_bias and self.use_dora:
             raise InvalidConfig("The argument lora_bias=True is not supported with DoRA; set use_dora=False")
+        if self.use_dora and self.megatron_config:
+            raise UnsupportedFeature(
+                "DoRA does not support megatron_core, please set `use_dora=False` (and note that "
+                "megatron_config is not supported by adapterlab at all: remove it)"
+            )
         self._refuse_foreign_features()
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise InvalidConfig(f"LoRA rank r must be a positive integer, got {self.r!r}")
