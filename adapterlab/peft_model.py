@@ -254,10 +254,13 @@ class PeftModel(nn.Module):
         layers = adapter_layers(self)
         if any(getattr(layer, "merged", False) for layer in layers):
             raise InvalidConfig(
-                "adapter_names cannot be used while adapters are merged; call unmerge_adapter() first"
+                "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` "
+                "first."
             )
         if any(getattr(self.peft_config.get(n), "use_dora", False) for n in adapter_names):
-            raise InvalidConfig("adapter_names (mixed batches) does not support DoRA adapters")
+            raise InvalidConfig(
+                "Cannot pass `adapter_names` when DoRA is enabled. Mixed batches run plain LoRA adapters only"
+            )
         return mixed_batch(layers, make_plan(adapter_names, set(self.peft_config), repeats))
 
     # -- the base model ---------------------------------------------------------------------

@@ -30,8 +30,8 @@ def resolve_target_modules(
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type not in defaults:
             raise InvalidConfig(
-                f"no default target_modules for model_type {model_type!r}; set target_modules, "
-                f"e.g. target_modules=['q_proj', 'v_proj'] or 'all-linear'"
+                f"Please specify `target_modules` in `peft_config`: there is no default for model_type "
+                f"{model_type!r}; e.g. target_modules=['q_proj', 'v_proj'] or 'all-linear'"
             )
         return list(defaults[model_type])
     if isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR:

@@ -14,7 +14,7 @@ from adapterlab import (
     get_peft_model_state_dict,
     inject_adapter_in_model,
 )
-from adapterlab.errors import InvalidConfig, TargetModuleNotFound, UnsupportedModule
+from adapterlab.errors import AdapterNotFound, InvalidConfig, TargetModuleNotFound, UnsupportedModule
 
 
 class MLP(nn.Module):
@@ -155,3 +155,25 @@ def test_refusals_carry_hf_wording(build, message):
 
 def test_named_initializations_are_case_insensitive():
     assert LoraConfig(init_lora_weights="OLoRA").init_lora_weights == "olora"
+
+
+def test_mixed_batch_refusals_carry_hf_wording():
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"])).eval()
+    x = torch.rand(3, 6)
+    with pytest.raises(AdapterNotFound, match=r"Trying to infer with non-existing adapter\(s\): a, b"):
+        model(x, adapter_names=["b", "a", "default"])
+    with pytest.raises(
+        InvalidConfig, match="Length of `adapter_names` should be the same as the number of inputs"
+    ):
+        model(x, adapter_names=["default"] * 2)
+    model.merge_adapter()
+    with pytest.raises(InvalidConfig, match="Cannot pass `adapter_names` when there are merged adapters"):
+        model(x, adapter_names=["default"] * 3)
+    dora = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"], use_dora=True)).eval()
+    with pytest.raises(InvalidConfig, match="Cannot pass `adapter_names` when DoRA is enabled"):
+        dora(x, adapter_names=["default"] * 3)
+
+
+def test_missing_target_modules_without_a_default_carry_hf_wording():
+    with pytest.raises(InvalidConfig, match="Please specify `target_modules`"):
+        get_peft_model(MLP(), LoraConfig())
