@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapterlab.errors import AdapterNotFound
+from adapterlab.errors import AdapterNotFound, InvalidConfig
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
@@ -134,13 +134,33 @@ class LoraModel(BaseTuner, nn.Module):
     def set_adapter(self, adapter_names: str | list[str]) -> None:
         """Make ``adapter_names`` the active adapter(s); only active adapters train."""
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        self._check_one_copy_each(names)
         self.active_adapters = names
         for layer in self.lora_layers():
             # model-wide, as in HF PEFT: a layer lacking an active adapter lists it and skips it in forward
             layer.active_adapters = list(names)
         for tokens in self.token_layers():
             tokens.active_adapters = [n for n in names if n in tokens.adapter_names]
+        for module in self.model.modules():
+            if isinstance(module, ModulesToSaveWrapper):  # each runs the one active adapter it holds
+                module.set_adapter(next((n for n in names if n in module.modules_to_save), None))
         self.refresh_trainable()
+
+    def _check_one_copy_each(self, names: list[str]) -> None:
+        """Refuse active adapters that both hold a full copy of one module (modules_to_save) or its
+        token rows (trainable tokens): only one copy can run, so which one would be arbitrary."""
+        for path, module in self.model.named_modules():
+            if isinstance(module, ModulesToSaveWrapper):
+                held = [n for n in names if n in module.modules_to_save]
+            elif isinstance(module, TrainableTokensWrapper):
+                held = [n for n in names if n in module.adapter_names]
+            else:
+                continue
+            if len(held) > 1:
+                raise InvalidConfig(
+                    f"Only one adapter can be set at a time for {type(module).__name__}: {path!r} has its "
+                    f"own copy in each of {', '.join(map(repr, held))}; activate only one of them"
+                )
 
     def refresh_trainable(self) -> None:
         """Base frozen; active adapters (not in inference mode) and the chosen biases train."""
@@ -159,6 +179,13 @@ class LoraModel(BaseTuner, nn.Module):
         for tokens in self.token_layers():
             for adapter, rows in tokens.token_adapter.trainable_tokens_delta.items():
                 rows.requires_grad_(adapter in trainable)
+        for module in self.model.modules():
+            if (
+                isinstance(module, ModulesToSaveWrapper)
+                and module.active_adapter in trainable
+                and not module.disable_adapters
+            ):
+                module.modules_to_save[module.active_adapter].requires_grad_(True)
         for config_name in trainable:
             self._train_biases(self.peft_config[config_name].bias)
 
