@@ -53,9 +53,7 @@ def get_peft_model(
             UserWarning,
             stacklevel=2,
         )
-    if peft_config.base_model_name_or_path is None:
-        name = getattr(getattr(model, "config", None), "name_or_path", None)
-        peft_config.base_model_name_or_path = name or None
+    _record_base_model_name(model, peft_config)
     if revision is not None:
         if peft_config.revision not in (None, revision):
             warnings.warn(
@@ -65,6 +63,24 @@ def get_peft_model(
         peft_config.revision = revision
     model_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(peft_config.task_type, PeftModel)
     return model_cls(model, peft_config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+
+
+def _record_base_model_name(model: nn.Module, peft_config: PeftConfig) -> None:
+    """The config names the model the adapter is added to, when that model has a name; a different name
+    the config already held is replaced, with HF PEFT's warning."""
+    name = model.__dict__.get("name_or_path") or getattr(getattr(model, "config", None), "name_or_path", None)
+    if not name:
+        return  # a model without a name: keep whatever the user recorded
+    old = peft_config.base_model_name_or_path
+    if old is not None and old != name:
+        warnings.warn(
+            f"The PEFT config's `base_model_name_or_path` was renamed from '{old}' to '{name}', the model "
+            "the adapter is added to. Please ensure that the correct base model is loaded when loading this "
+            "checkpoint.",
+            UserWarning,
+            stacklevel=3,
+        )
+    peft_config.base_model_name_or_path = name
 
 
 def inject_adapter_in_model(

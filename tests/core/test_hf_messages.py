@@ -177,3 +177,15 @@ def test_mixed_batch_refusals_carry_hf_wording():
 def test_missing_target_modules_without_a_default_carry_hf_wording():
     with pytest.raises(InvalidConfig, match="Please specify `target_modules`"):
         get_peft_model(MLP(), LoraConfig())
+
+
+def test_config_takes_the_name_of_the_model_the_adapter_is_added_to(recwarn):
+    model = MLP()
+    get_peft_model(model, LoraConfig(target_modules=["lin0"], base_model_name_or_path="mine"))
+    assert not any("renamed" in str(w.message) for w in recwarn)  # an unnamed model keeps the user's name
+    named = MLP()
+    named.name_or_path = "org/base"
+    config = LoraConfig(target_modules=["lin0"], base_model_name_or_path="mine")
+    with pytest.warns(UserWarning, match="was renamed from 'mine' to 'org/base'"):
+        get_peft_model(named, config)
+    assert config.base_model_name_or_path == "org/base"
