@@ -46,7 +46,6 @@ def test_saved_config_has_hf_s_keys_without_the_runtime_options(tmp_path) -> Non
         ("use_bdlora", {"nblocks": 2}),
         ("kasa_config", {"rank": 2}),
         ("layer_replication", [[0, 2]]),
-        ("ensure_weight_tying", True),
         ("use_qalora", True),
         ("alora_invocation_tokens", [1, 2]),
         ("loftq_config", {"loftq_bits": 4}),

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from adapterlab import LoraConfig, PeftModel, get_peft_model
-from adapterlab.errors import InvalidConfig
+from adapterlab.errors import CheckpointError, InvalidConfig
 
 
 class MLP(nn.Module):
@@ -66,3 +66,12 @@ def test_rslora_with_patterns_warns_at_config_and_is_refused_at_save(tmp_path):
     ):
         model.save_pretrained(tmp_path / "lora", path_initial_model_for_weight_conversion=tmp_path / "init")
     assert not (tmp_path / "lora").exists()  # nothing half-written
+
+
+def test_a_missing_initial_adapter_is_one_clear_error_and_writes_nothing(tmp_path):
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"], init_lora_weights="pissa"))
+    with pytest.raises(CheckpointError, match="no adapter_model.safetensors"):
+        model.save_pretrained(
+            tmp_path / "lora", path_initial_model_for_weight_conversion=tmp_path / "missing"
+        )
+    assert not (tmp_path / "lora").exists()
