@@ -153,7 +153,7 @@ def test_refusals_carry_hf_wording(build, message):
         build()
 
 
-def test_named_initializations_are_case_insensitive():
+def test_olora_is_case_insensitive_as_in_hf():
     assert LoraConfig(init_lora_weights="OLoRA").init_lora_weights == "olora"
 
 
@@ -189,3 +189,18 @@ def test_config_takes_the_name_of_the_model_the_adapter_is_added_to(recwarn):
     with pytest.warns(UserWarning, match="was renamed from 'mine' to 'org/base'"):
         get_peft_model(named, config)
     assert config.base_model_name_or_path == "org/base"
+
+
+def test_p_tuning_mlp_warns_that_encoder_num_layers_is_ignored(recwarn):
+    from adapterlab import PromptEncoder, PromptEncoderConfig
+
+    sizes = {
+        "num_virtual_tokens": 4,
+        "token_dim": 8,
+        "encoder_hidden_size": 8,
+        "num_transformer_submodules": 1,
+    }
+    PromptEncoder(PromptEncoderConfig(**sizes))
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match="for MLP, the argument `encoder_num_layers` is ignored"):
+        PromptEncoder(PromptEncoderConfig(encoder_num_layers=3, **sizes))

@@ -135,8 +135,9 @@ class LoraConfig(PeftConfig):
             self.target_modules = list(dict.fromkeys(self.target_modules))
         if isinstance(self.modules_to_save, (tuple, set)):
             self.modules_to_save = list(self.modules_to_save)
-        if isinstance(self.init_lora_weights, str) and self.init_lora_weights.lower() in NAMED_INITS:
-            self.init_lora_weights = self.init_lora_weights.lower()  # HF PEFT takes "OLoRA" for "olora"
+        if isinstance(self.init_lora_weights, str) and self.init_lora_weights.lower() == "olora":
+            # HF PEFT compares this one name case-insensitively ("OLoRA", the paper's spelling), pissa not
+            self.init_lora_weights = "olora"
         self._validate()
 
     def to_dict(self) -> dict[str, Any]:
