@@ -146,7 +146,10 @@ class PeftModel(nn.Module):
             if not autocast_adapter_dtype:
                 self.method_for(adapter_name).keep_base_dtype(self, adapter_name)
             attach_modules_to_save(
-                self.get_base_model(), getattr(config, "modules_to_save", None), adapter_name
+                self.get_base_model(),
+                getattr(config, "modules_to_save", None),
+                adapter_name,
+                optional=self.head_modules,
             )
         except Exception:
             del self.peft_config[adapter_name]

@@ -114,10 +114,13 @@ class ModulesToSaveWrapper(nn.Module):
         return result
 
 
-def attach_modules_to_save(model: nn.Module, module_names: list[str] | None, adapter_name: str) -> None:
+def attach_modules_to_save(
+    model: nn.Module, module_names: list[str] | None, adapter_name: str, optional: tuple[str, ...] = ()
+) -> None:
     """Give ``adapter_name`` a copy of every module whose path ends with one of ``module_names`` (HF's rule).
 
-    The copies stay inactive until ``set_adapter`` is called on the wrappers.
+    The copies stay inactive until ``set_adapter`` is called on the wrappers. ``optional``: names that
+    may match nothing (the task heads a PeftModelFor... class adds, which a model may lack).
     """
     if not module_names:
         return
@@ -140,7 +143,7 @@ def attach_modules_to_save(model: nn.Module, module_names: list[str] | None, ada
     missing = [n for n in module_names if n not in found]
     # Task heads are added for every model of a task type, under each name a head may have
     # (classifier / score); only names the user gave must exist.
-    if missing and not found:
+    if missing and not found and any(name not in optional for name in module_names):
         raise TargetModuleNotFound(
             f"modules_to_save {', '.join(map(repr, missing))} not found in the base model; "
             f"give module names that exist, e.g. the task head"

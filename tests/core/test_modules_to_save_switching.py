@@ -62,3 +62,13 @@ def test_disabled_adapter_layers_train_nothing_until_enabled_again():
     assert not [n for n, p in model.named_parameters() if p.requires_grad]
     model.enable_adapter_layers()
     assert model.base_model.model.lin1.modules_to_save["default"].weight.requires_grad
+
+
+def test_a_task_model_without_its_head_is_accepted_but_a_missing_user_module_is_not():
+    from adapterlab import PeftModelForSequenceClassification
+    from adapterlab.errors import TargetModuleNotFound
+
+    model = PeftModelForSequenceClassification(DeepMLP(), LoraConfig(target_modules=["lin0"]))
+    assert model.peft_config["default"].modules_to_save == ["classifier", "score"]  # HF's head names, absent
+    with pytest.raises(TargetModuleNotFound, match="modules_to_save 'nothing' not found"):
+        get_peft_model(DeepMLP(), LoraConfig(target_modules=["lin0"], modules_to_save=["nothing"]))
