@@ -24,6 +24,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "PromptTuningInit": "adapterlab.tuners.prompt.config",
     "PromptEncoderConfig": "adapterlab.tuners.prompt.config",
     "PromptEncoderReparameterizationType": "adapterlab.tuners.prompt.config",
+    "PromptEncoder": "adapterlab.tuners.prompt.encoders",
     "PrefixTuningConfig": "adapterlab.tuners.prompt.config",
     "get_peft_config": "adapterlab.config",
     "get_peft_model": "adapterlab.mapping",

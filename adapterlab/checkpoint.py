@@ -14,7 +14,7 @@ import io
 import os
 import pickle
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,9 +23,11 @@ import torch
 import adapterlab.hub as hub
 from adapterlab.errors import AdapterNotFound, CheckpointError, InvalidConfig, ShapeMismatch, summarize
 from adapterlab.hf_format import MODEL_PREFIX, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, write_atomically
+from adapterlab.methods import get_method
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
 if TYPE_CHECKING:
+    from adapterlab.config import PeftConfig
     from adapterlab.peft_model import PeftModel
 
 
@@ -61,7 +63,9 @@ def get_peft_model_state_dict(
         model = getattr(model, "_orig_mod", model)
     if adapter_name not in model.peft_config:
         raise AdapterNotFound(f"no adapter named {adapter_name!r}; loaded: {', '.join(model.peft_config)}")
-    state = dict(model.method_for(adapter_name).adapter_state_dict(model, adapter_name))
+    # get_method, not model.method_for: a model from inject_adapter_in_model is no PeftModel
+    method = get_method(model.peft_config[adapter_name].peft_type)
+    state = dict(method.adapter_state_dict(model, adapter_name))
     for path, tensors in _modules_to_save(model, adapter_name):
         state.update({f"{path}.{key}": value for key, value in tensors.items()})
     if save_embedding_layers is False:
@@ -170,8 +174,13 @@ def save_adapters(
     selected_adapters: list[str] | None = None,
     save_embedding_layers: str | bool = "auto",
     safe_serialization: bool = True,
+    convert: Callable[[dict[str, torch.Tensor], PeftConfig], tuple[dict[str, torch.Tensor], PeftConfig]]
+    | None = None,
 ) -> None:
     """Write each selected adapter (default: all) in HF PEFT's folder layout.
+
+    ``convert`` maps each adapter's tensors and config to what is written instead (PiSSA/OLoRA saved
+    as a plain LoRA: :mod:`adapterlab.tuners.lora.initial_conversion`).
 
     ``safe_serialization=False`` writes the legacy ``adapter_model.bin`` (a pickle holding only a dict of
     tensors, which readers load with ``torch.load(weights_only=True)``), for tools that need it.
@@ -187,19 +196,21 @@ def save_adapters(
                 f"no adapter named {name!r} to save; loaded: {', '.join(peft_model.peft_config)}"
             )
     for name in names:
-        target = folder if name == "default" else folder / name
-        target.mkdir(parents=True, exist_ok=True)
         tensors = {
             k: v.contiguous().clone().cpu()
             for k, v in get_peft_model_state_dict(
                 peft_model, adapter_name=name, save_embedding_layers=save_embedding_layers
             ).items()
         }
+        config = peft_model.peft_config[name]
+        if convert is not None:
+            tensors, config = convert(tensors, config)
+        target = folder if name == "default" else folder / name
+        target.mkdir(parents=True, exist_ok=True)
         if safe_serialization:
             write_atomically(target / SAFETENSORS_WEIGHTS_NAME, _safetensors_bytes(tensors))
         else:
             write_atomically(target / WEIGHTS_NAME, _pickle_bytes(tensors))
-        config = peft_model.peft_config[name]
         saved_mode = config.inference_mode
         config.inference_mode = True  # a saved adapter loads frozen unless asked otherwise
         try:

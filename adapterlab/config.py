@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.metadata
 import json
 import os
 import warnings
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import packaging.version
+
 import adapterlab.hub as hub
 from adapterlab._version import __version__
-from adapterlab.errors import CheckpointError, ConfigKeysMissing, InvalidConfig
+from adapterlab.errors import CheckpointError, ConfigKeysMissing, InvalidConfig, summarize
 from adapterlab.hf_format import CONFIG_NAME, PeftType, TaskType, write_atomically
 from adapterlab.methods import get_method
 from adapterlab.validation import coerce_enum
@@ -50,6 +53,43 @@ def _to_json_value(value: Any) -> Any:
     return value
 
 
+def _get_commit_hash(package: str) -> str | None:
+    """The git commit ``package`` was installed from (``pip install git+...@<commit>``), if pip recorded one.
+
+    pip writes it into the distribution's ``direct_url.json``; editable and index installs have none.
+    """
+    try:
+        files = importlib.metadata.distribution(package).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for path in files:
+        if path.name == "direct_url.json":
+            vcs_info = json.loads(path.locate().read_text(encoding="utf-8")).get("vcs_info") or {}
+            return vcs_info.get("commit_id")
+    return None
+
+
+def _recorded_version() -> str:
+    """The version a new config records: ``__version__``, plus ``@<commit>`` for a dev version (as
+    HF PEFT does), because a dev version alone does not say which code wrote the adapter."""
+    try:
+        is_dev = packaging.version.Version(__version__).dev is not None
+    except packaging.version.InvalidVersion:
+        is_dev = False
+    if not is_dev:
+        return __version__
+    try:
+        commit = _get_commit_hash("adapterlab") or "UNKNOWN"
+    except Exception as exc:  # a broken install's metadata must never stop a config from being built
+        warnings.warn(
+            "A dev version of PEFT is used but there was an error while trying to determine the commit hash "
+            f"of the installed adapterlab ({summarize(exc)}); the config records {__version__}@UNKNOWN",
+            stacklevel=4,
+        )
+        commit = "UNKNOWN"
+    return f"{__version__}@{commit}"
+
+
 @dataclass
 class PeftConfig:
     """Fields shared by every method's config (the base of ``adapter_config.json``)."""
@@ -77,7 +117,7 @@ class PeftConfig:
         self.peft_type = coerce_enum(PeftType, self.peft_type, "peft_type")
         self.task_type = coerce_enum(TaskType, self.task_type, "task_type")
         if self.peft_version is None:
-            self.peft_version = __version__  # this module's global, so a test can pin it
+            self.peft_version = _recorded_version()
 
     @property
     def is_prompt_learning(self) -> bool:

@@ -50,6 +50,13 @@ class ShapeMismatch(CheckpointError, RuntimeError):
     """
 
 
+class HotswapMismatch(CheckpointError, RuntimeError):
+    """An adapter cannot replace the loaded one in place (hotswap): other method, options or targets.
+
+    Also a RuntimeError, the error HF PEFT raises when a hotswapped checkpoint holds unexpected keys.
+    """
+
+
 class BaseModelMismatch(AdapterlabError, ValueError):
     """An adapter is used with a base model other than the one it was trained on."""
 

@@ -12,10 +12,14 @@ from torch import nn
 
 from adapterlab.config import PeftConfig
 from adapterlab.errors import InvalidConfig
-from adapterlab.methods import get_method
+from adapterlab.methods import get_method, method_prefixes
 from adapterlab.peft_model import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
+from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
-__all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "get_peft_model"]
+__all__ = ["MODEL_TYPE_TO_PEFT_MODEL_MAPPING", "PEFT_TYPE_TO_PREFIX_MAPPING", "get_peft_model"]
+
+# HF PEFT's table of tensor-name prefixes (lora_A -> "lora_"), read by scripts that pick keys by prefix
+PEFT_TYPE_TO_PREFIX_MAPPING = method_prefixes()
 
 
 def get_peft_model(
@@ -41,9 +45,15 @@ def get_peft_model(
             "mixed=True (HF PEFT's PeftMixedModel, several adapter types at once) is not supported; "
             "use one adapter type per model"
         )
-    if peft_config.base_model_name_or_path is None:
-        name = getattr(getattr(model, "config", None), "name_or_path", None)
-        peft_config.base_model_name_or_path = name or None
+    if any(isinstance(module, BaseTunerLayer) for module in model.modules()):
+        # the new adapter lands next to the old layers, which keep their effect: rarely what was meant
+        warnings.warn(
+            "You are trying to modify a model with PEFT for a second time: it already holds adapter layers. "
+            "To start over with another config, call `.unload()` first; to add an adapter, use add_adapter",
+            UserWarning,
+            stacklevel=2,
+        )
+    _record_base_model_name(model, peft_config)
     if revision is not None:
         if peft_config.revision not in (None, revision):
             warnings.warn(
@@ -53,6 +63,24 @@ def get_peft_model(
         peft_config.revision = revision
     model_cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(peft_config.task_type, PeftModel)
     return model_cls(model, peft_config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+
+
+def _record_base_model_name(model: nn.Module, peft_config: PeftConfig) -> None:
+    """The config names the model the adapter is added to, when that model has a name; a different name
+    the config already held is replaced, with HF PEFT's warning."""
+    name = model.__dict__.get("name_or_path") or getattr(getattr(model, "config", None), "name_or_path", None)
+    if not name:
+        return  # a model without a name: keep whatever the user recorded
+    old = peft_config.base_model_name_or_path
+    if old is not None and old != name:
+        warnings.warn(
+            f"The PEFT config's `base_model_name_or_path` was renamed from '{old}' to '{name}', the model "
+            "the adapter is added to. Please ensure that the correct base model is loaded when loading this "
+            "checkpoint.",
+            UserWarning,
+            stacklevel=3,
+        )
+    peft_config.base_model_name_or_path = name
 
 
 def inject_adapter_in_model(
@@ -90,6 +118,8 @@ def inject_adapter_in_model(
     tuner.inject_adapter(peft_config, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
     tuner.set_adapter(adapter_name)
     attach_modules_to_save(model, getattr(peft_config, "modules_to_save", None), adapter_name)
+    # as in HF PEFT, the model keeps its configs, so get_peft_model_state_dict(model) works on it
+    model.peft_config = {**getattr(model, "peft_config", {}), adapter_name: peft_config}
     for module in model.modules():
         if isinstance(module, ModulesToSaveWrapper):
             module.set_adapter(adapter_name, not peft_config.inference_mode)

@@ -56,6 +56,8 @@ class PeftMethod:
     config_class: type[PeftConfig]
     # True for methods that leave the base model untouched and feed it virtual tokens
     is_prompt_learning: bool = False
+    # injection methods: the prefix of their tensors' names in the model (LoRA's lora_A, lora_B: "lora_")
+    prefix: str | None = None
 
     def wrap_base_model(self, model: nn.Module, peft_config: dict[str, PeftConfig]) -> nn.Module:
         return model
@@ -98,6 +100,12 @@ _METHODS: dict[PeftType, str] = {
 
 
 _loaded: dict[PeftType, PeftMethod] = {}
+
+
+def method_prefixes() -> dict[PeftType, str]:
+    """HF PEFT's ``PEFT_TYPE_TO_PREFIX_MAPPING``: peft_type -> tensor-name prefix, for the methods
+    that have one."""
+    return {peft_type: get_method(peft_type).prefix for peft_type in _METHODS if get_method(peft_type).prefix}
 
 
 def get_method(peft_type: PeftType | str) -> PeftMethod:

@@ -116,6 +116,15 @@ class PeftModel(nn.Module):
         if adapter_name in self.peft_config:
             raise AdapterExists(f"Adapter with name {adapter_name!r} already exists; pick another name")
         _check_one_bias_trainer(self.peft_config, peft_config, adapter_name)
+        prefix = get_method(peft_config.peft_type).prefix
+        if prefix and adapter_name in prefix:
+            warnings.warn(
+                f"Adapter name '{adapter_name}' should not be contained in the prefix '{prefix}'. HF PEFT "
+                "tells such an adapter's tensors apart from others by name and may re-initialize them when "
+                "loading it; pick another name",
+                UserWarning,
+                stacklevel=2,
+            )
         if (
             get_method(peft_config.peft_type).is_prompt_learning
             != get_method(self.peft_type).is_prompt_learning
@@ -137,7 +146,10 @@ class PeftModel(nn.Module):
             if not autocast_adapter_dtype:
                 self.method_for(adapter_name).keep_base_dtype(self, adapter_name)
             attach_modules_to_save(
-                self.get_base_model(), getattr(config, "modules_to_save", None), adapter_name
+                self.get_base_model(),
+                getattr(config, "modules_to_save", None),
+                adapter_name,
+                optional=self.head_modules,
             )
         except Exception:
             del self.peft_config[adapter_name]
@@ -245,10 +257,13 @@ class PeftModel(nn.Module):
         layers = adapter_layers(self)
         if any(getattr(layer, "merged", False) for layer in layers):
             raise InvalidConfig(
-                "adapter_names cannot be used while adapters are merged; call unmerge_adapter() first"
+                "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` "
+                "first."
             )
         if any(getattr(self.peft_config.get(n), "use_dora", False) for n in adapter_names):
-            raise InvalidConfig("adapter_names (mixed batches) does not support DoRA adapters")
+            raise InvalidConfig(
+                "Cannot pass `adapter_names` when DoRA is enabled. Mixed batches run plain LoRA adapters only"
+            )
         return mixed_batch(layers, make_plan(adapter_names, set(self.peft_config), repeats))
 
     # -- the base model ---------------------------------------------------------------------
@@ -267,9 +282,9 @@ class PeftModel(nn.Module):
 
     @property
     def targeted_module_names(self) -> list[str]:
-        """Paths (in the transformers model) of the modules the adapters adapt, as HF PEFT lists them."""
-        base = self.get_base_model()
-        return [name for name, module in base.named_modules() if isinstance(module, BaseTunerLayer)]
+        """Paths (in the transformers model) of the modules the adapters adapt, in the order they were
+        adapted, as HF PEFT lists them."""
+        return list(getattr(self.base_model, "targeted_module_names", []))
 
     @property
     def generation_config(self) -> Any:
@@ -380,19 +395,24 @@ class PeftModel(nn.Module):
         HF PEFT's parameters, in its order. ``safe_serialization=False`` writes the legacy
         ``adapter_model.bin`` instead. ``save_embedding_layers``: "auto" and True save the full
         embedding tables LoRA targets (``embed_tokens`` / ``lm_head``), False leaves them out.
+        ``path_initial_model_for_weight_conversion``: the folder a PiSSA/OLoRA adapter was saved to
+        right after ``get_peft_model``; the adapter is then saved as a plain LoRA of twice the rank
+        that applies to the original base model (:mod:`adapterlab.tuners.lora.initial_conversion`).
         """
         if save_embedding_layers not in ("auto", True, False):
             raise InvalidConfig(
                 f"save_embedding_layers must be 'auto', True or False, not {save_embedding_layers!r}"
             )
+        convert = None
         if path_initial_model_for_weight_conversion is not None:
-            raise InvalidConfig(
-                "path_initial_model_for_weight_conversion converts PiSSA/OLoRA adapters, whose "
-                "initializations adapterlab does not implement; drop the argument"
-            )
+            from adapterlab.tuners.lora.initial_conversion import converter
+
+            names = list(self.peft_config) if selected_adapters is None else selected_adapters
+            configs = [self.peft_config[n] for n in names if n in self.peft_config]
+            convert = converter(path_initial_model_for_weight_conversion, configs)
         if is_main_process:
             checkpoint.save_adapters(
-                self, save_directory, selected_adapters, save_embedding_layers, safe_serialization
+                self, save_directory, selected_adapters, save_embedding_layers, safe_serialization, convert
             )
             model_card.write_model_card(Path(save_directory), self)
 
@@ -514,9 +534,9 @@ def _check_one_bias_trainer(configs: dict[str, PeftConfig], new: PeftConfig, new
     others = [name for name, config in configs.items() if getattr(config, "bias", "none") != "none"]
     if others:
         raise InvalidConfig(
-            f"adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter {others[0]!r} already "
-            "does; the base model's biases are shared, so only one adapter may train them: use "
-            "bias='none' for the others"
+            f"The model supports only 1 adapter with bias. When using multiple adapters, set bias='none' for "
+            f"all adapters but one: adapter {new_name!r} trains biases (bias={new.bias!r}) but adapter "
+            f"{others[0]!r} already does, and the base model's biases are shared"
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from torch import nn
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.tuners_utils import BaseTunerLayer
 
 Irregular = Literal["irregular"]
@@ -29,6 +30,9 @@ class TunerLayerStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
+    # HF PEFT's: the library that quantizes the base layer (bitsandbytes, ...); adapterlab adapts only
+    # unquantized layers, so None unless a layer carries one
+    quantization_backend: Any = None
 
 
 @dataclass
@@ -45,6 +49,7 @@ class TunerModelStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
+    quantization_backend: Any = None  # the layers' one, or "irregular" when they differ
 
 
 def _agree(values: list[Any]) -> Any:
@@ -53,10 +58,11 @@ def _agree(values: list[Any]) -> Any:
     return next(iter(distinct.values())) if len(distinct) == 1 else "irregular"
 
 
-def _per_adapter(layer: BaseTunerLayer) -> tuple[dict[str, list[bool]], dict[str, set[str]]]:
+def _per_adapter(layer: nn.Module) -> tuple[dict[str, list[bool]], dict[str, set[str]]]:
     grads: dict[str, list[bool]] = collections.defaultdict(list)
     devices: dict[str, set[str]] = collections.defaultdict(set)
-    for container in layer._containers():
+    containers = [layer.modules_to_save] if isinstance(layer, ModulesToSaveWrapper) else layer._containers()
+    for container in containers:
         for adapter, part in container.items():
             params = [part] if isinstance(part, nn.Parameter) else list(part.parameters())
             grads[adapter].extend(p.requires_grad for p in params)
@@ -70,24 +76,26 @@ def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     # names relative to the tuner (``model.lin0``), as HF PEFT reports them
     root = model.base_model if _is_peft_model(model) else model
     for name, module in root.named_modules():
-        if not isinstance(module, BaseTunerLayer):
+        # modules_to_save copies are part of the adapter too (HF PEFT lists them)
+        if not isinstance(module, (BaseTunerLayer, ModulesToSaveWrapper)):
             continue
         grads, devices = _per_adapter(module)
         statuses.append(
             TunerLayerStatus(
                 name=name,
-                module_type=module.layer_kind,
+                module_type=getattr(module, "layer_kind", type(module).__name__),
                 enabled=not module.disable_adapters,
                 active_adapters=list(module.active_adapters),
-                merged_adapters=list(module.merged_adapters),
+                merged_adapters=list(getattr(module, "merged_adapters", [])),
                 requires_grad={a: _agree(v) if v else False for a, v in grads.items()},
                 available_adapters=sorted(grads),
                 devices={a: sorted(d) for a, d in devices.items()},
+                quantization_backend=getattr(module, "quantization_backend", None),
             )
         )
     if not statuses:
         raise InvalidConfig(
-            "the model has no adapter layers; pass a PeftModel or a model with adapters injected"
+            "No adapter layers found in the model; pass a PeftModel or a model with adapters injected"
         )
     return statuses
 
@@ -145,4 +153,5 @@ def get_model_status(model: nn.Module) -> TunerModelStatus:
         requires_grad={a: _agree(v) for a, v in grads.items()},
         available_adapters=sorted({a for s in layers for a in s.available_adapters}),
         devices={a: sorted(d) for a, d in devices.items()},
+        quantization_backend=_agree([s.quantization_backend for s in layers]),
     )

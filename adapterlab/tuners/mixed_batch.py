@@ -39,8 +39,8 @@ class BatchPlan:
         if groups is None:
             sizes = ", ".join(map(str, self.by_batch_size))
             raise InvalidConfig(
-                f"adapter_names has one name per row for {sizes} rows but the batch has {x.shape[0]}; "
-                f"give one name per row"
+                "Length of `adapter_names` should be the same as the number of inputs, but got "
+                f"{sizes} names for a batch of {x.shape[0]} rows; give one name per row"
             )
         for name, rows in groups:
             if name in names:
@@ -62,7 +62,7 @@ def make_plan(adapter_names: Sequence[str], known: set[str], repeats: int = 1) -
     unknown = sorted({n for n in adapter_names if n != BASE_ROW and n not in known})
     if unknown:
         raise AdapterNotFound(
-            f"adapter_names lists unknown adapter(s) {', '.join(map(repr, unknown))}; "
+            f"Trying to infer with non-existing adapter(s): {', '.join(unknown)}; "
             f"loaded: {', '.join(sorted(known))} (or {BASE_ROW!r} for none)"
         )
     plan = {len(adapter_names): _groups(adapter_names)}

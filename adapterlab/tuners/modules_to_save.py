@@ -13,7 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapterlab.errors import InvalidConfig, TargetModuleNotFound
+from adapterlab.errors import InvalidConfig, TargetModuleNotFound, UnsupportedModule
+
+# modules that only hold others: they have no forward of their own to wrap
+CONTAINERS = (nn.ModuleDict, nn.ModuleList, nn.ParameterDict, nn.ParameterList)
 
 
 class ModulesToSaveWrapper(nn.Module):
@@ -111,13 +114,17 @@ class ModulesToSaveWrapper(nn.Module):
         return result
 
 
-def attach_modules_to_save(model: nn.Module, module_names: list[str] | None, adapter_name: str) -> None:
+def attach_modules_to_save(
+    model: nn.Module, module_names: list[str] | None, adapter_name: str, optional: tuple[str, ...] = ()
+) -> None:
     """Give ``adapter_name`` a copy of every module whose path ends with one of ``module_names`` (HF's rule).
 
-    The copies stay inactive until ``set_adapter`` is called on the wrappers.
+    The copies stay inactive until ``set_adapter`` is called on the wrappers. ``optional``: names that
+    may match nothing (the task heads a PeftModelFor... class adds, which a model may lack).
     """
     if not module_names:
         return
+    _refuse_containers(model, module_names)
     found = set()
     for key, module in list(model.named_modules(remove_duplicate=False)):
         name = next((n for n in module_names if key.endswith(n)), None)
@@ -136,8 +143,18 @@ def attach_modules_to_save(model: nn.Module, module_names: list[str] | None, ada
     missing = [n for n in module_names if n not in found]
     # Task heads are added for every model of a task type, under each name a head may have
     # (classifier / score); only names the user gave must exist.
-    if missing and not found:
+    if missing and not found and any(name not in optional for name in module_names):
         raise TargetModuleNotFound(
             f"modules_to_save {', '.join(map(repr, missing))} not found in the base model; "
             f"give module names that exist, e.g. the task head"
         )
+
+
+def _refuse_containers(model: nn.Module, module_names: list[str]) -> None:
+    """Raise UnsupportedModule, before anything is wrapped, if a name selects a container module."""
+    for key, module in model.named_modules():
+        if isinstance(module, CONTAINERS) and any(key.endswith(name) for name in module_names):
+            raise UnsupportedModule(
+                f"modules_to_save cannot be applied to modules of type {type(module).__name__} ({key!r}): it "
+                "only holds other modules; list the modules inside it instead"
+            )

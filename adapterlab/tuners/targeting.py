@@ -9,6 +9,7 @@ linear layer except the output head; ``None`` takes the defaults for the model's
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from torch import nn
@@ -29,8 +30,8 @@ def resolve_target_modules(
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type not in defaults:
             raise InvalidConfig(
-                f"no default target_modules for model_type {model_type!r}; set target_modules, "
-                f"e.g. target_modules=['q_proj', 'v_proj'] or 'all-linear'"
+                f"Please specify `target_modules` in `peft_config`: there is no default for model_type "
+                f"{model_type!r}; e.g. target_modules=['q_proj', 'v_proj'] or 'all-linear'"
             )
         return list(defaults[model_type])
     if isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR:
@@ -73,9 +74,7 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
 
 def is_target(config: Any, target_modules: list[str] | str, key: str) -> bool:
     """True when the module named ``key`` is to be adapted under ``config``."""
-    if config.exclude_modules and _matches_any_name(config.exclude_modules, key):
-        return False
-    if config.modules_to_save and any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in config.modules_to_save):
+    if is_excluded(config, key):
         return False
     if not _matches_any_name(target_modules, key):
         return False
@@ -97,10 +96,22 @@ def pattern_value(patterns: dict[str, Any], key: str, default: Any) -> Any:
 
 
 def check_all_targets_found(
-    target_modules: list[str] | str, modules: dict[str, nn.Module], matched: list[str]
+    target_modules: list[str] | str, modules: dict[str, nn.Module], matched: list[str], excluded: list[str]
 ) -> None:
-    """Raise TargetModuleNotFound when nothing matched or a listed name exists nowhere in ``modules``."""
+    """Raise TargetModuleNotFound when nothing matched or a listed name exists nowhere in ``modules``;
+    ``excluded``: the modules that ``exclude_modules`` or ``modules_to_save`` kept from matching."""
     module_names = list(modules)
+    if not matched and excluded:
+        if len(excluded) == len(module_names):
+            raise TargetModuleNotFound(
+                "All modules were excluded. This is likely unintended. Check your `target_modules`, "
+                "`exclude_modules` and `modules_to_save` configuration."
+            )
+        raise TargetModuleNotFound(
+            "No modules were targeted for adaptation. This might be caused by a combination of mismatched "
+            "target modules and excluded modules: check `target_modules` and `exclude_modules` (modules in "
+            f"`modules_to_save` are never adapted); excluded: {', '.join(excluded[:10])}"
+        )
     if isinstance(target_modules, str):
         missing = [] if matched else [target_modules]
     else:
@@ -123,3 +134,23 @@ def check_all_targets_found(
         f"Target modules {', '.join(map(repr, missing))} not found in the base model (or excluded); "
         f"module names that exist: {shown}"
     )
+
+
+def is_excluded(config: Any, key: str) -> bool:
+    """True when ``exclude_modules`` or ``modules_to_save`` keeps module ``key`` from being adapted."""
+    if config.exclude_modules and _matches_any_name(config.exclude_modules, key):
+        return True
+    return bool(config.modules_to_save) and any(
+        re.match(rf"(^|.*\.){m}($|\..*)", key) for m in config.modules_to_save
+    )
+
+
+def warn_unused_excludes(config: Any, keys: list[str]) -> None:
+    """HF PEFT's warning: ``exclude_modules`` was given but excludes none of ``keys``."""
+    if config.exclude_modules and not any(_matches_any_name(config.exclude_modules, key) for key in keys):
+        warnings.warn(
+            f"You have passed exclude_modules={config.exclude_modules!r} but no modules were excluded. "
+            "Please check that exclude_modules was set correctly.",
+            UserWarning,
+            stacklevel=5,
+        )

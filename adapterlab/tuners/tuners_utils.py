@@ -189,8 +189,10 @@ class BaseTuner:
         for layer in self.adapter_holding_layers():
             if isinstance(layer, BaseTunerLayer):
                 layer.enable_adapters(enabled)
-            else:
+            else:  # a modules_to_save wrapper: its active copy trains only while enabled, as LoRA's tensors
                 layer.disable_adapters = not enabled
+                if layer.active_adapter is not None:
+                    layer.modules_to_save[layer.active_adapter].requires_grad_(enabled)
 
 
 def check_target_module_exists(config: Any, key: str) -> bool:

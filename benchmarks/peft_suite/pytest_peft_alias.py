@@ -44,6 +44,7 @@ RENAMES = {
     "peft.tuners.p_tuning": "adapterlab.tuners.prompt.config",
     "peft.tuners.prefix_tuning": "adapterlab.tuners.prompt.config",
     "peft.tuners.lora.bnb": "adapterlab.tuners.lora.layer",
+    "peft.utils.hotswap": "adapterlab.tuners.lora.hotswap",
 }
 
 # HF PEFT's other methods (name prefixes, lower case): adapterlab implements LoRA and the prompt methods only

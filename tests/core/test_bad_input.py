@@ -186,7 +186,7 @@ def test_unknown_adapter_names(tmp_path) -> None:
     ids = torch.randint(2, 60, (2, 5))
     with pytest.raises(AdapterNotFound) as excinfo:
         model(input_ids=ids, adapter_names=["default", "ghost"])
-    assert "'ghost'" in one_line(excinfo)
+    assert "non-existing adapter(s): ghost" in one_line(excinfo)
 
 
 class _RunsCode:

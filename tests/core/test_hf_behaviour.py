@@ -28,7 +28,12 @@ from adapterlab import (
     set_base_model_state_dict,
     set_peft_model_state_dict,
 )
-from adapterlab.errors import AdapterNotFound, HubError, InvalidConfig, ShapeMismatch
+from adapterlab.errors import (
+    AdapterNotFound,
+    HubError,
+    InvalidConfig,
+    ShapeMismatch,
+)
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.tuners_utils import BaseTunerLayer, _get_submodules
 
@@ -165,7 +170,7 @@ def test_mixed_batch_through_a_modules_to_save_returning_a_tuple_is_a_clear_erro
 @pytest.mark.parametrize("bias", ["all", "lora_only"])
 def test_two_adapters_may_not_both_train_the_shared_biases(bias: str) -> None:
     model = lora_mlp(bias=bias)
-    with pytest.raises(InvalidConfig, match="only one adapter may train them"):
+    with pytest.raises(InvalidConfig, match="supports only 1 adapter with bias"):
         model.add_adapter("other", LoraConfig(target_modules=["lin0"], bias=bias))
     assert list(model.peft_config) == ["default"]
     model.add_adapter("plain", LoraConfig(target_modules=["lin0"]))  # bias="none" is fine beside it
@@ -297,12 +302,27 @@ def test_layer_and_model_status() -> None:
     assert [s.module_type for s in layers] == ["lora.Linear", "lora.Linear"]
     assert layers[0].available_adapters == ["default", "other"] and layers[0].requires_grad["default"] is True
     status = model.get_model_status()
-    assert status.active_adapters == "irregular"  # lin1 holds only "other", so it has no active adapter
+    # as in HF PEFT, the active adapter is model-wide: listed even by a layer that lacks it
+    assert status.active_adapters == ["default"] and layers[1].active_adapters == ["default"]
     assert status.requires_grad == {"default": True, "other": False}
     assert status.peft_types == {"default": "LORA", "other": "LORA"} and status.num_adapter_layers == 2
     assert get_model_status(model).available_adapters == ["default", "other"]
-    with pytest.raises(InvalidConfig, match="no adapter layers"):
+    assert status.quantization_backend is None  # only unquantized layers are adapted
+    with pytest.raises(InvalidConfig, match="No adapter layers found in the model"):
         get_layer_status(MLP())
+
+
+def test_status_lists_modules_to_save_copies():
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"], modules_to_save=["lin1"]))
+    saved = get_layer_status(model)[1]
+    assert (saved.name, saved.module_type, saved.active_adapters) == (
+        "model.lin1",
+        "ModulesToSaveWrapper",
+        ["default"],
+    )
+    assert saved.requires_grad == {"default": True} and saved.available_adapters == ["default"]
+    model.base_model.model.lin1.modules_to_save["default"].weight.requires_grad = False
+    assert get_model_status(model).requires_grad == {"default": "irregular"}
 
 
 def test_push_to_hub_offline_is_one_clear_line(monkeypatch) -> None:

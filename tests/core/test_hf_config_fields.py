@@ -46,7 +46,6 @@ def test_saved_config_has_hf_s_keys_without_the_runtime_options(tmp_path) -> Non
         ("monteclora_config", {"num_samples": 2}),
         ("corda_config", {"corda_method": "kpm"}),
         ("layer_replication", [[0, 2]]),
-        ("ensure_weight_tying", True),
         ("use_qalora", True),
         ("alora_invocation_tokens", [1, 2]),
         ("loftq_config", {"loftq_bits": 4}),

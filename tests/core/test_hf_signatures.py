@@ -85,7 +85,6 @@ def test_save_embedding_layers_false_leaves_the_targeted_tables_out(tmp_path: Pa
     ("call", "message"),
     [
         (lambda m, d: m.save_pretrained(d, save_embedding_layers="yes"), "save_embedding_layers must be"),
-        (lambda m, d: m.save_pretrained(d, path_initial_model_for_weight_conversion="x"), "PiSSA/OLoRA"),
         (
             lambda m, d: adapterlab.PeftModel.from_pretrained(bert(), d, ephemeral_gpu_offload=True),
             "ephemeral_gpu_offload",
@@ -99,7 +98,6 @@ def test_save_embedding_layers_false_leaves_the_targeted_tables_out(tmp_path: Pa
     ],
     ids=[
         "save_embedding_layers",
-        "weight conversion",
         "gpu offload",
         "gpu offload on load",
         "mixed",

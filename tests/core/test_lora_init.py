@@ -92,7 +92,7 @@ def test_pissa_on_a_conv1d_base_respects_its_in_out_layout() -> None:
 
 
 def test_orthogonal_needs_an_even_rank() -> None:
-    with pytest.raises(InvalidConfig, match="even rank"):
+    with pytest.raises(InvalidConfig, match="rank to be even"):
         adapterlab.get_peft_model(_llama(), adapterlab.LoraConfig(r=3, init_lora_weights="orthogonal"))
 
 

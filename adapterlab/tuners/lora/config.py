@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,7 +49,6 @@ FOREIGN_FEATURE_FIELDS = (
     "monteclora_config",
     "layer_replication",
     "arrow_config",
-    "ensure_weight_tying",
     "runtime_config",
 )
 # the initializations that leave the base weight alone and start B at zero (False: random, for tests);
@@ -128,6 +128,7 @@ class LoraConfig(PeftConfig):
     monteclora_config: Any = None
     layer_replication: list[tuple[int, int]] | None = None
     arrow_config: Any = None
+    # keep the adapter tied where the model ties lm_head to the input embeddings (see weight_tying)
     ensure_weight_tying: bool = False
     # HF PEFT's run-time options (GPU offload for DoRA); never saved, as in HF PEFT
     runtime_config: Any = None
@@ -142,6 +143,9 @@ class LoraConfig(PeftConfig):
         self.kasa_config = as_subconfig(self.kasa_config, KasaConfig, "kasa_config")
         self.velora_config = as_subconfig(self.velora_config, VeloraConfig, "velora_config")
         self.use_bdlora = as_subconfig(self.use_bdlora, BdLoraConfig, "use_bdlora")
+        if isinstance(self.init_lora_weights, str) and self.init_lora_weights.lower() == "olora":
+            # HF PEFT compares this one name case-insensitively ("OLoRA", the paper's spelling), pissa not
+            self.init_lora_weights = "olora"
         self._validate()
 
     @property
@@ -185,6 +189,11 @@ class LoraConfig(PeftConfig):
             )
         if self.lora_bias and self.use_dora:
             raise InvalidConfig("The argument lora_bias=True is not supported with DoRA; set use_dora=False")
+        if self.use_dora and self.megatron_config:
+            raise UnsupportedFeature(
+                "DoRA does not support megatron_core, please set `use_dora=False` (and note that "
+                "megatron_config is not supported by adapterlab at all: remove it)"
+            )
         self._refuse_foreign_features()
         self._validate_variant()
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
@@ -206,6 +215,7 @@ class LoraConfig(PeftConfig):
                 f"init_lora_weights must be True, False, {', '.join(map(repr, NAMED_INITS))} or "
                 f"'pissa_niter_K' (K an integer), got {self.init_lora_weights!r}"
             )
+        self._warn_unconvertible()
         self._validate_target_parameters()
         self._validate_token_indices()
 
@@ -253,6 +263,24 @@ class LoraConfig(PeftConfig):
                 "lora_bias=True is not supported with BD-LoRA (use_bdlora); set lora_bias=False"
             )
 
+    def _warn_unconvertible(self) -> None:
+        """PiSSA/OLoRA with rsLoRA and rank/alpha patterns cannot be saved converted to a plain LoRA
+        later (see adapterlab.tuners.lora.initial_conversion); the user may not need that, so only warn."""
+        init = str(self.init_lora_weights)
+        if (
+            self.use_rslora
+            and (self.rank_pattern or self.alpha_pattern)
+            and init.startswith(("pissa", "olora"))
+        ):
+            warnings.warn(
+                "Using Rank-Stabilized LoRA with rank_pattern/alpha_pattern and post-training conversion of "
+                "modified base weights (PiSSA/OLoRA) means that you won't be able to pass "
+                "`path_initial_model_for_weight_conversion` to `save_pretrained`; if you need that, drop "
+                "use_rslora or the patterns",
+                UserWarning,
+                stacklevel=4,
+            )
+
     def _validate_token_indices(self) -> None:
         indices = self.trainable_token_indices
         lists = indices.values() if isinstance(indices, dict) else [indices] if indices is not None else []
@@ -271,8 +299,6 @@ class LoraConfig(PeftConfig):
         for name, rank in self.rank_pattern.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
                 raise InvalidConfig(f"rank_pattern[{name!r}] must be a positive integer, got {rank!r}")
-        if self.layers_pattern and self.layers_to_transform is None:
-            raise InvalidConfig("layers_pattern only applies together with layers_to_transform; set both")
         if isinstance(self.target_modules, str) and self.target_modules != ALL_LINEAR:
             try:
                 re.compile(self.target_modules)
@@ -281,9 +307,14 @@ class LoraConfig(PeftConfig):
                     f"target_modules {self.target_modules!r} is not a valid regex ({exc}); "
                     "give a list of module names or fix the pattern"
                 ) from exc
-        if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
-            if self.target_modules != ALL_LINEAR:
-                raise InvalidConfig(
-                    "layers_to_transform cannot be combined with a regex target_modules; put the layers "
-                    "in the regex"
-                )
+            for name in ("layers_to_transform", "layers_pattern"):
+                if getattr(self, name) is not None:
+                    raise InvalidConfig(
+                        f"`{name}` cannot be used when `target_modules` is a str. A str is a regex: "
+                        "put the layers in it instead"
+                    )
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise InvalidConfig(
+                "When `layers_pattern` is specified, `layers_to_transform` must also be specified: "
+                "layers_pattern names the layer list, layers_to_transform the indices in it; set both"
+            )

@@ -51,8 +51,9 @@ class Conv(LoraLayer):
         if base.groups > 1:
             if r % base.groups:
                 raise InvalidConfig(
-                    f"LoRA rank r={r} on a {kind} with groups={base.groups}: r must be divisible by "
-                    f"groups; choose another r (or a rank_pattern entry) or exclude this layer"
+                    f"Targeting a {kind} with groups={base.groups} and rank {r}. Currently, support is "
+                    "limited to conv layers where the rank is divisible by groups. Either choose a different "
+                    "rank or do not target this specific layer."
                 )
             if kw.get("use_dora"):
                 raise UnsupportedFeature(

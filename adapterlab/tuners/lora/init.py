@@ -63,7 +63,10 @@ def initialize(layer: LoraLayer, name: str, init: bool | str) -> None:
 def _orthogonal(layer: LoraLayer, name: str) -> None:
     r = layer.r[name]
     if r % 2:
-        raise InvalidConfig(f"init_lora_weights='orthogonal' needs an even rank r, got r={r}")
+        raise InvalidConfig(
+            f"Orthogonal initialization requires the LoRA rank to be even, got {r} instead. "
+            "Choose an even r (or rank_pattern entry)"
+        )
     q, _ = torch.linalg.qr(torch.randn(r, r))  # (r, r), orthonormal rows
     # A's rows span the odd rows of q, B's columns the even ones: q_even @ q_odd.T = 0, so B @ A = 0
     a = (torch.randn(layer.in_features, r // 2) @ q[0::2]).T / 10  # (r, in)

@@ -10,6 +10,7 @@ The new adapter has ``lora_alpha = r``, i.e. scaling 1, as in Hugging Face PEFT.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ import torch
 
 from adapterlab.errors import AdapterExists, AdapterNotFound, InvalidConfig, UnsupportedFeature
 from adapterlab.tuners.lora.conv import Conv
+from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 
 if TYPE_CHECKING:
     from adapterlab.tuners.lora.layer import LoraLayer
@@ -72,6 +74,26 @@ def _check(model: LoraModel, adapters: list[str], weights: list[float], adapter_
         raise UnsupportedFeature("add_weighted_adapter cannot combine KaSA or BD-LoRA adapters")
     if any(isinstance(layer, Conv) and any(a in layer.r for a in adapters) for layer in model.lora_layers()):
         raise UnsupportedFeature("add_weighted_adapter cannot combine adapters on convolution layers")
+    shared = [w for w in _wrappers(model) if sum(a in w.modules_to_save for a in adapters) > 1]
+    if shared:
+        raise InvalidConfig(
+            "Cannot add weighted adapters if they target the same module with modules_to_save, but found "
+            f"{len(shared)} such instance(s). Fully trained copies cannot be mixed: combine adapters of "
+            "which at most one trains each module"
+        )
+
+
+def _wrappers(model: LoraModel) -> list[ModulesToSaveWrapper]:
+    return [m for m in model.model.modules() if isinstance(m, ModulesToSaveWrapper)]
+
+
+def _copy_modules_to_save(model: LoraModel, adapters: list[str], adapter_name: str) -> None:
+    """The new adapter takes over the trained copies of the one adapter (at most, see _check) that
+    has a modules_to_save copy of each module."""
+    for wrapper in _wrappers(model):
+        source = next((a for a in adapters if a in wrapper.modules_to_save), None)
+        if source is not None:
+            wrapper.modules_to_save[adapter_name] = copy.deepcopy(wrapper.modules_to_save[source])
 
 
 def add_weighted_adapter(
@@ -92,6 +114,10 @@ def add_weighted_adapter(
         target_modules=_union_targets(model, adapters),
         rank_pattern={},
         alpha_pattern={},
+        modules_to_save=list(
+            dict.fromkeys(m for a in adapters for m in model.peft_config[a].modules_to_save or [])
+        )
+        or None,
     )
     model.inject_adapter(model.peft_config[adapter_name], adapter_name)
     for layer in model.lora_layers():
@@ -102,6 +128,7 @@ def add_weighted_adapter(
             target_a, target_b = _factors(layer, adapter_name)
             target_a.copy_(a)
             target_b.copy_(b)
+    _copy_modules_to_save(model, adapters, adapter_name)
     model.refresh_trainable()
 
 

@@ -15,6 +15,7 @@ from adapterlab.tuners.lora.config import LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.model import LoraModel
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper
+from adapterlab.tuners.lora.weight_tying import EMBEDDING_LAYER_NAMES
 
 if TYPE_CHECKING:
     from adapterlab.peft_model import PeftModel
@@ -60,7 +61,10 @@ def _holds(layer: nn.Module, adapter_name: str) -> bool:
     return isinstance(layer, LoraLayer) and adapter_name in layer.r
 
 
-EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
+def _transformers_model(model: nn.Module) -> nn.Module:
+    """The model the adapters were put into: a PeftModel's base, or ``model`` itself when the adapter
+    layers were injected into it directly (``inject_adapter_in_model``)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dict[str, torch.Tensor]:
@@ -68,7 +72,7 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
     resized)."""
     targets = config.target_modules
     if isinstance(targets, str):
-        names = [n for n, _ in peft_model.get_base_model().named_modules()]
+        names = [n for n, _ in _transformers_model(peft_model).named_modules()]
         targeted = any(
             re.fullmatch(targets, n) and re.match(rf"(.*\.)?({'|'.join(EMBEDDING_LAYER_NAMES)})$", n)
             for n in names
@@ -77,7 +81,7 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
         targeted = any(name in (targets or []) for name in EMBEDDING_LAYER_NAMES)
     if not targeted:
         return {}
-    base = peft_model.get_base_model()
+    base = _transformers_model(peft_model)
     tables = [base.get_input_embeddings(), base.get_output_embeddings()]
     result = {}
     for path, module in peft_model.named_modules():
@@ -91,6 +95,7 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
 class LoraMethod(PeftMethod):
     peft_type = PeftType.LORA
     config_class = LoraConfig
+    prefix = LoraModel.prefix
 
     def wrap_base_model(self, model: nn.Module, peft_config: dict[str, Any]) -> nn.Module:
         return LoraModel(model, peft_config)

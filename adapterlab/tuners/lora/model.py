@@ -21,14 +21,22 @@ from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
 from adapterlab.tuners.lora.target_parameters import parameter_targets, wrap_parameters
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
+from adapterlab.tuners.lora.weight_tying import (
+    is_tied_target,
+    plan_weight_tying,
+    tie_lora,
+    tie_modules_to_save,
+)
 from adapterlab.tuners.minimal_targets import MIN_TARGET_MODULES_FOR_OPTIMIZATION, find_minimal_target_modules
 from adapterlab.tuners.mixed_batch import adapter_layers
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper
 from adapterlab.tuners.targeting import (
     check_all_targets_found,
+    is_excluded,
     is_target,
     pattern_value,
     resolve_target_modules,
+    warn_unused_excludes,
 )
 from adapterlab.tuners.tuners_utils import BaseTuner
 
@@ -41,6 +49,7 @@ class LoraModel(BaseTuner, nn.Module):
         self.model = model
         self.peft_config = peft_config  # shared with the PeftModel: adapter name -> config
         self.active_adapters: list[str] = []
+        self.targeted_module_names: list[str] = []  # every module adapted so far, in order (HF PEFT's)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
@@ -60,6 +69,7 @@ class LoraModel(BaseTuner, nn.Module):
         """Create adapter ``adapter_name`` on every module (and parameter) ``config`` targets; with
         ``low_cpu_mem_usage`` its LoRA tensors end on the meta device, for a load to fill (HF PEFT's
         option)."""
+        plan_weight_tying(self.model, config)
         targets = self._module_targets(config)
         kasa.check_not_mixed(self.peft_config, config)
         inside_lora = {f"{name}." for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
@@ -68,13 +78,24 @@ class LoraModel(BaseTuner, nn.Module):
             for key, module in self.model.named_modules()
             if key and not any(key.startswith(prefix) for prefix in inside_lora)
         }
-        matched = [key for key in candidates if is_target(config, targets, key)]
-        check_all_targets_found(targets, candidates, matched)  # before any change to the model
-        for key in matched:
+        tied = [key for key in candidates if is_tied_target(config, key)]  # follow the embedding: last
+        matched = [key for key in candidates if is_target(config, targets, key) and key not in tied]
+        excluded = [key for key in candidates if is_excluded(config, key)]
+        check_all_targets_found(targets, candidates, matched, excluded)  # before any change to the model
+        warn_unused_excludes(config, list(candidates))
+        for key in matched + tied:
             check_adaptable(key, candidates[key], adapter_options(config, key))
             variants.check(config, key, candidates[key], pattern_value(config.rank_pattern, key, config.r))
-        parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched)
-        adapted = [self._adapt_module(key, config, adapter_name) for key in matched]
+        parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched + tied)
+        adapted = []
+        for key in matched + tied:
+            adapted.append(self._adapt_module(key, config, adapter_name))
+            if key not in self.targeted_module_names:
+                self.targeted_module_names.append(key)
+        for key in tied:
+            tie_lora(self.model.get_submodule(key), self.model.get_input_embeddings(), adapter_name)
+        if getattr(config, "modules_to_tie", None):
+            tie_modules_to_save(self.model, config, adapter_name)
         for key, layer in wrap_parameters(self.model, parameters):
             layer.add_adapter(adapter_name, **adapter_options(config, key))
             adapted.append(layer)
@@ -132,12 +153,33 @@ class LoraModel(BaseTuner, nn.Module):
     def set_adapter(self, adapter_names: str | list[str]) -> None:
         """Make ``adapter_names`` the active adapter(s); only active adapters train."""
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        self._check_one_copy_each(names)
         self.active_adapters = names
         for layer in self.lora_layers():
-            layer.active_adapters = [n for n in names if n in layer.r]
+            # model-wide, as in HF PEFT: a layer lacking an active adapter lists it and skips it in forward
+            layer.active_adapters = list(names)
         for tokens in self.token_layers():
             tokens.active_adapters = [n for n in names if n in tokens.adapter_names]
+        for module in self.model.modules():
+            if isinstance(module, ModulesToSaveWrapper):  # each runs the one active adapter it holds
+                module.set_adapter(next((n for n in names if n in module.modules_to_save), None))
         self.refresh_trainable()
+
+    def _check_one_copy_each(self, names: list[str]) -> None:
+        """Refuse active adapters that both hold a full copy of one module (modules_to_save) or its
+        token rows (trainable tokens): only one copy can run, so which one would be arbitrary."""
+        for path, module in self.model.named_modules():
+            if isinstance(module, ModulesToSaveWrapper):
+                held = [n for n in names if n in module.modules_to_save]
+            elif isinstance(module, TrainableTokensWrapper):
+                held = [n for n in names if n in module.adapter_names]
+            else:
+                continue
+            if len(held) > 1:
+                raise InvalidConfig(
+                    f"Only one adapter can be set at a time for {type(module).__name__}: {path!r} has its "
+                    f"own copy in each of {', '.join(map(repr, held))}; activate only one of them"
+                )
 
     def refresh_trainable(self) -> None:
         """Base frozen; active adapters (not in inference mode) and the chosen biases train."""
@@ -149,6 +191,13 @@ class LoraModel(BaseTuner, nn.Module):
         for tokens in self.token_layers():
             for adapter, rows in tokens.token_adapter.trainable_tokens_delta.items():
                 rows.requires_grad_(adapter in trainable)
+        for module in self.model.modules():
+            if (
+                isinstance(module, ModulesToSaveWrapper)
+                and module.active_adapter in trainable
+                and not module.disable_adapters
+            ):
+                module.modules_to_save[module.active_adapter].requires_grad_(True)
         for config_name in trainable:
             self._train_biases(self.peft_config[config_name].bias)
 

@@ -112,11 +112,13 @@ class PromptTuningConfig(PromptLearningConfig):
         if self.prompt_tuning_init is PromptTuningInit.TEXT:
             if not self.prompt_tuning_init_text:
                 raise InvalidConfig(
-                    "prompt_tuning_init='TEXT' needs prompt_tuning_init_text (the text to start from)"
+                    "When prompt_tuning_init='TEXT', prompt_tuning_init_text can't be None: give the text "
+                    "the prompt starts from"
                 )
             if not self.tokenizer_name_or_path:
                 raise InvalidConfig(
-                    "prompt_tuning_init='TEXT' needs tokenizer_name_or_path (a tokenizer folder or name)"
+                    "When prompt_tuning_init='TEXT', tokenizer_name_or_path can't be None: give a tokenizer "
+                    "folder or name"
                 )
         elif self.tokenizer_kwargs:
             raise InvalidConfig("tokenizer_kwargs is only used with prompt_tuning_init='TEXT'; remove it")

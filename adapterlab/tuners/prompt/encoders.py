@@ -16,6 +16,7 @@ the three always loads as a plain :class:`PromptEmbedding` holding those rows.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -28,6 +29,9 @@ from adapterlab.tuners.prompt.config import (
     PromptTuningConfig,
     PromptTuningInit,
 )
+
+# the hidden layers of P-tuning's MLP head (the paper's); encoder_num_layers sets only the LSTM's
+MLP_LAYERS = 2
 
 
 class PromptEmbedding(nn.Module):
@@ -66,6 +70,13 @@ class PromptEncoder(nn.Module):
             )
         else:
             # the paper's MLP has two hidden layers; encoder_num_layers only shapes the LSTM
+            if config.encoder_num_layers != MLP_LAYERS:
+                warnings.warn(
+                    f"for MLP, the argument `encoder_num_layers` is ignored. Exactly {MLP_LAYERS} MLP layers "
+                    "are used.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             self.mlp_head = nn.Sequential(
                 nn.Linear(dim, hidden),
                 nn.ReLU(),
