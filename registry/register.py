@@ -28,7 +28,7 @@ from adapterlab.registry.db.store import (
 from adapterlab.registry.files.adapter_folder import read_adapter_folder
 from adapterlab.registry.files.portable_config import portable_folder
 from adapterlab.registry.mlflow.artifacts import upload_adapter
-from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
+from adapterlab.registry.mlflow.mlflow_mirror import check_mirror_access, mirror_version
 from adapterlab.registry.names import Ref, validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion
@@ -91,6 +91,7 @@ def register_adapter(
             base_folder=str(Path(base).absolute()) if Path(base).is_dir() else None,
         )
         check_can_register(database, new)
+        check_mirror_access()
         artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
         number, created = add_version(
             database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)
