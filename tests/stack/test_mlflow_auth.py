@@ -126,45 +126,48 @@ def test_a_teammate_account_registers_promotes_and_syncs(
     assert as_admin(auth_server, "model-versions/get", name="team-lm", version="1")["model_version"]
 
 
-@pytest.mark.parametrize("password", [WRONG_PASSWORD, None], ids=["wrong-password", "no-password"])
 def test_a_wrong_or_missing_password_is_refused_before_anything_is_written(
-    auth_server, tmp_path: Path, adapters_cli, tiny_checkpoints, password: str | None
+    auth_server, tmp_path: Path, adapters_cli, tiny_checkpoints
 ) -> None:
     home = tmp_path / "home"
-    good = adapters_cli(
-        *register_args(tiny_checkpoints, "team-refused"), env=client_env(auth_server, home, TEAMMATE_PASSWORD)
-    )
-    assert good.returncode == 0, good.stderr
+    teammate = client_env(auth_server, home, TEAMMATE_PASSWORD)
+    assert adapters_cli(*register_args(tiny_checkpoints, "team-refused"), env=teammate).returncode == 0
+    assert adapters_cli("promote", "team-refused", "--alias", "production", env=teammate).returncode == 0
     before = as_admin(auth_server, "registered-models/get", name="team-refused")["registered_model"]
-    env = client_env(auth_server, home, password)
-    who = f"user '{TEAMMATE}'" if password else "requests without a user and password"
-    refusal = f"Error: the MLflow server at {auth_server.url} refused {who} (HTTP 401): set MLFLOW_TRACKING_"
-
+    lm = ("register", str(tiny_checkpoints.lm_adapter), "--name", "team-refused-lm", "--base")
     attempts = [
-        (
-            "register",
-            str(tiny_checkpoints.lm_adapter),
-            "--name",
-            "team-refused-lm",
-            "--base",
-            str(tiny_checkpoints.lm_base),
-        ),
-        ("promote", "team-refused", "--alias", "production"),
+        (*lm, str(tiny_checkpoints.lm_base)),
+        ("promote", "team-refused", "--alias", "staging"),
+        ("demote", "team-refused", "--alias", "production"),
         ("sync",),
     ]
-    for args in attempts:
-        refused = adapters_cli(*args, env=env)
-        assert refused.returncode == 1, (args, refused.stdout, refused.stderr)
-        assert refused.stdout == ""
-        assert refused.stderr.startswith(refusal) and refused.stderr.count("\n") == 1, refused.stderr
-        assert WRONG_PASSWORD not in refused.stderr
-        assert "Traceback" not in refused.stderr
+    for password, who in [
+        (WRONG_PASSWORD, f"user '{TEAMMATE}'"),
+        (None, "requests without a user and password"),
+    ]:
+        refusal = (
+            f"Error: the MLflow server at {auth_server.url} refused {who} (HTTP 401): set MLFLOW_TRACKING_"
+        )
+        env = client_env(auth_server, home, password)
+        # files stored elsewhere than MLflow: still refused before they are stored or the version is written
+        local_files = {**env, "ADAPTERLAB_ARTIFACT_ROOT": (tmp_path / "artifacts").as_uri()}
+        for args, extra in [(attempt, env) for attempt in attempts] + [(attempts[0], local_files)]:
+            refused = adapters_cli(*args, env=extra)
+            assert refused.returncode == 1, (args, refused.stdout, refused.stderr)
+            assert refused.stdout == ""
+            assert refused.stderr.startswith(refusal) and refused.stderr.count("\n") == 1, refused.stderr
+            assert WRONG_PASSWORD not in refused.stderr and "Traceback" not in refused.stderr
 
-    # nothing half-written: the registry and MLflow are as they were before the refused commands
+    # nothing half-written: the registry, its files and MLflow are as they were before the refusals
+    env = client_env(auth_server, home, WRONG_PASSWORD)
     listed = adapters_cli("list", "--json", env=env)
     assert [(row["name"], row["version"]) for row in json.loads(listed.stdout)] == [("team-refused", 1)]
-    shown = adapters_cli("show", "team-refused", "--json", env={**env, "ADAPTERLAB_MLFLOW_MIRROR": "0"})
-    assert json.loads(shown.stdout)["aliases"] == []
+    shown = adapters_cli("show", "team-refused", "--json", env=env)
+    assert shown.returncode == 0 and WRONG_PASSWORD not in shown.stdout + shown.stderr
+    assert json.loads(shown.stdout)["aliases"] == ["production"]
+    history = adapters_cli("history", "team-refused", "--json", env=env)
+    assert [row["alias"] for row in json.loads(history.stdout)] == ["production"]
+    assert not (tmp_path / "artifacts").exists()
     assert as_admin(auth_server, "registered-models/get", name="team-refused")["registered_model"] == before
     found = as_admin(auth_server, "registered-models/search", filter="name = 'team-refused-lm'")
     assert found.get("registered_models", []) == []
