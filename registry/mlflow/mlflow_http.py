@@ -105,12 +105,15 @@ def require_access(uri: str) -> None:
 def _refusal(uri: str, status: int) -> str:
     user = tracking_user(uri)
     who = f"user {user!r}" if user else "requests without a user and password"
-    what = "refused" if status == 401 else "gives no access to its models to"
-    # the password is never named: only the user and the variables to fix
+    variables = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    if status == 401:  # the password is never named: only the user and what to fix
+        return (
+            f"the MLflow server at {redact(uri)} refused {who} (HTTP 401): set {variables} to an account "
+            'of that server (its admin creates accounts, see README.md "For teams")'
+        )
     return (
-        f"the MLflow server at {redact(uri)} {what} {who} (HTTP {status}): set "
-        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server (its admin "
-        'creates accounts, see README.md "For teams")'
+        f"the MLflow server at {redact(uri)} gives no access to its models to {who} (HTTP 403): ask its "
+        f"admin for EDIT permission, or set {variables} to another account"
     )
 
 
