@@ -81,6 +81,10 @@ class RegistryUnavailable(AdapterlabError, ConnectionError):
     """The registry database (or tracking server) cannot be reached or is out of date."""
 
 
+class AccessDenied(RegistryUnavailable, PermissionError):
+    """The tracking server answers but refuses our credentials (or lets them do too little)."""
+
+
 class TrainingError(AdapterlabError, RuntimeError):
     """Training cannot start or could not finish."""
 

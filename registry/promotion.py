@@ -17,7 +17,7 @@ from adapterlab.errors import AdapterNotFound, InvalidConfig, PromotionRefused
 from adapterlab.registry import settings
 from adapterlab.registry.db.database import Database
 from adapterlab.registry.db.tables import aliases, metrics, promotions, utc_now, versions
-from adapterlab.registry.mlflow.mlflow_mirror import alias_left_behind, mirror_alias
+from adapterlab.registry.mlflow.mlflow_mirror import alias_left_behind, check_mirror_access, mirror_alias
 from adapterlab.registry.names import Ref, validate_alias, validate_name
 from adapterlab.registry.queries import find_adapter, resolve_ref
 from adapterlab.registry.records import Promotion, iso_time
@@ -68,6 +68,7 @@ def promote(
     """Point ``alias`` of the adapter at the version ``ref`` names, if every requirement holds."""
     alias = validate_alias(alias)
     requirements = [item if isinstance(item, Requirement) else parse_requirement(item) for item in require]
+    check_mirror_access()
     promotion, mlflow_version = database.write_retrying(
         lambda connection: _move_alias(connection, ref, alias, reason, requirements), f"move alias @{alias}"
     )
@@ -141,6 +142,7 @@ def demote(database: Database, name: str, *, alias: str, reason: str | None = No
     """Remove ``alias`` from adapter ``name``."""
     validate_name(name)
     alias = validate_alias(alias)
+    check_mirror_access()
     with database.writing() as connection:
         adapter = find_adapter(connection, name)
         this_alias, previous = _alias_target(connection, adapter, alias)

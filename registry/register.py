@@ -30,7 +30,7 @@ from adapterlab.registry.files.adapter_folder import read_adapter_folder
 from adapterlab.registry.files.compatibility import check_adapter_fits
 from adapterlab.registry.files.portable_config import portable_folder
 from adapterlab.registry.mlflow.artifacts import upload_adapter
-from adapterlab.registry.mlflow.mlflow_mirror import mirror_version
+from adapterlab.registry.mlflow.mlflow_mirror import check_mirror_access, mirror_version
 from adapterlab.registry.names import Ref, validate_key, validate_name
 from adapterlab.registry.queries import show
 from adapterlab.registry.records import AdapterVersion, BaseSpec
@@ -95,6 +95,7 @@ def register_adapter(
         known = existing_version(database, name, folder.sha256)
         if known is not None:
             return show(database, Ref(name, version=known))
+        check_mirror_access()  # refused credentials stop here, before any file is stored
         artifact_uri, mlflow_run_id = upload_adapter(folder, name, mlflow_run_id)
         number, created = add_version(
             database, dataclasses.replace(new, artifact_uri=artifact_uri, mlflow_run_id=mlflow_run_id)

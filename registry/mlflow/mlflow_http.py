@@ -15,13 +15,15 @@ import base64
 import json
 import os
 import ssl
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from adapterlab.registry.redaction import split_user_info
+from adapterlab.errors import AccessDenied
+from adapterlab.registry.redaction import redact, split_user_info
 
 # MLflow's settings while we call it: a few quick retries (SQLite-backed servers report lock
 # contention as 5xx), bounded waits, and no "View run at <tracking URL>" on stdout (it would
@@ -80,10 +82,39 @@ def require_server(uri: str) -> str:
     """``uri`` once its server answered a quick health probe (TrackingServerDown if not); other URIs as
     they are."""
     if is_http(uri) and not server_answers(uri):
-        from adapterlab.registry.redaction import redact
-
         raise TrackingServerDown(f"the MLflow server at {redact(uri)} does not answer")
+    require_access(uri)
     return uri
+
+
+def require_access(uri: str) -> None:
+    """AccessDenied when the server at ``uri`` answers but refuses our credentials (HTTP 401, or 403
+    on reading its models: MLflow's basic-auth app). A server that is down, or any other answer,
+    passes: the call that follows reports it, and the mirror catches up with `adapters sync`."""
+    if not is_http(uri):
+        return
+    try:  # /health is open even behind basic auth: ask for something that needs an account
+        rest_call(uri, "GET", "registered-models/search", {"max_results": 1}, timeout=PROBE_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise AccessDenied(_refusal(uri, exc.code)) from None
+    except (OSError, ValueError):
+        pass
+
+
+def _refusal(uri: str, status: int) -> str:
+    user = tracking_user(uri)
+    who = f"user {user!r}" if user else "requests without a user and password"
+    variables = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    if status == 401:  # the password is never named: only the user and what to fix
+        return (
+            f"the MLflow server at {redact(uri)} refused {who} (HTTP 401): set {variables} to an account "
+            'of that server (its admin creates accounts, see README.md "For teams")'
+        )
+    return (
+        f"the MLflow server at {redact(uri)} gives no access to its models to {who} (HTTP 403): ask its "
+        f"admin for EDIT permission, or set {variables} to another account"
+    )
 
 
 def server_answers(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:

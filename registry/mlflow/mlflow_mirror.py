@@ -26,7 +26,13 @@ from pathlib import Path
 
 from adapterlab.registry import settings
 from adapterlab.registry.db.database import file_lock
-from adapterlab.registry.mlflow.mlflow_http import is_http, mlflow_call_settings, require_server, rest_call
+from adapterlab.registry.mlflow.mlflow_http import (
+    is_http,
+    mlflow_call_settings,
+    require_access,
+    require_server,
+    rest_call,
+)
 from adapterlab.registry.mlflow.pyfunc_model import publish_model
 from adapterlab.registry.records import AdapterVersion
 from adapterlab.registry.redaction import error_summary
@@ -77,6 +83,14 @@ def reachable_tracking_uri() -> str:
     """The tracking URI, after a quick health probe when it is a server (TrackingServerDown if it is not
     up)."""
     return require_server(settings.mlflow_tracking_uri())
+
+
+def check_mirror_access() -> None:
+    """Before a change the mirror follows: AccessDenied when MLflow answers but refuses our credentials,
+    so that the change is refused whole instead of leaving MLflow behind until someone notices. A
+    server that is down does not stop it (the mirror catches up with `adapters sync`)."""
+    if settings.mlflow_mirror_enabled():
+        require_access(settings.mlflow_tracking_uri())
 
 
 def mirror_version(version: AdapterVersion) -> int | None:

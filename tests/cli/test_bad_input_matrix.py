@@ -14,8 +14,10 @@ import json
 import os
 import shutil
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -146,6 +148,45 @@ def future_schema(world: World) -> Callable[[], None]:
     stamp("0099_from_the_future")
     return lambda: stamp(SCHEMA_REVISION)
 
+
+def mlflow_behind_auth(world: World) -> Callable[[], None]:
+    """MLFLOW_TRACKING_URI at a stand-in for MLflow's basic-auth app that knows no account: /health is
+    open, every other call is answered 401."""
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 401)
+            self.end_headers()
+
+        do_POST = do_DELETE = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def undo() -> None:
+        server.shutdown()
+        server.server_close()
+        os.environ.pop("MLFLOW_TRACKING_URI")
+        if previous is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+    return undo
+
+
+# a teammate whose password MLflow does not know ("secret": the matrix checks it is never printed)
+WRONG_MLFLOW_PASSWORD = {
+    "ADAPTERLAB_MLFLOW_MIRROR": "1",
+    "MLFLOW_TRACKING_USERNAME": "alice",
+    "MLFLOW_TRACKING_PASSWORD": "secret-not-alices",
+}
+REFUSED_BY_MLFLOW = (
+    "refused user 'alice' (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+)
 
 REGISTRY_CASES = [
     Case(
@@ -300,6 +341,22 @@ REGISTRY_CASES = [
     ),
     Case(
         "base add-location of a file", ("base", "add-location", "tiny-bert", "{file}"), 1, "is not a folder"
+    ),
+    *(
+        Case(
+            f"{argv[0]}, wrong MLflow password",
+            argv,
+            1,
+            REFUSED_BY_MLFLOW,
+            env=WRONG_MLFLOW_PASSWORD,
+            setup=mlflow_behind_auth,
+        )
+        for argv in (
+            ("register", "{adapter}", "--name", "x", "--base", "{base}"),
+            ("promote", "x:1", "--alias", "production"),
+            ("demote", "x", "--alias", "production"),
+            ("sync",),
+        )
     ),
 ]
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from adapterlab.registry.mlflow.mlflow_mirror import mirror_alias
+from adapterlab.errors import AccessDenied
+from adapterlab.registry.mlflow.mlflow_mirror import check_mirror_access, mirror_alias
 from adapterlab.registry.redaction import redact
 
 ADAPTERS = str(Path(sys.executable).with_name("adapters"))
@@ -35,6 +36,7 @@ SECRET = "s3cr@t/pw"  # an '@' and a '/' inside: user info ends at the last '@'
 class FakeTracking:
     url: str  # without credentials
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    refuse: int | None = None  # answer every call but /health with this status (a server behind auth)
 
     def with_credentials(self, user: str, password: str) -> str:
         scheme, rest = self.url.split("://")
@@ -48,7 +50,7 @@ def _serve(wrap: ssl.SSLContext | None = None) -> Iterator[FakeTracking]:
         def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fake.requests.append((self.command, self.path, dict(self.headers), body))
-            self.send_response(200)
+            self.send_response(fake.refuse if fake.refuse and self.path != "/health" else 200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b"{}")
@@ -149,13 +151,17 @@ def test_url_credentials_travel_as_basic_auth_never_in_the_host(
     assert caplog.records == []
     host = fake_tracking.url.removeprefix("http://")
     calls = [(method, path.split("?")[0]) for method, path, _, _ in fake_tracking.requests]
-    assert calls == [("GET", "/health"), ("POST", "/api/2.0/mlflow/registered-models/alias")] * 1 + [
-        ("GET", "/health"),
+    # the health probe, the credentials check (/health is open behind MLflow's basic auth), the move
+    probes = [("GET", "/health"), ("GET", "/api/2.0/mlflow/registered-models/search")]
+    assert calls == [
+        *probes,
+        ("POST", "/api/2.0/mlflow/registered-models/alias"),
+        *probes,
         ("DELETE", "/api/2.0/mlflow/registered-models/alias"),
     ]
     for _, _, headers, _ in fake_tracking.requests:
         assert headers["Authorization"] == basic("alice", SECRET) and headers["Host"] == host
-    assert json.loads(fake_tracking.requests[1][3]) == {
+    assert json.loads(fake_tracking.requests[2][3]) == {
         "name": "model",
         "alias": "production",
         "version": "3",
@@ -193,6 +199,33 @@ def test_the_same_authorization_as_mlflows_own_client(env, url_user, fake_tracki
     ours, theirs = fake_tracking.requests[-2][2], fake_tracking.requests[-1][2]
     assert ours.get("Authorization") == theirs.get("Authorization") is not None
     assert SECRET not in fake_tracking.requests[-2][1]  # never in the path or query
+
+
+@pytest.mark.parametrize(
+    "status, user, wording",
+    [
+        (401, "alice", "refused user 'alice' (HTTP 401)"),
+        (401, None, "refused requests without a user and password (HTTP 401)"),
+        (403, "alice", "gives no access to its models to user 'alice' (HTTP 403)"),
+    ],
+)
+def test_credentials_the_server_refuses_stop_the_change_before_it_is_made(
+    status, user, wording, fake_tracking, clean_mlflow_env
+) -> None:
+    fake_tracking.refuse = status
+    uri = fake_tracking.with_credentials(user, SECRET) if user else fake_tracking.url
+    clean_mlflow_env.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(AccessDenied) as refused:
+        check_mirror_access()
+    message = str(refused.value)
+    assert message.startswith(f"the MLflow server at {redact(uri)} {wording}: ")
+    assert "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in message
+    assert SECRET not in message and "\n" not in message
+    assert isinstance(refused.value, PermissionError)
+    fake_tracking.refuse = 500  # any other answer is left to the call that follows
+    check_mirror_access()
+    clean_mlflow_env.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{dead_port()}")
+    check_mirror_access()  # down: the change goes ahead, the mirror catches up with `adapters sync`
 
 
 def test_mlflow_tls_settings_are_honoured(fake_tls_tracking, certificate, clean_mlflow_env, caplog) -> None:

@@ -8,6 +8,9 @@ and stop them are in ``conftest.py``.
 
 from __future__ import annotations
 
+import base64
+import configparser
+import json
 import os
 import shutil
 import signal
@@ -16,14 +19,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from models import POSTGRES
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def postgres_execute(statement: str) -> None:
@@ -85,11 +91,54 @@ class ServerProcess:
         return self.log.read_text(errors="replace")[-3000:]
 
 
+@dataclass(frozen=True)
+class MlflowAuth:
+    """MLflow's basic-auth app as ``docker-compose.yml`` configures it: the admin account from
+    ``MLFLOW_AUTH_ADMIN_*``, the rest from ``docker/mlflow/basic_auth.ini``."""
+
+    admin: str
+    admin_password: str
+    secret_key: str = "adapterlab-test-secret-key"
+
+    def environment(self, folder: Path) -> dict[str, str]:
+        """The server's environment: the compose file's variables, the config file written in ``folder``."""
+        return {
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.write_config(folder)),
+            "MLFLOW_AUTH_ADMIN_USERNAME": self.admin,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secret_key,
+        }
+
+    @staticmethod
+    def write_config(folder: Path) -> Path:
+        """The stack's own config file, its accounts database moved from the container's volume to
+        ``folder``: every other key is what the container reads."""
+        config = configparser.ConfigParser()
+        config.read(ROOT / "docker/mlflow/basic_auth.ini")
+        config["mlflow"]["database_uri"] = f"sqlite:///{folder / 'basic_auth.db'}"
+        path = folder / "basic_auth.ini"
+        with path.open("w") as sink:
+            config.write(sink)
+        return path
+
+
 @dataclass
 class MlflowServer(ServerProcess):
     """One ``mlflow server`` process group, its database and its artifact folder."""
 
     artifacts: Path
+    auth: MlflowAuth | None = None
+
+    def rest(self, method: str, endpoint: str, body: dict[str, Any], *, user: str, password: str) -> dict:
+        """``method`` on ``/api/2.0/mlflow/ENDPOINT`` with HTTP basic auth, as ``curl -u`` sends it."""
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        url, data = f"{self.url}/api/2.0/mlflow/{endpoint}", json.dumps(body).encode()
+        if method == "GET":  # the body travels as the query
+            url, data = f"{url}?{urllib.parse.urlencode(body)}", None
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
 
 
 def wait_until_healthy(server: ServerProcess, timeout: float = 120.0) -> None:
@@ -107,7 +156,9 @@ def wait_until_healthy(server: ServerProcess, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the server is not healthy after {timeout:.0f}s:\n{server.log_tail()}")
 
 
-def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
+def start_mlflow_server(folder: Path, backend_uri: str, auth: MlflowAuth | None = None) -> MlflowServer:
+    """``mlflow server`` on a free loopback port; behind the basic-auth app (``--app-name basic-auth``)
+    when ``auth`` is given, as the compose stack starts it."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     artifacts = folder / "object-store"
@@ -126,9 +177,14 @@ def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
         str(port),
         "--workers",
         "1",
+        *(("--app-name", "basic-auth") if auth else ()),
     ]
     # Background jobs (huey consumers: several processes) serve GenAI features these tests don't use.
-    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    environment = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **(auth.environment(folder) if auth else {}),
+    }
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command,
@@ -138,7 +194,7 @@ def start_mlflow_server(folder: Path, backend_uri: str) -> MlflowServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = MlflowServer(f"http://127.0.0.1:{port}", log, process, artifacts)
+    server = MlflowServer(f"http://127.0.0.1:{port}", log, process, artifacts, auth)
     wait_until_healthy(server)
     return server
 

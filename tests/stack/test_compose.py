@@ -1,5 +1,7 @@
 """The compose stack, checked by parsing: there is no Docker engine on CI machines.
 
+Its MLflow basic-auth config runs for real in ``test_mlflow_auth.py`` (no Docker needed there).
+
 The README's "For teams" section is parsed too, so the services, ports, defaults and client
 settings it promises cannot drift from what ``docker-compose.yml`` actually starts.
 """
@@ -232,8 +234,9 @@ def test_the_cli_container_works_in_the_callers_folder(compose) -> None:
 
 
 def mlflow_auth_config_reader():
-    """MLflow's own reader of the basic-auth config file, loaded alone: its package's ``__init__`` needs
-    Flask-WTF, which only the server image installs (``mlflow[auth]``)."""
+    """MLflow's own reader of the basic-auth config file, loaded alone: its package's ``__init__`` builds
+    MLflow's whole server app (seconds, and its dependencies' warnings). ``test_mlflow_auth.py`` starts
+    that app for real, with this file."""
     import importlib.util
 
     package = Path(importlib.util.find_spec("mlflow").origin).parent
