@@ -5,13 +5,14 @@ Nothing heavy is imported at module level: ``adapters --help`` loads this module
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from typing import Any
 
 import click
 
 from adapterlab.cli.context import cli_state
-from adapterlab.cli.output import echo_text
+from adapterlab.cli.output import echo_text, to_json
 from adapterlab.registry.redaction import redact
 from adapterlab.training.config import METHODS, MIXED_PRECISION, SCHEDULERS, TASKS
 
@@ -64,16 +65,16 @@ FLAG_FIELDS = (
 @click.option(
     "--base-name", help="Name the registry records for the base (default: its Hub id or folder name)."
 )
-@click.option("--task", help=f"One of {', '.join(TASKS)} (any case; - or _; or the PEFT name, e.g. SEQ_CLS).")
-@click.option("--method", help=f"One of {', '.join(METHODS)} (any case; - or _; e.g. PROMPT_TUNING).")
+@click.option("--task", help=f"One of {', '.join(TASKS)} (default SEQ_CLS; any case, - or _ alike).")
+@click.option("--method", help=f"One of {', '.join(METHODS)} (default LORA; any case, - or _ alike).")
 @click.option(
     "--data", help="CSV, JSON, JSONL or Parquet file, or a Hub dataset (default: the complaints dataset)."
 )
 @click.option("--data-split", help="Split of a Hub dataset to train on (default: train).")
 @click.option("--eval-data", help="A separate eval file/dataset (default: hold out --eval-split of --data).")
-@click.option("--text-column", help="Input column (token-cls: a list of words; causal-lm: the prompt).")
-@click.option("--label-column", help="Label column (seq-cls: class; token-cls: list of word labels).")
-@click.option("--target-column", help="Target column (seq2seq: target text; causal-lm: the response).")
+@click.option("--text-column", help="Input column (TOKEN_CLS: a list of words; CAUSAL_LM: the prompt).")
+@click.option("--label-column", help="Label column (SEQ_CLS: class; TOKEN_CLS: list of word labels).")
+@click.option("--target-column", help="Target column (SEQ_2_SEQ_LM: target text; CAUSAL_LM: the response).")
 @click.option("--epochs", type=float)
 @click.option("--max-steps", type=int, help="Optimizer steps; overrides --epochs.")
 @click.option("--lr", type=float, help="Peak learning rate.")
@@ -103,23 +104,26 @@ FLAG_FIELDS = (
     "--metric-for-best",
     help="Eval metric that picks the best checkpoint (default: eval_accuracy / eval_loss).",
 )
-@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="LoRA only.")
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="With --method LORA only."
+)
 @click.option("--resume", is_flag=True, default=None, help="Continue from the latest checkpoint in --output.")
 @click.option(
     "--register/--no-register", default=None, help="Register the adapter on success (default: yes)."
 )
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as YAML and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 @click.pass_context
-def train_command(ctx: click.Context, print_config: bool, **options: Any) -> None:
+def train_command(ctx: click.Context, print_config: bool, as_json: bool, **options: Any) -> None:
     """Train an adapter, log the run to MLflow and register the result.
 
-    With no arguments: the offline quickstart (LoRA on MiniLM, complaint classification).
+    With no arguments: the offline quickstart (LORA on MiniLM, SEQ_CLS of complaints).
 
     \b
     Example:
         adapters train
         adapters train run.yaml --epochs 3 --peft.r=16
-        adapters train --base ./tiny-gpt2 --task causal-lm --data qa.jsonl \\
+        adapters train --base ./tiny-gpt2 --task CAUSAL_LM --data qa.jsonl \\
             --text-column question --target-column answer --name qa-bot
         accelerate launch --multi_gpu --num_processes 2 -m adapterlab.cli train
     """
@@ -145,7 +149,11 @@ def train_command(ctx: click.Context, print_config: bool, **options: Any) -> Non
     from adapterlab.training import train
 
     result = train(config)
-    if result.is_main_process:
+    if not result.is_main_process:
+        return
+    if as_json:
+        click.echo(to_json(summary(result)))
+    else:
         echo_text(render_result(result))
 
 
@@ -164,6 +172,13 @@ def split_extra_args(args: list[str]) -> tuple[str | None, list[str]]:
     return (positional[0] if positional else None), [arg for arg in args if arg.startswith("--peft.")]
 
 
+def summary(result: Any) -> dict[str, Any]:
+    """The finished run for ``--json``: the result's fields, the tracking URI without credentials."""
+    fields = dataclasses.asdict(result)
+    del fields["is_main_process"]  # only the main process prints
+    return {**fields, "adapter_path": str(result.adapter_path), "tracking_uri": redact(result.tracking_uri)}
+
+
 def render_result(result: Any) -> str:
     from adapterlab.training.progress import summary_table
 
@@ -172,6 +187,7 @@ def render_result(result: Any) -> str:
             "adapter",
             f"{result.name}:{result.version}" if result.version else f"{result.name} (not registered)",
         ),
+        ("task / method", f"{result.task} / {result.method}"),
         ("adapter folder", str(result.adapter_path)),
         ("mlflow run", result.run_id),
         ("best step", f"{result.best_step} of {result.steps}"),

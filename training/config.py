@@ -18,22 +18,14 @@ from typing import Any
 import yaml
 
 from adapterlab.errors import InvalidConfig, summarize
+from adapterlab.hf_format import TASKS as TASK_FACTS
 from adapterlab.hf_format import PeftType, TaskType
 from adapterlab.registry.names import validate_name
 
-# --task -> the PEFT task type it trains; --method -> the PEFT method (the CLI's choices are these keys)
-TASKS: dict[str, TaskType] = {
-    "seq-cls": TaskType.SEQ_CLS,
-    "token-cls": TaskType.TOKEN_CLS,
-    "seq2seq": TaskType.SEQ_2_SEQ_LM,
-    "causal-lm": TaskType.CAUSAL_LM,
-}
-METHODS: dict[str, PeftType] = {
-    "lora": PeftType.LORA,
-    "prompt-tuning": PeftType.PROMPT_TUNING,
-    "p-tuning": PeftType.P_TUNING,
-    "prefix-tuning": PeftType.PREFIX_TUNING,
-}
+# the tasks and methods training can do, named as PEFT (and adapter_config.json, and the registry) name
+# them: one vocabulary everywhere it is shown. Input may spell them any way (``seq-cls``, ``prompt_tuning``).
+TASKS = (TaskType.SEQ_CLS, TaskType.TOKEN_CLS, TaskType.SEQ_2_SEQ_LM, TaskType.CAUSAL_LM)
+METHODS = (PeftType.LORA, PeftType.PROMPT_TUNING, PeftType.P_TUNING, PeftType.PREFIX_TUNING)
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 EVAL_METRICS = {
@@ -49,20 +41,20 @@ QUICKSTART_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # what the bund
 class TrainConfig:
     base: str | None = None  # local model folder or Hub id; None: the bundled MiniLM (quickstart)
     base_name: str | None = None  # name the registry gives the base; None: its Hub id or folder name
-    task: str = "seq-cls"  # one of TASKS
-    method: str = "lora"  # one of METHODS
+    task: str = TaskType.SEQ_CLS.value  # one of TASKS, any spelling; resolved to PEFT's name
+    method: str = PeftType.LORA.value  # one of METHODS, any spelling; resolved to PEFT's name
     data: str | None = None  # CSV / JSON / JSONL / Parquet file or Hub dataset; None: complaints.csv
     data_split: str = "train"  # which split of a Hub dataset (or a file) to train on
     eval_data: str | None = None  # a separate eval file/dataset; None: carve eval_split out of data
-    text_column: str = "text"  # seq-cls/seq2seq: input text; token-cls: list of words; causal-lm: prompt
-    label_column: str = "label"  # seq-cls: class name; token-cls: list of word labels
-    target_column: str = "target"  # seq2seq: target text; causal-lm: response
+    text_column: str = "text"  # SEQ_CLS/SEQ_2_SEQ_LM: input text; TOKEN_CLS: list of words; CAUSAL_LM: prompt
+    label_column: str = "label"  # SEQ_CLS: class name; TOKEN_CLS: list of word labels
+    target_column: str = "target"  # SEQ_2_SEQ_LM: target text; CAUSAL_LM: response
     epochs: float = 5.0
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
     lr: float = 2e-3
     batch_size: int = 16  # per process, per micro-batch
     grad_accum: int = 1
-    max_length: int = 64  # tokens; targets of seq2seq are cut to the same length
+    max_length: int = 64  # tokens; targets of SEQ_2_SEQ_LM are cut to the same length
     seed: int = 42
     eval_split: float = 0.2  # share of data held out for evaluation (when eval_data is unset)
     name: str = QUICKSTART_NAME  # registry adapter name; also names the output folder
@@ -175,21 +167,23 @@ def default_output(runs: Path, resume: bool) -> Path:
     return (latest_run_folder(runs) or runs) if resume else new_run_folder(runs)
 
 
-def _spelled(table: dict[str, TaskType] | dict[str, PeftType], value: str, what: str) -> str:
-    """Training's name for ``value`` in any spelling of it or of its PEFT value: ``SEQ_CLS``,
-    ``seq_cls`` and ``Seq-Cls`` are all ``seq-cls``."""
-    kind = type(next(iter(table.values())))
+def _spelled(known: tuple[TaskType, ...] | tuple[PeftType, ...], value: str, what: str) -> str:
+    """PEFT's name for ``value`` in any spelling: ``seq-cls``, ``seq_cls`` and ``Seq-Cls`` are all
+    ``SEQ_CLS`` (and ``seq2seq`` is ``SEQ_2_SEQ_LM``)."""
     try:
-        member = kind(value)
+        member = type(known[0])(value)
     except ValueError:
         member = None
-    found = next((name for name, known in table.items() if known is member), None)
-    if found is None:
+    if member not in known:
         raise InvalidConfig(
-            f"unknown {what} {value!r}; choose one of: {', '.join(table)} (any case, - or _; or the PEFT "
-            f"names {', '.join(known.value for known in table.values())})"
+            f"unknown {what} {value!r}; choose one of: {', '.join(known)} (any case, - or _ alike)"
         )
-    return found
+    return member.value
+
+
+def labelled(task: str) -> bool:
+    """Whether ``task`` predicts class labels (SEQ_CLS, TOKEN_CLS) rather than generating text."""
+    return TASK_FACTS[TaskType(task)].labelled
 
 
 # type name in TrainConfig's annotations -> what a value of that type may be (bool is no number here)
@@ -270,7 +264,7 @@ def check_choices(config: TrainConfig) -> None:
             raise InvalidConfig(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
     check_numbers(config)
     validate_name(config.name)  # the registry's rule: the run registers under this name
-    metrics = EVAL_METRICS["classification" if config.task in ("seq-cls", "token-cls") else "generation"]
+    metrics = EVAL_METRICS["classification" if labelled(config.task) else "generation"]
     if config.metric_for_best is not None and config.metric_for_best not in metrics:
         raise InvalidConfig(
             f"metric_for_best {config.metric_for_best!r} is not computed for {config.task}; "

@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from adapterlab.errors import InvalidConfig, summarize
-from adapterlab.training.config import TrainConfig
+from adapterlab.hf_format import TaskType
+from adapterlab.training.config import TrainConfig, labelled
 
 # file suffix -> the `datasets` builder that reads it
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 # which config fields name the columns each task needs
 TASK_COLUMNS = {
-    "seq-cls": ("text_column", "label_column"),
-    "token-cls": ("text_column", "label_column"),
-    "seq2seq": ("text_column", "target_column"),
-    "causal-lm": ("text_column", "target_column"),
+    TaskType.SEQ_CLS: ("text_column", "label_column"),
+    TaskType.TOKEN_CLS: ("text_column", "label_column"),
+    TaskType.SEQ_2_SEQ_LM: ("text_column", "target_column"),
+    TaskType.CAUSAL_LM: ("text_column", "target_column"),
 }
 
 
@@ -100,7 +101,7 @@ def describe_source(source: str) -> str:
 def check_columns(table: Any, config: TrainConfig, source: str) -> None:
     """Every column the task needs is present and has no missing values."""
     available = list(table.column_names)
-    for option in TASK_COLUMNS[config.task]:
+    for option in TASK_COLUMNS[TaskType(config.task)]:
         column = getattr(config, option)
         if column not in available:
             flag = "--" + option.replace("_", "-")
@@ -117,7 +118,7 @@ def check_columns(table: Any, config: TrainConfig, source: str) -> None:
 def split_eval(table: Any, config: TrainConfig) -> tuple[Any, Any]:
     """Hold out ``eval_split`` of the rows; stratified by class for sequence classification."""
     rng = random.Random(config.seed)
-    if config.task == "seq-cls":
+    if config.task == TaskType.SEQ_CLS:
         by_class: dict[str, list[int]] = {}
         for row, label in enumerate(table[config.label_column]):
             by_class.setdefault(str(label), []).append(row)
@@ -135,11 +136,11 @@ def split_eval(table: Any, config: TrainConfig) -> tuple[Any, Any]:
 
 def label_names(train: Any, evaluation: Any, config: TrainConfig) -> list[str] | None:
     """Class (or tag) names seen in training, sorted; an eval label outside them is an error."""
-    if config.task not in ("seq-cls", "token-cls"):
+    if not labelled(config.task):
         return None
     train_labels = flatten_labels(train[config.label_column], config.task)
     names = sorted(train_labels)
-    if len(names) < 2 and config.task == "seq-cls":
+    if len(names) < 2 and config.task == TaskType.SEQ_CLS:
         raise InvalidConfig(f"column {config.label_column!r} has only one class ({names}); need at least two")
     unknown = sorted(flatten_labels(evaluation[config.label_column], config.task) - train_labels)
     if unknown:
@@ -151,6 +152,6 @@ def label_names(train: Any, evaluation: Any, config: TrainConfig) -> list[str] |
 
 
 def flatten_labels(values: list[Any], task: str) -> set[str]:
-    if task == "token-cls":
+    if task == TaskType.TOKEN_CLS:
         return {str(tag) for row in values for tag in row}
     return {str(value) for value in values}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapterlab.hf_format import TaskType
+from adapterlab.training.config import labelled
 from adapterlab.training.metrics import accuracy, classification_predictions, exact_matches, macro_f1
 
 
@@ -20,7 +22,7 @@ def evaluate(
             outputs = model(**batch)
             losses.append(accelerator.gather_for_metrics(outputs.loss.detach().float().reshape(1)))
             labels = batch["labels"]
-            if task in ("seq-cls", "token-cls"):
+            if labelled(task):
                 logits = accelerator.pad_across_processes(outputs.logits, dim=1)
                 labels = accelerator.pad_across_processes(labels, dim=1, pad_index=-100)
                 logits, labels = accelerator.gather_for_metrics((logits, labels))
@@ -28,11 +30,11 @@ def evaluate(
                 predicted.extend(batch_predicted.tolist())
                 truth.extend(batch_truth.tolist())
             else:
-                hits = exact_matches(outputs.logits, labels, shifted=task == "causal-lm")
+                hits = exact_matches(outputs.logits, labels, shifted=task == TaskType.CAUSAL_LM)
                 matches.extend(accelerator.gather_for_metrics(hits).tolist())
     model.train()
     metrics = {"eval_loss": torch.cat(losses).mean().item()}
-    if task in ("seq-cls", "token-cls"):
+    if labelled(task):
         metrics["eval_accuracy"] = accuracy(predicted, truth)
         metrics["eval_f1"] = macro_f1(predicted, truth, num_labels or 0)
     else:

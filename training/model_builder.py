@@ -12,21 +12,22 @@ from typing import Any
 
 from adapterlab.errors import InvalidConfig, summarize
 from adapterlab.hf_format import TASKS as TASK_FACTS
-from adapterlab.training.config import METHODS, TASKS, TrainConfig
+from adapterlab.hf_format import PeftType, TaskType
+from adapterlab.training.config import TrainConfig
 
 # method -> the adapterlab config class (same names as HF PEFT)
 METHOD_CONFIGS = {
-    "lora": "LoraConfig",
-    "prompt-tuning": "PromptTuningConfig",
-    "p-tuning": "PromptEncoderConfig",
-    "prefix-tuning": "PrefixTuningConfig",
+    PeftType.LORA: "LoraConfig",
+    PeftType.PROMPT_TUNING: "PromptTuningConfig",
+    PeftType.P_TUNING: "PromptEncoderConfig",
+    PeftType.PREFIX_TUNING: "PrefixTuningConfig",
 }
 # what a method gets when the user sets nothing; LoRA's r/alpha suit small encoders like MiniLM
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
-    "prompt-tuning": {"num_virtual_tokens": 20},
-    "p-tuning": {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
-    "prefix-tuning": {"num_virtual_tokens": 20},
+METHOD_DEFAULTS: dict[PeftType, dict[str, Any]] = {
+    PeftType.LORA: {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
+    PeftType.PROMPT_TUNING: {"num_virtual_tokens": 20},
+    PeftType.P_TUNING: {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
+    PeftType.PREFIX_TUNING: {"num_virtual_tokens": 20},
 }
 
 
@@ -34,15 +35,16 @@ def check_method_task(config: TrainConfig) -> None:
     """Refuse a method/task pair the core cannot train, before anything is loaded."""
     from adapterlab.methods import get_method
 
-    supported = getattr(get_method(METHODS[config.method]), "supported_tasks", None)
-    task_type = TASKS[config.task].value
-    if supported is not None and task_type not in {str(getattr(task, "value", task)) for task in supported}:
+    supported = getattr(get_method(PeftType(config.method)), "supported_tasks", None)
+    if supported is not None and config.task not in {str(getattr(task, "value", task)) for task in supported}:
         raise InvalidConfig(
             f"method {config.method} cannot train task {config.task} (per-token outputs would be shifted "
-            "by its virtual tokens); use --method lora or prefix-tuning"
+            f"by its virtual tokens); use --method {PeftType.LORA} or {PeftType.PREFIX_TUNING}"
         )
-    if config.gradient_checkpointing and config.method != "lora":
-        raise InvalidConfig(f"gradient checkpointing is supported with LoRA only, not {config.method}")
+    if config.gradient_checkpointing and config.method != PeftType.LORA:
+        raise InvalidConfig(
+            f"gradient checkpointing is supported with method {PeftType.LORA} only, not {config.method}"
+        )
 
 
 def check_base(config: TrainConfig) -> Any:
@@ -61,7 +63,7 @@ def check_base(config: TrainConfig) -> Any:
         raise InvalidConfig(
             f"base model {base} is neither a local model folder nor reachable on the Hub: {summarize(exc)}"
         ) from exc
-    if base_config.model_type not in getattr(modeling_auto, TASK_FACTS[TASKS[config.task]].model_types):
+    if base_config.model_type not in getattr(modeling_auto, TASK_FACTS[TaskType(config.task)].model_types):
         raise InvalidConfig(
             f"base model type {base_config.model_type!r} has no head for task {config.task}; pick another "
             "base or task"
@@ -86,8 +88,8 @@ def build_peft_config(config: TrainConfig) -> Any:
     """
     import adapterlab
 
-    config_class = getattr(adapterlab, METHOD_CONFIGS[config.method])
-    values = {**METHOD_DEFAULTS[config.method], "task_type": TASKS[config.task].value, **config.peft}
+    config_class = getattr(adapterlab, METHOD_CONFIGS[PeftType(config.method)])
+    values = {**METHOD_DEFAULTS[PeftType(config.method)], "task_type": config.task, **config.peft}
     if values.get("prompt_tuning_init") == "TEXT":
         values.setdefault("tokenizer_name_or_path", config.base)
     known = {item.name for item in dataclasses.fields(config_class)}
@@ -126,7 +128,7 @@ def build_model(config: TrainConfig, peft_config: Any, labels: list[str] | None,
 
     import adapterlab
 
-    auto_class = getattr(transformers, TASK_FACTS[TASKS[config.task]].auto_class)
+    auto_class = getattr(transformers, TASK_FACTS[TaskType(config.task)].auto_class)
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs = {

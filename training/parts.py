@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from adapterlab.errors import InvalidConfig
-from adapterlab.training.config import TrainConfig
+from adapterlab.training.config import TrainConfig, labelled
 from adapterlab.training.data import TrainingData
 from adapterlab.training.loop import EpochShuffle, LoopParts, plan_steps
 from adapterlab.training.model_builder import build_model, load_tokenizer
@@ -90,4 +90,4 @@ def build_parts(
 
 
 def default_metric(task: str) -> str:
-    return "eval_accuracy" if task in ("seq-cls", "token-cls") else "eval_loss"
+    return "eval_accuracy" if labelled(task) else "eval_loss"

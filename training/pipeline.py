@@ -29,7 +29,7 @@ from adapterlab.errors import (
 )
 from adapterlab.labels import write_labels
 from adapterlab.training.checkpointing import latest_checkpoint, read_checkpoint
-from adapterlab.training.config import TASKS, TrainConfig, resolve, to_yaml
+from adapterlab.training.config import TrainConfig, labelled, resolve, to_yaml
 from adapterlab.training.data import TrainingData, load_training_data
 from adapterlab.training.loop import LoopHooks, LoopResult, run_loop
 from adapterlab.training.model_builder import build_peft_config, check_base, check_method_task
@@ -41,6 +41,8 @@ from adapterlab.training.tracking import redact
 @dataclass(frozen=True)
 class TrainResult:
     name: str  # adapter name
+    task: str  # PEFT's name, as adapter_config.json and the registry show it (SEQ_CLS)
+    method: str  # PEFT's name (LORA)
     version: int | None  # registered version; None with --no-register
     run_id: str  # MLflow run id
     tracking_uri: str
@@ -260,7 +262,7 @@ def log_run_inputs(
         effective_batch_size=str(config.batch_size * config.grad_accum * accelerator.num_processes),
     )
     tracker.log_params(params)
-    target = config.label_column if config.task in ("seq-cls", "token-cls") else config.target_column
+    target = config.label_column if labelled(config.task) else config.target_column
     tracker.log_dataset(data.train, data.source, f"{Path(data.source).name}:train", "training", target)
     tracker.log_dataset(
         data.eval, config.eval_data or data.source, f"{Path(data.source).name}:eval", "evaluation", target
@@ -313,6 +315,8 @@ def finish(
     version = share_outcome(accelerator, publish_on_main)
     return TrainResult(
         name=config.name,
+        task=config.task,
+        method=config.method,
         version=version,
         run_id=tracker.run_id if tracker else "",
         tracking_uri=tracker.uri if tracker else "",
@@ -372,7 +376,7 @@ def publish(
             name=config.name,
             base=config.base,
             base_name=base.name if base else config.base_name,
-            task_type=TASKS[config.task].value,
+            task_type=config.task,
             metrics=outcome.state.best_metrics,
             tags={"method": config.method, "data": Path(data.source).name},
             description=config.description,

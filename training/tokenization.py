@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapterlab.errors import InvalidConfig
+from adapterlab.hf_format import TaskType
 from adapterlab.training.config import TrainConfig
 
 IGNORE_INDEX = -100  # transformers' cross-entropy ignore_index
@@ -18,16 +19,16 @@ IGNORE_INDEX = -100  # transformers' cross-entropy ignore_index
 
 def encode_dataset(table: Any, tokenizer: Any, config: TrainConfig, labels: list[str] | None) -> Any:
     """The tokenized dataset (only model inputs left as columns) for ``config.task``."""
-    encoders: dict[str, Callable[..., dict[str, list]]] = {
-        "seq-cls": encode_classification,
-        "token-cls": encode_token_classification,
-        "seq2seq": encode_seq2seq,
-        "causal-lm": encode_causal_lm,
+    encoders: dict[TaskType, Callable[..., dict[str, list]]] = {
+        TaskType.SEQ_CLS: encode_classification,
+        TaskType.TOKEN_CLS: encode_token_classification,
+        TaskType.SEQ_2_SEQ_LM: encode_seq2seq,
+        TaskType.CAUSAL_LM: encode_causal_lm,
     }
     label_ids = {name: index for index, name in enumerate(labels or [])}
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        return encoders[config.task](batch, tokenizer, config, label_ids)
+        return encoders[TaskType(config.task)](batch, tokenizer, config, label_ids)
 
     # an explicit fingerprint: otherwise `datasets` pickles the closure (tokenizer included) to
     # hash it, which costs seconds per run; nothing is cached on disk (keep_in_memory)

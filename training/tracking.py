@@ -50,9 +50,14 @@ def param_text(value: Any) -> str:
 
 def run_name(adapter: str, method: str, rank: int | None, started: datetime) -> str:
     """``complaints-lora-r8-1130-184233``: what tells runs apart in MLflow's run list (MLflow's own
-    default is a random pair of words)."""
+    default is a random pair of words).
+
+    The method (PEFT's name, ``LORA``) is written as a slug here, like the adapter name beside it:
+    a run name is an identifier read at a glance, not a value to match; the run's params and tags
+    carry the method as PEFT names it."""
     rank_part = [f"r{rank}"] if rank is not None else []
-    return "-".join([adapter, method, *rank_part, started.strftime("%m%d-%H%M%S")])
+    slug = method.lower().replace("_", "-")
+    return "-".join([adapter, slug, *rank_part, started.strftime("%m%d-%H%M%S")])
 
 
 def best_metrics(metrics: dict[str, float], step: int) -> dict[str, float]:

@@ -81,7 +81,7 @@ def test_quickstart_trains_logs_registers_and_says_what_next(tmp_path: Path) -> 
         run.data.metrics["eval_accuracy"] >= 0.85
         or max(m.value for m in client.get_metric_history(run.info.run_id, "eval_accuracy")) >= 0.85
     )
-    assert run.data.params["method"] == "lora" and run.data.params["peft.r"] == "8"
+    assert run.data.params["method"] == "LORA" and run.data.params["peft.r"] == "8"
     assert run.data.tags["adapterlab.base_name"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert len(run.data.tags["adapterlab.base_fingerprint"]) == 64
     contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)

@@ -13,6 +13,8 @@ from adapterlab.training.tracking import RunTracker
 def _result(tracking_uri: str) -> TrainResult:
     return TrainResult(
         name="tweets",
+        task="SEQ_CLS",
+        method="LORA",
         version=1,
         run_id="abc123",
         tracking_uri=tracking_uri,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from adapterlab.cli.main import cli
 
+# training's old names as input (still accepted) -> PEFT's, the one name everything shows
 PEFT_TYPES = {
     "lora": "LORA",
     "prompt-tuning": "PROMPT_TUNING",
@@ -50,7 +51,7 @@ def test_each_method_trains_through_the_cli(
     adapter = run_folder / "adapter"
     assert json.loads((adapter / "adapter_config.json").read_text())["peft_type"] == PEFT_TYPES[method]
     (run,) = mlflow_runs()
-    assert run.info.status == "FINISHED" and run.data.tags["adapterlab.method"] == method
+    assert run.info.status == "FINISHED" and run.data.tags["adapterlab.method"] == PEFT_TYPES[method]
     if method == "lora":
         listed = CliRunner().invoke(cli, ["list", "--json"])
         assert listed.exit_code == 0, listed.output

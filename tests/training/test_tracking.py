@@ -43,9 +43,10 @@ def test_run_names_tell_runs_apart_by_adapter_method_rank_and_time() -> None:
 
     first = datetime(2026, 11, 30, 18, 42, 33, tzinfo=timezone.utc)
     later = datetime(2026, 11, 30, 18, 42, 34, tzinfo=timezone.utc)
-    assert run_name("complaints", "lora", 8, first) == "complaints-lora-r8-1130-184233"
-    assert run_name("complaints", "lora", 8, later) != run_name("complaints", "lora", 8, first)
-    assert run_name("complaints", "prefix-tuning", None, first) == "complaints-prefix-tuning-1130-184233"
+    assert run_name("complaints", "LORA", 8, first) == "complaints-lora-r8-1130-184233"
+    assert run_name("complaints", "LORA", 8, later) != run_name("complaints", "LORA", 8, first)
+    # PEFT's name as a slug, like the adapter name beside it
+    assert run_name("complaints", "PREFIX_TUNING", None, first) == "complaints-prefix-tuning-1130-184233"
 
 
 def test_the_run_logs_the_best_evaluation_the_registry_records(

@@ -33,13 +33,17 @@ CASES = {
     ),
     "method/task pair": (
         ["--method", "prompt-tuning", "--task", "token-cls"],
-        "cannot train task token-cls",
+        "method PROMPT_TUNING cannot train task TOKEN_CLS",
         {},
     ),
-    "task the base has no head for": (["--task", "seq2seq"], "has no head for task seq2seq", {}),
+    "task the base has no head for": (["--task", "seq2seq"], "has no head for task SEQ_2_SEQ_LM", {}),
     "unknown peft field": (["--peft.rank=4"], "LoraConfig has no field(s) rank", {}),
-    "checkpointing a prompt method": (["--method", "p-tuning", "--gradient-checkpointing"], "LoRA only", {}),
-    "metric the task lacks": (["--metric-for-best", "eval_exact_match"], "is not computed for seq-cls", {}),
+    "checkpointing a prompt method": (
+        ["--method", "p-tuning", "--gradient-checkpointing"],
+        "with method LORA only, not P_TUNING",
+        {},
+    ),
+    "metric the task lacks": (["--metric-for-best", "eval_exact_match"], "is not computed for SEQ_CLS", {}),
     "mlflow unreachable": (
         [],
         "cannot reach the MLflow tracking store at http://127.0.0.1:9",
@@ -87,13 +91,14 @@ def test_unknown_method_or_task(tmp_path: Path, train_home: Path, mlflow_runs) -
     flag = CliRunner().invoke(cli, ["train", "--method", "ia3"])
     assert (
         flag.exit_code == 1
-        and "Error: unknown method 'ia3'; choose one of: lora, prompt-tuning" in flag.output
+        and "Error: unknown method 'ia3'; choose one of: LORA, PROMPT_TUNING, P_TUNING, PREFIX_TUNING"
+        in flag.output
     )
     config = tmp_path / "run.yaml"
     config.write_text("task: summarise\n")
     from_yaml = CliRunner().invoke(cli, ["train", str(config)])
     assert (
         from_yaml.exit_code == 1
-        and "Error: unknown task 'summarise'; choose one of: seq-cls" in from_yaml.output
+        and "Error: unknown task 'summarise'; choose one of: SEQ_CLS, TOKEN_CLS" in from_yaml.output
     )
     assert mlflow_runs() == []

