@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from adapterlab.cli.train_command import render_result
+from adapterlab.cli.output import to_json
+from adapterlab.cli.train_command import render_result, summary
 from adapterlab.training.pipeline import TrainResult
 from adapterlab.training.tracking import RunTracker
 
@@ -48,3 +50,10 @@ def test_a_users_own_choice_to_print_it_stands(monkeypatch):
     monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "false")
     RunTracker("sqlite:///unused.db", "exp", None)
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "false"
+
+
+def test_the_json_summary_names_task_and_method_and_hides_the_password():
+    shown = summary(_result("https://alice:s3cr3t@mlflow.example:5000"))
+    assert (shown["task"], shown["method"], shown["version"]) == ("SEQ_CLS", "LORA", 1)
+    assert shown["tracking_uri"] == "https://***@mlflow.example:5000" and "is_main_process" not in shown
+    assert json.loads(to_json(shown))["adapter_path"] == "/tmp/a"
