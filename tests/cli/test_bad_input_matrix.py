@@ -451,6 +451,24 @@ HOME_CASES = [
     ),
     Case("train --batch-size text", ("train", "--batch-size", "x"), 2, "'x' is not a valid integer"),
     Case(
+        "train --task unknown",
+        ("train", "--task", "summarise"),
+        1,
+        "unknown task 'summarise'; choose one of: SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM, CAUSAL_LM",
+    ),
+    Case(
+        "train --method unknown",
+        ("train", "--method", "ia3"),
+        1,
+        "unknown method 'ia3'; choose one of: LORA, PROMPT_TUNING, P_TUNING, PREFIX_TUNING",
+    ),
+    Case(
+        "train method that cannot train the task",
+        ("train", "--method", "prompt-tuning", "--task", "token-cls"),
+        1,
+        "method PROMPT_TUNING cannot train task TOKEN_CLS",
+    ),
+    Case(
         "train --lora-dropout 1.5", ("train", "--peft.lora_dropout=1.5"), 1, "lora_dropout must be in [0, 1)"
     ),
     Case(

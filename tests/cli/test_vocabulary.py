@@ -229,6 +229,12 @@ def test_every_place_shows_a_task_and_method_one_way(trained: dict) -> None:
     assert re.fullmatch(r"vocab-lora-r2-\d{4}-\d{6}", run.info.run_name), run.info.run_name
     texts = {
         "train --help": CliRunner().invoke(cli, ["train", "--help"]).stdout,
+        "train --print-config": CliRunner()
+        .invoke(cli, ["train", "--task", "seq2seq", "--method", "prompt-tuning", "--print-config"])
+        .stdout,
+        "train error": CliRunner()
+        .invoke(cli, ["train", "--task", "token-cls", "--method", "p-tuning"])
+        .stderr,
         "train summary": render_result(
             TrainResult(**{**summary, "adapter_path": Path(summary["adapter_path"]), "is_main_process": True})
         ),
@@ -239,3 +245,5 @@ def test_every_place_shows_a_task_and_method_one_way(trained: dict) -> None:
     }
     assert {name: other_spellings(text) for name, text in texts.items()} == {name: [] for name in texts}
     assert "SEQ_CLS / LORA" in texts["train summary"] and "LORA" in texts["show"] + texts["list"]
+    assert "task: SEQ_2_SEQ_LM\nmethod: PROMPT_TUNING\n" in texts["train --print-config"]
+    assert "method P_TUNING cannot train task TOKEN_CLS" in texts["train error"]
