@@ -42,6 +42,7 @@ from adapterlab.hf_format import (
 from adapterlab.registry.files.adapter_folder import AdapterFolder
 from adapterlab.registry.files.adapter_layout import TASK_HEADS, lora_modules
 from adapterlab.registry.files.checkpoint_files import checkpoint_tensors, model_config
+from adapterlab.registry.files.lora_shapes import LoraShape, base_path, lora_shape, parameter_fits
 from adapterlab.registry.records import BaseSpec
 
 log = logging.getLogger("adapterlab.registry")
@@ -50,6 +51,7 @@ Shape = tuple[int, ...]
 HIDDEN_SIZE_KEYS = ("hidden_size", "n_embd", "d_model")  # transformers' names for one quantity
 LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer")
 OUTPUT_HEAD = "lm_head"  # tied to the input embedding in most language models
+WEIGHT_NAMES = ("weight", "in_proj_weight")  # what LoRA is added to; the second: nn.MultiheadAttention
 
 
 @dataclass(frozen=True)
@@ -57,26 +59,44 @@ class BaseLayout:
     """What a base folder's headers say: its config and its weights' shapes by module path."""
 
     config: dict[str, Any]
-    weights: dict[str, Shape]  # "transformer.h.0.attn.c_attn" -> (32, 96)
+    tensors: dict[str, Shape]  # "transformer.h.0.attn.c_attn.weight" -> (32, 96)
     prefixes: tuple[str, ...]  # the first components of those paths: "transformer", "lm_head"
 
     @classmethod
     def read(cls, folder: Path) -> BaseLayout:
-        weights = {
-            entry.name.removesuffix(".weight"): entry.shape
-            for entry in checkpoint_tensors(folder)
-            if entry.name.endswith(".weight")
-        }
-        prefixes = tuple(sorted({name.split(".", 1)[0] for name in weights}))
-        return cls(config=model_config(folder), weights=weights, prefixes=prefixes)
+        tensors = {entry.name: entry.shape for entry in checkpoint_tensors(folder)}
+        prefixes = tuple(sorted({name.split(".", 1)[0] for name in tensors}))
+        return cls(config=model_config(folder), tensors=tensors, prefixes=prefixes)
+
+    def _path(self, module: str) -> str | None:
+        """``module`` as the base names it, the task model's prefix added or removed as needed."""
+        candidates = [module, module.partition(".")[2], *(f"{prefix}.{module}" for prefix in self.prefixes)]
+        return next(
+            (path for path in candidates if any(name.startswith(f"{path}.") for name in self.tensors)), None
+        )
 
     def weight(self, module: str) -> Shape | None:
-        """The shape of ``module``'s weight, the task model's prefix added or removed as needed."""
-        candidates = [module, module.partition(".")[2], *(f"{prefix}.{module}" for prefix in self.prefixes)]
-        found = next((self.weights[path] for path in candidates if path in self.weights), None)
+        """The shape of ``module``'s weight (an nn.MultiheadAttention's in-projection)."""
+        path = self._path(module)
+        found = next(
+            (self.tensors[f"{path}.{name}"] for name in WEIGHT_NAMES if f"{path}.{name}" in self.tensors),
+            None,
+        )
         if found is None and module.rsplit(".", 1)[-1] == OUTPUT_HEAD:
             return self._tied_output_head()
         return found
+
+    def parameters(self, module: str) -> list[Shape]:
+        """The shapes of ``module``'s own 3-D parameters (a MoE block's stacked expert weights)."""
+        path = self._path(module)
+        return [
+            shape
+            for name, shape in self.tensors.items()
+            if path is not None
+            and name.startswith(f"{path}.")
+            and "." not in name[len(path) + 1 :]
+            and len(shape) == 3
+        ]
 
     def _tied_output_head(self) -> Shape | None:
         vocab, hidden = self.config.get("vocab_size"), self.setting(HIDDEN_SIZE_KEYS)
@@ -128,8 +148,9 @@ def _task_problem(task_type: str | None, config: dict[str, Any]) -> str | None:
 def _lora_problem(folder: AdapterFolder, layout: BaseLayout) -> str | None:
     heads = {OUTPUT_HEAD, *TASK_HEADS, *(folder.config.get("modules_to_save") or [])}
     for module, parts in sorted(lora_modules(folder.shapes)[0].items()):
-        weight = layout.weight(module)
-        if weight is None:
+        path = base_path(module)
+        weight, parameters = layout.weight(path), layout.parameters(path)
+        if weight is None and not parameters:
             if heads.isdisjoint(module.split(".")):
                 return f"module {module!r} is not in the base"
             continue  # a head the base lacks is built fresh for the adapter
@@ -137,19 +158,23 @@ def _lora_problem(folder: AdapterFolder, layout: BaseLayout) -> str | None:
             if a_name not in parts:
                 continue
             a, b = parts[a_name], parts[b_name]
-            update = (b[0], *a[1:])  # B @ A
-            if not _fits(update, weight):
+            shape = lora_shape(module, a, b, folder.config)  # not None: the folder's layout was checked
+            if not _fits(shape, weight, parameters):
+                found = list(weight) if weight is not None else " or ".join(str(list(p)) for p in parameters)
                 return (
-                    f"module {module!r} has weight {list(weight)} in the base, but the adapter's {a_name} "
-                    f"{list(a)} and {b_name} {list(b)} make an update of {list(update)}"
+                    f"module {module!r} has weight {found} in the base, but the adapter's {a_name} "
+                    f"{list(a)} and {b_name} {list(b)} make an update of {list(shape.update)}"
                 )
     return None
 
 
-def _fits(update: Shape, weight: Shape) -> bool:
+def _fits(shape: LoraShape, weight: Shape | None, parameters: list[Shape]) -> bool:
     """Either orientation of a matrix fits: ``fan_in_fan_out`` in a config is one flag for all
     layers, which HF PEFT rewrites per layer kind it meets, so it cannot say which are Conv1D."""
-    return update == weight or (len(weight) == 2 and update == weight[::-1])
+    update = shape.update
+    if weight is not None and (update == weight or (len(weight) == 2 and update == weight[::-1])):
+        return True
+    return any(parameter_fits(update, shape.rank, parameter) for parameter in parameters)
 
 
 def _prompt_problem(folder: AdapterFolder, layout: BaseLayout) -> str | None:
