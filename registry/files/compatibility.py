@@ -8,7 +8,8 @@ a size-mismatch traceback) is refused at ``register``:
   and for embedding tables, (out, in, *kernel) for convolutions);
 - a prompt-learning adapter's ``token_dim`` is the base's hidden size, and prefix tuning's
   ``num_layers`` its depth;
-- the task fits the architecture: a SEQ_2_SEQ_LM adapter needs an encoder-decoder base.
+- the task fits the architecture: a SEQ_2_SEQ_LM adapter needs an encoder-decoder base, a
+  CAUSAL_LM adapter a base that is not encoder-only (BERT and its kin, unless ``is_decoder``).
 
 Adapter keys name module paths of the task model (``transformer.h.0.attn.c_attn`` in a
 ``GPT2LMHeadModel``) while a base folder may be saved with or without the task model's prefix
@@ -51,6 +52,12 @@ Shape = tuple[int, ...]
 HIDDEN_SIZE_KEYS = ("hidden_size", "n_embd", "d_model")  # transformers' names for one quantity
 LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer")
 OUTPUT_HEAD = "lm_head"  # tied to the input embedding in most language models
+# model types that only encode: no causal LM head unless their config says ``is_decoder`` (BERT as a
+# decoder); transformers' own table of heads per model type would cost importing it
+ENCODER_ONLY = frozenset(
+    "albert bert camembert deberta deberta-v2 distilbert electra ernie funnel layoutlm megatron-bert "
+    "mobilebert modernbert mpnet roberta xlm-roberta".split()
+)
 WEIGHT_NAMES = ("weight", "in_proj_weight")  # what LoRA is added to; the second: nn.MultiheadAttention
 
 
@@ -137,10 +144,13 @@ def check_adapter_fits(
 
 
 def _task_problem(task_type: str | None, config: dict[str, Any]) -> str | None:
+    model_type = config.get("model_type", "the base")
     if task_type == TaskType.SEQ_2_SEQ_LM and config and not config.get("is_encoder_decoder"):
+        return f"task {task_type} needs an encoder-decoder model, and {model_type!r} is not one"
+    if task_type == TaskType.CAUSAL_LM and model_type in ENCODER_ONLY and not config.get("is_decoder"):
         return (
-            f"task {task_type} needs an encoder-decoder model, and {config.get('model_type', 'the base')!r} "
-            "is not one"
+            f"task {task_type} needs a model that generates text, and {model_type!r} is an encoder-only "
+            "model (its config.json does not set is_decoder)"
         )
     return None
 
