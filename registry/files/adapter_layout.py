@@ -123,7 +123,7 @@ def _check_lora_module(
 ) -> None:
     if not (
         _targeted(targeted_path(module), config.get("target_modules"))
-        or _parameter_target(module, config)
+        or is_parameter_target(module, config)
         or _tied_output(module, config)
     ):
         raise _mismatch(folder, f"module {module!r} is not in target_modules")
@@ -154,11 +154,14 @@ def _tied_output(module: str, config: dict[str, Any]) -> bool:
     return bool(config.get("ensure_weight_tying")) and module.rsplit(".", 1)[-1] == "lm_head"
 
 
-def _parameter_target(module: str, config: dict[str, Any]) -> bool:
-    """A wrapper of a parameter ``target_parameters`` names (``experts.gate_up_proj`` or ``gate_up_proj``)."""
+def is_parameter_target(module: str, config: dict[str, Any]) -> bool:
+    """A LoRA module on parameters (``target_parameters``: ``experts.gate_up_proj`` or ``gate_up_proj``)
+    rather than on a module ``target_modules`` names."""
     names = config.get("target_parameters") or []
     owner = targeted_path(module)
-    return isinstance(names, list) and any(
+    if not isinstance(names, list) or _targeted(owner, config.get("target_modules") or []):
+        return False
+    return any(
         isinstance(name, str)
         and (
             "." not in name or owner == name.rsplit(".", 1)[0] or owner.endswith(f".{name.rsplit('.', 1)[0]}")
@@ -169,7 +172,7 @@ def _parameter_target(module: str, config: dict[str, Any]) -> bool:
 
 def _rank_fits(found: int, rank: int, module: str, config: dict[str, Any]) -> bool:
     """A parameter's A and B hold r per expert (``experts * r`` rows); any other module holds r."""
-    return found == rank or (_parameter_target(module, config) and found % rank == 0)
+    return found == rank or (is_parameter_target(module, config) and found % rank == 0)
 
 
 def _targeted(module: str, targets: Any) -> bool:

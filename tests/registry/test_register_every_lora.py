@@ -235,17 +235,17 @@ def _first_output(model, inputs: dict[str, Any]):
         return model(**inputs)[0]
 
 
-def _randomized(model) -> None:
+def _randomized(model, seed: int) -> None:
     """Trainable tensors drawn at random: zero-initialized factors would hide a wrong load."""
     import torch
 
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     for param in model.parameters():
         if param.requires_grad:
             param.data = torch.randn(param.shape, generator=generator, dtype=param.dtype) * 0.1
 
 
-def make_adapter(row: Row, root: Path):
+def make_adapter(row: Row, root: Path, seed: int = 1):
     """(base folder, adapter folder, the PeftModel in memory, eval mode)."""
     import torch
 
@@ -263,9 +263,9 @@ def make_adapter(row: Row, root: Path):
             **{key: value for key, value in row.lora.items() if key != "r"},
         ),
     )
-    _randomized(peft_model)
-    peft_model.save_pretrained(root / "adapter")
-    return base_folder, root / "adapter", peft_model.eval()
+    _randomized(peft_model, seed)
+    peft_model.save_pretrained(root / f"adapter-{seed}")
+    return base_folder, root / f"adapter-{seed}", peft_model.eval()
 
 
 # the library's own from_pretrained refuses this adapter (its saved target_modules name transformer.wte,
@@ -300,3 +300,42 @@ def test_every_layer_kind_is_refused_on_a_base_of_another_width(registry_env, tm
     with pytest.raises(IncompatibleAdapter, match=r"does not fit base .*: module '.*' has weight \["):
         register_adapter(adapter, name=kind, base=wrong, task_type=row.task_type)
     assert list_versions() == []
+
+
+def _two_versions(row: Row, kind: str, root: Path):
+    """Versions 1 and 2 of ``kind`` on one base (same seed, same weights); the second's PeftModel."""
+    base, first, _ = make_adapter(row, root / "a", seed=1)
+    _, second, in_memory = make_adapter(row, root / "b", seed=2)
+    for folder in (first, second):
+        register_adapter(folder, name=kind, base=base, task_type=row.task_type)
+    return in_memory
+
+
+@pytest.mark.parametrize("kind", ["linear", "gpt2-conv1d", "embedding", "conv1d", "conv2d", "conv3d", "kasa"])
+def test_diff_measures_each_module_s_update(registry_env, tmp_path, kind: str) -> None:
+    """``adapters diff``'s norm of a module's delta is the norm of the update the library applies."""
+    import torch
+
+    from adapterlab.registry import Registry
+
+    in_memory = _two_versions(ROWS[kind], kind, tmp_path)
+    with Registry.open() as registry:
+        result = registry.diff(f"{kind}:1", f"{kind}:2")
+    assert result.modules and result.note is None
+    for row in result.modules:
+        layer = in_memory.base_model.model.get_submodule(row.module)
+        expected = torch.linalg.norm(layer.get_delta_weight("default").double()).item()
+        assert row.norm_b == pytest.approx(expected, rel=1e-4), row.module
+        assert row.cosine is not None and -1 <= row.cosine <= 1
+
+
+@pytest.mark.parametrize("kind", ["conv1d-grouped", "conv2d-grouped", "bdlora", "target-parameters"])
+def test_diff_names_the_modules_whose_update_is_not_one_product(registry_env, tmp_path, kind: str) -> None:
+    from adapterlab.registry import Registry
+
+    _two_versions(ROWS[kind], kind, tmp_path)
+    with Registry.open() as registry:
+        result = registry.diff(f"{kind}:1", f"{kind}:2")
+    assert result.note is not None and "left out of the delta comparison" in result.note
+    skipped = result.note.rsplit(": ", 1)[1].split(", ")
+    assert skipped and not {row.module for row in result.modules} & set(skipped)
