@@ -41,7 +41,7 @@ from adapterlab.hf_format import (
     TaskType,
 )
 from adapterlab.registry.files.adapter_folder import AdapterFolder
-from adapterlab.registry.files.adapter_layout import TASK_HEADS, lora_modules
+from adapterlab.registry.files.adapter_layout import PREFIX, TASK_HEADS, TOKEN_DELTA, lora_modules
 from adapterlab.registry.files.checkpoint_files import checkpoint_tensors, model_config
 from adapterlab.registry.files.lora_shapes import LoraShape, base_path, lora_shape, parameter_fits
 from adapterlab.registry.records import BaseSpec
@@ -131,12 +131,10 @@ def check_adapter_fits(
         return
     layout = BaseLayout.read(base_folder)
     problem = _task_problem(task_type, layout.config)
-    if problem is None:
-        problem = (
-            _lora_problem(folder, layout)
-            if folder.peft_type == PeftType.LORA
-            else _prompt_problem(folder, layout)
-        )
+    if problem is None and folder.peft_type == PeftType.LORA:
+        problem = _lora_problem(folder, layout) or _token_problem(folder, layout)
+    elif problem is None:
+        problem = _prompt_problem(folder, layout)
     if problem is not None:
         raise IncompatibleAdapter(
             f"adapter {folder.path} does not fit base {base.name}: {problem}; pass the base it was trained on"
@@ -175,6 +173,23 @@ def _lora_problem(folder: AdapterFolder, layout: BaseLayout) -> str | None:
                     f"module {module!r} has weight {found} in the base, but the adapter's {a_name} "
                     f"{list(a)} and {b_name} {list(b)} make an update of {list(shape.update)}"
                 )
+    return None
+
+
+def _token_problem(folder: AdapterFolder, layout: BaseLayout) -> str | None:
+    """``trainable_token_indices``' rows (n, dim) replace rows of an embedding table (vocab, dim)."""
+    for key, delta in sorted(folder.shapes.items()):
+        if not key.endswith(f".{TOKEN_DELTA}"):
+            continue
+        module = key.removeprefix(PREFIX).removesuffix(f".{TOKEN_DELTA}")
+        table = layout.weight(module)
+        if table is None:
+            return f"module {module!r} is not in the base"
+        if len(delta) != 2 or len(table) != 2 or delta[1] != table[1]:
+            return (
+                f"module {module!r} has weight {list(table)} in the base, the adapter's token rows "
+                f"{list(delta)}"
+            )
     return None
 
 

@@ -297,8 +297,25 @@ def test_every_layer_kind_is_refused_on_a_base_of_another_width(registry_env, tm
     _, adapter, _ = make_adapter(row, tmp_path)
     wrong = tmp_path / "wrong-base"
     row.build(WRONG_WIDTH[kind]).save_pretrained(wrong)
-    with pytest.raises(IncompatibleAdapter, match=r"does not fit base .*: module '.*' has weight \["):
+    with pytest.raises(IncompatibleAdapter, match=r"does not fit base .*: module '.*' has weight \[\d"):
         register_adapter(adapter, name=kind, base=wrong, task_type=row.task_type)
+    assert list_versions() == []
+
+
+def test_token_rows_of_another_width_are_refused(registry_env, tmp_path) -> None:
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    base, adapter, _ = make_adapter(ROWS["trainable-tokens"], tmp_path)
+    tensors = load_file(adapter / "adapter_model.safetensors")
+    key = "base_model.model.embeddings.word_embeddings.token_adapter.trainable_tokens_delta"
+    save_file({**tensors, key: np.zeros((2, 48), np.float32)}, adapter / "adapter_model.safetensors")
+    message = (
+        r"module 'embeddings\.word_embeddings' has weight \[64, 32\] in the base, the adapter's token rows "
+        r"\[2, 48\]"
+    )
+    with pytest.raises(IncompatibleAdapter, match=message):
+        register_adapter(adapter, name="tokens", base=base)
     assert list_versions() == []
 
 
