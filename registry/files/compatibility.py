@@ -5,7 +5,9 @@ a size-mismatch traceback) is refused at ``register``:
 
 - every module a LoRA adapter targets exists in the base, with the weight shape its A and B need
   (``B @ A`` is the update: (out, in) for ``nn.Linear``, the transpose for GPT-2's ``Conv1D``
-  and for embedding tables, (out, in, *kernel) for convolutions);
+  and for embedding tables, (out, in / groups, *kernel) for convolutions, the last two dimensions
+  of a 3-D parameter; per layer kind in ``lora_shapes.py``), and trainable token rows have the
+  width of their embedding table;
 - a prompt-learning adapter's ``token_dim`` is the base's hidden size, and prefix tuning's
   ``num_layers`` its depth;
 - the task fits the architecture: a SEQ_2_SEQ_LM adapter needs an encoder-decoder base, a
