@@ -26,6 +26,9 @@ MODEL_PREFIX = "base_model.model."
 LORA_A, LORA_B = "lora_A.weight", "lora_B.weight"
 LORA_EMBEDDING_A, LORA_EMBEDDING_B = "lora_embedding_A", "lora_embedding_B"  # no ".weight"
 LORA_MAGNITUDE = "lora_magnitude_vector"  # DoRA
+# the names HF PEFT recognizes as input/output embeddings in modules_to_save and target_modules;
+# LoRA on one saves its whole base table too (``<module>.base_layer.weight``)
+EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
 PROMPT_EMBEDDINGS = "prompt_embeddings"  # the one tensor of a prompt-learning method
 
 

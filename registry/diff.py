@@ -49,7 +49,12 @@ def diff(first: AdapterVersion, second: AdapterVersion, *, plot: Path | str | No
     elif not same_base:
         note = "the versions have different base models: their deltas are not comparable"
     else:
-        modules = _compare_modules(first, second)
+        modules, skipped = _compare_modules(first, second)
+        if skipped:
+            note = (
+                f"{len(skipped)} module(s) left out of the delta comparison, their update not one B @ A "
+                f"(grouped convolution, BD-LoRA block, parameter LoRA): {', '.join(skipped)}"
+            )
         if plot is not None:
             plot_comparison(modules, (first.ref, second.ref), Path(plot))
     return VersionDiff(
@@ -94,10 +99,14 @@ def _metric_changes(a: dict[str, float], b: dict[str, float]) -> dict[str, dict[
     return changes
 
 
-def _compare_modules(first: AdapterVersion, second: AdapterVersion) -> list[ModuleComparison]:
+def _compare_modules(
+    first: AdapterVersion, second: AdapterVersion
+) -> tuple[list[ModuleComparison], list[str]]:
+    """Per-module comparisons, and the modules of either version whose deltas are not compared."""
     with tempfile.TemporaryDirectory(prefix="adapterlab-diff-") as scratch:
         deltas = []
         for label, version in (("a", first), ("b", second)):
             folder = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / label)
             deltas.append(lora_deltas(version.config, read_adapter_weights(folder)))
-        return compare_deltas(*deltas)
+        skipped = sorted({*deltas[0].skipped, *deltas[1].skipped})
+        return compare_deltas(deltas[0].by_module, deltas[1].by_module), skipped

@@ -3,7 +3,10 @@
 LoRA keys are ``base_model.model.<module>.lora_A.weight`` / ``lora_B.weight`` (embeddings:
 ``lora_embedding_A`` / ``lora_embedding_B``; DoRA adds ``lora_magnitude_vector``), with the
 adapter name removed; ``modules_to_save`` and LoRA biases are saved under their plain module
-path. Prompt methods save ``prompt_embeddings``.
+path. Variants add per-module tensors (``lora_B.bias`` with ``lora_bias``, KaSA's ``lora_diag``,
+VeLoRA's ``lora_velora_embed``); LoRA on an embedding layer (``lm_head``, ``embed_tokens``) also
+saves the base table, ``<module>.base_layer.weight``. A and B shapes per layer kind:
+``lora_shapes.py``. Prompt methods save ``prompt_embeddings``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from adapterlab.errors import CheckpointError, InvalidConfig
 from adapterlab.hf_format import (
+    EMBEDDING_LAYER_NAMES,
     LORA_A,
     LORA_B,
     LORA_EMBEDDING_A,
@@ -24,10 +28,17 @@ from adapterlab.hf_format import (
     PeftType,
 )
 from adapterlab.hf_format import MODEL_PREFIX as PREFIX
+from adapterlab.registry.files.lora_shapes import lora_shape, targeted_path
 
 _LORA_PARTS = "|".join(re.escape(part) for part in (LORA_A, LORA_B, LORA_EMBEDDING_A, LORA_EMBEDDING_B))
-_LORA_KEY = re.compile(rf"(?P<module>.+)\.(?P<part>{_LORA_PARTS}|{LORA_MAGNITUDE}(?:\.weight)?)")
+# variant tensors, each saved only when the config field that asks for it is set
+VARIANT_PARTS = {"lora_B.bias": "lora_bias", "lora_diag": "kasa_config", "lora_velora_embed": "velora_config"}
+_EXTRA_PARTS = "|".join(re.escape(part) for part in VARIANT_PARTS)
+_LORA_KEY = re.compile(
+    rf"(?P<module>.+)\.(?P<part>{_LORA_PARTS}|{LORA_MAGNITUDE}(?:\.weight)?|{_EXTRA_PARTS}|base_layer\.weight)"
+)
 # heads HF PEFT saves for classification / QA tasks even when the config leaves them implicit
+TOKEN_DELTA = "token_adapter.trainable_tokens_delta"
 TASK_HEADS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.head_modules))
 
 
@@ -67,7 +78,7 @@ def _check_lora(
         raise InvalidConfig(f"adapter_config.json: LoRA rank r must be a positive integer, got {rank!r}")
     pairs, others = lora_modules(shapes)
     for key in others:
-        if not (_is_saved_module(key, saved) or _is_lora_bias(key, config)):
+        if not (_is_saved_module(key, saved) or _is_lora_bias(key, config) or _is_token_delta(key, config)):
             raise _mismatch(folder, f"unexpected tensor {key!r}")
     if not pairs:
         raise _mismatch(
@@ -86,11 +97,21 @@ def lora_modules(
     others = []
     for key, shape in shapes.items():
         match = _LORA_KEY.fullmatch(key)
-        if match and key.startswith(PREFIX):
+        if match and key.startswith(PREFIX) and _is_lora_part(match["module"], match["part"]):
             pairs.setdefault(match["module"].removeprefix(PREFIX), {})[match["part"]] = shape
         else:
             others.append(key)
     return pairs, others
+
+
+def _is_lora_part(module: str, part: str) -> bool:
+    """``base_layer.weight`` is a LoRA module's part only on an embedding layer (its saved table)."""
+    return part != "base_layer.weight" or module.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES
+
+
+def _is_token_delta(key: str, config: dict[str, Any]) -> bool:
+    """The rows ``trainable_token_indices`` trains, saved under the embedding's path."""
+    return bool(config.get("trainable_token_indices")) and key.endswith(f".{TOKEN_DELTA}")
 
 
 def _is_lora_bias(key: str, config: dict[str, Any]) -> bool:
@@ -100,22 +121,58 @@ def _is_lora_bias(key: str, config: dict[str, Any]) -> bool:
 def _check_lora_module(
     module: str, parts: dict[str, tuple[int, ...]], config: dict[str, Any], rank: int, folder: Path
 ) -> None:
-    if not _targeted(module, config.get("target_modules")):
+    if not (
+        _targeted(targeted_path(module), config.get("target_modules"))
+        or is_parameter_target(module, config)
+        or _tied_output(module, config)
+    ):
         raise _mismatch(folder, f"module {module!r} is not in target_modules")
+    for part in parts.keys() & VARIANT_PARTS.keys():
+        if not config.get(VARIANT_PARTS[part]):
+            raise _mismatch(
+                folder, f"module {module!r} has {part} but the config has no {VARIANT_PARTS[part]}"
+            )
     for a_name, b_name in ((LORA_A, LORA_B), (LORA_EMBEDDING_A, LORA_EMBEDDING_B)):
         if (a_name in parts) != (b_name in parts):
             raise _mismatch(folder, f"module {module!r} has only one of {a_name} / {b_name}")
         if a_name in parts:
             a_shape, b_shape = parts[a_name], parts[b_name]
-            if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
+            shape = lora_shape(module, a_shape, b_shape, config)
+            if shape is None:
                 raise _mismatch(
                     folder,
                     f"module {module!r}: {a_name} {list(a_shape)} and {b_name} {list(b_shape)} disagree",
                 )
-            if not config.get("rank_pattern") and a_shape[0] != rank:
-                raise _mismatch(folder, f"module {module!r} has rank {a_shape[0]}, the config says r={rank}")
+            if not config.get("rank_pattern") and not _rank_fits(shape.rank, rank, module, config):
+                raise _mismatch(folder, f"module {module!r} has rank {shape.rank}, the config says r={rank}")
     if not any(name in parts for name in (LORA_A, LORA_EMBEDDING_A)):
-        raise _mismatch(folder, f"module {module!r} has a magnitude vector but no LoRA matrices")
+        raise _mismatch(folder, f"module {module!r} has {', '.join(sorted(parts))} but no LoRA matrices")
+
+
+def _tied_output(module: str, config: dict[str, Any]) -> bool:
+    """``ensure_weight_tying`` names the input embedding in target_modules and saves the output layer too."""
+    return bool(config.get("ensure_weight_tying")) and module.rsplit(".", 1)[-1] == "lm_head"
+
+
+def is_parameter_target(module: str, config: dict[str, Any]) -> bool:
+    """A LoRA module on parameters (``target_parameters``: ``experts.gate_up_proj`` or ``gate_up_proj``)
+    rather than on a module ``target_modules`` names."""
+    names = config.get("target_parameters") or []
+    owner = targeted_path(module)
+    if not isinstance(names, list) or _targeted(owner, config.get("target_modules") or []):
+        return False
+    return any(
+        isinstance(name, str)
+        and (
+            "." not in name or owner == name.rsplit(".", 1)[0] or owner.endswith(f".{name.rsplit('.', 1)[0]}")
+        )
+        for name in names
+    )
+
+
+def _rank_fits(found: int, rank: int, module: str, config: dict[str, Any]) -> bool:
+    """A parameter's A and B hold r per expert (``experts * r`` rows); any other module holds r."""
+    return found == rank or (is_parameter_target(module, config) and found % rank == 0)
 
 
 def _targeted(module: str, targets: Any) -> bool:

@@ -3,6 +3,11 @@
 For A (r x in) and B (out x r) the Frobenius inner product of two deltas is
 ``<B1 A1, B2 A2> = trace((B1^T B2)(A2 A1^T))``: only r x r products, so comparing adapters of
 a large model stays cheap. Tensors are read from safetensors files with numpy (no torch).
+
+A convolution's A (r, in, *kernel) is flattened to (r, in * kernel), its B (out, r, 1, ...) to (out, r):
+the same inner products as the kernels'. KaSA's ``lora_diag`` is folded into A (``B diag(d) A``).
+Updates that are not one ``B @ A`` are left out, by name (:class:`Deltas`): grouped convolutions,
+BD-LoRA's block-diagonal factors and LoRA on parameters (``target_parameters``, one pair per expert).
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapterlab.registry.files.adapter_layout import PREFIX
+from adapterlab.hf_format import LORA_A, LORA_B, LORA_EMBEDDING_A, LORA_EMBEDDING_B
+from adapterlab.registry.files.adapter_layout import PREFIX, is_parameter_target, lora_modules
 from adapterlab.registry.files.checkpoint_files import TensorEntry
+from adapterlab.registry.files.lora_shapes import lora_shape
 
-_PAIR = re.compile(r"(?P<module>.+)\.(?:lora_A\.weight|lora_embedding_A)")
+KASA_DIAG = "lora_diag"
 
 
 @dataclass(frozen=True)
@@ -52,24 +59,31 @@ def read_array(entry: TensorEntry):
     return raw.view(numpy_types[entry.dtype]).astype(np.float64).reshape(entry.shape)
 
 
-def lora_deltas(config: dict[str, Any], tensors: list[TensorEntry]) -> dict[str, LowRankDelta]:
-    """module path -> its low-rank delta, for every LoRA module of an adapter."""
+@dataclass(frozen=True)
+class Deltas:
+    by_module: dict[str, LowRankDelta]
+    skipped: tuple[str, ...]  # modules whose update is not one B @ A
+
+
+def lora_deltas(config: dict[str, Any], tensors: list[TensorEntry]) -> Deltas:
+    """module path -> its low-rank delta, for every LoRA module of an adapter whose update is B @ A."""
     by_name = {entry.name: entry for entry in tensors}
-    deltas = {}
-    for name in by_name:
-        match = _PAIR.fullmatch(name)
-        if not match:
+    deltas, skipped = {}, []
+    for module, parts in lora_modules({name: entry.shape for name, entry in by_name.items()})[0].items():
+        a_name, b_name = (LORA_A, LORA_B) if LORA_A in parts else (LORA_EMBEDDING_A, LORA_EMBEDDING_B)
+        if a_name not in parts or b_name not in parts:
             continue
-        a_key = name
-        b_key = (
-            name.replace("lora_A.weight", "lora_B.weight")
-            if name.endswith("lora_A.weight")
-            else name.replace("lora_embedding_A", "lora_embedding_B")
-        )
-        a, b = read_array(by_name[a_key]), read_array(by_name[b_key])
-        module = match["module"].removeprefix(PREFIX)
-        deltas[module] = LowRankDelta(a=a, b=b, scaling=_scaling(config, module, a.shape[0]))
-    return deltas
+        shape = lora_shape(module, parts[a_name], parts[b_name], config)
+        if shape is None or shape.kind == "blocks" or is_parameter_target(module, config):
+            skipped.append(module)
+            continue
+        key = f"{PREFIX}{module}"
+        a, b = read_array(by_name[f"{key}.{a_name}"]), read_array(by_name[f"{key}.{b_name}"])
+        a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)  # a convolution's kernel, flattened
+        if KASA_DIAG in parts:
+            a = read_array(by_name[f"{key}.{KASA_DIAG}"])[:, None] * a
+        deltas[module] = LowRankDelta(a=a, b=b, scaling=_scaling(config, module, shape.rank))
+    return Deltas(by_module=deltas, skipped=tuple(sorted(skipped)))
 
 
 def _scaling(config: dict[str, Any], module: str, rank: int) -> float:

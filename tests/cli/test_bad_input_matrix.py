@@ -99,6 +99,11 @@ def seq2seq_task(world: World) -> None:
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "task_type": "SEQ_2_SEQ_LM"}))
 
 
+def causal_task(world: World) -> None:
+    config_file = adapter_copy(world, "causal") / "adapter_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "task_type": "CAUSAL_LM"}))
+
+
 def wider_lora(world: World) -> None:
     """The adapter's B matrices made 48 rows tall: an update for a wider model than the base."""
     import numpy as np
@@ -264,6 +269,14 @@ REGISTRY_CASES = [
         "does not fit base tiny-bert: task SEQ_2_SEQ_LM needs an encoder-decoder model, and 'bert' is not "
         "one",
         setup=seq2seq_task,
+    ),
+    Case(
+        "causal LM adapter on an encoder-only base",
+        ("register", "{tmp}/causal", "--name", "n", "--base", "{base}"),
+        1,
+        "does not fit base tiny-bert: task CAUSAL_LM needs a model that generates text, and 'bert' is an "
+        "encoder-only model (its config.json does not set is_decoder)",
+        setup=causal_task,
     ),
     Case(
         "adapter for a wider base",

@@ -127,6 +127,21 @@ def test_an_mt5_lora_on_gpt2_is_refused_before_anything_is_stored(registry_env, 
     assert not (tmp_path / "home" / "artifacts").exists()
 
 
+def test_a_causal_lm_adapter_on_an_encoder_only_base_is_refused(
+    registry_env, tiny_base, make_lora, tmp_path
+) -> None:
+    """Read from config.json: model_type bert without is_decoder has no causal LM head."""
+    adapter = make_lora(seed=1, task_type="CAUSAL_LM")
+    with pytest.raises(IncompatibleAdapter, match=r"CAUSAL_LM .* 'bert' is an encoder-only model"):
+        register_adapter(adapter, name="wrong", base=tiny_base)
+    assert list_versions() == []
+    decoder = tmp_path / "bert-decoder"
+    shutil.copytree(tiny_base, decoder)
+    config = json.loads((decoder / "config.json").read_text())
+    (decoder / "config.json").write_text(json.dumps({**config, "is_decoder": True}))
+    assert register_adapter(adapter, name="fits", base=decoder).version == 1
+
+
 def test_a_module_the_base_lacks_is_named(registry_env, folders) -> None:
     with pytest.raises(
         IncompatibleAdapter, match=r"module 'model\.layers\.0\.self_attn\.q_proj' is not in the base"

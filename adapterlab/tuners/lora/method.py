@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from adapterlab.config import PeftType
+from adapterlab.hf_format import EMBEDDING_LAYER_NAMES
 from adapterlab.methods import PeftMethod
 from adapterlab.tuners.lora.config import LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.model import LoraModel
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper
-from adapterlab.tuners.lora.weight_tying import EMBEDDING_LAYER_NAMES
 
 if TYPE_CHECKING:
     from adapterlab.peft_model import PeftModel

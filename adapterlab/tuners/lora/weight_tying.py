@@ -19,11 +19,10 @@ from typing import Any
 
 from torch import nn
 
+from adapterlab.hf_format import EMBEDDING_LAYER_NAMES
 from adapterlab.tuners.lora.config import LoraConfig
 from adapterlab.tuners.modules_to_save import ModulesToSaveWrapper, attach_modules_to_save
 
-# the names HF PEFT recognizes as input/output embeddings in modules_to_save and target_modules
-EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
 # path segments adapter wrappers insert before a wrapped module's own parameters
 WRAPPER_SEGMENT = re.compile(r"\b(base_layer|original_module)\.")
 
