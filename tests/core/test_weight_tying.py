@@ -88,3 +88,29 @@ def test_warnings_when_the_tie_is_broken_or_the_option_does_nothing():
         )
     with pytest.warns(UserWarning, match="no tied modules are added"):
         get_peft_model(TinyLM(), LoraConfig(target_modules=["linear"], ensure_weight_tying=True))
+
+
+def test_an_adapter_tied_on_gpt2_reloads_with_its_head_still_tied(tmp_path) -> None:
+    """The saved config names GPT-2's embedding by its path (transformer.wte), not a usual embedding
+    name: a reload must still find the tied head, whose tensors the file holds."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32)
+    ).save_pretrained(tmp_path / "base")
+    config = LoraConfig(
+        task_type="CAUSAL_LM",
+        target_modules=["c_attn", "lm_head"],
+        ensure_weight_tying=True,
+        init_lora_weights=False,
+    )
+    model = get_peft_model(GPT2LMHeadModel.from_pretrained(tmp_path / "base"), config)
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(
+        GPT2LMHeadModel.from_pretrained(tmp_path / "base"), tmp_path / "adapter"
+    )
+    ids = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(reloaded(input_ids=ids).logits, model.eval()(input_ids=ids).logits)
+    head, embedding = reloaded.base_model.model.lm_head, reloaded.base_model.model.transformer.wte
+    assert head.lora_A["default"].weight.data_ptr() == embedding.lora_embedding_B["default"].data_ptr()

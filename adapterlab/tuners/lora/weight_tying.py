@@ -97,6 +97,10 @@ def plan_weight_tying(model: nn.Module, config: LoraConfig) -> None:
             config.target_modules = rf"(?:{config.target_modules}|^{re.escape(_embedding_name(model))}$)"
         else:
             config.target_modules = _with_embedding(model, config.target_modules, tied)
+    elif _names_module(config.target_modules, _embedding_name(model)):
+        # a reload: the saved config names the input embedding by its path (GPT-2's transformer.wte),
+        # the tied head having been taken out when the adapter was made
+        config.target_modules_to_tie = tied
     else:
         warnings.warn(
             "You have requested `ensure_weight_tying`, but no tied modules are added in either "
@@ -104,6 +108,13 @@ def plan_weight_tying(model: nn.Module, config: LoraConfig) -> None:
             UserWarning,
             stacklevel=4,
         )
+
+
+def _names_module(names: list[str] | str | None, path: str) -> bool:
+    """Whether a list of target names selects the module at ``path`` (as a full path or its suffix)."""
+    if names is None or isinstance(names, str):
+        return False
+    return any(path == name or path.endswith(f".{name}") for name in names)
 
 
 def _embedding_name(model: nn.Module) -> str:
