@@ -204,3 +204,24 @@ def test_p_tuning_mlp_warns_that_encoder_num_layers_is_ignored(recwarn):
     assert not recwarn.list
     with pytest.warns(UserWarning, match="for MLP, the argument `encoder_num_layers` is ignored"):
         PromptEncoder(PromptEncoderConfig(encoder_num_layers=3, **sizes))
+
+
+def test_disable_adapter_warns_on_a_mix_of_enabled_and_disabled_layers_and_enables_all_after() -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "lin1"]))
+    lin0, lin1 = model.base_model.model.lin0, model.base_model.model.lin1
+    lin0.enable_adapters(False)
+    with pytest.warns(UserWarning, match="some adapter layers that are enabled and others that are disabled"):
+        with model.disable_adapter():
+            assert lin0.disable_adapters and lin1.disable_adapters
+    assert not lin0.disable_adapters and not lin1.disable_adapters
+
+
+def test_disable_adapter_is_silent_when_all_layers_agree(recwarn: pytest.WarningsRecorder) -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "lin1"]))
+    with model.disable_adapter():
+        pass
+    model.disable_adapter_layers()
+    with model.disable_adapter():
+        pass
+    assert not [w for w in recwarn if "adapter layers" in str(w.message)]
+    assert model.base_model.model.lin0.disable_adapters  # a uniform "off" is kept, not switched on
