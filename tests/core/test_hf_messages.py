@@ -225,3 +225,44 @@ def test_disable_adapter_is_silent_when_all_layers_agree(recwarn: pytest.Warning
         pass
     assert not [w for w in recwarn if "adapter layers" in str(w.message)]
     assert model.base_model.model.lin0.disable_adapters  # a uniform "off" is kept, not switched on
+
+
+@pytest.mark.parametrize("target_modules", [None, [], ""])
+def test_target_parameters_matching_nothing_without_target_modules_is_refused(target_modules) -> None:
+    config = LoraConfig(target_modules=target_modules, target_parameters=["lin0.nothing"])
+    with pytest.raises(
+        TargetModuleNotFound, match="No `target_modules` passed but also no `target_parameters`"
+    ):
+        get_peft_model(MLP(), config)
+
+
+def test_target_parameters_given_as_a_string_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="`target_parameters` must be a list of strings or None"):
+        LoraConfig(target_parameters="lin0.weight")
+
+
+def test_the_half_of_targets_that_matches_nothing_is_warned_about() -> None:
+    from adapterlab.tuners.lora.param_wrapper import ParamWrapper
+
+    with pytest.warns(
+        RuntimeWarning, match=r"target_modules=\{'nothing'\} were set but no module was matched"
+    ):
+        model = get_peft_model(
+            MLP(), LoraConfig(target_modules=["nothing"], target_parameters=["lin0.weight"])
+        )
+    assert isinstance(model.base_model.model.lin0, ParamWrapper)
+    with pytest.warns(
+        RuntimeWarning, match=r"target_parameters=\['lin0.nothing'\] were set but no parameter"
+    ):
+        model = get_peft_model(MLP(), LoraConfig(target_modules=["lin1"], target_parameters=["lin0.nothing"]))
+    assert isinstance(model.base_model.model.lin0, nn.Linear) and hasattr(
+        model.base_model.model.lin1, "lora_A"
+    )
+
+
+def test_a_parameter_of_a_targeted_module_is_refused_in_hf_words() -> None:
+    config = LoraConfig(target_modules=["lin0"], target_parameters=["lin0.weight"])
+    with pytest.raises(
+        InvalidConfig, match="Trying to wrap an `nn.Parameter` of layer 'lin0' of type Linear"
+    ):
+        get_peft_model(MLP(), config)
