@@ -266,3 +266,24 @@ def test_a_parameter_of_a_targeted_module_is_refused_in_hf_words() -> None:
         InvalidConfig, match="Trying to wrap an `nn.Parameter` of layer 'lin0' of type Linear"
     ):
         get_peft_model(MLP(), config)
+
+
+def test_adapter_layers_print_with_hf_peft_names() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.conv = nn.Conv2d(4, 4, 3)
+            self.lin = nn.Linear(4, 4)
+            self.experts = nn.Linear(4, 4)
+
+    config = LoraConfig(target_modules=["emb", "conv", "lin"], target_parameters=["experts.weight"])
+    model = get_peft_model(Net(), config).base_model.model
+    names = {name: repr(getattr(model, name)).split("(", 1)[0] for name in ["emb", "conv", "lin", "experts"]}
+    assert names == {
+        "emb": "lora.Embedding",
+        "conv": "lora.Conv2d",
+        "lin": "lora.Linear",
+        "experts": "lora.ParamWrapper",
+    }
+    assert "(base_layer): Linear(in_features=4" in repr(model.lin)
