@@ -287,3 +287,45 @@ def test_adapter_layers_print_with_hf_peft_names() -> None:
         "experts": "lora.ParamWrapper",
     }
     assert "(base_layer): Linear(in_features=4" in repr(model.lin)
+
+
+class _TinyLM(nn.Module):
+    """A model with transformers' embedding accessors and an ``embed_tokens``, as HF PEFT's tests use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(10, 4)
+        self.lin = nn.Linear(4, 4)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed_tokens
+
+    def get_output_embeddings(self) -> None:
+        return None
+
+
+def test_saving_targeted_embedding_tables_says_so(recwarn: pytest.WarningsRecorder) -> None:
+    model = get_peft_model(_TinyLM(), LoraConfig(target_modules=["embed_tokens", "lin"]))
+    with pytest.warns(
+        UserWarning, match="Setting `save_embedding_layers` to `True` as embedding layers found"
+    ):
+        state = get_peft_model_state_dict(model)
+    assert "base_model.model.embed_tokens.base_layer.weight" in state
+    state = get_peft_model_state_dict(model, save_embedding_layers=True)  # asked for: no warning
+    assert "base_model.model.embed_tokens.base_layer.weight" in state
+    assert not [w for w in recwarn if "save_embedding_layers" in str(w.message)]
+
+
+def test_embedding_tables_of_a_plain_torch_model_are_not_guessed() -> None:
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed_tokens = nn.Embedding(10, 4)
+
+    model = get_peft_model(Plain(), LoraConfig(target_modules=["embed_tokens"]))
+    with pytest.warns(UserWarning, match="Could not identify embedding layer"):
+        state = get_peft_model_state_dict(model, save_embedding_layers=True)
+    assert sorted(state) == [
+        "base_model.model.embed_tokens.lora_embedding_A",
+        "base_model.model.embed_tokens.lora_embedding_B",
+    ]
