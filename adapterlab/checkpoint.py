@@ -184,8 +184,8 @@ def load_into_model(
         target = targets[key]
         if target.shape != value.shape:
             raise ShapeMismatch(
-                f"{key}: checkpoint shape {tuple(value.shape)} != model shape {tuple(target.shape)}; "
-                f"the adapter was trained on a base model with other dimensions"
+                f"size mismatch for {key}: checkpoint shape {tuple(value.shape)} != model shape "
+                f"{tuple(target.shape)}; the adapter was trained on a base model with other dimensions"
             )
     for key, value in state_dict.items():
         target = targets[key]
