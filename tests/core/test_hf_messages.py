@@ -329,3 +329,14 @@ def test_embedding_tables_of_a_plain_torch_model_are_not_guessed() -> None:
         "base_model.model.embed_tokens.lora_embedding_A",
         "base_model.model.embed_tokens.lora_embedding_B",
     ]
+
+
+def test_a_layer_active_adapter_set_through_hf_peft_storage_counts() -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "lin1"]))
+    model.add_adapter("other", LoraConfig(target_modules=["lin0", "lin1"]))
+    lin0 = model.base_model.model.lin0
+    lin0._active_adapter = "other"  # HF PEFT's attribute: a name (or a list of names)
+    assert lin0.active_adapters == ["other"] and lin0.active_adapter == "other"
+    assert model.get_model_status().active_adapters == "irregular"
+    lin0.set_adapter(["default", "other"])
+    assert lin0._active_adapter == ["default", "other"]
