@@ -340,3 +340,25 @@ def test_a_layer_active_adapter_set_through_hf_peft_storage_counts() -> None:
     assert model.get_model_status().active_adapters == "irregular"
     lin0.set_adapter(["default", "other"])
     assert lin0._active_adapter == ["default", "other"]
+
+
+@pytest.mark.parametrize(
+    "attention, options, message",
+    [
+        (
+            lambda: nn.MultiheadAttention(8, 2, kdim=4, vdim=4),
+            {},
+            "Only same embed for query/key/value is supported as of now for MultiheadAttention",
+        ),
+        (
+            lambda: nn.MultiheadAttention(8, 2),
+            {"use_dora": True},
+            r"MultiheadAttention does not support DoRA \(yet\), please set use_dora to False",
+        ),
+    ],
+)
+def test_multihead_attention_refusals_carry_hf_wording(attention, options, message) -> None:
+    model = nn.Sequential()
+    model.add_module("mha", attention())
+    with pytest.raises(InvalidConfig, match=message):
+        get_peft_model(model, LoraConfig(target_modules=["mha"], **options))

@@ -368,7 +368,7 @@ def test_bad_variant_configs_are_refused_in_one_line(build: Any, error: type, me
         (
             {"target_modules": ["lin1"], "use_bdlora": {"target_modules_bd_a": ["lin1"], "nblocks": 5}},
             InvalidConfig,
-            "not divisible into nblocks=5 blocks",
+            "not divisible by nblocks=5 \\(into that many blocks\\)",
         ),
     ],
 )
