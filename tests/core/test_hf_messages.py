@@ -362,3 +362,16 @@ def test_multihead_attention_refusals_carry_hf_wording(attention, options, messa
     model.add_module("mha", attention())
     with pytest.raises(InvalidConfig, match=message):
         get_peft_model(model, LoraConfig(target_modules=["mha"], **options))
+
+
+def test_a_modules_to_save_copy_set_active_through_hf_peft_storage_runs() -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"], modules_to_save=["lin1"]))
+    model.add_adapter("other", LoraConfig(target_modules=["lin0"], modules_to_save=["lin1"]))
+    wrapper = model.base_model.model.lin1
+    wrapper._active_adapter = "other"  # HF PEFT's attribute
+    assert wrapper.active_adapter == "other" and wrapper.weight is wrapper.modules_to_save["other"].weight
+    wrapper._active_adapter = "does-not-exist"
+    with pytest.raises(
+        AttributeError, match="has no attribute 'weight': its active adapter 'does-not-exist'"
+    ):
+        _ = wrapper.weight
