@@ -14,6 +14,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -68,12 +69,37 @@ def get_peft_model_state_dict(
     state = dict(method.adapter_state_dict(model, adapter_name))
     for path, tensors in _modules_to_save(model, adapter_name):
         state.update({f"{path}.{key}": value for key, value in tensors.items()})
-    if save_embedding_layers is False:
-        # the only full base weights a LoRA file holds are those tables (a lora_only bias is a .bias)
-        state = {key: value for key, value in state.items() if not key.endswith(".base_layer.weight")}
+    state = _apply_save_embedding_layers(model, state, save_embedding_layers)
     if state_dict is not None:
         state = _values_from(model, state, state_dict)
     return {strip_wrapper_prefixes(key): value.detach() for key, value in state.items()}
+
+
+def _apply_save_embedding_layers(
+    model: PeftModel, state: dict[str, torch.Tensor], save_embedding_layers: str | bool
+) -> dict[str, torch.Tensor]:
+    """``state`` with or without the full embedding tables, with HF PEFT's warnings about the choice."""
+    # the only full base weights a LoRA file holds are those tables (a lora_only bias is a .bias)
+    tables = [key for key in state if key.endswith(".base_layer.weight")]
+    if save_embedding_layers is False:
+        return {key: value for key, value in state.items() if key not in tables}
+    if save_embedding_layers == "auto" and tables:
+        warnings.warn(
+            "Setting `save_embedding_layers` to `True` as embedding layers found in `target_modules`. "
+            "Pass save_embedding_layers=False to save the adapter alone (the base tables are then needed "
+            "unchanged to load it)",
+            UserWarning,
+            stacklevel=4,
+        )
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if save_embedding_layers is True and not hasattr(base, "get_input_embeddings"):
+        warnings.warn(
+            "Could not identify embedding layer(s) because the model is not a 🤗 transformers model. No "
+            "embedding table is saved",
+            UserWarning,
+            stacklevel=4,
+        )
+    return state
 
 
 # module names that wrappers (FSDP, activation checkpointing) insert into every path inside them
@@ -158,8 +184,8 @@ def load_into_model(
         target = targets[key]
         if target.shape != value.shape:
             raise ShapeMismatch(
-                f"{key}: checkpoint shape {tuple(value.shape)} != model shape {tuple(target.shape)}; "
-                f"the adapter was trained on a base model with other dimensions"
+                f"size mismatch for {key}: checkpoint shape {tuple(value.shape)} != model shape "
+                f"{tuple(target.shape)}; the adapter was trained on a base model with other dimensions"
             )
     for key, value in state_dict.items():
         target = targets[key]

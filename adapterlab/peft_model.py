@@ -196,10 +196,20 @@ class PeftModel(nn.Module):
         """Run the base model alone inside the ``with`` block (merged adapters are unmerged).
 
         Nothing trains inside the block: every parameter that requires grad is switched off, and
-        switched back on when the block ends, as HF PEFT does with the adapters' parameters.
+        switched back on when the block ends, as HF PEFT does with the adapters' parameters. Layers
+        switched off before the block stay off, unless only some were: that mix is warned about and, as
+        in HF PEFT, every layer is switched back on at the end.
         """
         layers = adapter_layers(self)
         was_disabled = [layer.disable_adapters for layer in layers]
+        if len(set(was_disabled)) > 1:
+            was_disabled = [False] * len(layers)
+            warnings.warn(
+                "The model contains some adapter layers that are enabled and others that are disabled; "
+                "this is probably a mistake. Leaving the disable_adapter block will enable all of them.",
+                UserWarning,
+                stacklevel=3,
+            )
         training = [param for param in self.parameters() if param.requires_grad]
         for layer in layers:
             layer.disable_adapters = True
@@ -210,7 +220,7 @@ class PeftModel(nn.Module):
             yield
         finally:
             for layer, disabled in zip(layers, was_disabled, strict=True):
-                layer.disable_adapters = disabled  # layers switched off before the block stay off
+                layer.disable_adapters = disabled
             for param in training:
                 param.requires_grad_(True)
             self.adapters_disabled = False

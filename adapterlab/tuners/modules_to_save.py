@@ -58,10 +58,26 @@ class ModulesToSaveWrapper(nn.Module):
             if (
                 name.startswith("__")
                 or "_modules" not in self.__dict__
-                or name in ("original_module", "modules_to_save")
+                or name in ("original_module", "modules_to_save", "_active_adapter")
             ):
                 raise
+            active = self.active_adapter
+            if active is not None and not self.disable_adapters and active not in self.modules_to_save:
+                raise AttributeError(
+                    f"'{type(self).__name__}' object has no attribute '{name}': its active adapter "
+                    f"{active!r} does not exist here"
+                ) from None
             return getattr(self.active_module, name)
+
+    @property
+    def active_adapter(self) -> str | None:
+        """The adapter whose copy runs (None: the original); HF PEFT stores it as ``_active_adapter``,
+        which its tests and some scripts set directly."""
+        return self._active_adapter
+
+    @active_adapter.setter
+    def active_adapter(self, name: str | None) -> None:
+        self._active_adapter = name
 
     @property
     def active_adapters(self) -> list[str]:

@@ -48,7 +48,8 @@ class BaseTunerLayer:
     other_param_names: tuple[str, ...] = ()
     # per adapter, names of adapter_layer_names containers whose tensor never trains (HF PEFT's name)
     frozen_peft_weight_names: Mapping[str, tuple[str, ...]] = MappingProxyType({})
-    active_adapters: list[str]
+    # HF PEFT's storage, which its tests and some scripts set directly: a name or a list of names
+    _active_adapter: str | list[str]
     merged_adapters: list[str]
     disable_adapters: bool
 
@@ -76,6 +77,16 @@ class BaseTunerLayer:
     @property
     def merged(self) -> bool:
         return bool(self.merged_adapters)
+
+    @property
+    def active_adapters(self) -> list[str]:
+        """The names of this layer's active adapters."""
+        active = self._active_adapter
+        return [active] if isinstance(active, str) else active
+
+    @active_adapters.setter
+    def active_adapters(self, names: list[str]) -> None:
+        self._active_adapter = list(names)
 
     @property
     def active_adapter(self) -> str | list[str]:
@@ -164,6 +175,16 @@ class BaseTuner:
             if name.startswith("__") or name == "model" or "_modules" not in self.__dict__:
                 raise
             return getattr(self.model, name)
+
+    @property
+    def active_adapters(self) -> list[str]:
+        """The names of this layer's active adapters."""
+        active = self._active_adapter
+        return [active] if isinstance(active, str) else active
+
+    @active_adapters.setter
+    def active_adapters(self, names: list[str]) -> None:
+        self._active_adapter = list(names)
 
     @property
     def active_adapter(self) -> str | list[str]:

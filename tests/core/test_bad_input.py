@@ -115,7 +115,8 @@ def test_adapter_on_a_base_with_other_shapes_names_the_first_key_and_both_shapes
         PeftModel.from_pretrained(wider, tmp_path)
     message = one_line(excinfo)
     assert re.match(
-        r"base_model\.model\.\S+: checkpoint shape \(\d+, 32\) != model shape \(\d+, 48\);", message
+        r"size mismatch for base_model\.model\.\S+: checkpoint shape \(\d+, 32\) != model shape \(\d+, 48\);",
+        message,
     )
 
 

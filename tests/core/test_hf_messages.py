@@ -204,3 +204,174 @@ def test_p_tuning_mlp_warns_that_encoder_num_layers_is_ignored(recwarn):
     assert not recwarn.list
     with pytest.warns(UserWarning, match="for MLP, the argument `encoder_num_layers` is ignored"):
         PromptEncoder(PromptEncoderConfig(encoder_num_layers=3, **sizes))
+
+
+def test_disable_adapter_warns_on_a_mix_of_enabled_and_disabled_layers_and_enables_all_after() -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "lin1"]))
+    lin0, lin1 = model.base_model.model.lin0, model.base_model.model.lin1
+    lin0.enable_adapters(False)
+    with pytest.warns(UserWarning, match="some adapter layers that are enabled and others that are disabled"):
+        with model.disable_adapter():
+            assert lin0.disable_adapters and lin1.disable_adapters
+    assert not lin0.disable_adapters and not lin1.disable_adapters
+
+
+def test_disable_adapter_is_silent_when_all_layers_agree(recwarn: pytest.WarningsRecorder) -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "lin1"]))
+    with model.disable_adapter():
+        pass
+    model.disable_adapter_layers()
+    with model.disable_adapter():
+        pass
+    assert not [w for w in recwarn if "adapter layers" in str(w.message)]
+    assert model.base_model.model.lin0.disable_adapters  # a uniform "off" is kept, not switched on
+
+
+@pytest.mark.parametrize("target_modules", [None, [], ""])
+def test_target_parameters_matching_nothing_without_target_modules_is_refused(target_modules) -> None:
+    config = LoraConfig(target_modules=target_modules, target_parameters=["lin0.nothing"])
+    with pytest.raises(
+        TargetModuleNotFound, match="No `target_modules` passed but also no `target_parameters`"
+    ):
+        get_peft_model(MLP(), config)
+
+
+def test_target_parameters_given_as_a_string_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="`target_parameters` must be a list of strings or None"):
+        LoraConfig(target_parameters="lin0.weight")
+
+
+def test_the_half_of_targets_that_matches_nothing_is_warned_about() -> None:
+    from adapterlab.tuners.lora.param_wrapper import ParamWrapper
+
+    with pytest.warns(
+        RuntimeWarning, match=r"target_modules=\{'nothing'\} were set but no module was matched"
+    ):
+        model = get_peft_model(
+            MLP(), LoraConfig(target_modules=["nothing"], target_parameters=["lin0.weight"])
+        )
+    assert isinstance(model.base_model.model.lin0, ParamWrapper)
+    with pytest.warns(
+        RuntimeWarning, match=r"target_parameters=\['lin0.nothing'\] were set but no parameter"
+    ):
+        model = get_peft_model(MLP(), LoraConfig(target_modules=["lin1"], target_parameters=["lin0.nothing"]))
+    assert isinstance(model.base_model.model.lin0, nn.Linear) and hasattr(
+        model.base_model.model.lin1, "lora_A"
+    )
+
+
+def test_a_parameter_of_a_targeted_module_is_refused_in_hf_words() -> None:
+    config = LoraConfig(target_modules=["lin0"], target_parameters=["lin0.weight"])
+    with pytest.raises(
+        InvalidConfig, match="Trying to wrap an `nn.Parameter` of layer 'lin0' of type Linear"
+    ):
+        get_peft_model(MLP(), config)
+
+
+def test_adapter_layers_print_with_hf_peft_names() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.conv = nn.Conv2d(4, 4, 3)
+            self.lin = nn.Linear(4, 4)
+            self.experts = nn.Linear(4, 4)
+
+    config = LoraConfig(target_modules=["emb", "conv", "lin"], target_parameters=["experts.weight"])
+    model = get_peft_model(Net(), config).base_model.model
+    names = {name: repr(getattr(model, name)).split("(", 1)[0] for name in ["emb", "conv", "lin", "experts"]}
+    assert names == {
+        "emb": "lora.Embedding",
+        "conv": "lora.Conv2d",
+        "lin": "lora.Linear",
+        "experts": "lora.ParamWrapper",
+    }
+    assert "(base_layer): Linear(in_features=4" in repr(model.lin)
+
+
+class _TinyLM(nn.Module):
+    """A model with transformers' embedding accessors and an ``embed_tokens``, as HF PEFT's tests use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(10, 4)
+        self.lin = nn.Linear(4, 4)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed_tokens
+
+    def get_output_embeddings(self) -> None:
+        return None
+
+
+def test_saving_targeted_embedding_tables_says_so(recwarn: pytest.WarningsRecorder) -> None:
+    model = get_peft_model(_TinyLM(), LoraConfig(target_modules=["embed_tokens", "lin"]))
+    with pytest.warns(
+        UserWarning, match="Setting `save_embedding_layers` to `True` as embedding layers found"
+    ):
+        state = get_peft_model_state_dict(model)
+    assert "base_model.model.embed_tokens.base_layer.weight" in state
+    state = get_peft_model_state_dict(model, save_embedding_layers=True)  # asked for: no warning
+    assert "base_model.model.embed_tokens.base_layer.weight" in state
+    assert not [w for w in recwarn if "save_embedding_layers" in str(w.message)]
+
+
+def test_embedding_tables_of_a_plain_torch_model_are_not_guessed() -> None:
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed_tokens = nn.Embedding(10, 4)
+
+    model = get_peft_model(Plain(), LoraConfig(target_modules=["embed_tokens"]))
+    with pytest.warns(UserWarning, match="Could not identify embedding layer"):
+        state = get_peft_model_state_dict(model, save_embedding_layers=True)
+    assert sorted(state) == [
+        "base_model.model.embed_tokens.lora_embedding_A",
+        "base_model.model.embed_tokens.lora_embedding_B",
+    ]
+
+
+def test_a_layer_active_adapter_set_through_hf_peft_storage_counts() -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0", "lin1"]))
+    model.add_adapter("other", LoraConfig(target_modules=["lin0", "lin1"]))
+    lin0 = model.base_model.model.lin0
+    lin0._active_adapter = "other"  # HF PEFT's attribute: a name (or a list of names)
+    assert lin0.active_adapters == ["other"] and lin0.active_adapter == "other"
+    assert model.get_model_status().active_adapters == "irregular"
+    lin0.set_adapter(["default", "other"])
+    assert lin0._active_adapter == ["default", "other"]
+
+
+@pytest.mark.parametrize(
+    "attention, options, message",
+    [
+        (
+            lambda: nn.MultiheadAttention(8, 2, kdim=4, vdim=4),
+            {},
+            "Only same embed for query/key/value is supported as of now for MultiheadAttention",
+        ),
+        (
+            lambda: nn.MultiheadAttention(8, 2),
+            {"use_dora": True},
+            r"MultiheadAttention does not support DoRA \(yet\), please set use_dora to False",
+        ),
+    ],
+)
+def test_multihead_attention_refusals_carry_hf_wording(attention, options, message) -> None:
+    model = nn.Sequential()
+    model.add_module("mha", attention())
+    with pytest.raises(InvalidConfig, match=message):
+        get_peft_model(model, LoraConfig(target_modules=["mha"], **options))
+
+
+def test_a_modules_to_save_copy_set_active_through_hf_peft_storage_runs() -> None:
+    model = get_peft_model(MLP(), LoraConfig(target_modules=["lin0"], modules_to_save=["lin1"]))
+    model.add_adapter("other", LoraConfig(target_modules=["lin0"], modules_to_save=["lin1"]))
+    wrapper = model.base_model.model.lin1
+    wrapper._active_adapter = "other"  # HF PEFT's attribute
+    assert wrapper.active_adapter == "other" and wrapper.weight is wrapper.modules_to_save["other"].weight
+    wrapper._active_adapter = "does-not-exist"
+    with pytest.raises(
+        AttributeError, match="has no attribute 'weight': its active adapter 'does-not-exist'"
+    ):
+        _ = wrapper.weight

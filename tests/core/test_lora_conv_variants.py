@@ -1,4 +1,5 @@
-"""DoRA on Conv1d/2d/3d (a magnitude per output channel) and LoRA on grouped convolutions, as HF PEFT."""
+"""DoRA on Conv1d/2d/3d (a magnitude per output channel) and LoRA and DoRA on grouped convolutions, as HF
+PEFT."""
 
 from __future__ import annotations
 
@@ -123,16 +124,56 @@ def test_grouped_conv_refuses_merging_without_touching_any_layer() -> None:
     assert isinstance(peft_model.base_model.model[0], LoraLayer)  # nothing was unloaded either
 
 
+def test_grouped_conv_needs_a_rank_divisible_by_groups() -> None:
+    with pytest.raises(InvalidConfig, match="divisible by groups"):
+        get_peft_model(_grouped(), LoraConfig(target_modules=["0"], r=3))
+
+
+def _dense_kernel(conv: nn.modules.conv._ConvNd) -> torch.Tensor:
+    """The grouped kernel (out, in / g, *k) written out as the dense (out, in, *k) it acts as, by hand."""
+    out, inputs, groups = conv.out_channels, conv.in_channels, conv.groups
+    dense = torch.zeros(out, inputs, *conv.kernel_size)
+    for o in range(out):
+        group = o // (out // groups)
+        dense[o, group * (inputs // groups) : (group + 1) * (inputs // groups)] = conv.weight[o]
+    return dense
+
+
 @pytest.mark.parametrize(
-    "config, error, message",
+    "conv",
     [
-        ({"r": 3}, InvalidConfig, "divisible by groups"),
-        ({"r": 2, "use_dora": True}, UnsupportedFeature, "DoRA on grouped"),
+        nn.Conv1d(8, 12, 3, padding=1, groups=4),
+        nn.Conv2d(16, 32, 3, padding=1, groups=2),
+        nn.Conv3d(4, 6, 1, groups=2),
     ],
 )
-def test_grouped_conv_needs_a_divisible_rank_and_no_dora(config, error, message) -> None:
-    with pytest.raises(error, match=message):
-        get_peft_model(_grouped(), LoraConfig(target_modules=["0"], **config))
+def test_grouped_conv_dora_is_dora_of_the_dense_kernel(conv: nn.modules.conv._ConvNd) -> None:
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="cannot be merged"):
+        model = get_peft_model(
+            nn.Sequential(copy.deepcopy(conv)),
+            LoraConfig(target_modules=["0"], r=4, use_dora=True, init_lora_weights=False),
+        )
+    layer = model.base_model.model[0]
+    with torch.no_grad():
+        layer.lora_magnitude_vector["default"].mul_(
+            torch.rand_like(layer.lora_magnitude_vector["default"]) + 0.5
+        )
+    conv_fn = getattr(torch.nn.functional, f"conv{conv.weight.dim() - 2}d")
+    x = torch.randn(2, conv.in_channels, *[5] * (conv.weight.dim() - 2))
+    update = layer.lora_weight("default")  # dense: the low-rank path is one ungrouped convolution with it
+    torch.testing.assert_close(
+        layer.lora_B["default"](layer.lora_A["default"](x)), conv_fn(x, update, padding=conv.padding)
+    )
+    combined = _dense_kernel(conv) + layer.scaling["default"] * update
+    norms = combined.flatten(1).norm(dim=1).view(-1, *[1] * (combined.dim() - 1))
+    kernel = layer.lora_magnitude_vector["default"].view(-1, *[1] * (combined.dim() - 1)) / norms * combined
+    expected = conv_fn(x, kernel, conv.bias, padding=conv.padding)
+    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+    model(x).sum().backward()
+    assert layer.lora_magnitude_vector["default"].grad is not None
+    with pytest.raises(UnsupportedFeature, match=f"groups={conv.groups}"):
+        model.merge_adapter()
 
 
 @pytest.mark.parametrize("autocast, expected", [(True, torch.float32), (False, torch.bfloat16)])

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 def _require_blocks(fan_in: int, fan_out: int, nblocks: int, what: str) -> None:
     if fan_in % nblocks or fan_out % nblocks:
         raise InvalidConfig(
-            f"BD-LoRA: {what} is {fan_out} x {fan_in}, not divisible into nblocks={nblocks} blocks; change r "
-            "or nblocks"
+            f"BD-LoRA: {what} is {fan_out} x {fan_in}, not divisible by nblocks={nblocks} (into that many "
+            "blocks); change r or nblocks"
         )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from adapterlab.config import PeftConfig, PeftType, validate_choice
-from adapterlab.errors import InvalidConfig, UnsupportedFeature
+from adapterlab.errors import InvalidConfig, InvalidConfigType, UnsupportedFeature
 from adapterlab.tuners.lora.variant_configs import BdLoraConfig, KasaConfig, VeloraConfig, as_subconfig
 
 # Layers LoRA targets when target_modules is unset, by transformers' config.model_type.
@@ -224,7 +224,10 @@ class LoraConfig(PeftConfig):
         if names is None:
             return
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-            raise InvalidConfig(f"target_parameters must be a list of parameter names, got {names!r}")
+            raise InvalidConfigType(
+                f"`target_parameters` must be a list of strings or None. Got {names!r}; write a list of "
+                "parameter names, e.g. ['experts.gate_up_proj']"
+            )
         self.target_parameters = list(names)
         if not names:
             return

@@ -14,8 +14,11 @@ and keys are the same as in Hugging Face PEFT's checkpoints: ``lora_A.weight`` (
 
 On a grouped convolution (``groups`` = g > 1) A stays a full convolution and B is grouped (each of
 its g groups maps r / g of A's channels to out / g outputs), as in Hugging Face PEFT. That update is
-not a grouped kernel, so it cannot be merged into the base weights: merging is refused, and so is
-DoRA (which needs the merged kernel's norms).
+a dense kernel (out, in, *kernel), not a grouped one, so it cannot be merged into the base weights:
+merging is refused. DoRA works: its norms are those of the dense kernel the layer computes (the base
+kernel spread over its groups plus the update). Hugging Face PEFT instead takes the norms of B @ A
+reshaped to the base's grouped shape, so a grouped-DoRA checkpoint trained there gives other outputs
+here once its magnitudes have moved away from their initial norms.
 """
 
 from __future__ import annotations
@@ -54,11 +57,6 @@ class Conv(LoraLayer):
                     f"Targeting a {kind} with groups={base.groups} and rank {r}. Currently, support is "
                     "limited to conv layers where the rank is divisible by groups. Either choose a different "
                     "rank or do not target this specific layer."
-                )
-            if kw.get("use_dora"):
-                raise UnsupportedFeature(
-                    f"DoRA on grouped convolutions (a {kind} with groups={base.groups}) is not "
-                    f"supported; exclude this layer or set use_dora=False"
                 )
             warnings.warn(
                 f"LoRA on a {kind} with groups={base.groups} cannot be merged into the base weights; "
@@ -110,13 +108,17 @@ class Conv(LoraLayer):
             )
 
     def lora_weight(self, name: str) -> torch.Tensor:
-        """``B @ A`` as a kernel (out, in, *kernel), unscaled (ungrouped convolutions only)."""
-        self._refuse_grouped()
+        """``B @ A`` as a dense kernel (out, in, *kernel), unscaled. With g groups, output channel o of
+        group j = o // (out / g) mixes only A's channels of group j."""
+        groups = self.base_layer.groups
         a = self.lora_A[name].weight  # (r, in, *kernel)
-        b = self.lora_B[name].weight.flatten(1)  # (out, r)
-        return (b @ a.flatten(1)).view(b.shape[0], *a.shape[1:])
+        b = self.lora_B[name].weight.flatten(1)  # (out, r / g)
+        out, r = b.shape[0], a.shape[0]
+        per_group = torch.bmm(b.view(groups, out // groups, -1), a.reshape(groups, r // groups, -1))
+        return per_group.view(out, *a.shape[1:])  # (g, out / g, in * kernel) -> (out, in, *kernel)
 
     def get_delta_weight(self, name: str) -> torch.Tensor:
+        self._refuse_grouped()  # the dense update does not fit a grouped kernel
         return self.lora_weight(name) * self.scaling[name]
 
     def lora_delta(self, x: torch.Tensor, result: torch.Tensor, name: str) -> torch.Tensor:

@@ -30,13 +30,27 @@ def _per_output(weight: torch.Tensor) -> tuple[int, ...]:
     return (1, -1, *([1] * (weight.dim() - 2)))
 
 
+def _dense(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A grouped convolution's kernel (out, in / g, *kernel) as the dense kernel it acts as, shaped like
+    ``like`` (out, in, *kernel): each output channel's weights sit on its group's inputs, zeros
+    elsewhere. Any other weight is returned as is."""
+    groups = like.shape[1] // weight.shape[1] if weight.dim() > 2 else 1
+    if groups == 1:
+        return weight
+    out = weight.shape[0]
+    channel = torch.arange(out, device=weight.device)
+    dense = weight.new_zeros(out, groups, *weight.shape[1:])  # (out, g, in / g, *kernel)
+    dense[channel, channel // (out // groups)] = weight
+    return dense.view(like.shape)
+
+
 def weight_norm(layer: LoraLayer, name: str, scaling: float) -> torch.Tensor:
     """Row norms of ``W + scaling * B @ A``: the magnitude DoRA starts from ((out,); convolutions
     (1, out, 1, ...))."""
     lora_weight = layer.lora_weight(name)
     # in the adapter's dtype (float32 on a half-precision base, unless autocasting is off), as lora_A/B
     weight = layer.base_weight_out_in().to(lora_weight.dtype)
-    norm = _row_norms(weight + scaling * lora_weight).detach()
+    norm = _row_norms(_dense(weight, lora_weight) + scaling * lora_weight).detach()
     return norm.view(_per_output(weight)) if weight.dim() > 2 else norm
 
 
@@ -54,7 +68,7 @@ def forward_delta(
     scaling = layer.scaling[name]
     weight = layer.base_weight_out_in().to(x.dtype)
     lora_weight = layer.lora_weight(name).to(x.dtype)
-    norm = _row_norms(weight + scaling * lora_weight.detach()).to(weight.dtype).detach()
+    norm = _row_norms(_dense(weight, lora_weight) + scaling * lora_weight.detach()).to(weight.dtype).detach()
     per_output = _per_output(weight)
     mag_norm_scale = (layer.lora_magnitude_vector[name].flatten() / norm).view(per_output)  # (1, out[, 1...])
     lora_result = layer.lora_B[name](layer.lora_A[name](x))

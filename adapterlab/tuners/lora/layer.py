@@ -83,6 +83,9 @@ class LoraLayer(nn.Module, BaseTunerLayer):
     def layer_kind(self) -> str:
         return f"lora.{type(self).__name__}"
 
+    def _get_name(self) -> str:
+        return self.layer_kind  # print(model) names adapter layers as HF PEFT does: lora.Linear(...)
+
     @property
     def adapter_names(self) -> list[str]:
         return list(self.r)

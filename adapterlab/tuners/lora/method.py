@@ -79,9 +79,9 @@ def _targeted_embedding_tables(peft_model: PeftModel, config: LoraConfig) -> dic
         )
     else:
         targeted = any(name in (targets or []) for name in EMBEDDING_LAYER_NAMES)
-    if not targeted:
-        return {}
     base = _transformers_model(peft_model)
+    if not targeted or not hasattr(base, "get_input_embeddings"):  # a plain torch model: tables unknown
+        return {}
     tables = [base.get_input_embeddings(), base.get_output_embeddings()]
     result = {}
     for path, module in peft_model.named_modules():

@@ -110,16 +110,20 @@ def check_packed(name: str, module: nn.MultiheadAttention) -> None:
     """Raise UnsupportedFeature unless ``module`` (found at ``name``) packs q, k, v in in_proj_weight."""
     if not module._qkv_same_embed_dim:
         raise UnsupportedFeature(
-            f"LoRA on nn.MultiheadAttention {name!r} needs query, key and value of one size (kdim == vdim "
-            "== embed_dim); leave this attention layer out of target_modules"
+            "Only same embed for query/key/value is supported as of now for MultiheadAttention: LoRA on "
+            f"{name!r} needs kdim == vdim == embed_dim; leave this attention layer out of target_modules"
         )
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
     """Refuse the adapter options (``add_adapter``'s keywords) this layer cannot honour, by name."""
+    if options.get("use_dora"):
+        raise UnsupportedFeature(
+            f"MultiheadAttention does not support DoRA (yet), please set use_dora to False or leave {name!r} "
+            "out of target_modules"
+        )
     init_weights = options.get("init_lora_weights", True)
     refused = {
-        "use_dora=True (DoRA)": options.get("use_dora"),
         "lora_bias=True": options.get("lora_bias"),
         f"init_lora_weights={init_weights!r}": isinstance(init_weights, str)
         and init_weights.startswith(BASE_REWRITING_INITS),

@@ -19,7 +19,11 @@ from adapterlab.tuners.lora import kasa, variants
 from adapterlab.tuners.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from adapterlab.tuners.lora.layer import LoraLayer
 from adapterlab.tuners.lora.layer_types import check_adaptable, make_lora_layer
-from adapterlab.tuners.lora.target_parameters import parameter_targets, wrap_parameters
+from adapterlab.tuners.lora.target_parameters import (
+    parameter_targets,
+    parameters_settle_targets,
+    wrap_parameters,
+)
 from adapterlab.tuners.lora.trainable_tokens import TrainableTokensWrapper, attach_trainable_tokens
 from adapterlab.tuners.lora.weight_tying import (
     is_tied_target,
@@ -81,12 +85,13 @@ class LoraModel(BaseTuner, nn.Module):
         tied = [key for key in candidates if is_tied_target(config, key)]  # follow the embedding: last
         matched = [key for key in candidates if is_target(config, targets, key) and key not in tied]
         excluded = [key for key in candidates if is_excluded(config, key)]
-        check_all_targets_found(targets, candidates, matched, excluded)  # before any change to the model
+        parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched + tied)
+        if not parameters_settle_targets(config, targets, matched + tied, parameters):
+            check_all_targets_found(targets, candidates, matched, excluded)  # before any change to the model
         warn_unused_excludes(config, list(candidates))
         for key in matched + tied:
             check_adaptable(key, candidates[key], adapter_options(config, key))
             variants.check(config, key, candidates[key], pattern_value(config.rank_pattern, key, config.r))
-        parameters = parameter_targets(self.model, config, adapter_name, self.peft_config, matched + tied)
         adapted = []
         for key in matched + tied:
             adapted.append(self._adapt_module(key, config, adapter_name))

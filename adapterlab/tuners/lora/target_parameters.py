@@ -11,6 +11,7 @@ ones: where a weight sits in the nesting of wrappers decides its checkpoint key.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,39 @@ def parameter_targets(
     if not config.target_parameters:
         return []
     _check_same_parameters(config, adapter_name, peft_config)
-    found = find_parameter_targets(model, config.target_parameters, module_targets)
+    return find_parameter_targets(model, config.target_parameters, module_targets)
+
+
+def parameters_settle_targets(
+    config: Any, targets: list[str] | str, module_keys: list[str], found: list[ParameterTarget]
+) -> bool:
+    """HF PEFT's rules when ``target_parameters`` is set: an adapter that adapts something only warns
+    about the half (modules or parameters) that matched nothing; one that adapts nothing is refused.
+    True when the parameters found make the module check (check_all_targets_found) moot."""
+    if not config.target_parameters:
+        return False
     if not found:
-        raise TargetModuleNotFound(
-            f"target_parameters {config.target_parameters} match no parameter of the base model; name "
-            "parameters as '<module path or its end>.<parameter>', e.g. 'experts.gate_up_proj'"
+        if not targets:
+            raise TargetModuleNotFound(
+                "No `target_modules` passed but also no `target_parameters` found. Please check the values "
+                f"for these arguments. target_parameters {config.target_parameters} match no parameter of "
+                "the base model; name parameters as '<module path or its end>.<parameter>', e.g. "
+                "'experts.gate_up_proj'"
+            )
+        if module_keys:
+            warnings.warn(
+                f"target_parameters={config.target_parameters} were set but no parameter was matched.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return False
+    if targets and not module_keys:
+        shown = set(targets) if isinstance(targets, list) else targets  # HF PEFT's config holds a set
+        warnings.warn(
+            f"target_modules={shown} were set but no module was matched.", RuntimeWarning, stacklevel=4
         )
-    return found
+        return True
+    return False
 
 
 def _check_same_parameters(config: Any, adapter_name: str, peft_config: dict[str, Any]) -> None:
@@ -112,9 +139,12 @@ def _check_wrappable(model: nn.Module, place: str, key: str, module_targets: lis
     while isinstance(holder, ParamWrapper):
         holder = holder.base_layer
     if place in module_targets or isinstance(holder, LoraLayer):
+        layer = _unwrapped(place)
         raise InvalidConfig(
-            f"target_parameters names {key!r}, a parameter of {_unwrapped(place)!r}, which target_modules "
-            "adapts too; remove that module from target_modules (target_modules=[] adapts none)"
+            f"Trying to wrap an `nn.Parameter` of layer {layer!r} of type {type(holder).__name__}, which is "
+            f"not a valid target. target_parameters names {key!r}, a parameter of {layer!r}, which "
+            "target_modules adapts too; remove that module from target_modules (target_modules=[] adapts "
+            "none)"
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from adapterlab.errors import InvalidConfig, InvalidConfigType
 
-VELORA_INIT_TYPES = ("batch_average", "batch_average_once", "random")
+VELORA_INIT_TYPES = ("batch_average_once", "batch_average", "random")  # in HF PEFT's message's order
 
 T = TypeVar("T")
 
@@ -57,14 +57,16 @@ class VeloraConfig:
     def __post_init__(self) -> None:
         if isinstance(self.num_groups, bool) or not isinstance(self.num_groups, int) or self.num_groups <= 0:
             raise InvalidConfig(
-                f"VeloraConfig: `num_groups` should be a positive integer, got {self.num_groups!r}"
+                f"VeloraConfig: `num_groups` should be positive, got {self.num_groups!r}. Give the number of "
+                "groups each input is split into, a positive integer"
             )
         if not _is_number(self.scale) or self.scale <= 0:
-            raise InvalidConfig(f"VeloraConfig: `scale` should be positive, got {self.scale!r}")
+            raise InvalidConfig(f"VeloraConfig: `scale` should be positive, got {self.scale!r}.")
         if self.init_type not in VELORA_INIT_TYPES:
+            *first, last = map(repr, VELORA_INIT_TYPES)
             raise InvalidConfig(
-                f"VeloraConfig: Unsupported `init_type` {self.init_type!r}; use one of "
-                f"{', '.join(map(repr, VELORA_INIT_TYPES))}"
+                f"VeloraConfig: Unsupported `init_type` {self.init_type!r}. Supported values are "
+                f"{', '.join(first)}, and {last}."
             )
 
 
