@@ -297,6 +297,11 @@ class PeftModel(nn.Module):
         return list(getattr(self.base_model, "targeted_module_names", []))
 
     @property
+    def targeted_parameter_names(self) -> list[str]:
+        """Full names of the parameters adapted through ``target_parameters`` (HF PEFT's attribute)."""
+        return list(getattr(self.base_model, "targeted_parameter_names", []))
+
+    @property
     def generation_config(self) -> Any:
         return getattr(self.get_base_model(), "generation_config", None)
 

@@ -515,3 +515,17 @@ def test_mha_inside_a_transformer_encoder_layer() -> None:
             torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=1e-5)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
+
+
+def test_targeted_parameter_names_lists_full_names_in_adapting_order() -> None:
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin0, self.lin1 = nn.Linear(4, 4), nn.Linear(4, 2)
+            self.block = nn.Sequential(nn.Linear(4, 4))
+
+    model = adapterlab.get_peft_model(
+        Model(), adapterlab.LoraConfig(target_parameters=["lin0.weight", "lin1.weight", "0.weight"])
+    )
+    assert model.targeted_parameter_names == ["lin0.weight", "lin1.weight", "block.0.weight"]
+    assert model.targeted_module_names == []  # HF PEFT keeps the two lists apart

@@ -54,6 +54,7 @@ class LoraModel(BaseTuner, nn.Module):
         self.peft_config = peft_config  # shared with the PeftModel: adapter name -> config
         self.active_adapters: list[str] = []
         self.targeted_module_names: list[str] = []  # every module adapted so far, in order (HF PEFT's)
+        self.targeted_parameter_names: list[str] = []  # every parameter adapted so far (target_parameters)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
@@ -104,6 +105,9 @@ class LoraModel(BaseTuner, nn.Module):
         for key, layer in wrap_parameters(self.model, parameters):
             layer.add_adapter(adapter_name, **adapter_options(config, key))
             adapted.append(layer)
+        for target in parameters:
+            if target.key not in self.targeted_parameter_names:
+                self.targeted_parameter_names.append(target.key)
         if config.trainable_token_indices:
             attach_trainable_tokens(self.model, config.trainable_token_indices, adapter_name)
         if isinstance(targets, list) and len(targets) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION:
