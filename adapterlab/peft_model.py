@@ -264,6 +264,10 @@ class PeftModel(nn.Module):
             raise InvalidConfig(
                 "adapter_names (mixed batches) works with LoRA adapters, not prompt-learning ones"
             )
+        if self.training:  # as HF PEFT: mixed batches are for inference (dropout, gradients per row)
+            raise InvalidConfig(
+                "Cannot pass `adapter_names` when the model is in training mode. Call model.eval() first"
+            )
         layers = adapter_layers(self)
         if any(getattr(layer, "merged", False) for layer in layers):
             raise InvalidConfig(

@@ -178,7 +178,7 @@ def test_duplicate_adapter_name(tmp_path) -> None:
 
 
 def test_unknown_adapter_names(tmp_path) -> None:
-    model = _saved_bert(tmp_path)
+    model = _saved_bert(tmp_path).eval()
     with pytest.raises(AdapterNotFound) as excinfo:
         model.set_adapter("nope")
     assert "Adapter nope does not exist" in one_line(excinfo) and "default" in str(excinfo.value)
@@ -219,7 +219,7 @@ def test_a_plain_tensor_bin_still_loads(tmp_path) -> None:
 
 
 def test_mixed_batch_needs_one_name_per_row(tmp_path) -> None:
-    model = _saved_bert(tmp_path)
+    model = _saved_bert(tmp_path).eval()
     with pytest.raises(InvalidConfig) as excinfo:
         model(input_ids=torch.randint(2, 60, (3, 5)), adapter_names=["default", "__base__"])
     assert "one name per row" in one_line(excinfo)
@@ -234,7 +234,7 @@ def test_save_onto_a_file_path(tmp_path) -> None:
 
 
 def test_mixed_batch_refuses_dora_adapters() -> None:
-    model = get_peft_model(make_base("bert"), LoraConfig(r=2, use_dora=True))
+    model = get_peft_model(make_base("bert"), LoraConfig(r=2, use_dora=True)).eval()
     with pytest.raises(InvalidConfig) as excinfo:
         model(input_ids=torch.randint(2, 60, (2, 5)), adapter_names=["default", "__base__"])
     assert "DoRA" in one_line(excinfo)

@@ -56,6 +56,7 @@ def test_disable_adapter_also_undoes_a_merge(two_adapters) -> None:
 
 def test_mixed_batch_gives_each_row_its_adapter(two_adapters) -> None:
     model, reference = two_adapters
+    model.eval()  # mixed batches are for inference (HF PEFT refuses them in training mode)
     inputs = make_inputs("decoder", batch=3)
     per_adapter = {}
     for name in ("default", "other"):
@@ -71,6 +72,7 @@ def test_mixed_batch_gives_each_row_its_adapter(two_adapters) -> None:
 
 def test_mixed_batch_in_generate(two_adapters) -> None:
     model, _ = two_adapters
+    model.eval()
     ids = make_inputs("decoder", batch=2)["input_ids"]
     settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
     expected = []
@@ -85,8 +87,17 @@ def test_mixed_batch_in_generate(two_adapters) -> None:
     assert beams.shape[0] == 2
 
 
+def test_mixed_batch_is_refused_in_training_mode(two_adapters) -> None:
+    model, _ = two_adapters
+    model.train()
+    with pytest.raises(InvalidConfig, match="training mode"):
+        output_of(model, make_inputs("decoder"), adapter_names=["default"] * 3)
+    assert isinstance(InvalidConfig("x"), ValueError)  # HF PEFT raises ValueError here
+
+
 def test_mixed_batch_is_refused_while_merged(two_adapters) -> None:
     model, _ = two_adapters
+    model.eval()
     model.merge_adapter()
     try:
         with pytest.raises(InvalidConfig, match="unmerge_adapter"):
@@ -153,7 +164,7 @@ def test_unload_restores_the_plain_base() -> None:
 
 
 def test_generate_for_seq2seq_and_causal_lm() -> None:
-    t5 = get_peft_model(make_base("t5"), LoraConfig(task_type="SEQ_2_SEQ_LM", r=2))
+    t5 = get_peft_model(make_base("t5"), LoraConfig(task_type="SEQ_2_SEQ_LM", r=2)).eval()
     randomize_adapters(t5)
     ids = make_inputs("seq2seq")["input_ids"]
     out = t5.generate(input_ids=ids, max_new_tokens=3, do_sample=False)

@@ -233,7 +233,7 @@ def test_trainable_tokens_refuse_tied_tables_lora_targeted_embeddings_and_mixed_
         _llama_with_tokens(target_modules=["embed_tokens", "q_proj"])
     _, model = _llama_with_tokens()
     with pytest.raises(UnsupportedFeature, match="mixed batches"):
-        model(input_ids=TOKEN_IDS, adapter_names=["default", "default"])
+        model.eval()(input_ids=TOKEN_IDS, adapter_names=["default", "default"])
     with pytest.raises(InvalidConfig, match="outside the vocabulary"):
         adapterlab.get_peft_model(
             LlamaForCausalLM(llama_config()),
