@@ -72,23 +72,15 @@ def load_on(version: AdapterVersion, *, base_model: Any = None, folder: Path | N
     with tempfile.TemporaryDirectory(prefix="adapterlab-load-") as scratch:
         adapter = download_adapter(version.artifact_uri, version.sha256, Path(scratch) / "adapter")
         if base_model is None:
-            base_model = load_base(version, folder, labels=read_labels(adapter))
+            base_model = base_from_pretrained(folder, version.task_type, read_labels(adapter))
         model = PeftModel.from_pretrained(base_model, adapter)
     return model.eval()
 
 
-def load_base(version: AdapterVersion, folder: Path, labels: dict[str, Any] | None = None):
-    """The base model of ``version`` from ``folder`` (already verified), with the adapter's task head.
-
-    ``labels`` (the adapter's ``labels.json``) sizes a classification head for the adapter's
-    classes and names them; the base's own config knows nothing of them.
-    """
-    return base_from_pretrained(folder, version.task_type, labels)
-
-
 def base_from_pretrained(folder: Path, task_type: str | None, labels: dict[str, Any] | None):
-    """The base model in ``folder`` with the auto class of ``task_type``; a classifier's head sized
-    and named by ``labels``."""
+    """The base model in ``folder`` (already verified) with the auto class of ``task_type``; a
+    classifier's head sized and named by ``labels`` (the adapter's ``labels.json``: the base's own
+    config knows nothing of the adapter's classes)."""
     import transformers
 
     auto = getattr(transformers, hf_format.auto_class_name(task_type))
